@@ -1,0 +1,19 @@
+//! Database schema for Warroom, as sea-orm migrations.
+//!
+//! The DDL is written once and adjusted per backend where SQLite and PostgreSQL
+//! differ (auto-increment keys and full-text search). Migrations run at start-up
+//! and by `warroom migrate`.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m0001_chat;
+
+/// All migrations, in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m0001_chat::Migration)]
+    }
+}

@@ -1,0 +1,256 @@
+//! The HTTP API under `/api/v1`, plus `/healthz`, `/readyz`, `/metrics` and
+//! the OpenAPI document. Routes only parse input and call the services.
+
+mod auth_routes;
+mod chat_routes;
+mod users_routes;
+pub mod ws;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use utoipa::OpenApi;
+
+use crate::app::App;
+use crate::error::ApiError;
+use crate::principal::Principal;
+
+/// The authenticated caller of a request.
+pub struct Caller(pub Arc<Principal>);
+
+/// Pull a bearer token from `Authorization`.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+}
+
+/// Verify an access token and load its (active) principal.
+pub async fn authenticate(app: &App, token: &str) -> Result<Arc<Principal>, ApiError> {
+    let claims = app.auth.verify_access(token).map_err(|e| {
+        tracing::debug!(error = %e, "access token refused");
+        ApiError::unauthenticated("invalid or expired access token; log in or refresh")
+    })?;
+    match app.directory.get(&claims.sub).await? {
+        Some(p) if p.active => Ok(p),
+        _ => Err(ApiError::unauthenticated("account is not active")),
+    }
+}
+
+impl FromRequestParts<App> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, app: &App) -> Result<Self, ApiError> {
+        let token = bearer(&parts.headers)
+            .ok_or_else(|| ApiError::unauthenticated("missing bearer token (Authorization: Bearer ...)"))?;
+        Ok(Caller(authenticate(app, token).await?))
+    }
+}
+
+/// JSON body whose rejections use the API's error format.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send JSON with Content-Type: application/json",
+            )),
+            Err(JsonRejection::BytesRejection(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "request body is larger than the server accepts",
+            )),
+            Err(e) => Err(ApiError::invalid(format!("invalid JSON body: {}", e.body_text()))),
+        }
+    }
+}
+
+/// Path and query identifiers are bounded before any lookup.
+pub fn check_id(id: &str) -> Result<&str, ApiError> {
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(ApiError::invalid("malformed id"));
+    }
+    Ok(id)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Warroom API", description = "Chat server for people and scoped agents."),
+    paths(
+        auth_routes::login, auth_routes::refresh, auth_routes::logout, auth_routes::keys,
+        chat_routes::list_channels, chat_routes::create_channel, chat_routes::get_channel,
+        chat_routes::join, chat_routes::leave, chat_routes::invite, chat_routes::archive,
+        chat_routes::update_channel, chat_routes::members, chat_routes::mark_read, chat_routes::open_dm,
+        chat_routes::post_message, chat_routes::list_messages, chat_routes::get_message,
+        chat_routes::edit_message, chat_routes::delete_message, chat_routes::thread,
+        chat_routes::add_reaction, chat_routes::remove_reaction, chat_routes::mentions, chat_routes::search,
+        users_routes::me, users_routes::list_users, users_routes::create_user, users_routes::update_user,
+        users_routes::audit, users_routes::reload_policies,
+        ws::ws_upgrade,
+    ),
+    components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
+    modifiers(&BearerScheme)
+)]
+struct ApiDoc;
+
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let c = openapi.components.get_or_insert_with(Default::default);
+        c.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+/// The OpenAPI document, generated from the route annotations.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(app): State<App>) -> Response {
+    match app.db.ping().await {
+        Ok(()) => "ready".into_response(),
+        Err(e) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", format!("database: {e}")).into_response(),
+    }
+}
+
+async fn metrics(State(app): State<App>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render()).into_response()
+}
+
+async fn openapi_json() -> Response {
+    Json(openapi()).into_response()
+}
+
+async fn index() -> Html<&'static str> {
+    Html(include_str!("../../../web/index.html"))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("route")
+}
+
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; \
+                   connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+
+async fn observe(State(app): State<App>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().as_str().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let resp = next.run(req).await;
+    app.metrics
+        .http_requests
+        .with_label_values(&[&method, &route, resp.status().as_str()])
+        .inc();
+    app.metrics
+        .http_latency
+        .with_label_values(&[&method, &route])
+        .observe(start.elapsed().as_secs_f64());
+    resp
+}
+
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    resp
+}
+
+/// The whole HTTP surface.
+pub fn router(app: App) -> Router {
+    let body_limit = app.settings.limits.max_body_bytes;
+    let api = Router::new()
+        .merge(auth_routes::routes())
+        .merge(chat_routes::routes())
+        .merge(users_routes::routes())
+        .route("/ws", get(ws::ws_upgrade))
+        .route("/openapi.json", get(openapi_json));
+    Router::new()
+        .route("/", get(index))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .nest("/api/v1", api)
+        .route_layer(middleware::from_fn_with_state(app.clone(), observe))
+        .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(body_limit))
+        .layer(middleware::from_fn(security_headers))
+        .with_state(app)
+}
+
+/// A create-user request from CLI arguments.
+pub fn users_create_request(
+    handle: String,
+    role: String,
+    display_name: Option<String>,
+    department: Option<String>,
+    clearance: Option<String>,
+    password: Option<String>,
+) -> users_routes::CreateUser {
+    users_routes::CreateUser { handle, display_name, role, kind: None, department, clearance, password }
+}
+
+/// Validate a create-user request (shared by the API and the CLI).
+pub async fn new_user_from(req: users_routes::CreateUser) -> crate::error::ApiResult<crate::directory::NewUser> {
+    users_routes::new_user(req).await
+}
+
+/// Create the first admin if there are no users yet; returns how to log in.
+pub async fn ensure_first_admin(app: &App, data_dir: &std::path::Path) -> anyhow::Result<String> {
+    use rand::Rng;
+    use sea_orm::{EntityTrait, PaginatorTrait};
+    let users = crate::storage::entities::user::Entity::find().count(&app.db).await?;
+    let file = data_dir.join("first-admin-password.txt");
+    if users > 0 {
+        return Ok(if file.exists() {
+            format!("Admin login: handle 'admin', password in {}", file.display())
+        } else {
+            "Log in with an existing account (create more with `warroom users create`).".into()
+        });
+    }
+    let password: String = rand::thread_rng()
+        .sample_iter(&rand::distributions::Alphanumeric)
+        .take(20)
+        .map(char::from)
+        .collect();
+    let req = users_create_request("admin".into(), "admin".into(), Some("Administrator".into()), None, None, Some(password.clone()));
+    let new = users_routes::new_user(req).await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    app.directory.create(new).await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    std::fs::write(&file, format!("{password}\n"))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(format!("Admin login: handle 'admin', password '{password}' (also saved in {})", file.display()))
+}

@@ -1,0 +1,328 @@
+//! `GET /api/v1/ws`: the realtime socket. Authenticated at upgrade (bearer
+//! header or `access_token` query parameter), foreign `Origin`s refused before
+//! the upgrade, frame and message sizes bounded (an oversized frame closes
+//! with 1009). Clients subscribe per channel with the last `seq` they saw;
+//! the server replays what they missed from storage, or sends `resync`.
+
+use std::sync::Arc;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use serde::Deserialize;
+
+use super::{authenticate, bearer};
+use crate::app::App;
+use crate::authz::{ChannelAction, ChannelCtx};
+use crate::chat::views::{event_json, message_event_json, MessageView};
+use crate::chat::{channel_facts, parse_label};
+use crate::error::ApiError;
+use crate::label::Label;
+use crate::principal::Principal;
+use crate::realtime::{CloseReason, Conn, Effect, Outbound, Published};
+use crate::storage::entities::{channel_event, message};
+
+/// Query parameters of the upgrade request.
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct WsQuery {
+    /// Access token, for clients that cannot set headers (browsers).
+    pub access_token: Option<String>,
+}
+
+/// What a client may send.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum ClientFrame {
+    Subscribe { channel_id: String, last_seq: Option<i64> },
+    Unsubscribe { channel_id: String },
+    Typing { channel_id: String },
+    Ping,
+}
+
+/// Close code for a message over the size limit (RFC 6455).
+pub const CLOSE_TOO_BIG: u16 = 1009;
+/// Close code when the access token expires on an open socket.
+pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
+
+fn origin_allowed(app: &App, headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        // Non-browser clients (agents, CLIs) send no Origin; browsers always do.
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else { return false };
+    if app.settings.server.allowed_origins.iter().any(|o| o.eq_ignore_ascii_case(origin)) {
+        return true;
+    }
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    let authority = origin.split_once("://").map(|(_, a)| a).unwrap_or("");
+    !host.is_empty() && authority.eq_ignore_ascii_case(host)
+}
+
+/// Open the realtime socket.
+#[utoipa::path(get, path = "/api/v1/ws", params(WsQuery),
+    responses((status = 101, description = "switching to the WebSocket protocol"), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
+pub async fn ws_upgrade(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Query(q): Query<WsQuery>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    if !origin_allowed(&app, &headers) {
+        return ApiError::forbidden("WebSocket origin not allowed").into_response();
+    }
+    let Some(token) = bearer(&headers).map(str::to_string).or(q.access_token) else {
+        return ApiError::unauthenticated("missing access token (Authorization header or access_token parameter)").into_response();
+    };
+    let principal = match authenticate(&app, &token).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let exp = app.auth.verify_access(&token).map(|c| c.exp).unwrap_or(0);
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(e) => return ApiError::invalid(format!("not a WebSocket upgrade: {e}")).into_response(),
+    };
+    let max = app.settings.limits.max_ws_message_bytes;
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| run(app, socket, principal, exp))
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+async fn run(app: App, socket: WebSocket, principal: Arc<Principal>, exp: u64) {
+    let (conn, mut rx, mut close_rx) = app.hub.connect(principal.as_ref().clone());
+    let (mut sink, mut stream) = socket.split();
+    let expires = tokio::time::Instant::now() + std::time::Duration::from_secs(exp.saturating_sub(now_secs()));
+    let writer = tokio::spawn(async move {
+        let expiry = tokio::time::sleep_until(expires);
+        tokio::pin!(expiry);
+        let reason = loop {
+            tokio::select! {
+                biased;
+                changed = close_rx.changed() => {
+                    let r = close_rx.borrow().clone();
+                    match (changed, r) {
+                        (_, Some(r)) => break r,
+                        (Err(_), None) => break CloseReason { code: 1001, reason: "server going away".into() },
+                        (Ok(()), None) => continue,
+                    }
+                }
+                _ = &mut expiry => break CloseReason { code: CLOSE_TOKEN_EXPIRED, reason: "access token expired: reconnect with a fresh token".into() },
+                out = rx.recv() => {
+                    let text = match out {
+                        Some(Outbound::Event(ev)) => ev.json.clone(),
+                        Some(Outbound::Text(t)) => t,
+                        None => break CloseReason { code: 1001, reason: "server going away".into() },
+                    };
+                    if sink.send(Message::Text(text)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        };
+        let _ = sink
+            .send(Message::Close(Some(CloseFrame { code: reason.code, reason: Utf8Bytes::from(reason.reason) })))
+            .await;
+        let _ = sink.close().await;
+    });
+    let ready = serde_json::json!({"type": "ready", "connection_id": conn.id, "user_id": conn.principal.id}).to_string();
+    conn.send(Outbound::Text(ready.into())).await;
+    let mut errors = 0u32;
+    while let Some(msg) = stream.next().await {
+        match msg {
+            Ok(Message::Text(t)) => {
+                if let Err(e) = handle_frame(&app, &conn, t.as_str()).await {
+                    errors += 1;
+                    let j = serde_json::json!({"type": "error", "code": e.code, "message": e.message}).to_string();
+                    conn.send(Outbound::Text(j.into())).await;
+                    if errors > 100 {
+                        conn.close(CloseReason { code: 1008, reason: "too many invalid frames".into() });
+                        break;
+                    }
+                }
+            }
+            Ok(Message::Binary(_)) => {
+                conn.close(CloseReason { code: 1003, reason: "binary frames are not accepted; send JSON text".into() });
+                break;
+            }
+            Ok(Message::Close(_)) => break,
+            Ok(_) => {}
+            Err(e) => {
+                let too_big = e.to_string().to_lowercase().contains("too long")
+                    || e.to_string().to_lowercase().contains("too big")
+                    || e.to_string().to_lowercase().contains("capacity");
+                if too_big {
+                    conn.close(CloseReason { code: CLOSE_TOO_BIG, reason: "message too big".into() });
+                } else {
+                    conn.close(CloseReason { code: 1002, reason: "protocol error".into() });
+                }
+                break;
+            }
+        }
+    }
+    conn.close(CloseReason { code: 1000, reason: "bye".into() });
+    app.hub.disconnect(&conn);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
+    app.metrics.ws_connections.get();
+}
+
+async fn handle_frame(app: &App, conn: &Arc<Conn>, text: &str) -> Result<(), ApiError> {
+    let frame: ClientFrame = serde_json::from_str(text).map_err(|e| ApiError::invalid(format!("invalid frame: {e}")))?;
+    match frame {
+        ClientFrame::Ping => {
+            conn.send(Outbound::Text(r#"{"type":"pong"}"#.into())).await;
+            Ok(())
+        }
+        ClientFrame::Unsubscribe { channel_id } => {
+            app.hub.unsubscribe(conn, super::check_id(&channel_id)?);
+            Ok(())
+        }
+        ClientFrame::Typing { channel_id } => {
+            app.hub.typing(conn, super::check_id(&channel_id)?);
+            Ok(())
+        }
+        ClientFrame::Subscribe { channel_id, last_seq } => {
+            let channel_id = super::check_id(&channel_id)?.to_string();
+            if app.hub.subscription_count(conn) >= app.settings.limits.max_subscriptions {
+                return Err(ApiError::invalid("too many subscriptions on this connection"));
+            }
+            let sub = app.hub.begin_subscribe(conn, &channel_id);
+            let r = subscribe(app, conn, &sub, &channel_id, last_seq).await;
+            if r.is_err() {
+                app.hub.unsubscribe(conn, &channel_id);
+            }
+            r
+        }
+    }
+}
+
+async fn subscribe(
+    app: &App,
+    conn: &Arc<Conn>,
+    sub: &crate::realtime::Sub,
+    channel_id: &str,
+    last_seq: Option<i64>,
+) -> Result<(), ApiError> {
+    let p = &conn.principal;
+    let f = channel_facts(app, p, channel_id).await?;
+    let ctx = f.ctx(p);
+    if !app.authz.channel(p, ChannelAction::Read, &f.attrs, &ctx) {
+        // Non-members of a private channel learn nothing, not even that it exists.
+        return Err(ApiError::not_found("channel"));
+    }
+    let latest = f.row.last_seq;
+    let resync = match last_seq {
+        None => None,
+        Some(s) if s < 0 || s > latest => Some("ahead_of_server"),
+        Some(s) if s < f.row.history_floor => Some("history_pruned"),
+        Some(s) if latest - s > app.settings.limits.replay_max => Some("too_far_behind"),
+        Some(_) => None,
+    };
+    let from = match (last_seq, resync) {
+        (Some(s), None) => s,
+        _ => latest,
+    };
+    app.hub.prepare(sub, f.attrs.clone(), f.membership.is_some(), from);
+    let mut replayed = 0usize;
+    if from < latest {
+        for ev in replay_events(app, &f.attrs, channel_id, from, latest).await? {
+            app.hub.replay(sub, Arc::new(ev)).await;
+            replayed += 1;
+        }
+    }
+    let marker = match resync {
+        Some(reason) => {
+            app.metrics.ws_resyncs.inc();
+            serde_json::json!({"type": "resync", "channel_id": channel_id, "reason": reason, "latest_seq": latest,
+                "message": "refetch the channel over REST, then subscribe with last_seq = latest_seq"})
+        }
+        None => serde_json::json!({"type": "subscribed", "channel_id": channel_id, "latest_seq": latest, "replayed": replayed}),
+    };
+    conn.send(Outbound::Text(marker.to_string().into())).await;
+    app.hub.go_live(sub, latest);
+    Ok(())
+}
+
+/// Stored events of a channel with `after < seq <= through`, in order.
+async fn replay_events(
+    app: &App,
+    attrs: &crate::principal::ChannelAttrs,
+    channel_id: &str,
+    after: i64,
+    through: i64,
+) -> Result<Vec<Published>, ApiError> {
+    let msgs = message::Entity::find()
+        .filter(message::Column::ChannelId.eq(channel_id))
+        .filter(message::Column::Seq.gt(after))
+        .filter(message::Column::Seq.lte(through))
+        .all(&app.db)
+        .await?;
+    let events = channel_event::Entity::find()
+        .filter(channel_event::Column::ChannelId.eq(channel_id))
+        .filter(channel_event::Column::Seq.gt(after))
+        .filter(channel_event::Column::Seq.lte(through))
+        .order_by_asc(channel_event::Column::Seq)
+        .all(&app.db)
+        .await?;
+    let mut by_id = std::collections::HashMap::new();
+    let mut out: Vec<Published> = Vec::with_capacity(msgs.len() + events.len());
+    for m in &msgs {
+        by_id.insert(m.id.clone(), m.clone());
+    }
+    for m in msgs {
+        let Some(author) = app.directory.get(&m.author_id).await? else { continue };
+        let view = MessageView::new(&m, &author);
+        out.push(Published {
+            channel_id: channel_id.into(),
+            seq: Some(m.seq),
+            label: parse_label(&m.label)?,
+            json: message_event_json("message.created", &view, m.seq).into(),
+            effect: Effect::None,
+        });
+    }
+    for e in events {
+        let msg = match &e.message_id {
+            Some(id) => match by_id.get(id) {
+                Some(m) => Some(m.clone()),
+                None => message::Entity::find_by_id(id.clone()).one(&app.db).await?,
+            },
+            None => None,
+        };
+        let label: Label = match &msg {
+            Some(m) => parse_label(&m.label)?,
+            None => attrs.label.clone(),
+        };
+        let payload: serde_json::Value = serde_json::from_str(&e.payload).unwrap_or(serde_json::Value::Null);
+        let payload = match (e.kind.as_str(), &msg) {
+            // Edits replay the message as it is now (a later deletion blanks it).
+            ("message.edited", Some(m)) => {
+                let author = app.directory.get(&m.author_id).await?;
+                let view = author.map(|a| MessageView::new(m, &a));
+                serde_json::json!({ "message": view })
+            }
+            _ => payload,
+        };
+        let user = payload.get("user_id").and_then(|u| u.as_str()).map(str::to_string);
+        let effect = match (e.kind.as_str(), user) {
+            ("member.joined", Some(u)) => Effect::MemberJoined(u),
+            ("member.left", Some(u)) => Effect::MemberLeft(u),
+            _ => Effect::None,
+        };
+        out.push(Published {
+            channel_id: channel_id.into(),
+            seq: Some(e.seq),
+            label,
+            json: event_json(&e.kind, channel_id, e.seq, payload).into(),
+            effect,
+        });
+    }
+    out.sort_by_key(|p| p.seq);
+    let _ = ChannelCtx::default();
+    Ok(out)
+}

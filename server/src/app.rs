@@ -1,0 +1,114 @@
+//! Building and running a server: state, background tasks, the listener.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use sea_orm::DatabaseConnection;
+use tokio::net::TcpListener;
+
+use crate::audit::Audit;
+use crate::auth::Auth;
+use crate::authz::Authz;
+use crate::chat::writer::Writer;
+use crate::config::Settings;
+use crate::directory::Directory;
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
+use crate::realtime::Hub;
+
+/// Everything request handlers share.
+pub struct AppState {
+    pub settings: Settings,
+    pub db: DatabaseConnection,
+    pub authz: Arc<Authz>,
+    pub auth: Auth,
+    pub hub: Arc<Hub>,
+    pub writer: Writer,
+    pub directory: Arc<Directory>,
+    pub metrics: Arc<Metrics>,
+    pub post_limiter: RateLimiter,
+    pub audit: Audit,
+}
+
+/// Shared application state handle.
+pub type App = Arc<AppState>;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("policies: {0}")]
+    Policy(#[from] crate::authz::PolicyError),
+    #[error("database: {0}")]
+    Db(#[from] sea_orm::DbErr),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl AppState {
+    /// Connect storage, load policies and keys, start the writer.
+    pub async fn build(settings: Settings) -> Result<App, StartError> {
+        let metrics = Arc::new(Metrics::default());
+        let authz = Arc::new(Authz::load(settings.server.policy_dir.as_deref(), metrics.clone())?);
+        tracing::info!(policies = authz.policy_count(), "authorization policies validated");
+        let db = crate::storage::connect(&settings).await?;
+        let auth = Auth::new(settings.auth.clone(), &settings.storage.data_dir, metrics.clone())?;
+        let hub = Arc::new(Hub::new(authz.clone(), metrics.clone(), settings.limits.ws_send_queue));
+        let directory = Arc::new(Directory::new(db.clone()));
+        let writer = Writer::start(db.clone(), hub.clone(), directory.clone(), metrics.clone());
+        let post_limiter = RateLimiter::new(settings.limits.posts_per_second, settings.limits.post_burst);
+        let audit = Audit::new(db.clone());
+        let app = Arc::new(AppState {
+            settings,
+            db,
+            authz,
+            auth,
+            hub,
+            writer,
+            directory,
+            metrics,
+            post_limiter,
+            audit,
+        });
+        crate::retention::spawn(app.clone());
+        Ok(app)
+    }
+}
+
+/// A running server: its address and a handle to stop it.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub app: App,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stop accepting, and end the serving task.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// Bind the configured address and serve in the background.
+pub async fn start(settings: Settings) -> Result<Running, StartError> {
+    let listener = TcpListener::bind(&settings.server.bind).await?;
+    let addr = listener.local_addr()?;
+    let app = AppState::build(settings).await?;
+    let router = crate::api::router(app.clone());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let serve = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "server stopped");
+        }
+    });
+    tracing::info!(%addr, "listening");
+    Ok(Running { addr, app, shutdown: Some(tx), task })
+}

@@ -1,0 +1,539 @@
+//! The channel writer: one task that owns every change to a channel's
+//! sequence. Posts are group-committed (many in one transaction, one fsync),
+//! and every other sequenced change (edits, deletions, reactions, membership,
+//! channel updates) goes through the same queue, so events are committed and
+//! published in sequence order. A post is acknowledged only after its
+//! transaction commits.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    DbBackend, EntityTrait, QueryFilter, Set, Statement, TransactionTrait,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::chat::views::{event_json, message_event_json, MessageView};
+use crate::directory::Directory;
+use crate::error::{ApiError, ApiResult};
+use crate::label::Label;
+use crate::metrics::Metrics;
+use crate::principal::{ChannelAttrs, Principal};
+use crate::realtime::{Effect, Hub, Published};
+use crate::storage::entities::{channel, channel_event, membership, mention, message, reaction};
+
+/// Most operations committed in one transaction.
+const MAX_BATCH: usize = 512;
+
+/// A validated, authorized post waiting for its sequence number.
+#[derive(Debug, Clone)]
+pub struct NewPost {
+    pub id: String,
+    pub channel_id: String,
+    pub author: Arc<Principal>,
+    pub thread_root: Option<String>,
+    pub body: String,
+    pub label: Label,
+    pub idempotency_key: Option<String>,
+    pub mention_ids: Vec<String>,
+}
+
+/// The stored message, and whether this call created it (false: an
+/// idempotent retry returned the original).
+#[derive(Debug, Clone)]
+pub struct PostOutcome {
+    pub message: message::Model,
+    pub created: bool,
+}
+
+/// A sequenced change to a channel other than a new message.
+#[derive(Debug, Clone)]
+pub enum Change {
+    Edit { message_id: String, body: String, mention_ids: Vec<String> },
+    Delete { message_id: String },
+    ReactionAdd { message_id: String, emoji: String },
+    ReactionRemove { message_id: String, emoji: String },
+    Join { user_id: String },
+    Leave { user_id: String },
+    Update { topic: String },
+    Archive,
+}
+
+/// A change, who makes it, and to which channel.
+#[derive(Debug, Clone)]
+pub struct ChannelChange {
+    pub channel_id: String,
+    pub actor_id: String,
+    pub change: Change,
+}
+
+enum Op {
+    Post(NewPost, oneshot::Sender<ApiResult<PostOutcome>>),
+    Change(ChannelChange, oneshot::Sender<ApiResult<Option<i64>>>),
+}
+
+/// Handle for submitting writes.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Op>,
+}
+
+impl Writer {
+    /// Start the writer task and its publisher task.
+    pub fn start(db: DatabaseConnection, hub: Arc<Hub>, directory: Arc<Directory>, metrics: Arc<Metrics>) -> Self {
+        let (tx, rx) = mpsc::channel(8192);
+        let (pub_tx, mut pub_rx) = mpsc::channel::<Vec<Arc<Published>>>(1024);
+        tokio::spawn(async move {
+            while let Some(events) = pub_rx.recv().await {
+                for ev in events {
+                    hub.publish(ev);
+                }
+            }
+        });
+        let task = WriterTask {
+            db,
+            directory,
+            metrics,
+            publish: pub_tx,
+        };
+        tokio::spawn(task.run(rx));
+        Self { tx }
+    }
+
+    /// Store a post; resolves once it is durable.
+    pub async fn post(&self, post: NewPost) -> ApiResult<PostOutcome> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Op::Post(post, tx))
+            .await
+            .map_err(|_| ApiError::internal("writer stopped"))?;
+        rx.await.map_err(|_| ApiError::internal("writer dropped a post"))?
+    }
+
+    /// Apply a change; resolves to its sequence number (`None`: nothing changed).
+    pub async fn change(&self, change: ChannelChange) -> ApiResult<Option<i64>> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Op::Change(change, tx))
+            .await
+            .map_err(|_| ApiError::internal("writer stopped"))?;
+        rx.await.map_err(|_| ApiError::internal("writer dropped a change"))?
+    }
+}
+
+struct WriterTask {
+    db: DatabaseConnection,
+    directory: Arc<Directory>,
+    metrics: Arc<Metrics>,
+    publish: mpsc::Sender<Vec<Arc<Published>>>,
+}
+
+enum Outcome {
+    Post(ApiResult<PostOutcome>),
+    Change(ApiResult<Option<i64>>),
+}
+
+impl WriterTask {
+    async fn run(self, mut rx: mpsc::Receiver<Op>) {
+        while let Some(first) = rx.recv().await {
+            let mut ops = vec![first];
+            while ops.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(op) => ops.push(op),
+                    Err(_) => break,
+                }
+            }
+            self.metrics.write_batch_size.observe(ops.len() as f64);
+            self.run_ops(ops).await;
+        }
+    }
+
+    async fn run_ops(&self, ops: Vec<Op>) {
+        let kinds: Vec<&Op> = ops.iter().collect();
+        match self.try_batch(&kinds).await {
+            Ok((outcomes, events)) => {
+                if !events.is_empty() {
+                    let _ = self.publish.send(events).await;
+                }
+                for (op, outcome) in ops.into_iter().zip(outcomes) {
+                    match (op, outcome) {
+                        (Op::Post(_, tx), Outcome::Post(r)) => {
+                            let _ = tx.send(r);
+                        }
+                        (Op::Change(_, tx), Outcome::Change(r)) => {
+                            let _ = tx.send(r);
+                        }
+                        _ => unreachable!("outcomes are produced in op order"),
+                    }
+                }
+            }
+            Err(e) if ops.len() == 1 => {
+                let err = ApiError::from(e);
+                match ops.into_iter().next().expect("one op") {
+                    Op::Post(_, tx) => {
+                        let _ = tx.send(Err(err));
+                    }
+                    Op::Change(_, tx) => {
+                        let _ = tx.send(Err(err));
+                    }
+                }
+            }
+            Err(e) => {
+                // One bad operation must not fail its neighbours: retry each alone.
+                tracing::warn!(error = %e, n = ops.len(), "group commit failed; retrying one by one");
+                for op in ops {
+                    Box::pin(self.run_ops(vec![op])).await;
+                }
+            }
+        }
+    }
+
+    async fn try_batch(&self, ops: &[&Op]) -> Result<(Vec<Outcome>, Vec<Arc<Published>>), sea_orm::DbErr> {
+        let txn = self.db.begin().await?;
+        let mut outcomes = Vec::with_capacity(ops.len());
+        let mut events = Vec::new();
+        let mut i = 0;
+        while i < ops.len() {
+            if let Op::Post(..) = ops[i] {
+                let mut posts = Vec::new();
+                while let Some(Op::Post(p, _)) = ops.get(i) {
+                    posts.push(p);
+                    i += 1;
+                }
+                let results = self.insert_posts(&txn, &posts, &mut events).await?;
+                outcomes.extend(results.into_iter().map(Outcome::Post));
+            } else if let Op::Change(c, _) = ops[i] {
+                let r = self.apply_change(&txn, c, &mut events).await?;
+                outcomes.push(Outcome::Change(r));
+                i += 1;
+            }
+        }
+        txn.commit().await?;
+        let posted = outcomes
+            .iter()
+            .filter(|o| matches!(o, Outcome::Post(Ok(PostOutcome { created: true, .. }))))
+            .count();
+        self.metrics.messages_posted.inc_by(posted as u64);
+        Ok((outcomes, events))
+    }
+
+    async fn insert_posts(
+        &self,
+        txn: &DatabaseTransaction,
+        posts: &[&NewPost],
+        events: &mut Vec<Arc<Published>>,
+    ) -> Result<Vec<ApiResult<PostOutcome>>, sea_orm::DbErr> {
+        // Idempotent retries: return the stored original instead of a new message.
+        let mut existing: HashMap<(String, String), message::Model> = HashMap::new();
+        let keyed: Vec<(&str, &str)> = posts
+            .iter()
+            .filter_map(|p| p.idempotency_key.as_deref().map(|k| (p.author.id.as_str(), k)))
+            .collect();
+        if !keyed.is_empty() {
+            let mut cond = Condition::any();
+            for (a, k) in &keyed {
+                cond = cond.add(
+                    Condition::all()
+                        .add(message::Column::AuthorId.eq(*a))
+                        .add(message::Column::IdempotencyKey.eq(*k)),
+                );
+            }
+            for m in message::Entity::find().filter(cond).all(txn).await? {
+                let key = (m.author_id.clone(), m.idempotency_key.clone().unwrap_or_default());
+                existing.insert(key, m);
+            }
+        }
+
+        // Which posts are new, deduplicated within the batch too.
+        let mut results: Vec<Option<ApiResult<PostOutcome>>> = vec![None; posts.len()];
+        let mut fresh: Vec<usize> = Vec::new();
+        let mut batch_keys: HashMap<(String, String), usize> = HashMap::new();
+        let mut dup_of: Vec<(usize, usize)> = Vec::new();
+        for (i, p) in posts.iter().enumerate() {
+            if let Some(k) = &p.idempotency_key {
+                let key = (p.author.id.clone(), k.clone());
+                if let Some(m) = existing.get(&key) {
+                    results[i] = Some(Ok(PostOutcome { message: m.clone(), created: false }));
+                    continue;
+                }
+                if let Some(&first) = batch_keys.get(&key) {
+                    dup_of.push((i, first));
+                    continue;
+                }
+                batch_keys.insert(key, i);
+            }
+            fresh.push(i);
+        }
+
+        // Reserve a block of sequence numbers per channel.
+        let mut per_channel: HashMap<&str, Vec<usize>> = HashMap::new();
+        for &i in &fresh {
+            per_channel.entry(posts[i].channel_id.as_str()).or_default().push(i);
+        }
+        let now = chrono::Utc::now();
+        let mut rows = Vec::with_capacity(fresh.len());
+        let mut mention_rows = Vec::new();
+        let mut models: Vec<(usize, message::Model)> = Vec::with_capacity(fresh.len());
+        for (channel_id, idxs) in &per_channel {
+            let Some(last) = reserve_seqs(txn, channel_id, idxs.len() as i64, true).await? else {
+                for &i in idxs {
+                    results[i] = Some(Err(ApiError::conflict("channel is archived or gone")));
+                }
+                continue;
+            };
+            let mut seq = last - idxs.len() as i64;
+            for &i in idxs {
+                seq += 1;
+                let p = posts[i];
+                let m = message::Model {
+                    id: p.id.clone(),
+                    channel_id: p.channel_id.clone(),
+                    seq,
+                    author_id: p.author.id.clone(),
+                    thread_root: p.thread_root.clone(),
+                    body: p.body.clone(),
+                    label: p.label.to_string(),
+                    edited_at: None,
+                    deleted: false,
+                    idempotency_key: p.idempotency_key.clone(),
+                    created_at: now,
+                };
+                for uid in &p.mention_ids {
+                    mention_rows.push(mention::ActiveModel {
+                        message_id: Set(m.id.clone()),
+                        user_id: Set(uid.clone()),
+                        channel_id: Set(m.channel_id.clone()),
+                        seq: Set(seq),
+                    });
+                }
+                rows.push(message::ActiveModel::from(m.clone()));
+                models.push((i, m));
+            }
+        }
+        for chunk in rows.chunks(400) {
+            message::Entity::insert_many(chunk.to_vec()).exec(txn).await?;
+        }
+        for chunk in mention_rows.chunks(1000) {
+            mention::Entity::insert_many(chunk.to_vec()).exec(txn).await?;
+        }
+        models.sort_by_key(|(_, m)| (m.channel_id.clone(), m.seq));
+        for (i, m) in models {
+            let view = MessageView::new(&m, &posts[i].author);
+            events.push(Arc::new(Published {
+                channel_id: m.channel_id.clone(),
+                seq: Some(m.seq),
+                label: posts[i].label.clone(),
+                json: message_event_json("message.created", &view, m.seq).into(),
+                effect: Effect::None,
+            }));
+            results[i] = Some(Ok(PostOutcome { message: m, created: true }));
+        }
+        for (i, first) in dup_of {
+            results[i] = Some(match &results[first] {
+                Some(Ok(o)) => Ok(PostOutcome { message: o.message.clone(), created: false }),
+                Some(Err(e)) => Err(e.clone()),
+                None => Err(ApiError::internal("duplicate of an unprocessed post")),
+            });
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(ApiError::internal("post not processed"))))
+            .collect())
+    }
+
+    async fn apply_change(
+        &self,
+        txn: &DatabaseTransaction,
+        c: &ChannelChange,
+        events: &mut Vec<Arc<Published>>,
+    ) -> Result<ApiResult<Option<i64>>, sea_orm::DbErr> {
+        let Some(ch) = channel::Entity::find_by_id(c.channel_id.clone()).one(txn).await? else {
+            return Ok(Err(ApiError::not_found("channel")));
+        };
+        let attrs = match ChannelAttrs::try_from(&ch) {
+            Ok(a) => a,
+            Err(e) => return Ok(Err(ApiError::internal(e))),
+        };
+        let channel_label = attrs.label.clone();
+        let now = chrono::Utc::now();
+        // Check the change applies, and work out the event it produces.
+        let (kind, message_id, label, payload, effect): (&str, Option<String>, Label, serde_json::Value, Effect) =
+            match &c.change {
+                Change::Edit { message_id, body, mention_ids } => {
+                    let Some(m) = live_message(txn, &c.channel_id, message_id).await? else {
+                        return Ok(Err(ApiError::not_found("message")));
+                    };
+                    let mut am: message::ActiveModel = m.clone().into();
+                    am.body = Set(body.clone());
+                    am.edited_at = Set(Some(now));
+                    let updated = am.update(txn).await?;
+                    mention::Entity::delete_many()
+                        .filter(mention::Column::MessageId.eq(message_id.as_str()))
+                        .exec(txn)
+                        .await?;
+                    for uid in mention_ids {
+                        mention::ActiveModel {
+                            message_id: Set(message_id.clone()),
+                            user_id: Set(uid.clone()),
+                            channel_id: Set(c.channel_id.clone()),
+                            seq: Set(m.seq),
+                        }
+                        .insert(txn)
+                        .await?;
+                    }
+                    let author = self.author(&updated.author_id).await;
+                    let view = author.map(|a| MessageView::new(&updated, &a));
+                    let label = updated.label.parse().unwrap_or(channel_label.clone());
+                    ("message.edited", Some(message_id.clone()), label, serde_json::json!({ "message": view }), Effect::None)
+                }
+                Change::Delete { message_id } => {
+                    let Some(m) = live_message(txn, &c.channel_id, message_id).await? else {
+                        return Ok(Err(ApiError::not_found("message")));
+                    };
+                    let mut am: message::ActiveModel = m.clone().into();
+                    // The body is blanked, not kept: deleted text must not stay searchable.
+                    am.body = Set(String::new());
+                    am.deleted = Set(true);
+                    am.update(txn).await?;
+                    reaction::Entity::delete_many()
+                        .filter(reaction::Column::MessageId.eq(message_id.as_str()))
+                        .exec(txn)
+                        .await?;
+                    let label = m.label.parse().unwrap_or(channel_label.clone());
+                    ("message.deleted", Some(message_id.clone()), label, serde_json::json!({ "message_id": message_id }), Effect::None)
+                }
+                Change::ReactionAdd { message_id, emoji } | Change::ReactionRemove { message_id, emoji } => {
+                    let Some(m) = live_message(txn, &c.channel_id, message_id).await? else {
+                        return Ok(Err(ApiError::not_found("message")));
+                    };
+                    let key = (message_id.clone(), c.actor_id.clone(), emoji.clone());
+                    let exists = reaction::Entity::find_by_id(key.clone()).one(txn).await?.is_some();
+                    let adding = matches!(c.change, Change::ReactionAdd { .. });
+                    if exists == adding {
+                        return Ok(Ok(None));
+                    }
+                    if adding {
+                        reaction::ActiveModel {
+                            message_id: Set(key.0),
+                            user_id: Set(key.1),
+                            emoji: Set(key.2),
+                            created_at: Set(now),
+                        }
+                        .insert(txn)
+                        .await?;
+                    } else {
+                        reaction::Entity::delete_by_id(key).exec(txn).await?;
+                    }
+                    let label = m.label.parse().unwrap_or(channel_label.clone());
+                    (
+                        if adding { "reaction.added" } else { "reaction.removed" },
+                        Some(message_id.clone()),
+                        label,
+                        serde_json::json!({ "message_id": message_id, "user_id": c.actor_id, "emoji": emoji }),
+                        Effect::None,
+                    )
+                }
+                Change::Join { user_id } => {
+                    let key = (c.channel_id.clone(), user_id.clone());
+                    if membership::Entity::find_by_id(key).one(txn).await?.is_some() {
+                        return Ok(Ok(None));
+                    }
+                    membership::ActiveModel {
+                        channel_id: Set(c.channel_id.clone()),
+                        user_id: Set(user_id.clone()),
+                        last_read_seq: Set(ch.last_seq),
+                        joined_at: Set(now),
+                    }
+                    .insert(txn)
+                    .await?;
+                    ("member.joined", None, channel_label, serde_json::json!({ "user_id": user_id, "by": c.actor_id }), Effect::MemberJoined(user_id.clone()))
+                }
+                Change::Leave { user_id } => {
+                    let key = (c.channel_id.clone(), user_id.clone());
+                    let res = membership::Entity::delete_by_id(key).exec(txn).await?;
+                    if res.rows_affected == 0 {
+                        return Ok(Ok(None));
+                    }
+                    ("member.left", None, channel_label, serde_json::json!({ "user_id": user_id }), Effect::MemberLeft(user_id.clone()))
+                }
+                Change::Update { topic } => {
+                    let mut am: channel::ActiveModel = ch.clone().into();
+                    am.topic = Set(topic.clone());
+                    am.update(txn).await?;
+                    ("channel.updated", None, channel_label, serde_json::json!({ "topic": topic }), Effect::None)
+                }
+                Change::Archive => {
+                    if ch.archived {
+                        return Ok(Ok(None));
+                    }
+                    let mut am: channel::ActiveModel = ch.clone().into();
+                    am.archived = Set(true);
+                    am.update(txn).await?;
+                    let mut a = attrs.clone();
+                    a.archived = true;
+                    ("channel.archived", None, channel_label, serde_json::json!({}), Effect::ChannelChanged(a))
+                }
+            };
+        let Some(seq) = reserve_seqs(txn, &c.channel_id, 1, false).await? else {
+            return Ok(Err(ApiError::not_found("channel")));
+        };
+        channel_event::ActiveModel {
+            channel_id: Set(c.channel_id.clone()),
+            seq: Set(seq),
+            kind: Set(kind.to_string()),
+            message_id: Set(message_id),
+            payload: Set(payload.to_string()),
+            created_at: Set(now),
+        }
+        .insert(txn)
+        .await?;
+        events.push(Arc::new(Published {
+            channel_id: c.channel_id.clone(),
+            seq: Some(seq),
+            label,
+            json: event_json(kind, &c.channel_id, seq, payload).into(),
+            effect,
+        }));
+        Ok(Ok(Some(seq)))
+    }
+
+    async fn author(&self, id: &str) -> Option<Arc<Principal>> {
+        self.directory.get(id).await.ok().flatten()
+    }
+}
+
+async fn live_message(
+    txn: &DatabaseTransaction,
+    channel_id: &str,
+    message_id: &str,
+) -> Result<Option<message::Model>, sea_orm::DbErr> {
+    Ok(message::Entity::find_by_id(message_id.to_string())
+        .one(txn)
+        .await?
+        .filter(|m| m.channel_id == channel_id && !m.deleted))
+}
+
+/// Advance a channel's sequence by `n`; returns the new last sequence, or
+/// `None` if the channel is gone (or archived, when `open_only`).
+async fn reserve_seqs(
+    txn: &DatabaseTransaction,
+    channel_id: &str,
+    n: i64,
+    open_only: bool,
+) -> Result<Option<i64>, sea_orm::DbErr> {
+    let backend = txn.get_database_backend();
+    let (p1, p2) = match backend {
+        DbBackend::Postgres => ("$1", "$2"),
+        _ => ("?", "?"),
+    };
+    let open = if open_only { " AND archived = false" } else { "" };
+    let sql = format!("UPDATE channels SET last_seq = last_seq + {p1} WHERE id = {p2}{open} RETURNING last_seq");
+    let row = txn
+        .query_one_raw(Statement::from_sql_and_values(backend, sql, [n.into(), channel_id.into()]))
+        .await?;
+    match row {
+        Some(r) => Ok(Some(r.try_get::<i64>("", "last_seq")?)),
+        None => Ok(None),
+    }
+}

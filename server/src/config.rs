@@ -1,0 +1,208 @@
+//! Typed settings, layered from defaults, an optional TOML file and `WARROOM_`
+//! environment variables (`WARROOM_STORAGE__DATABASE_URL`, double underscore
+//! between section and key).
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// All settings of a Warroom server. Unknown top-level keys are ignored so
+/// that unrelated `WARROOM_*` variables (such as `WARROOM_CONFIG`) do no harm;
+/// unknown keys inside a section are errors.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub storage: StorageSettings,
+    pub auth: AuthSettings,
+    pub limits: Limits,
+    /// `tracing` filter, e.g. `info` or `warroom=debug,info`.
+    pub log: Option<String>,
+}
+
+/// Where and how the HTTP server listens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address to bind, `host:port`; port 0 picks a free port.
+    pub bind: String,
+    /// Origins (scheme://host:port) allowed to open WebSockets besides the
+    /// server's own address.
+    pub allowed_origins: Vec<String>,
+    /// Directory with the Cedar schema and policies.
+    pub policy_dir: Option<PathBuf>,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            allowed_origins: Vec::new(),
+            policy_dir: None,
+        }
+    }
+}
+
+/// Relational storage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSettings {
+    /// Directory for the SQLite file, signing key and other local state.
+    pub data_dir: PathBuf,
+    /// `sqlite://...` or `postgres://...`; default: `warroom.db` in `data_dir`.
+    pub database_url: Option<String>,
+    /// PostgreSQL schema to use (created if missing); tests use a fresh one.
+    pub postgres_schema: Option<String>,
+    /// Connection pool size.
+    pub max_connections: u32,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+            database_url: None,
+            postgres_schema: None,
+            max_connections: 8,
+        }
+    }
+}
+
+/// Authentication: tokens and login throttling.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    pub issuer: String,
+    pub audience: String,
+    /// Access token lifetime in seconds; at most 900.
+    pub access_ttl_secs: u64,
+    /// Refresh token lifetime in seconds.
+    pub refresh_ttl_secs: u64,
+    /// Failed-or-not login attempts allowed per handle per minute.
+    pub login_per_handle_per_minute: u32,
+    /// Login attempts allowed per client address per minute.
+    pub login_per_ip_per_minute: u32,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            issuer: "warroom".into(),
+            audience: "warroom-api".into(),
+            access_ttl_secs: 900,
+            refresh_ttl_secs: 30 * 24 * 3600,
+            login_per_handle_per_minute: 10,
+            login_per_ip_per_minute: 60,
+        }
+    }
+}
+
+/// Explicit limits on everything a client can send or make the server hold.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest HTTP request body, bytes.
+    pub max_body_bytes: usize,
+    /// Largest WebSocket frame or message from a client, bytes.
+    pub max_ws_message_bytes: usize,
+    /// Longest message body, characters.
+    pub max_message_chars: usize,
+    /// Sustained posts per second per user.
+    pub posts_per_second: f64,
+    /// Burst of posts a user may make at once.
+    pub post_burst: f64,
+    /// Events queued per WebSocket connection before it counts as slow.
+    pub ws_send_queue: usize,
+    /// Channels one connection may subscribe to.
+    pub max_subscriptions: usize,
+    /// Most events replayed on resume; further behind means an explicit resync.
+    pub replay_max: i64,
+    /// Edit/reaction/membership events kept per channel for resume.
+    pub events_kept_per_channel: i64,
+    /// Largest page of messages a client may ask for.
+    pub max_page: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 256 * 1024,
+            max_ws_message_bytes: 64 * 1024,
+            max_message_chars: 8000,
+            posts_per_second: 10.0,
+            post_burst: 30.0,
+            ws_send_queue: 4096,
+            max_subscriptions: 2000,
+            replay_max: 1000,
+            events_kept_per_channel: 10_000,
+            max_page: 200,
+        }
+    }
+}
+
+/// A setting that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("reading configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("invalid setting {key}: {why}")]
+    Invalid { key: &'static str, why: String },
+}
+
+impl Settings {
+    /// Load from an optional file plus `WARROOM_*` environment variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, SettingsError> {
+        let mut builder = config::Config::builder();
+        if let Some(file) = file {
+            builder = builder.add_source(config::File::from(file).required(true));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("WARROOM")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("server.allowed_origins"),
+        );
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Refuse settings that would weaken the product's guarantees.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let bad = |key, why: &str| {
+            Err(SettingsError::Invalid {
+                key,
+                why: why.to_string(),
+            })
+        };
+        if self.auth.access_ttl_secs == 0 || self.auth.access_ttl_secs > 900 {
+            return bad("auth.access_ttl_secs", "must be between 1 and 900 seconds");
+        }
+        if self.limits.max_ws_message_bytes < 1024 || self.limits.max_ws_message_bytes > 16 << 20 {
+            return bad("limits.max_ws_message_bytes", "must be between 1 KiB and 16 MiB");
+        }
+        if self.limits.max_body_bytes < 1024 || self.limits.max_body_bytes > 64 << 20 {
+            return bad("limits.max_body_bytes", "must be between 1 KiB and 64 MiB");
+        }
+        if self.limits.ws_send_queue == 0 || self.limits.replay_max <= 0 || self.limits.max_page == 0 {
+            return bad("limits", "queue, replay and page limits must be positive");
+        }
+        if !(self.limits.posts_per_second > 0.0 && self.limits.post_burst >= 1.0) {
+            return bad("limits.posts_per_second", "rate must be > 0 and burst >= 1");
+        }
+        Ok(())
+    }
+
+    /// The database URL in force: the configured one or SQLite in the data dir.
+    pub fn database_url(&self) -> String {
+        match &self.storage.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.storage.data_dir.join("warroom.db").display()
+            ),
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! Warroom server library: configuration, storage, authentication, Cedar
+//! authorization, the chat service, the realtime hub and the HTTP API.
+//! See `ARCHITECTURE.md` at the repository root for the map.
+
+pub mod api;
+pub mod app;
+pub mod audit;
+pub mod auth;
+pub mod authz;
+pub mod bench;
+pub mod chat;
+pub mod cli;
+pub mod config;
+pub mod directory;
+pub mod error;
+pub mod label;
+pub mod metrics;
+pub mod principal;
+pub mod ratelimit;
+pub mod realtime;
+pub mod render;
+pub mod retention;
+pub mod storage;

@@ -1,0 +1,71 @@
+//! Relational storage: connecting (SQLite by default, PostgreSQL by URL),
+//! durability settings, migrations, and the sea-orm entities.
+
+pub mod entities;
+
+use std::time::Duration;
+
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
+use warroom_migrations::{Migrator, MigratorTrait};
+
+use crate::config::Settings;
+
+/// Open the configured database, creating the data directory and (for
+/// PostgreSQL) the configured schema, then run pending migrations.
+pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, DbErr> {
+    let url = settings.database_url();
+    if url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&settings.storage.data_dir).map_err(|e| {
+            DbErr::Custom(format!(
+                "cannot create data directory {}: {e}",
+                settings.storage.data_dir.display()
+            ))
+        })?;
+    } else if !url.starts_with("postgres") {
+        return Err(DbErr::Custom(format!(
+            "unsupported database URL {url:?}: use sqlite://PATH or postgres://..."
+        )));
+    }
+    let schema = settings.storage.postgres_schema.clone();
+    if let Some(schema) = &schema {
+        if !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(DbErr::Custom(format!("invalid schema name {schema:?}")));
+        }
+        let plain = Database::connect(url.as_str()).await?;
+        plain
+            .execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+            .await?;
+        plain.close().await?;
+    }
+    let mut opts = ConnectOptions::new(url);
+    opts.max_connections(settings.storage.max_connections)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging(false)
+        // Every connection in the pool gets the same durability settings:
+        // WAL so readers do not block the writer, FULL sync so an acknowledged
+        // commit survives power loss, and foreign keys enforced.
+        .map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10))
+        });
+    if let Some(schema) = schema {
+        opts.set_schema_search_path(schema);
+    }
+    let db = Database::connect(opts).await?;
+    Migrator::up(&db, None).await?;
+    Ok(db)
+}
+
+/// Drop a PostgreSQL schema and everything in it (test clean-up).
+pub async fn drop_postgres_schema(url: &str, schema: &str) -> Result<(), DbErr> {
+    let db = Database::connect(url).await?;
+    if db.get_database_backend() == DbBackend::Postgres {
+        db.execute_unprepared(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+            .await?;
+    }
+    db.close().await
+}
