@@ -1,9 +1,9 @@
 //! The HTTP API under `/api/v1`, plus `/healthz`, `/readyz`, `/metrics` and
 //! the OpenAPI document. Routes only parse input and call the services.
 
-mod auth_routes;
-mod chat_routes;
-mod users_routes;
+pub mod auth_routes;
+pub mod chat_routes;
+pub mod users_routes;
 pub mod ws;
 
 use std::sync::Arc;

@@ -1,0 +1,319 @@
+//! Test helpers: start the real server on port 0 with a temporary data
+//! directory (SQLite) or a fresh PostgreSQL schema, and talk to it over real
+//! HTTP and WebSocket connections.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+use warroom::app::{self, Running};
+use warroom::config::Settings;
+
+/// Which database a test runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generate one `#[tokio::test]` per backend for each named `async fn(&TestApp)`.
+/// PostgreSQL runs when `WARROOM_TEST_DATABASE_URL` is set.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => { $(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let app = crate::common::TestApp::start(crate::common::Backend::Sqlite, |_| {}).await;
+                super::$name(&app).await;
+                app.stop().await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if !crate::common::postgres_enabled() {
+                    eprintln!("WARROOM_TEST_DATABASE_URL not set: PostgreSQL variant skipped");
+                    return;
+                }
+                let app = crate::common::TestApp::start(crate::common::Backend::Postgres, |_| {}).await;
+                super::$name(&app).await;
+                app.stop().await;
+            }
+        }
+    )* };
+}
+
+/// True when PostgreSQL tests should run.
+pub fn postgres_enabled() -> bool {
+    std::env::var("WARROOM_TEST_DATABASE_URL").is_ok_and(|v| !v.is_empty())
+}
+
+/// Drops a test's PostgreSQL schema even when the test panics.
+struct SchemaGuard {
+    url: String,
+    schema: String,
+}
+
+impl Drop for SchemaGuard {
+    fn drop(&mut self) {
+        let (url, schema) = (self.url.clone(), self.schema.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(warroom::storage::drop_postgres_schema(&url, &schema))
+        })
+        .join();
+    }
+}
+
+/// A running server and what a test needs to reach it.
+pub struct TestApp {
+    pub base: String,
+    pub addr: std::net::SocketAddr,
+    pub running: Running,
+    pub backend: Backend,
+    pub data_dir: std::path::PathBuf,
+    _data: tempfile::TempDir,
+    _schema: Option<SchemaGuard>,
+    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+}
+
+/// A logged-in user.
+#[derive(Clone, Debug)]
+pub struct User {
+    pub id: String,
+    pub handle: String,
+    pub token: String,
+    pub refresh: String,
+}
+
+/// An HTTP response: status and parsed JSON (Null when the body is empty).
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub json: Value,
+    pub headers: hyper::HeaderMap,
+}
+
+impl Resp {
+    /// The error code of an error response.
+    pub fn code(&self) -> &str {
+        self.json["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+impl TestApp {
+    /// Start a server; `tune` adjusts settings before start.
+    pub async fn start(backend: Backend, tune: impl FnOnce(&mut Settings)) -> TestApp {
+        let data = tempfile::tempdir().expect("temp dir");
+        let mut settings = Settings::default();
+        settings.server.bind = "127.0.0.1:0".into();
+        settings.storage.data_dir = data.path().to_path_buf();
+        settings.log = Some("warn".into());
+        // Tests log in many times from one address.
+        settings.auth.login_per_ip_per_minute = 10_000;
+        let mut guard = None;
+        if backend == Backend::Postgres {
+            let url = std::env::var("WARROOM_TEST_DATABASE_URL").expect("postgres url");
+            let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+            settings.storage.database_url = Some(url.clone());
+            settings.storage.postgres_schema = Some(schema.clone());
+            settings.storage.max_connections = 4;
+            guard = Some(SchemaGuard { url, schema });
+        }
+        tune(&mut settings);
+        let running = app::start(settings).await.expect("server starts");
+        let addr = running.addr;
+        TestApp {
+            base: format!("http://{addr}"),
+            addr,
+            running,
+            backend,
+            data_dir: data.path().to_path_buf(),
+            _data: data,
+            _schema: guard,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// Stop the server.
+    pub async fn stop(self) {
+        let TestApp { running, _schema, _data, .. } = self;
+        running.stop().await;
+        drop(_schema);
+    }
+
+    /// Send a request with a raw body.
+    pub async fn raw(&self, method: Method, path: &str, token: Option<&str>, content_type: Option<&str>, body: Vec<u8>) -> Resp {
+        let mut b = Request::builder().method(method).uri(format!("{}{}", self.base, path));
+        if let Some(t) = token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        if let Some(ct) = content_type {
+            b = b.header("content-type", ct);
+        }
+        let req = b.body(Full::new(Bytes::from(body))).unwrap();
+        let resp = self.client.request(req).await.expect("request sent");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        let json = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        Resp { status, json, headers }
+    }
+
+    /// Send JSON (or nothing) and parse the JSON answer.
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Resp {
+        match body {
+            Some(v) => self.raw(method, path, token, Some("application/json"), v.to_string().into_bytes()).await,
+            None => self.raw(method, path, token, None, Vec::new()).await,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Resp {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.call(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    /// Create a user directly (bypassing the API) and log in.
+    pub async fn user(&self, handle: &str, role: &str, clearance: Option<&str>) -> User {
+        let kind = if role == "agent" { "agent" } else { "human" };
+        let req = warroom::api::users_routes::CreateUser {
+            handle: handle.into(),
+            display_name: None,
+            role: role.into(),
+            kind: Some(kind.into()),
+            department: None,
+            clearance: clearance.map(str::to_string),
+            password: Some(PASSWORD.into()),
+        };
+        let new = warroom::api::new_user_from(req).await.expect("valid user");
+        let row = self.running.app.directory.create(new).await.expect("user created");
+        let r = self.login(handle, PASSWORD).await;
+        assert_eq!(r.status, StatusCode::OK, "login {handle}: {:?}", r.json);
+        User {
+            id: row.id,
+            handle: handle.into(),
+            token: r.json["access_token"].as_str().unwrap().into(),
+            refresh: r.json["refresh_token"].as_str().unwrap().into(),
+        }
+    }
+
+    pub async fn login(&self, handle: &str, password: &str) -> Resp {
+        self.call(Method::POST, "/api/v1/auth/login", None, Some(json!({"handle": handle, "password": password}))).await
+    }
+
+    /// Create a channel as `u`; returns its id.
+    pub async fn channel(&self, u: &User, name: &str, visibility: &str, label: Option<&str>) -> String {
+        let r = self.post("/api/v1/channels", &u.token, json!({"name": name, "visibility": visibility, "label": label})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "create channel {name}: {:?}", r.json);
+        r.json["id"].as_str().unwrap().to_string()
+    }
+
+    /// Post `body` in a channel; returns the message JSON.
+    pub async fn say(&self, u: &User, channel: &str, body: &str) -> Value {
+        let r = self.post(&format!("/api/v1/channels/{channel}/messages"), &u.token, json!({"body": body})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "post: {:?}", r.json);
+        r.json
+    }
+
+    /// The value of a counter in `/metrics`.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let r = self.raw(Method::GET, "/metrics", None, None, Vec::new()).await;
+        let text = r.json.as_str().unwrap_or_default().to_string();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.trim().parse::<f64>().ok()))
+            .unwrap_or(0.0)
+    }
+
+    /// Open a WebSocket as `u`.
+    pub async fn ws(&self, u: &User) -> Ws {
+        let req = format!("ws://{}/api/v1/ws?access_token={}", self.addr, u.token).into_client_request().unwrap();
+        let (stream, _) = tokio_tungstenite::connect_async(req).await.expect("ws connects");
+        let mut ws = Ws { stream };
+        let ready = ws.next_json().await.expect("ready frame");
+        assert_eq!(ready["type"], "ready");
+        ws
+    }
+}
+
+/// A WebSocket client.
+pub struct Ws {
+    pub stream: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+}
+
+/// What the socket produced next.
+#[derive(Debug)]
+pub enum WsEvent {
+    Json(Value),
+    Closed(Option<u16>, String),
+    Timeout,
+}
+
+impl Ws {
+    pub async fn send(&mut self, v: Value) {
+        self.stream.send(Message::Text(v.to_string().into())).await.expect("ws send");
+    }
+
+    pub async fn subscribe(&mut self, channel: &str, last_seq: Option<i64>) {
+        self.send(json!({"type": "subscribe", "channel_id": channel, "last_seq": last_seq})).await;
+    }
+
+    /// The next frame within `wait`.
+    pub async fn next_within(&mut self, wait: Duration) -> WsEvent {
+        loop {
+            match tokio::time::timeout(wait, self.stream.next()).await {
+                Err(_) => return WsEvent::Timeout,
+                Ok(None) => return WsEvent::Closed(None, String::new()),
+                Ok(Some(Err(e))) => return WsEvent::Closed(None, e.to_string()),
+                Ok(Some(Ok(Message::Text(t)))) => return WsEvent::Json(serde_json::from_str(t.as_str()).expect("json frame")),
+                Ok(Some(Ok(Message::Close(f)))) => {
+                    return WsEvent::Closed(f.as_ref().map(|f| u16::from(f.code)), f.map(|f| f.reason.to_string()).unwrap_or_default())
+                }
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
+    /// The next JSON frame (within 5 s).
+    pub async fn next_json(&mut self) -> Option<Value> {
+        match self.next_within(Duration::from_secs(5)).await {
+            WsEvent::Json(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Skip frames until one of `kind` arrives (within 5 s).
+    pub async fn expect(&mut self, kind: &str) -> Value {
+        loop {
+            match self.next_within(Duration::from_secs(5)).await {
+                WsEvent::Json(v) if v["type"] == kind => return v,
+                WsEvent::Json(_) => continue,
+                other => panic!("waiting for {kind}: got {other:?}"),
+            }
+        }
+    }
+
+    /// Collect every JSON frame until `quiet` passes without one.
+    pub async fn drain(&mut self, quiet: Duration) -> Vec<Value> {
+        let mut out = Vec::new();
+        while let WsEvent::Json(v) = self.next_within(quiet).await {
+            out.push(v);
+        }
+        out
+    }
+}
