@@ -167,8 +167,7 @@ pub async fn require(
             serde_json::json!({ "msg_label": ctx.msg_label.as_ref().map(|l| l.to_string()) }),
         )
         .await;
-    let visible = action == ChannelAction::Read
-        || app.authz.channel(p, ChannelAction::Read, &f.attrs, &f.ctx(p));
+    let visible = action != ChannelAction::Read && app.authz.channel(p, ChannelAction::Read, &f.attrs, &f.ctx(p));
     if visible {
         Err(ApiError::forbidden(format!("not allowed to {}", action_words(action))))
     } else {

@@ -120,6 +120,9 @@ impl TestApp {
         settings.log = Some("warn".into());
         // Tests log in many times from one address.
         settings.auth.login_per_ip_per_minute = 10_000;
+        // Posting limits have their own test; elsewhere they would only slow tests down.
+        settings.limits.posts_per_second = 10_000.0;
+        settings.limits.post_burst = 10_000.0;
         let mut guard = None;
         if backend == Backend::Postgres {
             let url = std::env::var("WARROOM_TEST_DATABASE_URL").expect("postgres url");
