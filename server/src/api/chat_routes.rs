@@ -1,13 +1,13 @@
 //! Channels, messages, threads, reactions, mentions, unread state and search.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{check_id, ApiJson, Caller};
+use super::{check_id, ApiJson, ApiQuery, Caller};
 use crate::app::App;
 use crate::chat::{self, views::AuthorView, views::ChannelView, views::MessageView, CreateChannel, ListQuery, PostMessage};
 use crate::directory::parse_handle;
@@ -176,7 +176,7 @@ pub async fn post_message(State(app): State<App>, Caller(p): Caller, Path(id): P
 
 /// A page of messages, oldest first.
 #[utoipa::path(get, path = "/api/v1/channels/{id}/messages", params(ListQuery), responses((status = 200, body = [MessageView])), security(("bearer" = [])))]
-pub async fn list_messages(State(app): State<App>, Caller(p): Caller, Path(id): Path<String>, Query(q): Query<ListQuery>) -> ApiResult<Json<Vec<MessageView>>> {
+pub async fn list_messages(State(app): State<App>, Caller(p): Caller, Path(id): Path<String>, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Vec<MessageView>>> {
     Ok(Json(chat::list_messages(&app, &p, check_id(&id)?, q).await?))
 }
 
@@ -221,12 +221,12 @@ pub async fn remove_reaction(State(app): State<App>, Caller(p): Caller, Path((id
 
 /// Messages mentioning the caller.
 #[utoipa::path(get, path = "/api/v1/mentions", params(LimitQuery), responses((status = 200, body = [MessageView])), security(("bearer" = [])))]
-pub async fn mentions(State(app): State<App>, Caller(p): Caller, Query(q): Query<LimitQuery>) -> ApiResult<Json<Vec<MessageView>>> {
+pub async fn mentions(State(app): State<App>, Caller(p): Caller, ApiQuery(q): ApiQuery<LimitQuery>) -> ApiResult<Json<Vec<MessageView>>> {
     Ok(Json(chat::mentions(&app, &p, q.limit.unwrap_or(50)).await?))
 }
 
 /// Full-text search over messages the caller may read.
 #[utoipa::path(get, path = "/api/v1/search", params(SearchQuery), responses((status = 200, body = [MessageView])), security(("bearer" = [])))]
-pub async fn search(State(app): State<App>, Caller(p): Caller, Query(q): Query<SearchQuery>) -> ApiResult<Json<Vec<MessageView>>> {
+pub async fn search(State(app): State<App>, Caller(p): Caller, ApiQuery(q): ApiQuery<SearchQuery>) -> ApiResult<Json<Vec<MessageView>>> {
     Ok(Json(chat::search(&app, &p, &q.q, q.limit.unwrap_or(20)).await?))
 }

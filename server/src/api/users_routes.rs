@@ -1,6 +1,6 @@
 //! Users (self, directory, administration), the audit log and policy reload.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
@@ -8,7 +8,7 @@ use sea_orm::{ActiveModelTrait, EntityTrait, QueryOrder, QuerySelect, Set};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{check_id, ApiJson, Caller};
+use super::{check_id, ApiJson, ApiQuery, Caller};
 use crate::app::App;
 use crate::auth::check_password_strength;
 use crate::authz::SystemAction;
@@ -227,7 +227,7 @@ pub async fn update_user(State(app): State<App>, Caller(p): Caller, Path(id): Pa
 
 /// The newest audit records (admin).
 #[utoipa::path(get, path = "/api/v1/audit", params(AuditQuery), responses((status = 200, body = [AuditView])), security(("bearer" = [])))]
-pub async fn audit(State(app): State<App>, Caller(p): Caller, Query(q): Query<AuditQuery>) -> ApiResult<Json<Vec<AuditView>>> {
+pub async fn audit(State(app): State<App>, Caller(p): Caller, ApiQuery(q): ApiQuery<AuditQuery>) -> ApiResult<Json<Vec<AuditView>>> {
     require_system(&app, &p, SystemAction::AuditRead)?;
     let rows = crate::audit::latest(&app.db, q.limit.unwrap_or(100).clamp(1, 1000)).await?;
     Ok(Json(

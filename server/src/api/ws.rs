@@ -7,14 +7,14 @@
 use std::sync::Arc;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde::Deserialize;
 
-use super::{authenticate, bearer};
+use super::{authenticate, bearer, ApiQuery};
 use crate::app::App;
 use crate::authz::{ChannelAction, ChannelCtx};
 use crate::chat::views::{event_json, message_event_json, MessageView};
@@ -67,7 +67,7 @@ fn origin_allowed(app: &App, headers: &HeaderMap) -> bool {
 pub async fn ws_upgrade(
     State(app): State<App>,
     headers: HeaderMap,
-    Query(q): Query<WsQuery>,
+    ApiQuery(q): ApiQuery<WsQuery>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     if !origin_allowed(&app, &headers) {
