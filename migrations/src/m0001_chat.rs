@@ -171,7 +171,8 @@ impl MigrationTrait for Migration {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
         if manager.get_database_backend() == DbBackend::Sqlite {
-            db.execute_unprepared("DROP TABLE IF EXISTS messages_fts;").await?;
+            db.execute_unprepared("DROP TABLE IF EXISTS messages_fts;")
+                .await?;
         }
         for t in [
             "audit_log",

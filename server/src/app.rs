@@ -48,14 +48,29 @@ impl AppState {
     /// Connect storage, load policies and keys, start the writer.
     pub async fn build(settings: Settings) -> Result<App, StartError> {
         let metrics = Arc::new(Metrics::default());
-        let authz = Arc::new(Authz::load(settings.server.policy_dir.as_deref(), metrics.clone())?);
-        tracing::info!(policies = authz.policy_count(), "authorization policies validated");
+        let authz = Arc::new(Authz::load(
+            settings.server.policy_dir.as_deref(),
+            metrics.clone(),
+        )?);
+        tracing::info!(
+            policies = authz.policy_count(),
+            "authorization policies validated"
+        );
         let db = crate::storage::connect(&settings).await?;
-        let auth = Auth::new(settings.auth.clone(), &settings.storage.data_dir, metrics.clone())?;
-        let hub = Arc::new(Hub::new(authz.clone(), metrics.clone(), settings.limits.ws_send_queue));
+        let auth = Auth::new(
+            settings.auth.clone(),
+            &settings.storage.data_dir,
+            metrics.clone(),
+        )?;
+        let hub = Arc::new(Hub::new(
+            authz.clone(),
+            metrics.clone(),
+            settings.limits.ws_send_queue,
+        ));
         let directory = Arc::new(Directory::new(db.clone()));
         let writer = Writer::start(db.clone(), hub.clone(), directory.clone(), metrics.clone());
-        let post_limiter = RateLimiter::new(settings.limits.posts_per_second, settings.limits.post_burst);
+        let post_limiter =
+            RateLimiter::new(settings.limits.posts_per_second, settings.limits.post_burst);
         let audit = Audit::new(db.clone());
         let app = Arc::new(AppState {
             settings,
@@ -101,14 +116,22 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let router = crate::api::router(app.clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        let serve = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            });
+        let serve = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = rx.await;
+        });
         if let Err(e) = serve.await {
             tracing::error!(error = %e, "server stopped");
         }
     });
     tracing::info!(%addr, "listening");
-    Ok(Running { addr, app, shutdown: Some(tx), task })
+    Ok(Running {
+        addr,
+        app,
+        shutdown: Some(tx),
+        task,
+    })
 }

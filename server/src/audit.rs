@@ -15,7 +15,15 @@ pub struct Audit {
     head: Mutex<Option<String>>,
 }
 
-fn digest(prev: &str, at: &str, actor: &str, action: &str, target: &str, outcome: &str, detail: &str) -> String {
+fn digest(
+    prev: &str,
+    at: &str,
+    actor: &str,
+    action: &str,
+    target: &str,
+    outcome: &str,
+    detail: &str,
+) -> String {
     let mut h = Sha256::new();
     for part in [prev, at, actor, action, target, outcome, detail] {
         h.update((part.len() as u64).to_le_bytes());
@@ -27,12 +35,25 @@ fn digest(prev: &str, at: &str, actor: &str, action: &str, target: &str, outcome
 impl Audit {
     /// An audit log over `db`.
     pub fn new(db: DatabaseConnection) -> Self {
-        Self { db, head: Mutex::new(None) }
+        Self {
+            db,
+            head: Mutex::new(None),
+        }
     }
 
     /// Append one record. Failures are logged loudly, never silently dropped.
-    pub async fn record(&self, actor: Option<&str>, action: &str, target: &str, outcome: &str, detail: serde_json::Value) {
-        if let Err(e) = self.try_record(actor, action, target, outcome, detail).await {
+    pub async fn record(
+        &self,
+        actor: Option<&str>,
+        action: &str,
+        target: &str,
+        outcome: &str,
+        detail: serde_json::Value,
+    ) {
+        if let Err(e) = self
+            .try_record(actor, action, target, outcome, detail)
+            .await
+        {
             tracing::error!(error = %e, action, target, "AUDIT WRITE FAILED");
         }
     }
@@ -62,7 +83,15 @@ impl Audit {
         let at = at.with_nanosecond_micro();
         let at_s = at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let detail = detail.to_string();
-        let hash = digest(&prev, &at_s, actor.unwrap_or(""), action, target, outcome, &detail);
+        let hash = digest(
+            &prev,
+            &at_s,
+            actor.unwrap_or(""),
+            action,
+            target,
+            outcome,
+            &detail,
+        );
         audit::ActiveModel {
             at: Set(at),
             actor_id: Set(actor.map(str::to_string)),
@@ -96,11 +125,22 @@ impl MicroPrecision for chrono::DateTime<chrono::Utc> {
 /// Check every record's hash and link; returns the number of records, or the
 /// id of the first record that does not verify.
 pub async fn verify_chain(db: &DatabaseConnection) -> Result<Result<u64, i64>, sea_orm::DbErr> {
-    let rows = audit::Entity::find().order_by_asc(audit::Column::Id).all(db).await?;
+    let rows = audit::Entity::find()
+        .order_by_asc(audit::Column::Id)
+        .all(db)
+        .await?;
     let mut prev = String::new();
     for r in &rows {
         let at_s = r.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        let expect = digest(&prev, &at_s, r.actor_id.as_deref().unwrap_or(""), &r.action, &r.target, &r.outcome, &r.detail);
+        let expect = digest(
+            &prev,
+            &at_s,
+            r.actor_id.as_deref().unwrap_or(""),
+            &r.action,
+            &r.target,
+            &r.outcome,
+            &r.detail,
+        );
         if r.prev_hash != prev || r.hash != expect {
             return Ok(Err(r.id));
         }
@@ -110,6 +150,13 @@ pub async fn verify_chain(db: &DatabaseConnection) -> Result<Result<u64, i64>, s
 }
 
 /// The latest records, newest first.
-pub async fn latest(db: &DatabaseConnection, limit: u64) -> Result<Vec<audit::Model>, sea_orm::DbErr> {
-    audit::Entity::find().order_by_desc(audit::Column::Id).limit(limit).all(db).await
+pub async fn latest(
+    db: &DatabaseConnection,
+    limit: u64,
+) -> Result<Vec<audit::Model>, sea_orm::DbErr> {
+    audit::Entity::find()
+        .order_by_desc(audit::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await
 }

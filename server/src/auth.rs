@@ -7,7 +7,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::{Algorithm as ArgonAlgorithm, Argon2, Params, Version};
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -29,7 +31,8 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(
         ArgonAlgorithm::Argon2id,
         Version::V0x13,
-        Params::new(ARGON2_M_KIB, ARGON2_T, ARGON2_P, None).expect("static argon2 parameters are valid"),
+        Params::new(ARGON2_M_KIB, ARGON2_T, ARGON2_P, None)
+            .expect("static argon2 parameters are valid"),
     )
 }
 
@@ -46,7 +49,9 @@ pub fn hash_password(password: &str) -> String {
 /// Check a password against a stored hash.
 pub fn verify_password(password: &str, stored: &str) -> bool {
     match PasswordHash::new(stored) {
-        Ok(parsed) => argon2().verify_password(password.as_bytes(), &parsed).is_ok(),
+        Ok(parsed) => argon2()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
         Err(_) => false,
     }
 }
@@ -109,10 +114,16 @@ fn load_or_create_seed(data_dir: &Path) -> std::io::Result<[u8; 32]> {
     let path = data_dir.join("jwt-ed25519.seed");
     if let Ok(text) = std::fs::read_to_string(&path) {
         let bytes = hex::decode(text.trim()).map_err(|e| {
-            std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
         })?;
         return bytes.try_into().map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: expected 32 bytes", path.display()))
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: expected 32 bytes", path.display()),
+            )
         });
     }
     std::fs::create_dir_all(data_dir)?;
@@ -132,11 +143,17 @@ fn load_or_create_seed(data_dir: &Path) -> std::io::Result<[u8; 32]> {
 impl Auth {
     /// Keys from the data directory; tokens validated with EdDSA only and
     /// with `iss`, `aud`, `exp` and `sub` required.
-    pub fn new(settings: AuthSettings, data_dir: &Path, metrics: Arc<Metrics>) -> std::io::Result<Self> {
+    pub fn new(
+        settings: AuthSettings,
+        data_dir: &Path,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<Self> {
         let seed = load_or_create_seed(data_dir)?;
         let mut der = PKCS8_ED25519_PREFIX.to_vec();
         der.extend_from_slice(&seed);
-        let public_key = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key().to_bytes();
+        let public_key = ed25519_dalek::SigningKey::from_bytes(&seed)
+            .verifying_key()
+            .to_bytes();
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.algorithms = vec![Algorithm::EdDSA];
         validation.set_issuer(&[settings.issuer.as_str()]);
@@ -246,7 +263,8 @@ impl LoginLimiter {
     fn hit(&mut self, key: &str, limit: u32) -> Result<(), Duration> {
         let now = Instant::now();
         if self.windows.len() > 100_000 {
-            self.windows.retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(60));
+            self.windows
+                .retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(60));
         }
         let entry = self.windows.entry(key.to_string()).or_insert((now, 0));
         if now.duration_since(entry.0) >= Duration::from_secs(60) {

@@ -126,7 +126,11 @@ fn action_uid(name: &str) -> EntityUid {
 }
 
 fn string_set(items: &std::collections::BTreeSet<String>) -> RestrictedExpression {
-    RestrictedExpression::new_set(items.iter().map(|c| RestrictedExpression::new_string(c.clone())))
+    RestrictedExpression::new_set(
+        items
+            .iter()
+            .map(|c| RestrictedExpression::new_string(c.clone())),
+    )
 }
 
 fn compile(schema_src: &str, files: &[(String, String)]) -> Result<PolicyBundle, PolicyError> {
@@ -157,7 +161,10 @@ fn compile(schema_src: &str, files: &[(String, String)]) -> Result<PolicyBundle,
 }
 
 fn diagnostics(e: &cedar_policy::ParseErrors) -> String {
-    e.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("; ")
+    e.iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn read_dir(dir: &Path) -> Result<(String, Vec<(String, String)>), PolicyError> {
@@ -176,7 +183,8 @@ fn read_dir(dir: &Path) -> Result<(String, Vec<(String, String)>), PolicyError> 
         .collect();
     entries.sort();
     for path in entries {
-        let text = std::fs::read_to_string(&path).map_err(|e| io(format!("{}: {e}", path.display())))?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| io(format!("{}: {e}", path.display())))?;
         files.push((path.display().to_string(), text));
     }
     if files.is_empty() {
@@ -196,7 +204,10 @@ impl Authz {
             }
             None => compile(
                 EMBEDDED_SCHEMA,
-                &[("policies/chat.cedar (built in)".into(), EMBEDDED_POLICIES.into())],
+                &[(
+                    "policies/chat.cedar (built in)".into(),
+                    EMBEDDED_POLICIES.into(),
+                )],
             )?,
         };
         Ok(Self {
@@ -218,7 +229,8 @@ impl Authz {
         let bundle = compile(&schema, &files)?;
         let n = bundle.policies.policies().count();
         *self.active.write().expect("policy lock poisoned") = Arc::new(bundle);
-        self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(n)
     }
 
@@ -238,11 +250,26 @@ impl Authz {
 
     fn user_entity(p: &Principal) -> Entity {
         let attrs = HashMap::from([
-            ("role".to_string(), RestrictedExpression::new_string(p.role.as_str().into())),
-            ("kind".to_string(), RestrictedExpression::new_string(p.kind.as_str().into())),
-            ("level".to_string(), RestrictedExpression::new_long(p.clearance.level.rank())),
-            ("compartments".to_string(), string_set(&p.clearance.compartments)),
-            ("active".to_string(), RestrictedExpression::new_bool(p.active)),
+            (
+                "role".to_string(),
+                RestrictedExpression::new_string(p.role.as_str().into()),
+            ),
+            (
+                "kind".to_string(),
+                RestrictedExpression::new_string(p.kind.as_str().into()),
+            ),
+            (
+                "level".to_string(),
+                RestrictedExpression::new_long(p.clearance.level.rank()),
+            ),
+            (
+                "compartments".to_string(),
+                string_set(&p.clearance.compartments),
+            ),
+            (
+                "active".to_string(),
+                RestrictedExpression::new_bool(p.active),
+            ),
         ]);
         Entity::new(uid("Warroom::User", &p.id), attrs, HashSet::new())
             .expect("user attributes are plain values")
@@ -250,10 +277,22 @@ impl Authz {
 
     fn channel_entity(c: &ChannelAttrs) -> Entity {
         let attrs = HashMap::from([
-            ("visibility".to_string(), RestrictedExpression::new_string(c.visibility.as_str().into())),
-            ("level".to_string(), RestrictedExpression::new_long(c.label.level.rank())),
-            ("compartments".to_string(), string_set(&c.label.compartments)),
-            ("archived".to_string(), RestrictedExpression::new_bool(c.archived)),
+            (
+                "visibility".to_string(),
+                RestrictedExpression::new_string(c.visibility.as_str().into()),
+            ),
+            (
+                "level".to_string(),
+                RestrictedExpression::new_long(c.label.level.rank()),
+            ),
+            (
+                "compartments".to_string(),
+                string_set(&c.label.compartments),
+            ),
+            (
+                "archived".to_string(),
+                RestrictedExpression::new_bool(c.archived),
+            ),
         ]);
         Entity::new(uid("Warroom::Channel", &c.id), attrs, HashSet::new())
             .expect("channel attributes are plain values")
@@ -268,7 +307,13 @@ impl Authz {
         entities: Vec<Entity>,
     ) -> bool {
         let bundle = self.bundle();
-        let request = match Request::new(principal, action_uid(action), resource, context, Some(&bundle.schema)) {
+        let request = match Request::new(
+            principal,
+            action_uid(action),
+            resource,
+            context,
+            Some(&bundle.schema),
+        ) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(action, error = %e, "authorization request does not match the schema; denying");
@@ -292,15 +337,42 @@ impl Authz {
     }
 
     /// May `p` perform `action` on channel `c` given `ctx`?
-    pub fn channel(&self, p: &Principal, action: ChannelAction, c: &ChannelAttrs, ctx: &ChannelCtx) -> bool {
-        let msg = ctx.msg_label.clone().unwrap_or_else(|| Label::level(crate::label::Level::Public));
+    pub fn channel(
+        &self,
+        p: &Principal,
+        action: ChannelAction,
+        c: &ChannelAttrs,
+        ctx: &ChannelCtx,
+    ) -> bool {
+        let msg = ctx
+            .msg_label
+            .clone()
+            .unwrap_or_else(|| Label::level(crate::label::Level::Public));
         let context = Context::from_pairs([
-            ("is_member".to_string(), RestrictedExpression::new_bool(ctx.is_member)),
-            ("is_owner".to_string(), RestrictedExpression::new_bool(ctx.is_owner)),
-            ("is_author".to_string(), RestrictedExpression::new_bool(ctx.is_author)),
-            ("invited".to_string(), RestrictedExpression::new_bool(ctx.invited)),
-            ("msg_level".to_string(), RestrictedExpression::new_long(msg.level.rank())),
-            ("msg_compartments".to_string(), string_set(&msg.compartments)),
+            (
+                "is_member".to_string(),
+                RestrictedExpression::new_bool(ctx.is_member),
+            ),
+            (
+                "is_owner".to_string(),
+                RestrictedExpression::new_bool(ctx.is_owner),
+            ),
+            (
+                "is_author".to_string(),
+                RestrictedExpression::new_bool(ctx.is_author),
+            ),
+            (
+                "invited".to_string(),
+                RestrictedExpression::new_bool(ctx.invited),
+            ),
+            (
+                "msg_level".to_string(),
+                RestrictedExpression::new_long(msg.level.rank()),
+            ),
+            (
+                "msg_compartments".to_string(),
+                string_set(&msg.compartments),
+            ),
         ])
         .expect("context keys are unique");
         self.decide(
@@ -319,7 +391,10 @@ impl Authz {
             action.cedar_name(),
             uid("Warroom::System", "warroom"),
             Context::empty(),
-            vec![Self::user_entity(p), Entity::new_no_attrs(uid("Warroom::System", "warroom"), HashSet::new())],
+            vec![
+                Self::user_entity(p),
+                Entity::new_no_attrs(uid("Warroom::System", "warroom"), HashSet::new()),
+            ],
         )
     }
 
@@ -355,15 +430,22 @@ mod tests {
             r#"permit(principal, action == Warroom::Action::"channel.read", resource) when { principal.levle > 1 };"#
                 .to_string(),
         )];
-        let err = compile(EMBEDDED_SCHEMA, &bad).err().expect("must be refused");
+        let err = compile(EMBEDDED_SCHEMA, &bad)
+            .err()
+            .expect("must be refused");
         assert!(matches!(err, PolicyError::Validation(_)), "{err}");
         assert!(err.to_string().contains("levle"), "{err}");
     }
 
     #[test]
     fn policy_syntax_error_names_the_file() {
-        let bad = vec![("oops.cedar".to_string(), "permit(principal, action, resource".to_string())];
-        let err = compile(EMBEDDED_SCHEMA, &bad).err().expect("must be refused");
+        let bad = vec![(
+            "oops.cedar".to_string(),
+            "permit(principal, action, resource".to_string(),
+        )];
+        let err = compile(EMBEDDED_SCHEMA, &bad)
+            .err()
+            .expect("must be refused");
         assert!(err.to_string().contains("oops.cedar"), "{err}");
     }
 
@@ -374,9 +456,20 @@ mod tests {
         std::fs::write(dir.path().join("chat.cedar"), EMBEDDED_POLICIES).unwrap();
         let authz = Authz::load(Some(dir.path()), Arc::default()).unwrap();
         let before = authz.policy_count();
-        std::fs::write(dir.path().join("chat.cedar"), "permit(principal, action, resource) when { 1 };").unwrap();
+        std::fs::write(
+            dir.path().join("chat.cedar"),
+            "permit(principal, action, resource) when { 1 };",
+        )
+        .unwrap();
         assert!(authz.reload().is_err());
-        assert_eq!(authz.policy_count(), before, "the last good set stays active");
-        assert!(Authz::load(Some(dir.path()), Arc::default()).is_err(), "a fresh start with bad policies refuses to load");
+        assert_eq!(
+            authz.policy_count(),
+            before,
+            "the last good set stays active"
+        );
+        assert!(
+            Authz::load(Some(dir.path()), Arc::default()).is_err(),
+            "a fresh start with bad policies refuses to load"
+        );
     }
 }

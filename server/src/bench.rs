@@ -53,7 +53,8 @@ pub struct ChatBenchArgs {
     pub database_url: Option<String>,
 }
 
-type WsStream = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type WsStream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
 
 const MAX_MESSAGES: usize = 4_000_000;
@@ -105,7 +106,11 @@ impl Tracker {
 }
 
 /// Read frames until told to stop; returns latencies (µs) of timed frames.
-async fn subscriber(mut ws: WsStream, tracker: Arc<Tracker>, mut stop: watch::Receiver<bool>) -> Vec<u32> {
+async fn subscriber(
+    mut ws: WsStream,
+    tracker: Arc<Tracker>,
+    mut stop: watch::Receiver<bool>,
+) -> Vec<u32> {
     let mut lat = Vec::new();
     loop {
         tokio::select! {
@@ -168,7 +173,11 @@ async fn collect(
 
 fn bar(msg: &str, secs: f64) -> ProgressBar {
     let pb = ProgressBar::new((secs * 10.0) as u64);
-    pb.set_style(ProgressStyle::with_template("{msg:38} [{bar:30}] {elapsed}").expect("valid template").progress_chars("=> "));
+    pb.set_style(
+        ProgressStyle::with_template("{msg:38} [{bar:30}] {elapsed}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
     pb.set_message(msg.to_string());
     pb
 }
@@ -181,15 +190,29 @@ async fn tick(pb: &ProgressBar, until: Instant) {
     pb.finish();
 }
 
-async fn http(client: &HttpClient, method: &str, url: &str, token: Option<&str>, body: serde_json::Value) -> anyhow::Result<(u16, serde_json::Value)> {
-    let mut req = hyper::Request::builder().method(method).uri(url).header("content-type", "application/json");
+async fn http(
+    client: &HttpClient,
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: serde_json::Value,
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("content-type", "application/json");
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
     }
-    let resp = client.request(req.body(Full::new(Bytes::from(body.to_string())))?).await?;
+    let resp = client
+        .request(req.body(Full::new(Bytes::from(body.to_string())))?)
+        .await?;
     let status = resp.status().as_u16();
     let bytes = resp.into_body().collect().await?.to_bytes();
-    Ok((status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null)))
+    Ok((
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    ))
 }
 
 struct Product {
@@ -212,22 +235,60 @@ impl Product {
         s.limits.post_burst = 1e9;
         s.auth.login_per_ip_per_minute = 1_000_000;
         s.auth.login_per_handle_per_minute = 1_000_000;
-        let running = crate::app::start(s).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let running = crate::app::start(s)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let base = format!("http://{}", running.addr);
-        Ok(Self { running, base, client: Client::builder(TokioExecutor::new()).build_http(), _data: data })
+        Ok(Self {
+            running,
+            base,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            _data: data,
+        })
     }
 
     async fn user(&self, handle: &str) -> anyhow::Result<String> {
-        let req = crate::api::users_create_request(handle.into(), "member".into(), None, None, None, Some("benchmark password".into()));
-        let new = crate::api::new_user_from(req).await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
-        self.running.app.directory.create(new).await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
-        let (status, body) = http(&self.client, "POST", &format!("{}/api/v1/auth/login", self.base), None, json!({"handle": handle, "password": "benchmark password"})).await?;
+        let req = crate::api::users_create_request(
+            handle.into(),
+            "member".into(),
+            None,
+            None,
+            None,
+            Some("benchmark password".into()),
+        );
+        let new = crate::api::new_user_from(req)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        self.running
+            .app
+            .directory
+            .create(new)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        let (status, body) = http(
+            &self.client,
+            "POST",
+            &format!("{}/api/v1/auth/login", self.base),
+            None,
+            json!({"handle": handle, "password": "benchmark password"}),
+        )
+        .await?;
         anyhow::ensure!(status == 200, "login failed: {body}");
-        Ok(body["access_token"].as_str().unwrap_or_default().to_string())
+        Ok(body["access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
     }
 
     async fn channel(&self, token: &str, name: &str) -> anyhow::Result<String> {
-        let (status, body) = http(&self.client, "POST", &format!("{}/api/v1/channels", self.base), Some(token), json!({"name": name, "visibility": "public"})).await?;
+        let (status, body) = http(
+            &self.client,
+            "POST",
+            &format!("{}/api/v1/channels", self.base),
+            Some(token),
+            json!({"name": name, "visibility": "public"}),
+        )
+        .await?;
         anyhow::ensure!(status == 201, "create channel failed: {body}");
         Ok(body["id"].as_str().unwrap_or_default().to_string())
     }
@@ -238,7 +299,14 @@ async fn product_fanout(args: &ChatBenchArgs) -> anyhow::Result<(FanOut, f64)> {
     let owner = p.user("bench-owner").await?;
     let reader = p.user("bench-reader").await?;
     let ch = p.channel(&owner, "bench").await?;
-    http(&p.client, "POST", &format!("{}/api/v1/channels/{ch}/join", p.base), Some(&reader), json!({})).await?;
+    http(
+        &p.client,
+        "POST",
+        &format!("{}/api/v1/channels/{ch}/join", p.base),
+        Some(&reader),
+        json!({}),
+    )
+    .await?;
     let tracker = Tracker::new(args.subscribers, args.publishers);
     let (stop_tx, stop_rx) = watch::channel(false);
     let pb = ProgressBar::new(args.subscribers as u64);
@@ -246,8 +314,15 @@ async fn product_fanout(args: &ChatBenchArgs) -> anyhow::Result<(FanOut, f64)> {
     let mut subs = Vec::new();
     for _ in 0..args.subscribers {
         let url = format!("ws://{}/api/v1/ws?access_token={reader}", p.running.addr);
-        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.context("subscriber connect")?;
-        ws.send(Message::Text(json!({"type": "subscribe", "channel_id": ch}).to_string().into())).await?;
+        let (mut ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .context("subscriber connect")?;
+        ws.send(Message::Text(
+            json!({"type": "subscribe", "channel_id": ch})
+                .to_string()
+                .into(),
+        ))
+        .await?;
         loop {
             match ws.next().await {
                 Some(Ok(Message::Text(t))) if t.as_str().contains("\"subscribed\"") => break,
@@ -255,7 +330,11 @@ async fn product_fanout(args: &ChatBenchArgs) -> anyhow::Result<(FanOut, f64)> {
                 other => anyhow::bail!("subscriber did not get subscribed: {other:?}"),
             }
         }
-        subs.push(tokio::spawn(subscriber(ws, tracker.clone(), stop_rx.clone())));
+        subs.push(tokio::spawn(subscriber(
+            ws,
+            tracker.clone(),
+            stop_rx.clone(),
+        )));
         pb.inc(1);
     }
     pb.finish_and_clear();
@@ -264,16 +343,32 @@ async fn product_fanout(args: &ChatBenchArgs) -> anyhow::Result<(FanOut, f64)> {
     let until = start + Duration::from_secs_f64(args.seconds);
     for i in 0..args.publishers {
         let token = p.user(&format!("bench-pub-{i}")).await?;
-        http(&p.client, "POST", &format!("{}/api/v1/channels/{ch}/join", p.base), Some(&token), json!({})).await?;
-        let (tracker, client, url) = (tracker.clone(), p.client.clone(), format!("{}/api/v1/channels/{ch}/messages", p.base));
+        http(
+            &p.client,
+            "POST",
+            &format!("{}/api/v1/channels/{ch}/join", p.base),
+            Some(&token),
+            json!({}),
+        )
+        .await?;
+        let (tracker, client, url) = (
+            tracker.clone(),
+            p.client.clone(),
+            format!("{}/api/v1/channels/{ch}/messages", p.base),
+        );
         pubs.push(tokio::spawn(async move {
             let mut n = 0usize;
             while Instant::now() < until {
-                let Some((_, body)) = tracker.stamp(i) else { break };
-                if let Ok((201, _)) = http(&client, "POST", &url, Some(&token), json!({"body": body})).await {
+                let Some((_, body)) = tracker.stamp(i) else {
+                    break;
+                };
+                if let Ok((201, _)) =
+                    http(&client, "POST", &url, Some(&token), json!({"body": body})).await
+                {
                     n += 1;
                 }
-                let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wake[i].notified()).await;
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(2), tracker.wake[i].notified()).await;
             }
             n
         }));
@@ -304,10 +399,14 @@ fn mean_batch(app: &crate::app::AppState) -> f64 {
 async fn relay_server(listener: tokio::net::TcpListener) {
     let (tx, _) = tokio::sync::broadcast::channel::<Message>(8192);
     loop {
-        let Ok((stream, _)) = listener.accept().await else { return };
+        let Ok((stream, _)) = listener.accept().await else {
+            return;
+        };
         let tx = tx.clone();
         tokio::spawn(async move {
-            let Ok(ws) = tokio_tungstenite::accept_async(stream).await else { return };
+            let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
+                return;
+            };
             let (mut sink, mut stream) = ws.split();
             let mut rx = tx.subscribe();
             let writer = tokio::spawn(async move {
@@ -352,7 +451,11 @@ async fn relay_fanout(args: &ChatBenchArgs) -> anyhow::Result<FanOut> {
     let mut subs = Vec::new();
     for _ in 0..args.subscribers {
         let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/")).await?;
-        subs.push(tokio::spawn(subscriber(ws, tracker.clone(), stop_rx.clone())));
+        subs.push(tokio::spawn(subscriber(
+            ws,
+            tracker.clone(),
+            stop_rx.clone(),
+        )));
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let start = Instant::now();
@@ -366,12 +469,19 @@ async fn relay_fanout(args: &ChatBenchArgs) -> anyhow::Result<FanOut> {
         pubs.push(tokio::spawn(async move {
             let mut n = 0usize;
             while Instant::now() < until {
-                let Some((_, body)) = tracker.stamp(i) else { break };
-                if sink.send(Message::Text(relay_frame(&body).into())).await.is_err() {
+                let Some((_, body)) = tracker.stamp(i) else {
+                    break;
+                };
+                if sink
+                    .send(Message::Text(relay_frame(&body).into()))
+                    .await
+                    .is_err()
+                {
                     break;
                 }
                 n += 1;
-                let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wake[i].notified()).await;
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(2), tracker.wake[i].notified()).await;
             }
             n
         }));
@@ -399,14 +509,28 @@ async fn durable_posting(args: &ChatBenchArgs) -> anyhow::Result<(f64, f64)> {
     for i in 0..args.durable_publishers {
         let t = p.user(&format!("durable-{i}")).await?;
         let ch = &channels[i % channels.len()];
-        http(&p.client, "POST", &format!("{}/api/v1/channels/{ch}/join", p.base), Some(&t), json!({})).await?;
+        http(
+            &p.client,
+            "POST",
+            &format!("{}/api/v1/channels/{ch}/join", p.base),
+            Some(&t),
+            json!({}),
+        )
+        .await?;
         tokens.push(t);
     }
     let start = Instant::now();
     let until = start + Duration::from_secs_f64(args.durable_seconds);
     let mut tasks = Vec::new();
     for (i, token) in tokens.into_iter().enumerate() {
-        let (client, url) = (p.client.clone(), format!("{}/api/v1/channels/{}/messages", p.base, channels[i % channels.len()]));
+        let (client, url) = (
+            p.client.clone(),
+            format!(
+                "{}/api/v1/channels/{}/messages",
+                p.base,
+                channels[i % channels.len()]
+            ),
+        );
         tasks.push(tokio::spawn(async move {
             let mut n = 0usize;
             let mut k = 0usize;
@@ -439,7 +563,14 @@ async fn unbatched_reference(args: &ChatBenchArgs) -> anyhow::Result<f64> {
     let p = Product::start(args).await?;
     let owner = p.user("unbatched-owner").await?;
     let ch = p.channel(&owner, "unbatched").await?;
-    let author = p.running.app.directory.row_by_handle("unbatched-owner").await?.map(|u| u.id).unwrap_or_default();
+    let author = p
+        .running
+        .app
+        .directory
+        .row_by_handle("unbatched-owner")
+        .await?
+        .map(|u| u.id)
+        .unwrap_or_default();
     let db = p.running.app.db.clone();
     let secs = args.durable_seconds.min(3.0);
     let start = Instant::now();
@@ -478,8 +609,19 @@ async fn unbatched_reference(args: &ChatBenchArgs) -> anyhow::Result<f64> {
 
 /// Run the chat benchmark and print (and optionally save) the results.
 pub async fn chat(args: ChatBenchArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.subscribers >= 1 && args.publishers >= 1, "need at least one subscriber and one publisher");
-    let db = if args.database_url.as_deref().is_some_and(|u| u.starts_with("postgres")) { "postgres" } else { "sqlite" };
+    anyhow::ensure!(
+        args.subscribers >= 1 && args.publishers >= 1,
+        "need at least one subscriber and one publisher"
+    );
+    let db = if args
+        .database_url
+        .as_deref()
+        .is_some_and(|u| u.starts_with("postgres"))
+    {
+        "postgres"
+    } else {
+        "sqlite"
+    };
     let reference = relay_fanout(&args).await?;
     let (product, fan_batch) = product_fanout(&args).await?;
     let (durable, durable_batch) = durable_posting(&args).await?;
@@ -508,12 +650,22 @@ pub async fn chat(args: ChatBenchArgs) -> anyhow::Result<()> {
         "durable_ratio": ((durable / unbatched) * 100.0).round() / 100.0,
     });
     println!();
-    println!("chat benchmark ({db}, {} subscribers, {} publishers)", args.subscribers, args.publishers);
-    println!("  deliveries/s     warroom {:>10.0}   bare relay {:>10.0}   ratio {:.2}", product.deliveries_per_s, reference.deliveries_per_s, ratio);
-    println!("  latency p50/p99  warroom {:>5.1}/{:<5.1} ms   bare relay {:>5.1}/{:<5.1} ms", product.p50_ms, product.p99_ms, reference.p50_ms, reference.p99_ms);
+    println!(
+        "chat benchmark ({db}, {} subscribers, {} publishers)",
+        args.subscribers, args.publishers
+    );
+    println!(
+        "  deliveries/s     warroom {:>10.0}   bare relay {:>10.0}   ratio {:.2}",
+        product.deliveries_per_s, reference.deliveries_per_s, ratio
+    );
+    println!(
+        "  latency p50/p99  warroom {:>5.1}/{:<5.1} ms   bare relay {:>5.1}/{:<5.1} ms",
+        product.p50_ms, product.p99_ms, reference.p50_ms, reference.p99_ms
+    );
     println!("  durable posts/s  warroom {:>10.0}   one-commit-per-post {:>10.0}   ratio {:.1} (mean group commit {:.1})", durable, unbatched, durable / unbatched, durable_batch);
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&result)?).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, serde_json::to_string_pretty(&result)?)
+            .with_context(|| format!("writing {}", path.display()))?;
         println!("  results written to {}", path.display());
     }
     Ok(())

@@ -10,7 +10,11 @@ use crate::app;
 use crate::config::Settings;
 
 #[derive(Parser)]
-#[command(name = "warroom", version, about = "Warroom: a private chat server for people and scoped AI agents")]
+#[command(
+    name = "warroom",
+    version,
+    about = "Warroom: a private chat server for people and scoped AI agents"
+)]
 struct Cli {
     /// Configuration file (TOML); `WARROOM_*` environment variables override it.
     #[arg(long, global = true, env = "WARROOM_CONFIG")]
@@ -95,7 +99,9 @@ pub fn main() -> ExitCode {
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: {e}\nhint: check the file given with --config and WARROOM_* variables");
+            eprintln!(
+                "error: {e}\nhint: check the file given with --config and WARROOM_* variables"
+            );
             return ExitCode::from(2);
         }
     };
@@ -125,7 +131,17 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             println!("migrations applied to {}", redact(&settings.database_url()));
             Ok(())
         }
-        Command::Users { command: UsersCommand::Create { handle, role, display_name, department, clearance, password_stdin } } => {
+        Command::Users {
+            command:
+                UsersCommand::Create {
+                    handle,
+                    role,
+                    display_name,
+                    department,
+                    clearance,
+                    password_stdin,
+                },
+        } => {
             let password = if password_stdin {
                 let mut line = String::new();
                 std::io::stdin().lock().read_line(&mut line)?;
@@ -134,17 +150,40 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 None
             };
             let db = crate::storage::connect(&settings).await?;
-            let req = crate::api::users_create_request(handle, role, display_name, department, clearance, password);
-            let new = crate::api::new_user_from(req).await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            let req = crate::api::users_create_request(
+                handle,
+                role,
+                display_name,
+                department,
+                clearance,
+                password,
+            );
+            let new = crate::api::new_user_from(req)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
             let dir = crate::directory::Directory::new(db.clone());
-            let row = dir.create(new).await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            let row = dir
+                .create(new)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
             crate::audit::Audit::new(db)
-                .record(None, "user.create", &format!("user:{}", row.id), "ok", serde_json::json!({"handle": row.handle, "role": row.role, "via": "cli"}))
+                .record(
+                    None,
+                    "user.create",
+                    &format!("user:{}", row.id),
+                    "ok",
+                    serde_json::json!({"handle": row.handle, "role": row.role, "via": "cli"}),
+                )
                 .await;
-            println!("created {} ({}, clearance {}) id {}", row.handle, row.role, row.clearance, row.id);
+            println!(
+                "created {} ({}, clearance {}) id {}",
+                row.handle, row.role, row.clearance, row.id
+            );
             Ok(())
         }
-        Command::Audit { command: AuditCommand::Verify } => {
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => {
             let db = crate::storage::connect(&settings).await?;
             match crate::audit::verify_chain(&db).await? {
                 Ok(n) => {
@@ -154,7 +193,9 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 Err(id) => anyhow::bail!("audit chain broken at record {id}: the log was altered"),
             }
         }
-        Command::Bench { command: BenchCommand::Chat(args) } => crate::bench::chat(args).await,
+        Command::Bench {
+            command: BenchCommand::Chat(args),
+        } => crate::bench::chat(args).await,
     }
 }
 
@@ -170,7 +211,9 @@ fn redact(url: &str) -> String {
 
 async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     let data_dir = settings.storage.data_dir.clone();
-    let running = app::start(settings).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let running = app::start(settings)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let url = format!("http://{}", running.addr);
     if demo {
         let login = crate::api::ensure_first_admin(&running.app, &data_dir).await?;
@@ -178,7 +221,9 @@ async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         println!("  Warroom is running at {url}");
         println!("  API reference:        {url}/api/v1/openapi.json");
         println!("  {login}");
-        println!("  Log in:  curl -s {url}/api/v1/auth/login -H 'content-type: application/json' \\");
+        println!(
+            "  Log in:  curl -s {url}/api/v1/auth/login -H 'content-type: application/json' \\"
+        );
         println!("             -d '{{\"handle\":\"admin\",\"password\":\"<password above>\"}}'");
         println!("  Stop with Ctrl-C.");
         println!();

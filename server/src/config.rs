@@ -181,12 +181,18 @@ impl Settings {
             return bad("auth.access_ttl_secs", "must be between 1 and 900 seconds");
         }
         if self.limits.max_ws_message_bytes < 1024 || self.limits.max_ws_message_bytes > 16 << 20 {
-            return bad("limits.max_ws_message_bytes", "must be between 1 KiB and 16 MiB");
+            return bad(
+                "limits.max_ws_message_bytes",
+                "must be between 1 KiB and 16 MiB",
+            );
         }
         if self.limits.max_body_bytes < 1024 || self.limits.max_body_bytes > 64 << 20 {
             return bad("limits.max_body_bytes", "must be between 1 KiB and 64 MiB");
         }
-        if self.limits.ws_send_queue == 0 || self.limits.replay_max <= 0 || self.limits.max_page == 0 {
+        if self.limits.ws_send_queue == 0
+            || self.limits.replay_max <= 0
+            || self.limits.max_page == 0
+        {
             return bad("limits", "queue, replay and page limits must be positive");
         }
         if !(self.limits.posts_per_second > 0.0 && self.limits.post_burst >= 1.0) {

@@ -29,7 +29,8 @@ pub struct NewUser {
 pub fn parse_handle(raw: &str) -> ApiResult<String> {
     let h = raw.trim().to_ascii_lowercase();
     let ok = (2..=32).contains(&h.len())
-        && h.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        && h.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
         && h.as_bytes()[0].is_ascii_alphanumeric();
     if ok {
         Ok(h)
@@ -60,7 +61,10 @@ impl Directory {
         if let Some(p) = self.cache.read().expect("cache lock").get(id) {
             return Ok(Some(p.clone()));
         }
-        let Some(row) = user::Entity::find_by_id(id.to_string()).one(&self.db).await? else {
+        let Some(row) = user::Entity::find_by_id(id.to_string())
+            .one(&self.db)
+            .await?
+        else {
             return Ok(None);
         };
         let p = Arc::new(Principal::try_from(&row).map_err(ApiError::internal)?);
@@ -102,7 +106,10 @@ impl Directory {
     /// Insert a user; a taken handle is a 409.
     pub async fn create(&self, new: NewUser) -> ApiResult<user::Model> {
         if self.row_by_handle(&new.handle).await?.is_some() {
-            return Err(ApiError::conflict(format!("handle {:?} is taken", new.handle)));
+            return Err(ApiError::conflict(format!(
+                "handle {:?} is taken",
+                new.handle
+            )));
         }
         let row = user::ActiveModel {
             id: Set(uuid::Uuid::now_v7().to_string()),

@@ -51,7 +51,11 @@ impl ApiError {
     }
     /// 404 with code `not_found`.
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
     }
     /// 409 with code `conflict`.
     pub fn conflict(message: impl Into<String>) -> Self {

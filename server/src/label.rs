@@ -70,7 +70,11 @@ impl Label {
     pub fn join(&self, other: &Label) -> Label {
         Label {
             level: self.level.max(other.level),
-            compartments: self.compartments.union(&other.compartments).cloned().collect(),
+            compartments: self
+                .compartments
+                .union(&other.compartments)
+                .cloned()
+                .collect(),
         }
     }
 
@@ -89,8 +93,7 @@ impl Label {
 
 fn valid_compartment(c: &str) -> bool {
     (1..=32).contains(&c.len())
-        && c
-            .bytes()
+        && c.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
@@ -164,7 +167,10 @@ mod tests {
     fn parses_and_prints_canonically() {
         let l: Label = "Confidential: HR, finance".parse().unwrap();
         assert_eq!(l.to_string(), "confidential:finance,hr");
-        assert_eq!("restricted".parse::<Label>().unwrap().level, Level::Restricted);
+        assert_eq!(
+            "restricted".parse::<Label>().unwrap().level,
+            Level::Restricted
+        );
         assert!("secret".parse::<Label>().is_err());
         assert!("internal:Bad Dept".parse::<Label>().is_err());
     }
@@ -176,14 +182,21 @@ mod tests {
         let restricted: Label = "restricted".parse().unwrap();
         assert!(conf.within(&hr));
         assert!(!hr.within(&conf));
-        assert!(!hr.within(&restricted), "level alone does not clear a compartment");
+        assert!(
+            !hr.within(&restricted),
+            "level alone does not clear a compartment"
+        );
         assert!(hr.within(&"restricted:hr,sales".parse().unwrap()));
     }
 
     fn arb_label() -> impl Strategy<Value = Label> {
         (0..4u8, proptest::collection::btree_set("[a-d]", 0..3)).prop_map(|(l, c)| Label {
-            level: [Level::Public, Level::Internal, Level::Confidential, Level::Restricted]
-                [l as usize],
+            level: [
+                Level::Public,
+                Level::Internal,
+                Level::Confidential,
+                Level::Restricted,
+            ][l as usize],
             compartments: c,
         })
     }

@@ -31,8 +31,9 @@ impl Default for Metrics {
             )
             .expect("valid metric"),
             http_latency: HistogramVec::new(
-                HistogramOpts::new("http_request_seconds", "HTTP request latency")
-                    .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
+                HistogramOpts::new("http_request_seconds", "HTTP request latency").buckets(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+                ]),
                 &["method", "route"],
             )
             .expect("valid metric"),
@@ -41,8 +42,11 @@ impl Default for Metrics {
                 &["decision"],
             )
             .expect("valid metric"),
-            logins: IntCounterVec::new(Opts::new("logins_total", "Login attempts by outcome"), &["outcome"])
-                .expect("valid metric"),
+            logins: IntCounterVec::new(
+                Opts::new("logins_total", "Login attempts by outcome"),
+                &["outcome"],
+            )
+            .expect("valid metric"),
             password_verifications: IntCounter::new(
                 "password_verifications_total",
                 "argon2id verifications, including the decoy for unknown users",
@@ -51,11 +55,13 @@ impl Default for Metrics {
             messages_posted: IntCounter::new("messages_posted_total", "Messages durably stored")
                 .expect("valid metric"),
             write_batch_size: Histogram::with_opts(
-                HistogramOpts::new("write_batch_size", "Operations per group commit")
-                    .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]),
+                HistogramOpts::new("write_batch_size", "Operations per group commit").buckets(
+                    vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0],
+                ),
             )
             .expect("valid metric"),
-            ws_connections: IntGauge::new("ws_connections", "Open WebSocket connections").expect("valid metric"),
+            ws_connections: IntGauge::new("ws_connections", "Open WebSocket connections")
+                .expect("valid metric"),
             ws_deliveries: IntCounter::new("ws_deliveries_total", "Events delivered to sockets")
                 .expect("valid metric"),
             ws_slow_disconnects: IntCounter::new(
@@ -63,8 +69,11 @@ impl Default for Metrics {
                 "Sockets closed because their send queue filled",
             )
             .expect("valid metric"),
-            ws_resyncs: IntCounter::new("ws_resyncs_total", "Resume requests answered with a resync")
-                .expect("valid metric"),
+            ws_resyncs: IntCounter::new(
+                "ws_resyncs_total",
+                "Resume requests answered with a resync",
+            )
+            .expect("valid metric"),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![

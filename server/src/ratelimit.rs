@@ -14,7 +14,11 @@ pub struct RateLimiter {
 impl RateLimiter {
     /// A limiter allowing `rate` per second with bursts of `burst`.
     pub fn new(rate: f64, burst: f64) -> Self {
-        Self { rate, burst, buckets: Mutex::new(HashMap::new()) }
+        Self {
+            rate,
+            burst,
+            buckets: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Take one token for `key`; false when the bucket is empty.

@@ -160,7 +160,11 @@ impl Hub {
     pub fn connect(
         &self,
         principal: Principal,
-    ) -> (Arc<Conn>, mpsc::Receiver<Outbound>, watch::Receiver<Option<CloseReason>>) {
+    ) -> (
+        Arc<Conn>,
+        mpsc::Receiver<Outbound>,
+        watch::Receiver<Option<CloseReason>>,
+    ) {
         let (tx, rx) = mpsc::channel(self.queue);
         let (close, close_rx) = watch::channel(None);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -171,7 +175,11 @@ impl Hub {
             close,
         });
         let mut inner = self.inner.write().expect("hub lock");
-        inner.by_user.entry(conn.principal.id.clone()).or_default().insert(id);
+        inner
+            .by_user
+            .entry(conn.principal.id.clone())
+            .or_default()
+            .insert(id);
         inner.conns.insert(id, conn.clone());
         self.metrics.ws_connections.inc();
         (conn, rx, close_rx)
@@ -264,7 +272,11 @@ impl Hub {
     /// How many channels a connection is subscribed to.
     pub fn subscription_count(&self, conn: &Conn) -> usize {
         let inner = self.inner.read().expect("hub lock");
-        inner.channels.values().filter(|s| s.contains_key(&conn.id)).count()
+        inner
+            .channels
+            .values()
+            .filter(|s| s.contains_key(&conn.id))
+            .count()
     }
 
     /// Start a subscription in buffering mode (before reading storage).
@@ -316,7 +328,9 @@ impl Hub {
             msg_label: Some(label.clone()),
             ..Default::default()
         };
-        let d = self.authz.channel(&conn.principal, ChannelAction::ReadMessage, attrs, &ctx);
+        let d = self
+            .authz
+            .channel(&conn.principal, ChannelAction::ReadMessage, attrs, &ctx);
         if st.decisions.len() > 64 {
             st.decisions.clear();
         }
@@ -348,7 +362,9 @@ impl Hub {
             }
             _ => {}
         }
-        if self.allowed(st, conn, &ev.label) && conn.offer(Outbound::Event(ev.clone()), &self.metrics) {
+        if self.allowed(st, conn, &ev.label)
+            && conn.offer(Outbound::Event(ev.clone()), &self.metrics)
+        {
             self.metrics.ws_deliveries.inc();
         }
     }

@@ -13,8 +13,31 @@ fn sanitizer() -> &'static ammonia::Builder<'static> {
     static B: OnceLock<ammonia::Builder<'static>> = OnceLock::new();
     B.get_or_init(|| {
         let tags: HashSet<&str> = [
-            "p", "br", "em", "strong", "del", "code", "pre", "blockquote", "ul", "ol", "li", "a",
-            "h1", "h2", "h3", "h4", "h5", "h6", "hr", "table", "thead", "tbody", "tr", "th", "td",
+            "p",
+            "br",
+            "em",
+            "strong",
+            "del",
+            "code",
+            "pre",
+            "blockquote",
+            "ul",
+            "ol",
+            "li",
+            "a",
+            "h1",
+            "h2",
+            "h3",
+            "h4",
+            "h5",
+            "h6",
+            "hr",
+            "table",
+            "thead",
+            "tbody",
+            "tr",
+            "th",
+            "td",
         ]
         .into_iter()
         .collect();
@@ -32,8 +55,29 @@ fn needs_markdown(body: &str) -> bool {
     body.bytes().any(|b| {
         matches!(
             b,
-            b'<' | b'>' | b'&' | b'*' | b'_' | b'`' | b'[' | b']' | b'!' | b'#' | b'\\' | b'~' | b'|'
-                | b'\n' | b'\r' | b'-' | b'+' | b'=' | b'"' | b'\'' | b':' | b'@' | b'.' | b'/'
+            b'<' | b'>'
+                | b'&'
+                | b'*'
+                | b'_'
+                | b'`'
+                | b'['
+                | b']'
+                | b'!'
+                | b'#'
+                | b'\\'
+                | b'~'
+                | b'|'
+                | b'\n'
+                | b'\r'
+                | b'-'
+                | b'+'
+                | b'='
+                | b'"'
+                | b'\''
+                | b':'
+                | b'@'
+                | b'.'
+                | b'/'
         ) || b.is_ascii_digit()
             || b.is_ascii_control()
     }) || body.starts_with(' ')
@@ -83,7 +127,10 @@ mod tests {
 
     fn full(body: &str) -> String {
         let mut raw = String::new();
-        html::push_html(&mut raw, Parser::new_ext(body, Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TABLES));
+        html::push_html(
+            &mut raw,
+            Parser::new_ext(body, Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TABLES),
+        );
         sanitizer().clean(&raw).to_string().trim_end().to_string()
     }
 
@@ -107,12 +154,18 @@ mod tests {
     fn links_get_safe_rel_and_markdown_renders() {
         let out = to_html("**bold** and [docs](https://example.com/a)");
         assert!(out.contains("<strong>bold</strong>"));
-        assert!(out.contains("rel=\"noopener noreferrer nofollow\""), "{out}");
+        assert!(
+            out.contains("rel=\"noopener noreferrer nofollow\""),
+            "{out}"
+        );
     }
 
     #[test]
     fn mentions_are_found() {
-        assert_eq!(mentions("hi @Alice and @bob.smith, not mail@x.com"), vec!["alice", "bob.smith"]);
+        assert_eq!(
+            mentions("hi @Alice and @bob.smith, not mail@x.com"),
+            vec!["alice", "bob.smith"]
+        );
     }
 
     proptest! {

@@ -33,10 +33,18 @@ pub async fn prune(app: &App) -> Result<(), sea_orm::DbErr> {
             continue;
         }
         app.db
-            .execute_raw(stmt(backend, "DELETE FROM channel_events WHERE channel_id = $1 AND seq <= $2", vec![c.id.clone().into(), floor.into()]))
+            .execute_raw(stmt(
+                backend,
+                "DELETE FROM channel_events WHERE channel_id = $1 AND seq <= $2",
+                vec![c.id.clone().into(), floor.into()],
+            ))
             .await?;
         app.db
-            .execute_raw(stmt(backend, "UPDATE channels SET history_floor = $1 WHERE id = $2 AND history_floor < $1", vec![floor.into(), c.id.clone().into()]))
+            .execute_raw(stmt(
+                backend,
+                "UPDATE channels SET history_floor = $1 WHERE id = $2 AND history_floor < $1",
+                vec![floor.into(), c.id.clone().into()],
+            ))
             .await?;
     }
     Ok(())

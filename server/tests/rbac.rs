@@ -34,18 +34,42 @@ const MATRIX: &[(Action, &str, [bool; 5])] = &[
     (Create, "public", [true, true, true, false, true]),
     (Create, "private", [true, true, true, false, false]),
     (JoinUninvited, "public", [true, true, true, false, true]),
-    (JoinUninvited, "private", [false, false, false, false, false]),
+    (
+        JoinUninvited,
+        "private",
+        [false, false, false, false, false],
+    ),
     (ReadAsNonMember, "public", [true, true, true, false, true]),
-    (ReadAsNonMember, "private", [false, false, false, false, false]),
+    (
+        ReadAsNonMember,
+        "private",
+        [false, false, false, false, false],
+    ),
     (PostAsMember, "public", [true, true, true, true, true]),
     (PostAsMember, "private", [true, true, true, true, true]),
-    (PostAsNonMember, "public", [false, false, false, false, false]),
-    (PostAsNonMember, "private", [false, false, false, false, false]),
+    (
+        PostAsNonMember,
+        "public",
+        [false, false, false, false, false],
+    ),
+    (
+        PostAsNonMember,
+        "private",
+        [false, false, false, false, false],
+    ),
     (InviteAsMember, "private", [true, true, true, false, false]),
     (ArchiveOthers, "public", [true, false, false, false, false]),
     (ArchiveOthers, "private", [true, false, false, false, false]),
-    (DeleteOthersMessage, "public", [true, false, false, false, false]),
-    (EditOthersMessage, "public", [false, false, false, false, false]),
+    (
+        DeleteOthersMessage,
+        "public",
+        [true, false, false, false, false],
+    ),
+    (
+        EditOthersMessage,
+        "public",
+        [false, false, false, false, false],
+    ),
     (DirectMessage, "direct", [true, true, true, false, true]),
     (ListUsers, "-", [true, true, true, false, true]),
     (CreateUser, "-", [true, false, false, false, false]),
@@ -60,7 +84,10 @@ struct World {
 
 impl World {
     fn name(&self) -> String {
-        format!("c{}", self.n.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+        format!(
+            "c{}",
+            self.n.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        )
     }
 }
 
@@ -68,39 +95,109 @@ impl World {
 async fn attempt(app: &TestApp, w: &World, actor: &User, action: Action, kind: &str) -> bool {
     let ok = |s: StatusCode| s.is_success();
     // Matrix channels carry the lowest label so clearance does not interfere.
-    let owned = |name: String| async move { app.channel(&w.owner, &name, kind, Some("public")).await };
+    let owned =
+        |name: String| async move { app.channel(&w.owner, &name, kind, Some("public")).await };
     match action {
         Create => {
-            let r = app.post("/api/v1/channels", &actor.token, json!({"name": w.name(), "visibility": kind, "label": "public"})).await;
+            let r = app
+                .post(
+                    "/api/v1/channels",
+                    &actor.token,
+                    json!({"name": w.name(), "visibility": kind, "label": "public"}),
+                )
+                .await;
             ok(r.status)
         }
         JoinUninvited => {
             let ch = owned(w.name()).await;
-            ok(app.post(&format!("/api/v1/channels/{ch}/join"), &actor.token, json!({})).await.status)
+            ok(app
+                .post(
+                    &format!("/api/v1/channels/{ch}/join"),
+                    &actor.token,
+                    json!({}),
+                )
+                .await
+                .status)
         }
         ReadAsNonMember => {
             let ch = owned(w.name()).await;
             app.say(&w.owner, &ch, "hello").await;
-            ok(app.get(&format!("/api/v1/channels/{ch}/messages"), &actor.token).await.status)
+            ok(app
+                .get(&format!("/api/v1/channels/{ch}/messages"), &actor.token)
+                .await
+                .status)
         }
-        PostAsMember | PostAsNonMember | InviteAsMember | ArchiveOthers | DeleteOthersMessage | EditOthersMessage => {
+        PostAsMember | PostAsNonMember | InviteAsMember | ArchiveOthers | DeleteOthersMessage
+        | EditOthersMessage => {
             let ch = owned(w.name()).await;
             if !matches!(action, PostAsNonMember) {
-                let r = app.post(&format!("/api/v1/channels/{ch}/invite"), &w.owner.token, json!({"user_id": actor.id})).await;
-                assert_eq!(r.status, StatusCode::NO_CONTENT, "owner invites {}: {:?}", actor.handle, r.json);
+                let r = app
+                    .post(
+                        &format!("/api/v1/channels/{ch}/invite"),
+                        &w.owner.token,
+                        json!({"user_id": actor.id}),
+                    )
+                    .await;
+                assert_eq!(
+                    r.status,
+                    StatusCode::NO_CONTENT,
+                    "owner invites {}: {:?}",
+                    actor.handle,
+                    r.json
+                );
             }
             let msg = app.say(&w.owner, &ch, "owner's words").await;
             let mid = msg["id"].as_str().unwrap();
             let r = match action {
-                PostAsMember | PostAsNonMember => app.post(&format!("/api/v1/channels/{ch}/messages"), &actor.token, json!({"body": "hi"})).await,
-                InviteAsMember => app.post(&format!("/api/v1/channels/{ch}/invite"), &actor.token, json!({"user_id": w.target.id})).await,
-                ArchiveOthers => app.post(&format!("/api/v1/channels/{ch}/archive"), &actor.token, json!({})).await,
-                DeleteOthersMessage => app.call(Method::DELETE, &format!("/api/v1/messages/{mid}"), Some(&actor.token), None).await,
-                _ => app.call(Method::PATCH, &format!("/api/v1/messages/{mid}"), Some(&actor.token), Some(json!({"body": "changed"}))).await,
+                PostAsMember | PostAsNonMember => {
+                    app.post(
+                        &format!("/api/v1/channels/{ch}/messages"),
+                        &actor.token,
+                        json!({"body": "hi"}),
+                    )
+                    .await
+                }
+                InviteAsMember => {
+                    app.post(
+                        &format!("/api/v1/channels/{ch}/invite"),
+                        &actor.token,
+                        json!({"user_id": w.target.id}),
+                    )
+                    .await
+                }
+                ArchiveOthers => {
+                    app.post(
+                        &format!("/api/v1/channels/{ch}/archive"),
+                        &actor.token,
+                        json!({}),
+                    )
+                    .await
+                }
+                DeleteOthersMessage => {
+                    app.call(
+                        Method::DELETE,
+                        &format!("/api/v1/messages/{mid}"),
+                        Some(&actor.token),
+                        None,
+                    )
+                    .await
+                }
+                _ => {
+                    app.call(
+                        Method::PATCH,
+                        &format!("/api/v1/messages/{mid}"),
+                        Some(&actor.token),
+                        Some(json!({"body": "changed"})),
+                    )
+                    .await
+                }
             };
             ok(r.status)
         }
-        DirectMessage => ok(app.post("/api/v1/dms", &actor.token, json!({"user_id": w.target.id})).await.status),
+        DirectMessage => ok(app
+            .post("/api/v1/dms", &actor.token, json!({"user_id": w.target.id}))
+            .await
+            .status),
         ListUsers => ok(app.get("/api/v1/users", &actor.token).await.status),
         CreateUser => {
             let r = app
@@ -121,86 +218,198 @@ async fn rbac_matrix(app: &TestApp) {
     let mut actors = Vec::new();
     for role in ROLES {
         // Everyone is cleared for the matrix channels' label.
-        actors.push(app.user(&format!("{role}-actor"), role, Some("public")).await);
+        actors.push(
+            app.user(&format!("{role}-actor"), role, Some("public"))
+                .await,
+        );
     }
     let mut failures = Vec::new();
     for (action, kind, expected) in MATRIX {
         for (i, role) in ROLES.iter().enumerate() {
             let allowed = attempt(app, &w, &actors[i], *action, kind).await;
             if allowed != expected[i] {
-                failures.push(format!("{role} {action:?} on {kind}: allowed={allowed}, expected {}", expected[i]));
+                failures.push(format!(
+                    "{role} {action:?} on {kind}: allowed={allowed}, expected {}",
+                    expected[i]
+                ));
             }
         }
     }
-    assert!(failures.is_empty(), "RBAC matrix mismatches:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "RBAC matrix mismatches:\n{}",
+        failures.join("\n")
+    );
 }
 
 async fn uncleared_users_cannot_join_or_be_added(app: &TestApp) {
-    let admin = app.user("admin1", "admin", Some("restricted:hr,finance")).await;
+    let admin = app
+        .user("admin1", "admin", Some("restricted:hr,finance"))
+        .await;
     let hr = app.user("hr-lead", "member", Some("confidential:hr")).await;
     let plain = app.user("plain", "member", Some("internal")).await;
-    let secret = app.channel(&admin, "hr-private", "private", Some("confidential:hr")).await;
-    let open = app.channel(&admin, "finance-open", "public", Some("confidential:finance")).await;
+    let secret = app
+        .channel(&admin, "hr-private", "private", Some("confidential:hr"))
+        .await;
+    let open = app
+        .channel(
+            &admin,
+            "finance-open",
+            "public",
+            Some("confidential:finance"),
+        )
+        .await;
 
     // SECURITY-CASES 9: adding an uncleared employee is refused.
-    let r = app.post(&format!("/api/v1/channels/{secret}/invite"), &admin.token, json!({"user_id": plain.id})).await;
+    let r = app
+        .post(
+            &format!("/api/v1/channels/{secret}/invite"),
+            &admin.token,
+            json!({"user_id": plain.id}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.json);
-    assert!(r.json["error"]["message"].as_str().unwrap().contains("not cleared"));
-    let members = app.get(&format!("/api/v1/channels/{secret}/members"), &admin.token).await;
-    assert_eq!(members.json.as_array().unwrap().len(), 1, "nothing half-written");
+    assert!(r.json["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("not cleared"));
+    let members = app
+        .get(&format!("/api/v1/channels/{secret}/members"), &admin.token)
+        .await;
+    assert_eq!(
+        members.json.as_array().unwrap().len(),
+        1,
+        "nothing half-written"
+    );
     // Cleared for the compartment: allowed.
-    let r = app.post(&format!("/api/v1/channels/{secret}/invite"), &admin.token, json!({"handle": "hr-lead"})).await;
+    let r = app
+        .post(
+            &format!("/api/v1/channels/{secret}/invite"),
+            &admin.token,
+            json!({"handle": "hr-lead"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.json);
     // Joining a public channel above one's clearance is refused, and so is reading it.
-    let r = app.post(&format!("/api/v1/channels/{open}/join"), &plain.token, json!({})).await;
-    assert!(r.status == StatusCode::FORBIDDEN || r.status == StatusCode::NOT_FOUND, "{:?}", r.status);
-    assert_eq!(app.get(&format!("/api/v1/channels/{open}/messages"), &plain.token).await.status, StatusCode::NOT_FOUND);
+    let r = app
+        .post(
+            &format!("/api/v1/channels/{open}/join"),
+            &plain.token,
+            json!({}),
+        )
+        .await;
+    assert!(
+        r.status == StatusCode::FORBIDDEN || r.status == StatusCode::NOT_FOUND,
+        "{:?}",
+        r.status
+    );
+    assert_eq!(
+        app.get(&format!("/api/v1/channels/{open}/messages"), &plain.token)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
     // A high level without the compartment is not enough.
-    let r = app.post(&format!("/api/v1/channels/{open}/join"), &hr.token, json!({})).await;
-    assert!(!r.status.is_success(), "confidential:hr is not cleared for confidential:finance");
+    let r = app
+        .post(
+            &format!("/api/v1/channels/{open}/join"),
+            &hr.token,
+            json!({}),
+        )
+        .await;
+    assert!(
+        !r.status.is_success(),
+        "confidential:hr is not cleared for confidential:finance"
+    );
     // Nobody creates a channel above their own clearance.
-    let r = app.post("/api/v1/channels", &plain.token, json!({"name": "too-high", "visibility": "public", "label": "restricted"})).await;
+    let r = app
+        .post(
+            "/api/v1/channels",
+            &plain.token,
+            json!({"name": "too-high", "visibility": "public", "label": "restricted"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
 
 async fn message_labels_must_fit_the_channel(app: &TestApp) {
     let admin = app.user("admin2", "admin", Some("restricted:hr")).await;
-    let ch = app.channel(&admin, "general", "public", Some("internal")).await;
+    let ch = app
+        .channel(&admin, "general", "public", Some("internal"))
+        .await;
     let post = |label: &'static str| {
         let token = admin.token.clone();
         let path = format!("/api/v1/channels/{ch}/messages");
-        async move { app.post(&path, &token, json!({"body": "numbers", "label": label})).await }
+        async move {
+            app.post(&path, &token, json!({"body": "numbers", "label": label}))
+                .await
+        }
     };
     assert_eq!(post("public").await.status, StatusCode::CREATED);
     assert_eq!(post("internal").await.status, StatusCode::CREATED);
     assert_eq!(post("confidential").await.status, StatusCode::FORBIDDEN);
-    assert_eq!(post("internal:hr").await.status, StatusCode::FORBIDDEN, "a compartment is above an uncompartmented channel");
+    assert_eq!(
+        post("internal:hr").await.status,
+        StatusCode::FORBIDDEN,
+        "a compartment is above an uncompartmented channel"
+    );
     let bad = post("top-secret").await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert_eq!(bad.code(), "invalid_input");
-    let msgs = app.get(&format!("/api/v1/channels/{ch}/messages"), &admin.token).await;
-    assert_eq!(msgs.json.as_array().unwrap().len(), 2, "refused posts leave nothing behind");
+    let msgs = app
+        .get(&format!("/api/v1/channels/{ch}/messages"), &admin.token)
+        .await;
+    assert_eq!(
+        msgs.json.as_array().unwrap().len(),
+        2,
+        "refused posts leave nothing behind"
+    );
     // Denials are audited.
     let audit = app.get("/api/v1/audit?limit=50", &admin.token).await;
-    assert!(audit.json.as_array().unwrap().iter().any(|r| r["outcome"] == "denied" && r["action"] == "Post"));
+    assert!(audit
+        .json
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["outcome"] == "denied" && r["action"] == "Post"));
 }
 
 async fn direct_channels_carry_the_meet_of_both_clearances(app: &TestApp) {
     let hr = app.user("hr-agent", "agent", Some("confidential:hr")).await;
-    let sales = app.user("sales-agent", "agent", Some("confidential:sales")).await;
-    let r = app.post("/api/v1/dms", &hr.token, json!({"user_id": sales.id})).await;
+    let sales = app
+        .user("sales-agent", "agent", Some("confidential:sales"))
+        .await;
+    let r = app
+        .post("/api/v1/dms", &hr.token, json!({"user_id": sales.id}))
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
     assert_eq!(r.json["label"], "confidential");
     let dm = r.json["id"].as_str().unwrap().to_string();
     // HR-derived text cannot cross into the sales agent's context.
-    let leak = app.post(&format!("/api/v1/channels/{dm}/messages"), &hr.token, json!({"body": "salary table", "label": "confidential:hr"})).await;
+    let leak = app
+        .post(
+            &format!("/api/v1/channels/{dm}/messages"),
+            &hr.token,
+            json!({"body": "salary table", "label": "confidential:hr"}),
+        )
+        .await;
     assert_eq!(leak.status, StatusCode::FORBIDDEN);
-    let ok = app.post(&format!("/api/v1/channels/{dm}/messages"), &hr.token, json!({"body": "hello"})).await;
+    let ok = app
+        .post(
+            &format!("/api/v1/channels/{dm}/messages"),
+            &hr.token,
+            json!({"body": "hello"}),
+        )
+        .await;
     assert_eq!(ok.status, StatusCode::CREATED);
-    let again = app.post("/api/v1/dms", &sales.token, json!({"handle": "hr-agent"})).await;
+    let again = app
+        .post("/api/v1/dms", &sales.token, json!({"handle": "hr-agent"}))
+        .await;
     assert_eq!(again.status, StatusCode::OK);
     assert_eq!(again.json["id"], dm.as_str());
-    let seen = app.get(&format!("/api/v1/channels/{dm}/messages"), &sales.token).await;
+    let seen = app
+        .get(&format!("/api/v1/channels/{dm}/messages"), &sales.token)
+        .await;
     assert_eq!(seen.json.as_array().unwrap().len(), 1);
 }
 
@@ -215,7 +424,11 @@ on_both_backends!(
 async fn invalid_policies_refuse_to_start_with_a_readable_error() {
     let dir = tempfile::tempdir().unwrap();
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
-    std::fs::copy(src.join("warroom.cedarschema"), dir.path().join("warroom.cedarschema")).unwrap();
+    std::fs::copy(
+        src.join("warroom.cedarschema"),
+        dir.path().join("warroom.cedarschema"),
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("chat.cedar"),
         "permit(principal, action == Warroom::Action::\"channel.read\", resource) when { resource.labell == 1 };",
@@ -226,14 +439,21 @@ async fn invalid_policies_refuse_to_start_with_a_readable_error() {
     s.server.bind = "127.0.0.1:0".into();
     s.server.policy_dir = Some(dir.path().to_path_buf());
     s.storage.data_dir = data.path().to_path_buf();
-    let err = warroom::app::start(s).await.err().expect("must refuse to start");
+    let err = warroom::app::start(s)
+        .await
+        .err()
+        .expect("must refuse to start");
     let msg = err.to_string();
-    assert!(msg.contains("strict validation") && msg.contains("labell"), "{msg}");
+    assert!(
+        msg.contains("strict validation") && msg.contains("labell"),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
 async fn the_shipped_policy_directory_validates() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
-    let authz = warroom::authz::Authz::load(Some(&dir), Default::default()).expect("policies/ is valid");
+    let authz =
+        warroom::authz::Authz::load(Some(&dir), Default::default()).expect("policies/ is valid");
     assert!(authz.policy_count() > 10);
 }

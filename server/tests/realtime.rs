@@ -29,7 +29,12 @@ async fn private_channel_events_reach_members_only(app: &TestApp) {
     let member = app.user("member", "member", None).await;
     let outsider = app.user("outsider", "member", None).await;
     let ch = app.channel(&owner, "secret-plans", "private", None).await;
-    app.post(&format!("/api/v1/channels/{ch}/invite"), &owner.token, json!({"user_id": member.id})).await;
+    app.post(
+        &format!("/api/v1/channels/{ch}/invite"),
+        &owner.token,
+        json!({"user_id": member.id}),
+    )
+    .await;
 
     let mut m = app.ws(&member).await;
     m.subscribe(&ch, Some(0)).await;
@@ -37,29 +42,61 @@ async fn private_channel_events_reach_members_only(app: &TestApp) {
     let mut o = app.ws(&outsider).await;
     o.subscribe(&ch, Some(0)).await;
     let refused = o.expect("error").await;
-    assert_eq!(refused["code"], "not_found", "a non-member learns nothing, not even that it exists");
+    assert_eq!(
+        refused["code"], "not_found",
+        "a non-member learns nothing, not even that it exists"
+    );
 
     let msg = app.say(&owner, &ch, "the plan is secret").await;
     let id = msg["id"].as_str().unwrap();
-    app.call(Method::PATCH, &format!("/api/v1/messages/{id}"), Some(&owner.token), Some(json!({"body": "the plan changed"}))).await;
-    app.call(Method::PUT, &format!("/api/v1/messages/{id}/reactions/eyes"), Some(&owner.token), None).await;
-    app.call(Method::DELETE, &format!("/api/v1/messages/{id}"), Some(&owner.token), None).await;
+    app.call(
+        Method::PATCH,
+        &format!("/api/v1/messages/{id}"),
+        Some(&owner.token),
+        Some(json!({"body": "the plan changed"})),
+    )
+    .await;
+    app.call(
+        Method::PUT,
+        &format!("/api/v1/messages/{id}/reactions/eyes"),
+        Some(&owner.token),
+        None,
+    )
+    .await;
+    app.call(
+        Method::DELETE,
+        &format!("/api/v1/messages/{id}"),
+        Some(&owner.token),
+        None,
+    )
+    .await;
 
     let got = m.drain(QUIET).await;
     let kinds: Vec<&str> = got.iter().filter_map(|e| e["type"].as_str()).collect();
-    for k in ["message.created", "message.edited", "reaction.added", "message.deleted"] {
+    for k in [
+        "message.created",
+        "message.edited",
+        "reaction.added",
+        "message.deleted",
+    ] {
         assert!(kinds.contains(&k), "member should get {k}: {kinds:?}");
     }
     let leaked = o.drain(QUIET).await;
-    assert!(leaked.iter().all(|e| e["channel_id"] != ch.as_str()), "outsider received {leaked:?}");
+    assert!(
+        leaked.iter().all(|e| e["channel_id"] != ch.as_str()),
+        "outsider received {leaked:?}"
+    );
     let text = serde_json::to_string(&leaked).unwrap();
     assert!(!text.contains("secret") && !text.contains("plan"), "{text}");
 }
 
 /// Apply a channel's events to a model of its messages: id -> (body, deleted, reactions).
+/// body, deleted, and (user, emoji) reactions.
+type MessageState = (String, bool, BTreeSet<(String, String)>);
+
 #[derive(Default, Debug, PartialEq)]
 struct Model {
-    msgs: BTreeMap<String, (String, bool, BTreeSet<(String, String)>)>,
+    msgs: BTreeMap<String, MessageState>,
 }
 
 impl Model {
@@ -67,23 +104,41 @@ impl Model {
         match e["type"].as_str().unwrap_or("") {
             "message.created" | "message.edited" => {
                 let m = &e["message"];
-                let entry = self.msgs.entry(m["id"].as_str().unwrap().into()).or_default();
+                let entry = self
+                    .msgs
+                    .entry(m["id"].as_str().unwrap().into())
+                    .or_default();
                 entry.0 = m["body"].as_str().unwrap().into();
                 entry.1 = m["deleted"].as_bool().unwrap();
             }
             "message.deleted" => {
-                let entry = self.msgs.entry(e["message_id"].as_str().unwrap().into()).or_default();
+                let entry = self
+                    .msgs
+                    .entry(e["message_id"].as_str().unwrap().into())
+                    .or_default();
                 entry.0.clear();
                 entry.1 = true;
                 entry.2.clear();
             }
             "reaction.added" => {
-                let entry = self.msgs.entry(e["message_id"].as_str().unwrap().into()).or_default();
-                entry.2.insert((e["user_id"].as_str().unwrap().into(), e["emoji"].as_str().unwrap().into()));
+                let entry = self
+                    .msgs
+                    .entry(e["message_id"].as_str().unwrap().into())
+                    .or_default();
+                entry.2.insert((
+                    e["user_id"].as_str().unwrap().into(),
+                    e["emoji"].as_str().unwrap().into(),
+                ));
             }
             "reaction.removed" => {
-                let entry = self.msgs.entry(e["message_id"].as_str().unwrap().into()).or_default();
-                entry.2.remove(&(e["user_id"].as_str().unwrap().into(), e["emoji"].as_str().unwrap().into()));
+                let entry = self
+                    .msgs
+                    .entry(e["message_id"].as_str().unwrap().into())
+                    .or_default();
+                entry.2.remove(&(
+                    e["user_id"].as_str().unwrap().into(),
+                    e["emoji"].as_str().unwrap().into(),
+                ));
             }
             _ => {}
         }
@@ -93,7 +148,12 @@ impl Model {
         let mut model = Model::default();
         let mut after = 0;
         loop {
-            let page = app.get(&format!("/api/v1/channels/{ch}/messages?after_seq={after}&limit=100"), &u.token).await;
+            let page = app
+                .get(
+                    &format!("/api/v1/channels/{ch}/messages?after_seq={after}&limit=100"),
+                    &u.token,
+                )
+                .await;
             let items = page.json.as_array().unwrap().clone();
             if items.is_empty() {
                 break;
@@ -105,12 +165,20 @@ impl Model {
                     .iter()
                     .flat_map(|r| {
                         let emoji = r["emoji"].as_str().unwrap().to_string();
-                        r["user_ids"].as_array().unwrap().iter().map(move |u| (u.as_str().unwrap().to_string(), emoji.clone()))
+                        r["user_ids"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(move |u| (u.as_str().unwrap().to_string(), emoji.clone()))
                     })
                     .collect();
                 model.msgs.insert(
                     m["id"].as_str().unwrap().into(),
-                    (m["body"].as_str().unwrap().into(), m["deleted"].as_bool().unwrap(), reactions),
+                    (
+                        m["body"].as_str().unwrap().into(),
+                        m["deleted"].as_bool().unwrap(),
+                        reactions,
+                    ),
                 );
                 after = m["seq"].as_i64().unwrap();
             }
@@ -125,13 +193,31 @@ async fn churn(app: &TestApp, u: &User, ch: &str, n: usize, tag: &str) {
         let m = app.say(u, ch, &format!("{tag} message {i}")).await;
         let id = m["id"].as_str().unwrap().to_string();
         if i % 3 == 0 {
-            app.call(Method::PATCH, &format!("/api/v1/messages/{id}"), Some(&u.token), Some(json!({"body": format!("{tag} edited {i}")}))).await;
+            app.call(
+                Method::PATCH,
+                &format!("/api/v1/messages/{id}"),
+                Some(&u.token),
+                Some(json!({"body": format!("{tag} edited {i}")})),
+            )
+            .await;
         }
         if i % 4 == 0 {
-            app.call(Method::PUT, &format!("/api/v1/messages/{id}/reactions/tada"), Some(&u.token), None).await;
+            app.call(
+                Method::PUT,
+                &format!("/api/v1/messages/{id}/reactions/tada"),
+                Some(&u.token),
+                None,
+            )
+            .await;
         }
         if i % 5 == 1 {
-            app.call(Method::DELETE, &format!("/api/v1/messages/{id}"), Some(&u.token), None).await;
+            app.call(
+                Method::DELETE,
+                &format!("/api/v1/messages/{id}"),
+                Some(&u.token),
+                None,
+            )
+            .await;
         }
     }
 }
@@ -140,7 +226,12 @@ async fn resume_after_disconnect_has_no_gaps_or_duplicates(app: &TestApp) {
     let owner = app.user("owner", "member", None).await;
     let reader = app.user("reader", "member", None).await;
     let ch = app.channel(&owner, "busy", "public", None).await;
-    app.post(&format!("/api/v1/channels/{ch}/join"), &reader.token, json!({})).await;
+    app.post(
+        &format!("/api/v1/channels/{ch}/join"),
+        &reader.token,
+        json!({}),
+    )
+    .await;
 
     let mut model = Model::default();
     let mut seen: Vec<i64> = Vec::new();
@@ -167,7 +258,12 @@ async fn resume_after_disconnect_has_no_gaps_or_duplicates(app: &TestApp) {
     got.iter().for_each(|e| model.apply(e));
     seen.extend(seqs(&got, &ch));
 
-    let latest = app.get(&format!("/api/v1/channels/{ch}"), &owner.token).await.json["last_seq"].as_i64().unwrap();
+    let latest = app
+        .get(&format!("/api/v1/channels/{ch}"), &owner.token)
+        .await
+        .json["last_seq"]
+        .as_i64()
+        .unwrap();
     let expected: Vec<i64> = (1..=latest).collect();
     let joined_seq = 1; // the reader's own join event precedes everything it saw from seq 0
     let mut got_seqs = seen.clone();
@@ -175,7 +271,11 @@ async fn resume_after_disconnect_has_no_gaps_or_duplicates(app: &TestApp) {
         got_seqs.insert(0, joined_seq);
     }
     assert_eq!(got_seqs, expected, "every sequence exactly once, in order");
-    assert_eq!(model, Model::fetch(app, &reader, &ch).await, "replayed state equals a fresh fetch");
+    assert_eq!(
+        model,
+        Model::fetch(app, &reader, &ch).await,
+        "replayed state equals a fresh fetch"
+    );
 }
 
 async fn client_behind_kept_history_gets_explicit_resync(app: &TestApp) {
@@ -219,22 +319,39 @@ async fn upgrade_checks_origin_and_token(app: &TestApp) {
     let u = app.user("wsuser", "member", None).await;
     let url = format!("ws://{}/api/v1/ws?access_token={}", app.addr, u.token);
     let mut req = url.clone().into_client_request().unwrap();
-    req.headers_mut().insert("origin", "https://evil.example".parse().unwrap());
+    req.headers_mut()
+        .insert("origin", "https://evil.example".parse().unwrap());
     match tokio_tungstenite::connect_async(req).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), StatusCode::FORBIDDEN),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), StatusCode::FORBIDDEN)
+        }
         other => panic!("foreign origin must be refused before the upgrade: {other:?}"),
     }
     let mut req = url.into_client_request().unwrap();
-    req.headers_mut().insert("origin", format!("http://{}", app.addr).parse().unwrap());
-    assert!(tokio_tungstenite::connect_async(req).await.is_ok(), "same origin is fine");
+    req.headers_mut()
+        .insert("origin", format!("http://{}", app.addr).parse().unwrap());
+    assert!(
+        tokio_tungstenite::connect_async(req).await.is_ok(),
+        "same origin is fine"
+    );
     let no_token = format!("ws://{}/api/v1/ws", app.addr);
     match tokio_tungstenite::connect_async(no_token).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), StatusCode::UNAUTHORIZED),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), StatusCode::UNAUTHORIZED)
+        }
         other => panic!("no token must be 401: {other:?}"),
     }
-    let mut req = format!("ws://{}/api/v1/ws", app.addr).into_client_request().unwrap();
-    req.headers_mut().insert("authorization", format!("Bearer {}", u.token).parse().unwrap());
-    assert!(tokio_tungstenite::connect_async(req).await.is_ok(), "bearer header works too");
+    let mut req = format!("ws://{}/api/v1/ws", app.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", u.token).parse().unwrap(),
+    );
+    assert!(
+        tokio_tungstenite::connect_async(req).await.is_ok(),
+        "bearer header works too"
+    );
 }
 
 async fn oversized_frame_closes_with_1009(app: &TestApp) {
@@ -253,7 +370,11 @@ async fn oversized_frame_closes_with_1009(app: &TestApp) {
             WsEvent::Timeout => break,
         }
     }
-    assert_eq!(code, Some(1009), "a 2 MiB frame closes the socket with 1009");
+    assert_eq!(
+        code,
+        Some(1009),
+        "a 2 MiB frame closes the socket with 1009"
+    );
     // The server keeps serving.
     let mut again = app.ws(&u).await;
     again.send(json!({"type": "ping"})).await;
@@ -264,11 +385,16 @@ async fn oversized_frame_closes_with_1009(app: &TestApp) {
 async fn invalid_frames_get_errors_not_crashes(app: &TestApp) {
     let u = app.user("noisy", "member", None).await;
     let mut ws = app.ws(&u).await;
-    ws.stream.send(Message::Text("{not json".into())).await.unwrap();
+    ws.stream
+        .send(Message::Text("{not json".into()))
+        .await
+        .unwrap();
     assert_eq!(ws.expect("error").await["code"], "invalid_input");
-    ws.send(json!({"type": "subscribe", "channel_id": "../../etc"})).await;
+    ws.send(json!({"type": "subscribe", "channel_id": "../../etc"}))
+        .await;
     assert_eq!(ws.expect("error").await["code"], "invalid_input");
-    ws.send(json!({"type": "subscribe", "channel_id": "00000000-0000-0000-0000-000000000000"})).await;
+    ws.send(json!({"type": "subscribe", "channel_id": "00000000-0000-0000-0000-000000000000"}))
+        .await;
     assert_eq!(ws.expect("error").await["code"], "not_found");
     ws.send(json!({"type": "ping"})).await;
     ws.expect("pong").await;
@@ -279,7 +405,12 @@ async fn typing_and_membership_notices(app: &TestApp) {
     let b = app.user("watcher", "member", None).await;
     let ch = app.channel(&a, "team", "private", None).await;
     let mut wb = app.ws(&b).await;
-    app.post(&format!("/api/v1/channels/{ch}/invite"), &a.token, json!({"user_id": b.id})).await;
+    app.post(
+        &format!("/api/v1/channels/{ch}/invite"),
+        &a.token,
+        json!({"user_id": b.id}),
+    )
+    .await;
     let added = wb.expect("channel.added").await;
     assert_eq!(added["channel"]["id"], ch.as_str());
     wb.subscribe(&ch, None).await;
@@ -290,7 +421,8 @@ async fn typing_and_membership_notices(app: &TestApp) {
     wa.send(json!({"type": "typing", "channel_id": ch})).await;
     let t = wb.expect("typing").await;
     assert_eq!(t["handle"], "typer");
-    app.post(&format!("/api/v1/channels/{ch}/leave"), &b.token, json!({})).await;
+    app.post(&format!("/api/v1/channels/{ch}/leave"), &b.token, json!({}))
+        .await;
     let left = wa.expect("member.left").await;
     assert_eq!(left["user_id"], b.id.as_str());
 }
@@ -334,7 +466,12 @@ async fn slow_consumer_is_disconnected_with_reason_and_resumes() {
     let owner = app.user("owner", "member", None).await;
     let slow = app.user("slow", "member", None).await;
     let ch = app.channel(&owner, "firehose", "public", None).await;
-    app.post(&format!("/api/v1/channels/{ch}/join"), &slow.token, json!({})).await;
+    app.post(
+        &format!("/api/v1/channels/{ch}/join"),
+        &slow.token,
+        json!({}),
+    )
+    .await;
     let mut ws: Ws = app.ws(&slow).await;
     ws.subscribe(&ch, Some(0)).await;
     ws.expect("subscribed").await;
@@ -376,7 +513,12 @@ async fn slow_consumer_is_disconnected_with_reason_and_resumes() {
     let mut ws = app.ws(&slow).await;
     ws.subscribe(&ch, Some(last_seen)).await;
     let got = ws.drain(Duration::from_millis(800)).await;
-    let latest = app.get(&format!("/api/v1/channels/{ch}"), &owner.token).await.json["last_seq"].as_i64().unwrap();
+    let latest = app
+        .get(&format!("/api/v1/channels/{ch}"), &owner.token)
+        .await
+        .json["last_seq"]
+        .as_i64()
+        .unwrap();
     if got.iter().any(|e| e["type"] == "resync") {
         // Further behind than the replay window: told explicitly.
         return;

@@ -111,34 +111,60 @@ pub async fn login(
     }
 }
 
-async fn login_inner(app: &App, addr: SocketAddr, req: LoginRequest) -> Result<TokenResponse, (ApiError, Option<u64>)> {
+async fn login_inner(
+    app: &App,
+    addr: SocketAddr,
+    req: LoginRequest,
+) -> Result<TokenResponse, (ApiError, Option<u64>)> {
     if req.handle.len() > 64 || req.password.len() > 1024 {
         return Err((ApiError::invalid("handle or password too long"), None));
     }
     if let Err(wait) = app.auth.throttle_login(&req.handle, &addr.ip().to_string()) {
         app.metrics.logins.with_label_values(&["throttled"]).inc();
-        return Err((ApiError::rate_limited("too many login attempts; wait and retry"), Some(wait.as_secs().max(1))));
+        return Err((
+            ApiError::rate_limited("too many login attempts; wait and retry"),
+            Some(wait.as_secs().max(1)),
+        ));
     }
-    let row = app.directory.row_by_handle(&req.handle).await.map_err(|e| (e, None))?;
+    let row = app
+        .directory
+        .row_by_handle(&req.handle)
+        .await
+        .map_err(|e| (e, None))?;
     let stored = row.as_ref().and_then(|r| r.password_hash.clone());
     let password = req.password;
     let app2 = app.clone();
     // argon2id is CPU-heavy: off the async runtime. Unknown users pay the same cost.
-    let ok = tokio::task::spawn_blocking(move || app2.auth.check_password(&password, stored.as_deref()))
-        .await
-        .map_err(|e| (ApiError::internal(e), None))?;
+    let ok =
+        tokio::task::spawn_blocking(move || app2.auth.check_password(&password, stored.as_deref()))
+            .await
+            .map_err(|e| (ApiError::internal(e), None))?;
     let user = match row {
         Some(u) if ok && u.active => u,
         _ => {
             app.metrics.logins.with_label_values(&["failed"]).inc();
             app.audit
-                .record(None, "auth.login", &format!("handle:{}", req.handle.to_lowercase()), "failed", serde_json::json!({"ip": addr.ip().to_string()}))
+                .record(
+                    None,
+                    "auth.login",
+                    &format!("handle:{}", req.handle.to_lowercase()),
+                    "failed",
+                    serde_json::json!({"ip": addr.ip().to_string()}),
+                )
                 .await;
             return Err((ApiError::unauthenticated("wrong handle or password"), None));
         }
     };
     app.metrics.logins.with_label_values(&["ok"]).inc();
-    app.audit.record(Some(&user.id), "auth.login", &format!("user:{}", user.id), "ok", serde_json::json!({})).await;
+    app.audit
+        .record(
+            Some(&user.id),
+            "auth.login",
+            &format!("user:{}", user.id),
+            "ok",
+            serde_json::json!({}),
+        )
+        .await;
     issue(app, &user.id, None).await.map_err(|e| (e, None))
 }
 
@@ -146,7 +172,10 @@ async fn login_inner(app: &App, addr: SocketAddr, req: LoginRequest) -> Result<T
 /// presenting a used one revokes its whole family.
 #[utoipa::path(post, path = "/api/v1/auth/refresh", request_body = RefreshRequest,
     responses((status = 200, body = TokenResponse), (status = 401, body = crate::error::ErrorBody)))]
-pub async fn refresh(State(app): State<App>, ApiJson(req): ApiJson<RefreshRequest>) -> ApiResult<Json<TokenResponse>> {
+pub async fn refresh(
+    State(app): State<App>,
+    ApiJson(req): ApiJson<RefreshRequest>,
+) -> ApiResult<Json<TokenResponse>> {
     let bad = || ApiError::unauthenticated("invalid refresh token; log in again");
     if req.refresh_token.len() > 256 {
         return Err(bad());
@@ -162,7 +191,13 @@ pub async fn refresh(State(app): State<App>, ApiJson(req): ApiJson<RefreshReques
     if row.used || row.revoked {
         revoke_family(&app, &row.family_id).await?;
         app.audit
-            .record(Some(&row.user_id), "auth.refresh_reuse", &format!("family:{}", row.family_id), "revoked", serde_json::json!({}))
+            .record(
+                Some(&row.user_id),
+                "auth.refresh_reuse",
+                &format!("family:{}", row.family_id),
+                "revoked",
+                serde_json::json!({}),
+            )
             .await;
         tracing::warn!(user = %row.user_id, family = %row.family_id, "refresh token reuse: family revoked");
         return Err(bad());
@@ -172,7 +207,10 @@ pub async fn refresh(State(app): State<App>, ApiJson(req): ApiJson<RefreshReques
     }
     // Claim the token atomically: only one concurrent refresh can win.
     let claimed = refresh_token::Entity::update_many()
-        .col_expr(refresh_token::Column::Used, sea_orm::sea_query::Expr::value(true))
+        .col_expr(
+            refresh_token::Column::Used,
+            sea_orm::sea_query::Expr::value(true),
+        )
         .filter(refresh_token::Column::Id.eq(row.id.as_str()))
         .filter(refresh_token::Column::Used.eq(false))
         .filter(refresh_token::Column::Revoked.eq(false))
@@ -191,7 +229,10 @@ pub async fn refresh(State(app): State<App>, ApiJson(req): ApiJson<RefreshReques
 
 async fn revoke_family(app: &App, family: &str) -> ApiResult<()> {
     refresh_token::Entity::update_many()
-        .col_expr(refresh_token::Column::Revoked, sea_orm::sea_query::Expr::value(true))
+        .col_expr(
+            refresh_token::Column::Revoked,
+            sea_orm::sea_query::Expr::value(true),
+        )
         .filter(refresh_token::Column::FamilyId.eq(family))
         .exec(&app.db)
         .await?;
@@ -201,7 +242,10 @@ async fn revoke_family(app: &App, family: &str) -> ApiResult<()> {
 /// Revoke every refresh token of a user.
 pub async fn revoke_user(app: &App, user_id: &str) -> ApiResult<()> {
     refresh_token::Entity::update_many()
-        .col_expr(refresh_token::Column::Revoked, sea_orm::sea_query::Expr::value(true))
+        .col_expr(
+            refresh_token::Column::Revoked,
+            sea_orm::sea_query::Expr::value(true),
+        )
         .filter(refresh_token::Column::UserId.eq(user_id))
         .exec(&app.db)
         .await?;
@@ -211,11 +255,16 @@ pub async fn revoke_user(app: &App, user_id: &str) -> ApiResult<()> {
 /// Log out: revoke the given refresh token's family, or all of the caller's.
 #[utoipa::path(post, path = "/api/v1/auth/logout", request_body = LogoutRequest,
     responses((status = 204), (status = 401, body = crate::error::ErrorBody)), security(("bearer" = [])))]
-pub async fn logout(State(app): State<App>, Caller(p): Caller, body: axum::body::Bytes) -> ApiResult<StatusCode> {
+pub async fn logout(
+    State(app): State<App>,
+    Caller(p): Caller,
+    body: axum::body::Bytes,
+) -> ApiResult<StatusCode> {
     let req: LogoutRequest = if body.iter().all(u8::is_ascii_whitespace) {
         LogoutRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?
     };
     match req.refresh_token {
         Some(t) => {
@@ -229,7 +278,15 @@ pub async fn logout(State(app): State<App>, Caller(p): Caller, body: axum::body:
         }
         None => revoke_user(&app, &p.id).await?,
     }
-    app.audit.record(Some(&p.id), "auth.logout", &format!("user:{}", p.id), "ok", serde_json::json!({})).await;
+    app.audit
+        .record(
+            Some(&p.id),
+            "auth.logout",
+            &format!("user:{}", p.id),
+            "ok",
+            serde_json::json!({}),
+        )
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 

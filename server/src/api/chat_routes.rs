@@ -9,7 +9,10 @@ use utoipa::ToSchema;
 
 use super::{check_id, ApiJson, ApiQuery, Caller};
 use crate::app::App;
-use crate::chat::{self, views::AuthorView, views::ChannelView, views::MessageView, CreateChannel, ListQuery, PostMessage};
+use crate::chat::{
+    self, views::AuthorView, views::ChannelView, views::MessageView, CreateChannel, ListQuery,
+    PostMessage,
+};
 use crate::directory::parse_handle;
 use crate::error::{ApiError, ApiResult};
 use crate::principal::Principal;
@@ -66,11 +69,20 @@ pub fn routes() -> Router<App> {
         .route("/channels/{id}/archive", post(archive))
         .route("/channels/{id}/members", get(members))
         .route("/channels/{id}/read", post(mark_read))
-        .route("/channels/{id}/messages", get(list_messages).post(post_message))
+        .route(
+            "/channels/{id}/messages",
+            get(list_messages).post(post_message),
+        )
         .route("/dms", post(open_dm))
-        .route("/messages/{id}", get(get_message).patch(edit_message).delete(delete_message))
+        .route(
+            "/messages/{id}",
+            get(get_message).patch(edit_message).delete(delete_message),
+        )
         .route("/messages/{id}/thread", get(thread))
-        .route("/messages/{id}/reactions/{emoji}", put(add_reaction).delete(remove_reaction))
+        .route(
+            "/messages/{id}/reactions/{emoji}",
+            put(add_reaction).delete(remove_reaction),
+        )
         .route("/mentions", get(mentions))
         .route("/search", get(search))
 }
@@ -92,7 +104,10 @@ async fn resolve_user(app: &App, r: &UserRef) -> ApiResult<std::sync::Arc<Princi
 
 /// Channels the caller belongs to or may browse, with unread counts.
 #[utoipa::path(get, path = "/api/v1/channels", responses((status = 200, body = [ChannelView])), security(("bearer" = [])))]
-pub async fn list_channels(State(app): State<App>, Caller(p): Caller) -> ApiResult<Json<Vec<ChannelView>>> {
+pub async fn list_channels(
+    State(app): State<App>,
+    Caller(p): Caller,
+) -> ApiResult<Json<Vec<ChannelView>>> {
     Ok(Json(chat::list_channels(&app, &p).await?))
 }
 
@@ -100,38 +115,69 @@ pub async fn list_channels(State(app): State<App>, Caller(p): Caller) -> ApiResu
 #[utoipa::path(post, path = "/api/v1/channels", request_body = CreateChannel,
     responses((status = 201, body = ChannelView), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
-pub async fn create_channel(State(app): State<App>, Caller(p): Caller, ApiJson(req): ApiJson<CreateChannel>) -> ApiResult<(StatusCode, Json<ChannelView>)> {
-    Ok((StatusCode::CREATED, Json(chat::create_channel(&app, &p, req).await?)))
+pub async fn create_channel(
+    State(app): State<App>,
+    Caller(p): Caller,
+    ApiJson(req): ApiJson<CreateChannel>,
+) -> ApiResult<(StatusCode, Json<ChannelView>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(chat::create_channel(&app, &p, req).await?),
+    ))
 }
 
 /// One channel.
 #[utoipa::path(get, path = "/api/v1/channels/{id}", responses((status = 200, body = ChannelView), (status = 404, body = crate::error::ErrorBody)), security(("bearer" = [])))]
-pub async fn get_channel(State(app): State<App>, Caller(p): Caller, Path(id): Path<String>) -> ApiResult<Json<ChannelView>> {
+pub async fn get_channel(
+    State(app): State<App>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ChannelView>> {
     Ok(Json(chat::get_channel(&app, &p, check_id(&id)?).await?))
 }
 
 /// Change a channel's topic (owner or admin).
 #[utoipa::path(patch, path = "/api/v1/channels/{id}", request_body = UpdateChannel, responses((status = 200, body = ChannelView)), security(("bearer" = [])))]
-pub async fn update_channel(State(app): State<App>, Caller(p): Caller, Path(id): Path<String>, ApiJson(req): ApiJson<UpdateChannel>) -> ApiResult<Json<ChannelView>> {
-    Ok(Json(chat::set_topic(&app, &p, check_id(&id)?, &req.topic).await?))
+pub async fn update_channel(
+    State(app): State<App>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<UpdateChannel>,
+) -> ApiResult<Json<ChannelView>> {
+    Ok(Json(
+        chat::set_topic(&app, &p, check_id(&id)?, &req.topic).await?,
+    ))
 }
 
 /// Join a channel.
 #[utoipa::path(post, path = "/api/v1/channels/{id}/join", responses((status = 200, body = ChannelView), (status = 403, body = crate::error::ErrorBody)), security(("bearer" = [])))]
-pub async fn join(State(app): State<App>, Caller(p): Caller, Path(id): Path<String>) -> ApiResult<Json<ChannelView>> {
+pub async fn join(
+    State(app): State<App>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ChannelView>> {
     Ok(Json(chat::join(&app, &p, check_id(&id)?).await?))
 }
 
 /// Leave a channel.
 #[utoipa::path(post, path = "/api/v1/channels/{id}/leave", responses((status = 204)), security(("bearer" = [])))]
-pub async fn leave(State(app): State<App>, Caller(p): Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn leave(
+    State(app): State<App>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     chat::leave(&app, &p, check_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Add a user to a channel; refused if they are not cleared for its label.
 #[utoipa::path(post, path = "/api/v1/channels/{id}/invite", request_body = UserRef, responses((status = 204), (status = 403, body = crate::error::ErrorBody)), security(("bearer" = [])))]
-pub async fn invite(State(app): State<App>, Caller(p): Caller, Path(id): Path<String>, ApiJson(req): ApiJson<UserRef>) -> ApiResult<StatusCode> {
+pub async fn invite(
+    State(app): State<App>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<UserRef>,
+) -> ApiResult<StatusCode> {
     let invitee = resolve_user(&app, &req).await?;
     chat::invite(&app, &p, check_id(&id)?, &invitee).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -139,94 +185,172 @@ pub async fn invite(State(app): State<App>, Caller(p): Caller, Path(id): Path<St
 
 /// Archive a channel (owner or admin).
 #[utoipa::path(post, path = "/api/v1/channels/{id}/archive", responses((status = 204)), security(("bearer" = [])))]
-pub async fn archive(State(app): State<App>, Caller(p): Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn archive(
+    State(app): State<App>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     chat::archive(&app, &p, check_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Members of a channel.
 #[utoipa::path(get, path = "/api/v1/channels/{id}/members", responses((status = 200, body = [AuthorView])), security(("bearer" = [])))]
-pub async fn members(State(app): State<App>, Caller(p): Caller, Path(id): Path<String>) -> ApiResult<Json<Vec<AuthorView>>> {
+pub async fn members(
+    State(app): State<App>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<AuthorView>>> {
     Ok(Json(chat::members(&app, &p, check_id(&id)?).await?))
 }
 
 /// Mark the channel read up to `seq`.
 #[utoipa::path(post, path = "/api/v1/channels/{id}/read", request_body = ReadMark, responses((status = 200, body = ReadMark)), security(("bearer" = [])))]
-pub async fn mark_read(State(app): State<App>, Caller(p): Caller, Path(id): Path<String>, ApiJson(req): ApiJson<ReadMark>) -> ApiResult<Json<ReadMark>> {
+pub async fn mark_read(
+    State(app): State<App>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<ReadMark>,
+) -> ApiResult<Json<ReadMark>> {
     let seq = chat::mark_read(&app, &p, check_id(&id)?, req.seq).await?;
     Ok(Json(ReadMark { seq }))
 }
 
 /// Open a direct conversation (201 when new, 200 when it existed).
 #[utoipa::path(post, path = "/api/v1/dms", request_body = UserRef, responses((status = 201, body = ChannelView), (status = 200, body = ChannelView)), security(("bearer" = [])))]
-pub async fn open_dm(State(app): State<App>, Caller(p): Caller, ApiJson(req): ApiJson<UserRef>) -> ApiResult<(StatusCode, Json<ChannelView>)> {
+pub async fn open_dm(
+    State(app): State<App>,
+    Caller(p): Caller,
+    ApiJson(req): ApiJson<UserRef>,
+) -> ApiResult<(StatusCode, Json<ChannelView>)> {
     let peer = resolve_user(&app, &req).await?;
     let (v, created) = chat::open_direct(&app, &p, &peer).await?;
-    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(v)))
+    Ok((
+        if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        Json(v),
+    ))
 }
 
 /// Post a message (201; 200 when an idempotency key repeats an earlier post).
 #[utoipa::path(post, path = "/api/v1/channels/{id}/messages", request_body = PostMessage,
     responses((status = 201, body = MessageView), (status = 200, body = MessageView), (status = 403, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
-pub async fn post_message(State(app): State<App>, Caller(p): Caller, Path(id): Path<String>, ApiJson(req): ApiJson<PostMessage>) -> ApiResult<(StatusCode, Json<MessageView>)> {
+pub async fn post_message(
+    State(app): State<App>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<PostMessage>,
+) -> ApiResult<(StatusCode, Json<MessageView>)> {
     let (v, created) = chat::post(&app, &p, check_id(&id)?, req).await?;
-    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(v)))
+    Ok((
+        if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        Json(v),
+    ))
 }
 
 /// A page of messages, oldest first.
 #[utoipa::path(get, path = "/api/v1/channels/{id}/messages", params(ListQuery), responses((status = 200, body = [MessageView])), security(("bearer" = [])))]
-pub async fn list_messages(State(app): State<App>, Caller(p): Caller, Path(id): Path<String>, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Vec<MessageView>>> {
-    Ok(Json(chat::list_messages(&app, &p, check_id(&id)?, q).await?))
+pub async fn list_messages(
+    State(app): State<App>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Vec<MessageView>>> {
+    Ok(Json(
+        chat::list_messages(&app, &p, check_id(&id)?, q).await?,
+    ))
 }
 
 /// One message.
 #[utoipa::path(get, path = "/api/v1/messages/{id}", responses((status = 200, body = MessageView), (status = 404, body = crate::error::ErrorBody)), security(("bearer" = [])))]
-pub async fn get_message(State(app): State<App>, Caller(p): Caller, Path(id): Path<String>) -> ApiResult<Json<MessageView>> {
+pub async fn get_message(
+    State(app): State<App>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<MessageView>> {
     Ok(Json(chat::get_message(&app, &p, check_id(&id)?).await?))
 }
 
 /// Edit one's own message.
 #[utoipa::path(patch, path = "/api/v1/messages/{id}", request_body = EditMessage, responses((status = 200, body = MessageView)), security(("bearer" = [])))]
-pub async fn edit_message(State(app): State<App>, Caller(p): Caller, Path(id): Path<String>, ApiJson(req): ApiJson<EditMessage>) -> ApiResult<Json<MessageView>> {
+pub async fn edit_message(
+    State(app): State<App>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<EditMessage>,
+) -> ApiResult<Json<MessageView>> {
     Ok(Json(chat::edit(&app, &p, check_id(&id)?, &req.body).await?))
 }
 
 /// Delete a message (author or admin).
 #[utoipa::path(delete, path = "/api/v1/messages/{id}", responses((status = 204)), security(("bearer" = [])))]
-pub async fn delete_message(State(app): State<App>, Caller(p): Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete_message(
+    State(app): State<App>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     chat::delete(&app, &p, check_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// A thread: root first, then replies.
 #[utoipa::path(get, path = "/api/v1/messages/{id}/thread", responses((status = 200, body = [MessageView])), security(("bearer" = [])))]
-pub async fn thread(State(app): State<App>, Caller(p): Caller, Path(id): Path<String>) -> ApiResult<Json<Vec<MessageView>>> {
+pub async fn thread(
+    State(app): State<App>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<MessageView>>> {
     Ok(Json(chat::thread(&app, &p, check_id(&id)?).await?))
 }
 
 /// React to a message.
 #[utoipa::path(put, path = "/api/v1/messages/{id}/reactions/{emoji}", responses((status = 204)), security(("bearer" = [])))]
-pub async fn add_reaction(State(app): State<App>, Caller(p): Caller, Path((id, emoji)): Path<(String, String)>) -> ApiResult<StatusCode> {
+pub async fn add_reaction(
+    State(app): State<App>,
+    Caller(p): Caller,
+    Path((id, emoji)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     chat::react(&app, &p, check_id(&id)?, &emoji, true).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Remove one's reaction.
 #[utoipa::path(delete, path = "/api/v1/messages/{id}/reactions/{emoji}", responses((status = 204)), security(("bearer" = [])))]
-pub async fn remove_reaction(State(app): State<App>, Caller(p): Caller, Path((id, emoji)): Path<(String, String)>) -> ApiResult<StatusCode> {
+pub async fn remove_reaction(
+    State(app): State<App>,
+    Caller(p): Caller,
+    Path((id, emoji)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     chat::react(&app, &p, check_id(&id)?, &emoji, false).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Messages mentioning the caller.
 #[utoipa::path(get, path = "/api/v1/mentions", params(LimitQuery), responses((status = 200, body = [MessageView])), security(("bearer" = [])))]
-pub async fn mentions(State(app): State<App>, Caller(p): Caller, ApiQuery(q): ApiQuery<LimitQuery>) -> ApiResult<Json<Vec<MessageView>>> {
+pub async fn mentions(
+    State(app): State<App>,
+    Caller(p): Caller,
+    ApiQuery(q): ApiQuery<LimitQuery>,
+) -> ApiResult<Json<Vec<MessageView>>> {
     Ok(Json(chat::mentions(&app, &p, q.limit.unwrap_or(50)).await?))
 }
 
 /// Full-text search over messages the caller may read.
 #[utoipa::path(get, path = "/api/v1/search", params(SearchQuery), responses((status = 200, body = [MessageView])), security(("bearer" = [])))]
-pub async fn search(State(app): State<App>, Caller(p): Caller, ApiQuery(q): ApiQuery<SearchQuery>) -> ApiResult<Json<Vec<MessageView>>> {
-    Ok(Json(chat::search(&app, &p, &q.q, q.limit.unwrap_or(20)).await?))
+pub async fn search(
+    State(app): State<App>,
+    Caller(p): Caller,
+    ApiQuery(q): ApiQuery<SearchQuery>,
+) -> ApiResult<Json<Vec<MessageView>>> {
+    Ok(Json(
+        chat::search(&app, &p, &q.q, q.limit.unwrap_or(20)).await?,
+    ))
 }

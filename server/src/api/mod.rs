@@ -30,7 +30,9 @@ pub struct Caller(pub Arc<Principal>);
 pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 /// Verify an access token and load its (active) principal.
@@ -48,9 +50,13 @@ pub async fn authenticate(app: &App, token: &str) -> Result<Arc<Principal>, ApiE
 impl FromRequestParts<App> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, app: &App) -> Result<Self, ApiError> {
-        let token = bearer(&parts.headers)
-            .ok_or_else(|| ApiError::unauthenticated("missing bearer token (Authorization: Bearer ...)"))?;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        app: &App,
+    ) -> Result<Self, ApiError> {
+        let token = bearer(&parts.headers).ok_or_else(|| {
+            ApiError::unauthenticated("missing bearer token (Authorization: Bearer ...)")
+        })?;
         Ok(Caller(authenticate(app, token).await?))
     }
 }
@@ -69,12 +75,19 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 "unsupported_media_type",
                 "send JSON with Content-Type: application/json",
             )),
-            Err(JsonRejection::BytesRejection(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                "request body is larger than the server accepts",
-            )),
-            Err(e) => Err(ApiError::invalid(format!("invalid JSON body: {}", e.body_text()))),
+            Err(JsonRejection::BytesRejection(e))
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    "request body is larger than the server accepts",
+                ))
+            }
+            Err(e) => Err(ApiError::invalid(format!(
+                "invalid JSON body: {}",
+                e.body_text()
+            ))),
         }
     }
 }
@@ -85,7 +98,10 @@ pub struct ApiQuery<T>(pub T);
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| ApiQuery(q.0))
@@ -95,7 +111,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 
 /// Path and query identifiers are bounded before any lookup.
 pub fn check_id(id: &str) -> Result<&str, ApiError> {
-    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
         return Err(ApiError::invalid("malformed id"));
     }
     Ok(id)
@@ -129,7 +146,12 @@ impl utoipa::Modify for BearerScheme {
         let c = openapi.components.get_or_insert_with(Default::default);
         c.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
         );
     }
 }
@@ -146,12 +168,21 @@ async fn healthz() -> &'static str {
 async fn readyz(State(app): State<App>) -> Response {
     match app.db.ping().await {
         Ok(()) => "ready".into_response(),
-        Err(e) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", format!("database: {e}")).into_response(),
+        Err(e) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            format!("database: {e}"),
+        )
+        .into_response(),
     }
 }
 
 async fn metrics(State(app): State<App>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render()).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    )
+        .into_response()
 }
 
 async fn openapi_json() -> Response {
@@ -192,9 +223,18 @@ async fn observe(State(app): State<App>, req: Request, next: Next) -> Response {
 async fn security_headers(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     resp
 }
@@ -230,11 +270,21 @@ pub fn users_create_request(
     clearance: Option<String>,
     password: Option<String>,
 ) -> users_routes::CreateUser {
-    users_routes::CreateUser { handle, display_name, role, kind: None, department, clearance, password }
+    users_routes::CreateUser {
+        handle,
+        display_name,
+        role,
+        kind: None,
+        department,
+        clearance,
+        password,
+    }
 }
 
 /// Validate a create-user request (shared by the API and the CLI).
-pub async fn new_user_from(req: users_routes::CreateUser) -> crate::error::ApiResult<crate::directory::NewUser> {
+pub async fn new_user_from(
+    req: users_routes::CreateUser,
+) -> crate::error::ApiResult<crate::directory::NewUser> {
     users_routes::new_user(req).await
 }
 
@@ -242,11 +292,16 @@ pub async fn new_user_from(req: users_routes::CreateUser) -> crate::error::ApiRe
 pub async fn ensure_first_admin(app: &App, data_dir: &std::path::Path) -> anyhow::Result<String> {
     use rand::Rng;
     use sea_orm::{EntityTrait, PaginatorTrait};
-    let users = crate::storage::entities::user::Entity::find().count(&app.db).await?;
+    let users = crate::storage::entities::user::Entity::find()
+        .count(&app.db)
+        .await?;
     let file = data_dir.join("first-admin-password.txt");
     if users > 0 {
         return Ok(if file.exists() {
-            format!("Admin login: handle 'admin', password in {}", file.display())
+            format!(
+                "Admin login: handle 'admin', password in {}",
+                file.display()
+            )
         } else {
             "Log in with an existing account (create more with `warroom users create`).".into()
         });
@@ -256,14 +311,29 @@ pub async fn ensure_first_admin(app: &App, data_dir: &std::path::Path) -> anyhow
         .take(20)
         .map(char::from)
         .collect();
-    let req = users_create_request("admin".into(), "admin".into(), Some("Administrator".into()), None, None, Some(password.clone()));
-    let new = users_routes::new_user(req).await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
-    app.directory.create(new).await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let req = users_create_request(
+        "admin".into(),
+        "admin".into(),
+        Some("Administrator".into()),
+        None,
+        None,
+        Some(password.clone()),
+    );
+    let new = users_routes::new_user(req)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    app.directory
+        .create(new)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
     std::fs::write(&file, format!("{password}\n"))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
     }
-    Ok(format!("Admin login: handle 'admin', password '{password}' (also saved in {})", file.display()))
+    Ok(format!(
+        "Admin login: handle 'admin', password '{password}' (also saved in {})",
+        file.display()
+    ))
 }

@@ -122,16 +122,30 @@ pub fn default_clearance(role: Role) -> &'static str {
 pub async fn new_user(req: CreateUser) -> ApiResult<NewUser> {
     let handle = parse_handle(&req.handle)?;
     let role: Role = req.role.parse().map_err(ApiError::invalid)?;
-    let kind: UserKind = req.kind.as_deref().unwrap_or("human").parse().map_err(ApiError::invalid)?;
+    let kind: UserKind = req
+        .kind
+        .as_deref()
+        .unwrap_or("human")
+        .parse()
+        .map_err(ApiError::invalid)?;
     if (kind == UserKind::Agent) != (role == Role::Agent) {
-        return Err(ApiError::invalid("agents have kind agent and role agent; humans never have role agent"));
+        return Err(ApiError::invalid(
+            "agents have kind agent and role agent; humans never have role agent",
+        ));
     }
     let clearance = parse_label(req.clearance.as_deref().unwrap_or(default_clearance(role)))?;
     let department = match req.department {
         Some(d) => {
             let d = d.trim().to_ascii_lowercase();
-            if d.is_empty() || d.len() > 32 || !d.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_') {
-                return Err(ApiError::invalid("department must be 1-32 characters a-z, 0-9, '-' or '_'"));
+            if d.is_empty()
+                || d.len() > 32
+                || !d
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+            {
+                return Err(ApiError::invalid(
+                    "department must be 1-32 characters a-z, 0-9, '-' or '_'",
+                ));
             }
             Some(d)
         }
@@ -144,12 +158,26 @@ pub async fn new_user(req: CreateUser) -> ApiResult<NewUser> {
     let password_hash = match (kind, req.password) {
         (_, Some(pw)) => {
             check_password_strength(&pw).map_err(ApiError::invalid)?;
-            Some(tokio::task::spawn_blocking(move || crate::auth::hash_password(&pw)).await.map_err(ApiError::internal)?)
+            Some(
+                tokio::task::spawn_blocking(move || crate::auth::hash_password(&pw))
+                    .await
+                    .map_err(ApiError::internal)?,
+            )
         }
-        (UserKind::Human, None) => return Err(ApiError::invalid("a password is required for human users")),
+        (UserKind::Human, None) => {
+            return Err(ApiError::invalid("a password is required for human users"))
+        }
         (UserKind::Agent, None) => None,
     };
-    Ok(NewUser { handle, display_name: display_name.trim().to_string(), kind, role, department, clearance, password_hash })
+    Ok(NewUser {
+        handle,
+        display_name: display_name.trim().to_string(),
+        kind,
+        role,
+        department,
+        clearance,
+        password_hash,
+    })
 }
 
 /// The caller.
@@ -160,31 +188,55 @@ pub async fn me(Caller(p): Caller) -> Json<UserView> {
 
 /// The user directory (not for guests).
 #[utoipa::path(get, path = "/api/v1/users", responses((status = 200, body = [UserView])), security(("bearer" = [])))]
-pub async fn list_users(State(app): State<App>, Caller(p): Caller) -> ApiResult<Json<Vec<UserView>>> {
+pub async fn list_users(
+    State(app): State<App>,
+    Caller(p): Caller,
+) -> ApiResult<Json<Vec<UserView>>> {
     require_system(&app, &p, SystemAction::UserList)?;
-    let rows = user::Entity::find().order_by_asc(user::Column::Handle).limit(5000).all(&app.db).await?;
+    let rows = user::Entity::find()
+        .order_by_asc(user::Column::Handle)
+        .limit(5000)
+        .all(&app.db)
+        .await?;
     let mut out = Vec::new();
     for r in &rows {
-        out.push(UserView::from(&Principal::try_from(r).map_err(ApiError::internal)?));
+        out.push(UserView::from(
+            &Principal::try_from(r).map_err(ApiError::internal)?,
+        ));
     }
     Ok(Json(out))
 }
 
 /// Create a user (admin).
 #[utoipa::path(post, path = "/api/v1/users", request_body = CreateUser, responses((status = 201, body = UserView), (status = 409, body = crate::error::ErrorBody)), security(("bearer" = [])))]
-pub async fn create_user(State(app): State<App>, Caller(p): Caller, ApiJson(req): ApiJson<CreateUser>) -> ApiResult<(StatusCode, Json<UserView>)> {
+pub async fn create_user(
+    State(app): State<App>,
+    Caller(p): Caller,
+    ApiJson(req): ApiJson<CreateUser>,
+) -> ApiResult<(StatusCode, Json<UserView>)> {
     require_system(&app, &p, SystemAction::UserManage)?;
     let row = app.directory.create(new_user(req).await?).await?;
     let created = Principal::try_from(&row).map_err(ApiError::internal)?;
     app.audit
-        .record(Some(&p.id), "user.create", &format!("user:{}", row.id), "ok", serde_json::json!({"handle": row.handle, "role": row.role, "clearance": row.clearance}))
+        .record(
+            Some(&p.id),
+            "user.create",
+            &format!("user:{}", row.id),
+            "ok",
+            serde_json::json!({"handle": row.handle, "role": row.role, "clearance": row.clearance}),
+        )
         .await;
     Ok((StatusCode::CREATED, Json(UserView::from(&created))))
 }
 
 /// Change a user (admin). Deactivation revokes refresh tokens and closes sockets.
 #[utoipa::path(patch, path = "/api/v1/users/{id}", request_body = UpdateUser, responses((status = 200, body = UserView)), security(("bearer" = [])))]
-pub async fn update_user(State(app): State<App>, Caller(p): Caller, Path(id): Path<String>, ApiJson(req): ApiJson<UpdateUser>) -> ApiResult<Json<UserView>> {
+pub async fn update_user(
+    State(app): State<App>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<UpdateUser>,
+) -> ApiResult<Json<UserView>> {
     require_system(&app, &p, SystemAction::UserManage)?;
     let id = check_id(&id)?.to_string();
     let Some(row) = user::Entity::find_by_id(id.clone()).one(&app.db).await? else {
@@ -215,19 +267,43 @@ pub async fn update_user(State(app): State<App>, Caller(p): Caller, Path(id): Pa
     // Any change to who someone is invalidates their sessions' view of them.
     if req.active == Some(false) {
         super::auth_routes::revoke_user(&app, &id).await?;
-        app.hub.close_user(&id, CloseReason { code: CLOSE_REVOKED, reason: "account deactivated".into() });
+        app.hub.close_user(
+            &id,
+            CloseReason {
+                code: CLOSE_REVOKED,
+                reason: "account deactivated".into(),
+            },
+        );
     } else if req.role.is_some() || req.clearance.is_some() {
-        app.hub.close_user(&id, CloseReason { code: CLOSE_REVOKED, reason: "permissions changed: reconnect".into() });
+        app.hub.close_user(
+            &id,
+            CloseReason {
+                code: CLOSE_REVOKED,
+                reason: "permissions changed: reconnect".into(),
+            },
+        );
     }
     app.audit
-        .record(Some(&p.id), "user.update", &format!("user:{id}"), "ok", serde_json::json!({"active": req.active, "role": req.role, "clearance": req.clearance}))
+        .record(
+            Some(&p.id),
+            "user.update",
+            &format!("user:{id}"),
+            "ok",
+            serde_json::json!({"active": req.active, "role": req.role, "clearance": req.clearance}),
+        )
         .await;
-    Ok(Json(UserView::from(&Principal::try_from(&updated).map_err(ApiError::internal)?)))
+    Ok(Json(UserView::from(
+        &Principal::try_from(&updated).map_err(ApiError::internal)?,
+    )))
 }
 
 /// The newest audit records (admin).
 #[utoipa::path(get, path = "/api/v1/audit", params(AuditQuery), responses((status = 200, body = [AuditView])), security(("bearer" = [])))]
-pub async fn audit(State(app): State<App>, Caller(p): Caller, ApiQuery(q): ApiQuery<AuditQuery>) -> ApiResult<Json<Vec<AuditView>>> {
+pub async fn audit(
+    State(app): State<App>,
+    Caller(p): Caller,
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> ApiResult<Json<Vec<AuditView>>> {
     require_system(&app, &p, SystemAction::AuditRead)?;
     let rows = crate::audit::latest(&app.db, q.limit.unwrap_or(100).clamp(1, 1000)).await?;
     Ok(Json(
@@ -253,16 +329,39 @@ pub struct ReloadResult {
 
 /// Re-read and validate the policy directory; on error the active set stays.
 #[utoipa::path(post, path = "/api/v1/admin/policies/reload", responses((status = 200, body = ReloadResult), (status = 422, body = crate::error::ErrorBody)), security(("bearer" = [])))]
-pub async fn reload_policies(State(app): State<App>, Caller(p): Caller) -> ApiResult<Json<ReloadResult>> {
+pub async fn reload_policies(
+    State(app): State<App>,
+    Caller(p): Caller,
+) -> ApiResult<Json<ReloadResult>> {
     require_system(&app, &p, SystemAction::PolicyReload)?;
     match app.authz.reload() {
         Ok(n) => {
-            app.audit.record(Some(&p.id), "policy.reload", "policies", "ok", serde_json::json!({"policies": n})).await;
+            app.audit
+                .record(
+                    Some(&p.id),
+                    "policy.reload",
+                    "policies",
+                    "ok",
+                    serde_json::json!({"policies": n}),
+                )
+                .await;
             Ok(Json(ReloadResult { policies: n }))
         }
         Err(e) => {
-            app.audit.record(Some(&p.id), "policy.reload", "policies", "rejected", serde_json::json!({"error": e.to_string()})).await;
-            Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_policies", format!("{e}; the previous policies stay active")))
+            app.audit
+                .record(
+                    Some(&p.id),
+                    "policy.reload",
+                    "policies",
+                    "rejected",
+                    serde_json::json!({"error": e.to_string()}),
+                )
+                .await;
+            Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_policies",
+                format!("{e}; the previous policies stay active"),
+            ))
         }
     }
 }

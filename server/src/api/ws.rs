@@ -36,9 +36,16 @@ pub struct WsQuery {
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 enum ClientFrame {
-    Subscribe { channel_id: String, last_seq: Option<i64> },
-    Unsubscribe { channel_id: String },
-    Typing { channel_id: String },
+    Subscribe {
+        channel_id: String,
+        last_seq: Option<i64>,
+    },
+    Unsubscribe {
+        channel_id: String,
+    },
+    Typing {
+        channel_id: String,
+    },
     Ping,
 }
 
@@ -52,11 +59,22 @@ fn origin_allowed(app: &App, headers: &HeaderMap) -> bool {
         // Non-browser clients (agents, CLIs) send no Origin; browsers always do.
         return true;
     };
-    let Ok(origin) = origin.to_str() else { return false };
-    if app.settings.server.allowed_origins.iter().any(|o| o.eq_ignore_ascii_case(origin)) {
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    if app
+        .settings
+        .server
+        .allowed_origins
+        .iter()
+        .any(|o| o.eq_ignore_ascii_case(origin))
+    {
         return true;
     }
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
     let authority = origin.split_once("://").map(|(_, a)| a).unwrap_or("");
     !host.is_empty() && authority.eq_ignore_ascii_case(host)
 }
@@ -74,7 +92,10 @@ pub async fn ws_upgrade(
         return ApiError::forbidden("WebSocket origin not allowed").into_response();
     }
     let Some(token) = bearer(&headers).map(str::to_string).or(q.access_token) else {
-        return ApiError::unauthenticated("missing access token (Authorization header or access_token parameter)").into_response();
+        return ApiError::unauthenticated(
+            "missing access token (Authorization header or access_token parameter)",
+        )
+        .into_response();
     };
     let principal = match authenticate(&app, &token).await {
         Ok(p) => p,
@@ -83,7 +104,9 @@ pub async fn ws_upgrade(
     let exp = app.auth.verify_access(&token).map(|c| c.exp).unwrap_or(0);
     let ws = match ws {
         Ok(ws) => ws,
-        Err(e) => return ApiError::invalid(format!("not a WebSocket upgrade: {e}")).into_response(),
+        Err(e) => {
+            return ApiError::invalid(format!("not a WebSocket upgrade: {e}")).into_response()
+        }
     };
     let max = app.settings.limits.max_ws_message_bytes;
     ws.max_message_size(max)
@@ -92,13 +115,17 @@ pub async fn ws_upgrade(
 }
 
 fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 async fn run(app: App, socket: WebSocket, principal: Arc<Principal>, exp: u64) {
     let (conn, mut rx, mut close_rx) = app.hub.connect(principal.as_ref().clone());
     let (mut sink, mut stream) = socket.split();
-    let expires = tokio::time::Instant::now() + std::time::Duration::from_secs(exp.saturating_sub(now_secs()));
+    let expires = tokio::time::Instant::now()
+        + std::time::Duration::from_secs(exp.saturating_sub(now_secs()));
     let writer = tokio::spawn(async move {
         let expiry = tokio::time::sleep_until(expires);
         tokio::pin!(expiry);
@@ -127,7 +154,10 @@ async fn run(app: App, socket: WebSocket, principal: Arc<Principal>, exp: u64) {
             }
         };
         let _ = sink
-            .send(Message::Close(Some(CloseFrame { code: reason.code, reason: Utf8Bytes::from(reason.reason) })))
+            .send(Message::Close(Some(CloseFrame {
+                code: reason.code,
+                reason: Utf8Bytes::from(reason.reason),
+            })))
             .await;
         let _ = sink.close().await;
     });
@@ -139,16 +169,24 @@ async fn run(app: App, socket: WebSocket, principal: Arc<Principal>, exp: u64) {
             Ok(Message::Text(t)) => {
                 if let Err(e) = handle_frame(&app, &conn, t.as_str()).await {
                     errors += 1;
-                    let j = serde_json::json!({"type": "error", "code": e.code, "message": e.message}).to_string();
+                    let j =
+                        serde_json::json!({"type": "error", "code": e.code, "message": e.message})
+                            .to_string();
                     conn.send(Outbound::Text(j.into())).await;
                     if errors > 100 {
-                        conn.close(CloseReason { code: 1008, reason: "too many invalid frames".into() });
+                        conn.close(CloseReason {
+                            code: 1008,
+                            reason: "too many invalid frames".into(),
+                        });
                         break;
                     }
                 }
             }
             Ok(Message::Binary(_)) => {
-                conn.close(CloseReason { code: 1003, reason: "binary frames are not accepted; send JSON text".into() });
+                conn.close(CloseReason {
+                    code: 1003,
+                    reason: "binary frames are not accepted; send JSON text".into(),
+                });
                 break;
             }
             Ok(Message::Close(_)) => break,
@@ -158,22 +196,32 @@ async fn run(app: App, socket: WebSocket, principal: Arc<Principal>, exp: u64) {
                     || e.to_string().to_lowercase().contains("too big")
                     || e.to_string().to_lowercase().contains("capacity");
                 if too_big {
-                    conn.close(CloseReason { code: CLOSE_TOO_BIG, reason: "message too big".into() });
+                    conn.close(CloseReason {
+                        code: CLOSE_TOO_BIG,
+                        reason: "message too big".into(),
+                    });
                 } else {
-                    conn.close(CloseReason { code: 1002, reason: "protocol error".into() });
+                    conn.close(CloseReason {
+                        code: 1002,
+                        reason: "protocol error".into(),
+                    });
                 }
                 break;
             }
         }
     }
-    conn.close(CloseReason { code: 1000, reason: "bye".into() });
+    conn.close(CloseReason {
+        code: 1000,
+        reason: "bye".into(),
+    });
     app.hub.disconnect(&conn);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
     app.metrics.ws_connections.get();
 }
 
 async fn handle_frame(app: &App, conn: &Arc<Conn>, text: &str) -> Result<(), ApiError> {
-    let frame: ClientFrame = serde_json::from_str(text).map_err(|e| ApiError::invalid(format!("invalid frame: {e}")))?;
+    let frame: ClientFrame =
+        serde_json::from_str(text).map_err(|e| ApiError::invalid(format!("invalid frame: {e}")))?;
     match frame {
         ClientFrame::Ping => {
             conn.send(Outbound::Text(r#"{"type":"pong"}"#.into())).await;
@@ -187,10 +235,15 @@ async fn handle_frame(app: &App, conn: &Arc<Conn>, text: &str) -> Result<(), Api
             app.hub.typing(conn, super::check_id(&channel_id)?);
             Ok(())
         }
-        ClientFrame::Subscribe { channel_id, last_seq } => {
+        ClientFrame::Subscribe {
+            channel_id,
+            last_seq,
+        } => {
             let channel_id = super::check_id(&channel_id)?.to_string();
             if app.hub.subscription_count(conn) >= app.settings.limits.max_subscriptions {
-                return Err(ApiError::invalid("too many subscriptions on this connection"));
+                return Err(ApiError::invalid(
+                    "too many subscriptions on this connection",
+                ));
             }
             let sub = app.hub.begin_subscribe(conn, &channel_id);
             let r = subscribe(app, conn, &sub, &channel_id, last_seq).await;
@@ -228,7 +281,8 @@ async fn subscribe(
         (Some(s), None) => s,
         _ => latest,
     };
-    app.hub.prepare(sub, f.attrs.clone(), f.membership.is_some(), from);
+    app.hub
+        .prepare(sub, f.attrs.clone(), f.membership.is_some(), from);
     let mut replayed = 0usize;
     if from < latest {
         for ev in replay_events(app, &f.attrs, channel_id, from, latest).await? {
@@ -242,7 +296,9 @@ async fn subscribe(
             serde_json::json!({"type": "resync", "channel_id": channel_id, "reason": reason, "latest_seq": latest,
                 "message": "refetch the channel over REST, then subscribe with last_seq = latest_seq"})
         }
-        None => serde_json::json!({"type": "subscribed", "channel_id": channel_id, "latest_seq": latest, "replayed": replayed}),
+        None => {
+            serde_json::json!({"type": "subscribed", "channel_id": channel_id, "latest_seq": latest, "replayed": replayed})
+        }
     };
     conn.send(Outbound::Text(marker.to_string().into())).await;
     app.hub.go_live(sub, latest);
@@ -276,7 +332,9 @@ async fn replay_events(
         by_id.insert(m.id.clone(), m.clone());
     }
     for m in msgs {
-        let Some(author) = app.directory.get(&m.author_id).await? else { continue };
+        let Some(author) = app.directory.get(&m.author_id).await? else {
+            continue;
+        };
         let view = MessageView::new(&m, &author);
         out.push(Published {
             channel_id: channel_id.into(),
@@ -298,7 +356,8 @@ async fn replay_events(
             Some(m) => parse_label(&m.label)?,
             None => attrs.label.clone(),
         };
-        let payload: serde_json::Value = serde_json::from_str(&e.payload).unwrap_or(serde_json::Value::Null);
+        let payload: serde_json::Value =
+            serde_json::from_str(&e.payload).unwrap_or(serde_json::Value::Null);
         let payload = match (e.kind.as_str(), &msg) {
             // Edits replay the message as it is now (a later deletion blanks it).
             ("message.edited", Some(m)) => {
@@ -308,7 +367,10 @@ async fn replay_events(
             }
             _ => payload,
         };
-        let user = payload.get("user_id").and_then(|u| u.as_str()).map(str::to_string);
+        let user = payload
+            .get("user_id")
+            .and_then(|u| u.as_str())
+            .map(str::to_string);
         let effect = match (e.kind.as_str(), user) {
             ("member.joined", Some(u)) => Effect::MemberJoined(u),
             ("member.left", Some(u)) => Effect::MemberLeft(u),

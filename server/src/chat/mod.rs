@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, Statement, TransactionTrait, Value,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, Statement, TransactionTrait, Value,
 };
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -67,11 +67,14 @@ pub struct ListQuery {
 fn check_channel_name(name: &str) -> ApiResult<String> {
     let n = name.trim().to_ascii_lowercase();
     let ok = (1..=64).contains(&n.len())
-        && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
+        && n.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
     if ok {
         Ok(n)
     } else {
-        Err(ApiError::invalid("channel name must be 1-64 characters: a-z, 0-9, '-', '_' or '.'"))
+        Err(ApiError::invalid(
+            "channel name must be 1-64 characters: a-z, 0-9, '-', '_' or '.'",
+        ))
     }
 }
 
@@ -84,7 +87,8 @@ fn check_topic(topic: &str) -> ApiResult<String> {
 
 /// Parse a label from input, with a 400 on error.
 pub fn parse_label(raw: &str) -> ApiResult<Label> {
-    raw.parse().map_err(|e| ApiError::invalid(format!("label: {e}")))
+    raw.parse()
+        .map_err(|e| ApiError::invalid(format!("label: {e}")))
 }
 
 fn check_body(app: &AppState, body: &str) -> ApiResult<String> {
@@ -136,14 +140,21 @@ impl ChannelFacts {
 
 /// Load a channel and `p`'s membership; 404 if it does not exist.
 pub async fn channel_facts(app: &AppState, p: &Principal, id: &str) -> ApiResult<ChannelFacts> {
-    let Some(row) = channel::Entity::find_by_id(id.to_string()).one(&app.db).await? else {
+    let Some(row) = channel::Entity::find_by_id(id.to_string())
+        .one(&app.db)
+        .await?
+    else {
         return Err(ApiError::not_found("channel"));
     };
     let attrs = ChannelAttrs::try_from(&row).map_err(ApiError::internal)?;
     let membership = membership::Entity::find_by_id((id.to_string(), p.id.clone()))
         .one(&app.db)
         .await?;
-    Ok(ChannelFacts { row, attrs, membership })
+    Ok(ChannelFacts {
+        row,
+        attrs,
+        membership,
+    })
 }
 
 /// Decide with Cedar; a denial is audited and becomes a 403, or a 404 when
@@ -167,9 +178,15 @@ pub async fn require(
             serde_json::json!({ "msg_label": ctx.msg_label.as_ref().map(|l| l.to_string()) }),
         )
         .await;
-    let visible = action != ChannelAction::Read && app.authz.channel(p, ChannelAction::Read, &f.attrs, &f.ctx(p));
+    let visible = action != ChannelAction::Read
+        && app
+            .authz
+            .channel(p, ChannelAction::Read, &f.attrs, &f.ctx(p));
     if visible {
-        Err(ApiError::forbidden(format!("not allowed to {}", action_words(action))))
+        Err(ApiError::forbidden(format!(
+            "not allowed to {}",
+            action_words(action)
+        )))
     } else {
         Err(ApiError::not_found("channel"))
     }
@@ -179,7 +196,9 @@ fn action_words(a: ChannelAction) -> &'static str {
     match a {
         ChannelAction::Create => "create this channel",
         ChannelAction::Read => "read this channel",
-        ChannelAction::Join => "join this channel (check your clearance and the channel's visibility)",
+        ChannelAction::Join => {
+            "join this channel (check your clearance and the channel's visibility)"
+        }
         ChannelAction::Leave => "leave this channel",
         ChannelAction::Invite => "invite to this channel",
         ChannelAction::Update => "change this channel",
@@ -193,11 +212,17 @@ fn action_words(a: ChannelAction) -> &'static str {
 }
 
 /// Create a public or private channel; the creator becomes its first member.
-pub async fn create_channel(app: &AppState, p: &Principal, req: CreateChannel) -> ApiResult<ChannelView> {
+pub async fn create_channel(
+    app: &AppState,
+    p: &Principal,
+    req: CreateChannel,
+) -> ApiResult<ChannelView> {
     let name = check_channel_name(&req.name)?;
     let visibility: Visibility = req.visibility.parse().map_err(ApiError::invalid)?;
     if visibility == Visibility::Direct {
-        return Err(ApiError::invalid("create direct channels with POST /api/v1/dms"));
+        return Err(ApiError::invalid(
+            "create direct channels with POST /api/v1/dms",
+        ));
     }
     let label = parse_label(req.label.as_deref().unwrap_or("internal"))?;
     let topic = check_topic(req.topic.as_deref().unwrap_or(""))?;
@@ -209,10 +234,19 @@ pub async fn create_channel(app: &AppState, p: &Principal, req: CreateChannel) -
         archived: false,
         created_by: p.id.clone(),
     };
-    let ctx = ChannelCtx { is_owner: true, ..Default::default() };
+    let ctx = ChannelCtx {
+        is_owner: true,
+        ..Default::default()
+    };
     if !app.authz.channel(p, ChannelAction::Create, &attrs, &ctx) {
         app.audit
-            .record(Some(&p.id), "channel.create", &format!("channel:{name}"), "denied", serde_json::json!({"label": label.to_string(), "visibility": visibility.as_str()}))
+            .record(
+                Some(&p.id),
+                "channel.create",
+                &format!("channel:{name}"),
+                "denied",
+                serde_json::json!({"label": label.to_string(), "visibility": visibility.as_str()}),
+            )
             .await;
         return Err(ApiError::forbidden(
             "not allowed to create this channel (your role, or a label above your clearance)",
@@ -224,7 +258,9 @@ pub async fn create_channel(app: &AppState, p: &Principal, req: CreateChannel) -
         .one(&app.db)
         .await?;
     if exists.is_some() {
-        return Err(ApiError::conflict(format!("a channel named {name:?} exists")));
+        return Err(ApiError::conflict(format!(
+            "a channel named {name:?} exists"
+        )));
     }
     let now = chrono::Utc::now();
     let row = channel::Model {
@@ -241,13 +277,16 @@ pub async fn create_channel(app: &AppState, p: &Principal, req: CreateChannel) -
         created_at: now,
     };
     let txn = app.db.begin().await?;
-    channel::ActiveModel::from(row.clone()).insert(&txn).await.map_err(|e| {
-        if e.to_string().to_lowercase().contains("unique") {
-            ApiError::conflict(format!("a channel named {name:?} exists"))
-        } else {
-            ApiError::from(e)
-        }
-    })?;
+    channel::ActiveModel::from(row.clone())
+        .insert(&txn)
+        .await
+        .map_err(|e| {
+            if e.to_string().to_lowercase().contains("unique") {
+                ApiError::conflict(format!("a channel named {name:?} exists"))
+            } else {
+                ApiError::from(e)
+            }
+        })?;
     membership::ActiveModel {
         channel_id: Set(id.clone()),
         user_id: Set(p.id.clone()),
@@ -258,7 +297,13 @@ pub async fn create_channel(app: &AppState, p: &Principal, req: CreateChannel) -
     .await?;
     txn.commit().await?;
     app.audit
-        .record(Some(&p.id), "channel.create", &format!("channel:{id}"), "ok", serde_json::json!({"name": name, "label": label.to_string()}))
+        .record(
+            Some(&p.id),
+            "channel.create",
+            &format!("channel:{id}"),
+            "ok",
+            serde_json::json!({"name": name, "label": label.to_string()}),
+        )
         .await;
     let mut view = ChannelView::new(&row);
     view.is_member = true;
@@ -296,7 +341,11 @@ pub async fn list_channels(app: &AppState, p: &Principal) -> ApiResult<Vec<Chann
     for row in rows {
         let attrs = ChannelAttrs::try_from(&row).map_err(ApiError::internal)?;
         let m = mine.get(&row.id);
-        let ctx = ChannelCtx { is_member: m.is_some(), is_owner: row.created_by == p.id, ..Default::default() };
+        let ctx = ChannelCtx {
+            is_member: m.is_some(),
+            is_owner: row.created_by == p.id,
+            ..Default::default()
+        };
         if !app.authz.channel(p, ChannelAction::Read, &attrs, &ctx) {
             continue;
         }
@@ -324,7 +373,10 @@ async fn unread_counts(app: &AppState, p: &Principal) -> ApiResult<HashMap<Strin
         .await?;
     let mut out = HashMap::new();
     for r in rows {
-        out.insert(r.try_get::<String>("", "channel_id")?, r.try_get::<i64>("", "n")?);
+        out.insert(
+            r.try_get::<String>("", "channel_id")?,
+            r.try_get::<i64>("", "n")?,
+        );
     }
     Ok(out)
 }
@@ -345,7 +397,13 @@ pub async fn join(app: &AppState, p: &Principal, id: &str) -> ApiResult<ChannelV
     if f.membership.is_none() {
         require(app, p, ChannelAction::Join, &f, &f.ctx(p)).await?;
         app.writer
-            .change(ChannelChange { channel_id: id.into(), actor_id: p.id.clone(), change: Change::Join { user_id: p.id.clone() } })
+            .change(ChannelChange {
+                channel_id: id.into(),
+                actor_id: p.id.clone(),
+                change: Change::Join {
+                    user_id: p.id.clone(),
+                },
+            })
             .await?;
     }
     get_channel(app, p, id).await
@@ -356,7 +414,13 @@ pub async fn leave(app: &AppState, p: &Principal, id: &str) -> ApiResult<()> {
     let f = channel_facts(app, p, id).await?;
     require(app, p, ChannelAction::Leave, &f, &f.ctx(p)).await?;
     app.writer
-        .change(ChannelChange { channel_id: id.into(), actor_id: p.id.clone(), change: Change::Leave { user_id: p.id.clone() } })
+        .change(ChannelChange {
+            channel_id: id.into(),
+            actor_id: p.id.clone(),
+            change: Change::Leave {
+                user_id: p.id.clone(),
+            },
+        })
         .await?;
     Ok(())
 }
@@ -366,10 +430,22 @@ pub async fn leave(app: &AppState, p: &Principal, id: &str) -> ApiResult<()> {
 pub async fn invite(app: &AppState, p: &Principal, id: &str, invitee: &Principal) -> ApiResult<()> {
     let f = channel_facts(app, p, id).await?;
     require(app, p, ChannelAction::Invite, &f, &f.ctx(p)).await?;
-    let ctx = ChannelCtx { invited: true, ..Default::default() };
-    if !app.authz.channel(invitee, ChannelAction::Join, &f.attrs, &ctx) {
+    let ctx = ChannelCtx {
+        invited: true,
+        ..Default::default()
+    };
+    if !app
+        .authz
+        .channel(invitee, ChannelAction::Join, &f.attrs, &ctx)
+    {
         app.audit
-            .record(Some(&p.id), "channel.invite", &format!("channel:{id}"), "denied", serde_json::json!({"invitee": invitee.id, "reason": "invitee not cleared"}))
+            .record(
+                Some(&p.id),
+                "channel.invite",
+                &format!("channel:{id}"),
+                "denied",
+                serde_json::json!({"invitee": invitee.id, "reason": "invitee not cleared"}),
+            )
             .await;
         return Err(ApiError::forbidden(format!(
             "{} is not cleared for this channel's label {} (or cannot join it)",
@@ -378,7 +454,13 @@ pub async fn invite(app: &AppState, p: &Principal, id: &str, invitee: &Principal
     }
     let seq = app
         .writer
-        .change(ChannelChange { channel_id: id.into(), actor_id: p.id.clone(), change: Change::Join { user_id: invitee.id.clone() } })
+        .change(ChannelChange {
+            channel_id: id.into(),
+            actor_id: p.id.clone(),
+            change: Change::Join {
+                user_id: invitee.id.clone(),
+            },
+        })
         .await?;
     if seq.is_some() {
         let mut view = ChannelView::new(&f.row);
@@ -394,19 +476,40 @@ pub async fn archive(app: &AppState, p: &Principal, id: &str) -> ApiResult<()> {
     let f = channel_facts(app, p, id).await?;
     require(app, p, ChannelAction::Archive, &f, &f.ctx(p)).await?;
     app.writer
-        .change(ChannelChange { channel_id: id.into(), actor_id: p.id.clone(), change: Change::Archive })
+        .change(ChannelChange {
+            channel_id: id.into(),
+            actor_id: p.id.clone(),
+            change: Change::Archive,
+        })
         .await?;
-    app.audit.record(Some(&p.id), "channel.archive", &format!("channel:{id}"), "ok", serde_json::json!({})).await;
+    app.audit
+        .record(
+            Some(&p.id),
+            "channel.archive",
+            &format!("channel:{id}"),
+            "ok",
+            serde_json::json!({}),
+        )
+        .await;
     Ok(())
 }
 
 /// Change a channel's topic.
-pub async fn set_topic(app: &AppState, p: &Principal, id: &str, topic: &str) -> ApiResult<ChannelView> {
+pub async fn set_topic(
+    app: &AppState,
+    p: &Principal,
+    id: &str,
+    topic: &str,
+) -> ApiResult<ChannelView> {
     let topic = check_topic(topic)?;
     let f = channel_facts(app, p, id).await?;
     require(app, p, ChannelAction::Update, &f, &f.ctx(p)).await?;
     app.writer
-        .change(ChannelChange { channel_id: id.into(), actor_id: p.id.clone(), change: Change::Update { topic } })
+        .change(ChannelChange {
+            channel_id: id.into(),
+            actor_id: p.id.clone(),
+            change: Change::Update { topic },
+        })
         .await?;
     get_channel(app, p, id).await
 }
@@ -444,14 +547,24 @@ pub async fn mark_read(app: &AppState, p: &Principal, id: &str, seq: i64) -> Api
 /// Open (or return) the direct channel between `p` and `peer`. Its label is
 /// the meet of both clearances, so neither can receive what they are not
 /// cleared for.
-pub async fn open_direct(app: &AppState, p: &Principal, peer: &Principal) -> ApiResult<(ChannelView, bool)> {
+pub async fn open_direct(
+    app: &AppState,
+    p: &Principal,
+    peer: &Principal,
+) -> ApiResult<(ChannelView, bool)> {
     if !app.authz.direct_message(p, peer) {
-        return Err(ApiError::forbidden("not allowed to message this user directly"));
+        return Err(ApiError::forbidden(
+            "not allowed to message this user directly",
+        ));
     }
     let mut pair = [p.id.clone(), peer.id.clone()];
     pair.sort();
     let key = pair.join(":");
-    if let Some(row) = channel::Entity::find().filter(channel::Column::DmKey.eq(key.as_str())).one(&app.db).await? {
+    if let Some(row) = channel::Entity::find()
+        .filter(channel::Column::DmKey.eq(key.as_str()))
+        .one(&app.db)
+        .await?
+    {
         let mut v = ChannelView::new(&row);
         v.is_member = true;
         return Ok((v, false));
@@ -493,22 +606,34 @@ pub async fn open_direct(app: &AppState, p: &Principal, peer: &Principal) -> Api
 }
 
 /// Post a message. Returns the stored message and whether it was created now.
-pub async fn post(app: &AppState, p: &Arc<Principal>, channel_id: &str, req: PostMessage) -> ApiResult<(MessageView, bool)> {
+pub async fn post(
+    app: &AppState,
+    p: &Arc<Principal>,
+    channel_id: &str,
+    req: PostMessage,
+) -> ApiResult<(MessageView, bool)> {
     let body = check_body(app, &req.body)?;
     if let Some(k) = &req.idempotency_key {
         if k.is_empty() || k.len() > 128 || !k.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(ApiError::invalid("idempotency_key must be 1-128 printable ASCII characters"));
+            return Err(ApiError::invalid(
+                "idempotency_key must be 1-128 printable ASCII characters",
+            ));
         }
     }
     if !app.post_limiter.allow(&p.id) {
-        return Err(ApiError::rate_limited("posting too fast; slow down and retry"));
+        return Err(ApiError::rate_limited(
+            "posting too fast; slow down and retry",
+        ));
     }
     let f = channel_facts(app, p, channel_id).await?;
     let label = match &req.label {
         Some(l) => parse_label(l)?,
         None => f.attrs.label.clone(),
     };
-    let ctx = ChannelCtx { msg_label: Some(label.clone()), ..f.ctx(p) };
+    let ctx = ChannelCtx {
+        msg_label: Some(label.clone()),
+        ..f.ctx(p)
+    };
     require(app, p, ChannelAction::Post, &f, &ctx).await?;
     if let Some(root) = &req.thread_root {
         let ok = message::Entity::find_by_id(root.clone())
@@ -516,7 +641,9 @@ pub async fn post(app: &AppState, p: &Arc<Principal>, channel_id: &str, req: Pos
             .await?
             .is_some_and(|m| m.channel_id == channel_id && m.thread_root.is_none() && !m.deleted);
         if !ok {
-            return Err(ApiError::invalid("thread_root must be a top-level message of this channel"));
+            return Err(ApiError::invalid(
+                "thread_root must be a top-level message of this channel",
+            ));
         }
     }
     let mention_ids = mention_ids(app, &body).await?;
@@ -534,9 +661,15 @@ pub async fn post(app: &AppState, p: &Arc<Principal>, channel_id: &str, req: Pos
         })
         .await?;
     if outcome.message.channel_id != channel_id {
-        return Err(ApiError::conflict("idempotency_key was already used for a message in another channel"));
+        return Err(ApiError::conflict(
+            "idempotency_key was already used for a message in another channel",
+        ));
     }
-    let author = app.directory.get(&outcome.message.author_id).await?.ok_or_else(|| ApiError::internal("author vanished"))?;
+    let author = app
+        .directory
+        .get(&outcome.message.author_id)
+        .await?
+        .ok_or_else(|| ApiError::internal("author vanished"))?;
     Ok((MessageView::new(&outcome.message, &author), outcome.created))
 }
 
@@ -546,12 +679,23 @@ async fn mention_ids(app: &AppState, body: &str) -> ApiResult<Vec<String>> {
         return Ok(Vec::new());
     }
     let handles: Vec<String> = handles.into_iter().take(50).collect();
-    Ok(app.directory.by_handles(&handles).await?.into_iter().map(|u| u.id).collect())
+    Ok(app
+        .directory
+        .by_handles(&handles)
+        .await?
+        .into_iter()
+        .map(|u| u.id)
+        .collect())
 }
 
 /// Fill in authors, reactions and reply counts, dropping messages whose label
 /// `p` may not read.
-pub async fn views_for(app: &AppState, p: &Principal, f: &ChannelFacts, rows: Vec<message::Model>) -> ApiResult<Vec<MessageView>> {
+pub async fn views_for(
+    app: &AppState,
+    p: &Principal,
+    f: &ChannelFacts,
+    rows: Vec<message::Model>,
+) -> ApiResult<Vec<MessageView>> {
     let mut decisions: HashMap<String, bool> = HashMap::new();
     let base = f.ctx(p);
     let mut kept = Vec::new();
@@ -560,8 +704,13 @@ pub async fn views_for(app: &AppState, p: &Principal, f: &ChannelFacts, rows: Ve
             Some(d) => *d,
             None => {
                 let label = parse_label(&m.label)?;
-                let ctx = ChannelCtx { msg_label: Some(label), ..base.clone() };
-                let d = app.authz.channel(p, ChannelAction::ReadMessage, &f.attrs, &ctx);
+                let ctx = ChannelCtx {
+                    msg_label: Some(label),
+                    ..base.clone()
+                };
+                let d = app
+                    .authz
+                    .channel(p, ChannelAction::ReadMessage, &f.attrs, &ctx);
                 decisions.insert(m.label.clone(), d);
                 d
             }
@@ -584,7 +733,12 @@ async fn decorate(app: &AppState, rows: Vec<message::Model>) -> ApiResult<Vec<Me
             .all(&app.db)
             .await?
         {
-            reactions.entry(r.message_id).or_default().entry(r.emoji).or_default().push(r.user_id);
+            reactions
+                .entry(r.message_id)
+                .or_default()
+                .entry(r.emoji)
+                .or_default()
+                .push(r.user_id);
         }
         let counts: Vec<(Option<String>, i64)> = message::Entity::find()
             .select_only()
@@ -604,12 +758,18 @@ async fn decorate(app: &AppState, rows: Vec<message::Model>) -> ApiResult<Vec<Me
     }
     let mut out = Vec::with_capacity(rows.len());
     for m in rows {
-        let Some(author) = app.directory.get(&m.author_id).await? else { continue };
+        let Some(author) = app.directory.get(&m.author_id).await? else {
+            continue;
+        };
         let mut v = MessageView::new(&m, &author);
         if let Some(r) = reactions.remove(&m.id) {
             v.reactions = r
                 .into_iter()
-                .map(|(emoji, user_ids)| ReactionView { emoji, count: user_ids.len(), user_ids })
+                .map(|(emoji, user_ids)| ReactionView {
+                    emoji,
+                    count: user_ids.len(),
+                    user_ids,
+                })
                 .collect();
         }
         v.reply_count = replies.get(&m.id).copied().unwrap_or(0);
@@ -619,7 +779,12 @@ async fn decorate(app: &AppState, rows: Vec<message::Model>) -> ApiResult<Vec<Me
 }
 
 /// A page of a channel's messages, oldest first.
-pub async fn list_messages(app: &AppState, p: &Principal, channel_id: &str, q: ListQuery) -> ApiResult<Vec<MessageView>> {
+pub async fn list_messages(
+    app: &AppState,
+    p: &Principal,
+    channel_id: &str,
+    q: ListQuery,
+) -> ApiResult<Vec<MessageView>> {
     let f = channel_facts(app, p, channel_id).await?;
     require(app, p, ChannelAction::Read, &f, &f.ctx(p)).await?;
     let limit = q.limit.unwrap_or(50).clamp(1, app.settings.limits.max_page);
@@ -628,16 +793,26 @@ pub async fn list_messages(app: &AppState, p: &Principal, channel_id: &str, q: L
         find = find.filter(message::Column::ThreadRoot.is_null());
     }
     let rows = match (q.after_seq, q.before_seq) {
-        (Some(_), Some(_)) => return Err(ApiError::invalid("give after_seq or before_seq, not both")),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid("give after_seq or before_seq, not both"))
+        }
         (Some(after), None) => {
-            find.filter(message::Column::Seq.gt(after)).order_by_asc(message::Column::Seq).limit(limit).all(&app.db).await?
+            find.filter(message::Column::Seq.gt(after))
+                .order_by_asc(message::Column::Seq)
+                .limit(limit)
+                .all(&app.db)
+                .await?
         }
         (None, before) => {
             let mut f2 = find;
             if let Some(b) = before {
                 f2 = f2.filter(message::Column::Seq.lt(b));
             }
-            let mut rows = f2.order_by_desc(message::Column::Seq).limit(limit).all(&app.db).await?;
+            let mut rows = f2
+                .order_by_desc(message::Column::Seq)
+                .limit(limit)
+                .all(&app.db)
+                .await?;
             rows.reverse();
             rows
         }
@@ -646,22 +821,42 @@ pub async fn list_messages(app: &AppState, p: &Principal, channel_id: &str, q: L
 }
 
 /// Load a message and its channel facts for `p`.
-pub async fn message_facts(app: &AppState, p: &Principal, message_id: &str) -> ApiResult<(message::Model, ChannelFacts)> {
-    let Some(m) = message::Entity::find_by_id(message_id.to_string()).one(&app.db).await? else {
+pub async fn message_facts(
+    app: &AppState,
+    p: &Principal,
+    message_id: &str,
+) -> ApiResult<(message::Model, ChannelFacts)> {
+    let Some(m) = message::Entity::find_by_id(message_id.to_string())
+        .one(&app.db)
+        .await?
+    else {
         return Err(ApiError::not_found("message"));
     };
     let f = channel_facts(app, p, &m.channel_id).await?;
-    let ctx = ChannelCtx { msg_label: Some(parse_label(&m.label)?), ..f.ctx(p) };
-    if !app.authz.channel(p, ChannelAction::ReadMessage, &f.attrs, &ctx) {
+    let ctx = ChannelCtx {
+        msg_label: Some(parse_label(&m.label)?),
+        ..f.ctx(p)
+    };
+    if !app
+        .authz
+        .channel(p, ChannelAction::ReadMessage, &f.attrs, &ctx)
+    {
         return Err(ApiError::not_found("message"));
     }
     Ok((m, f))
 }
 
 /// One message.
-pub async fn get_message(app: &AppState, p: &Principal, message_id: &str) -> ApiResult<MessageView> {
+pub async fn get_message(
+    app: &AppState,
+    p: &Principal,
+    message_id: &str,
+) -> ApiResult<MessageView> {
     let (m, _f) = message_facts(app, p, message_id).await?;
-    decorate(app, vec![m]).await?.pop().ok_or_else(|| ApiError::not_found("message"))
+    decorate(app, vec![m])
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::not_found("message"))
 }
 
 /// A thread: its root and replies, oldest first.
@@ -684,20 +879,33 @@ pub async fn thread(app: &AppState, p: &Principal, root_id: &str) -> ApiResult<V
 }
 
 /// Edit one's own message.
-pub async fn edit(app: &AppState, p: &Principal, message_id: &str, body: &str) -> ApiResult<MessageView> {
+pub async fn edit(
+    app: &AppState,
+    p: &Principal,
+    message_id: &str,
+    body: &str,
+) -> ApiResult<MessageView> {
     let body = check_body(app, body)?;
     let (m, f) = message_facts(app, p, message_id).await?;
     if m.deleted {
         return Err(ApiError::not_found("message"));
     }
-    let ctx = ChannelCtx { is_author: m.author_id == p.id, msg_label: Some(parse_label(&m.label)?), ..f.ctx(p) };
+    let ctx = ChannelCtx {
+        is_author: m.author_id == p.id,
+        msg_label: Some(parse_label(&m.label)?),
+        ..f.ctx(p)
+    };
     require(app, p, ChannelAction::Edit, &f, &ctx).await?;
     let mention_ids = mention_ids(app, &body).await?;
     app.writer
         .change(ChannelChange {
             channel_id: m.channel_id.clone(),
             actor_id: p.id.clone(),
-            change: Change::Edit { message_id: m.id.clone(), body, mention_ids },
+            change: Change::Edit {
+                message_id: m.id.clone(),
+                body,
+                mention_ids,
+            },
         })
         .await?;
     get_message(app, p, message_id).await
@@ -709,10 +917,20 @@ pub async fn delete(app: &AppState, p: &Principal, message_id: &str) -> ApiResul
     if m.deleted {
         return Ok(());
     }
-    let ctx = ChannelCtx { is_author: m.author_id == p.id, msg_label: Some(parse_label(&m.label)?), ..f.ctx(p) };
+    let ctx = ChannelCtx {
+        is_author: m.author_id == p.id,
+        msg_label: Some(parse_label(&m.label)?),
+        ..f.ctx(p)
+    };
     require(app, p, ChannelAction::Delete, &f, &ctx).await?;
     app.writer
-        .change(ChannelChange { channel_id: m.channel_id.clone(), actor_id: p.id.clone(), change: Change::Delete { message_id: m.id.clone() } })
+        .change(ChannelChange {
+            channel_id: m.channel_id.clone(),
+            actor_id: p.id.clone(),
+            change: Change::Delete {
+                message_id: m.id.clone(),
+            },
+        })
         .await?;
     Ok(())
 }
@@ -721,26 +939,51 @@ fn check_emoji(emoji: &str) -> ApiResult<String> {
     let e = emoji.trim();
     let ok = !e.is_empty()
         && e.chars().count() <= 32
-        && e.chars().all(|c| !c.is_whitespace() && !c.is_control() && c != '<' && c != '>' && c != '"' && c != '&');
+        && e.chars().all(|c| {
+            !c.is_whitespace() && !c.is_control() && c != '<' && c != '>' && c != '"' && c != '&'
+        });
     if ok {
         Ok(e.to_string())
     } else {
-        Err(ApiError::invalid("emoji must be 1-32 visible characters (a name like 'thumbsup' or an emoji)"))
+        Err(ApiError::invalid(
+            "emoji must be 1-32 visible characters (a name like 'thumbsup' or an emoji)",
+        ))
     }
 }
 
 /// Add or remove `p`'s reaction.
-pub async fn react(app: &AppState, p: &Principal, message_id: &str, emoji: &str, add: bool) -> ApiResult<()> {
+pub async fn react(
+    app: &AppState,
+    p: &Principal,
+    message_id: &str,
+    emoji: &str,
+    add: bool,
+) -> ApiResult<()> {
     let emoji = check_emoji(emoji)?;
     let (m, f) = message_facts(app, p, message_id).await?;
-    let ctx = ChannelCtx { msg_label: Some(parse_label(&m.label)?), ..f.ctx(p) };
+    let ctx = ChannelCtx {
+        msg_label: Some(parse_label(&m.label)?),
+        ..f.ctx(p)
+    };
     require(app, p, ChannelAction::React, &f, &ctx).await?;
     let change = if add {
-        Change::ReactionAdd { message_id: m.id.clone(), emoji }
+        Change::ReactionAdd {
+            message_id: m.id.clone(),
+            emoji,
+        }
     } else {
-        Change::ReactionRemove { message_id: m.id.clone(), emoji }
+        Change::ReactionRemove {
+            message_id: m.id.clone(),
+            emoji,
+        }
     };
-    app.writer.change(ChannelChange { channel_id: m.channel_id.clone(), actor_id: p.id.clone(), change }).await?;
+    app.writer
+        .change(ChannelChange {
+            channel_id: m.channel_id.clone(),
+            actor_id: p.id.clone(),
+            change,
+        })
+        .await?;
     Ok(())
 }
 
@@ -759,7 +1002,12 @@ pub async fn mentions(app: &AppState, p: &Principal, limit: u64) -> ApiResult<Ve
     readable(app, p, ids, limit).await
 }
 
-async fn readable(app: &AppState, p: &Principal, ids: Vec<String>, limit: u64) -> ApiResult<Vec<MessageView>> {
+async fn readable(
+    app: &AppState,
+    p: &Principal,
+    ids: Vec<String>,
+    limit: u64,
+) -> ApiResult<Vec<MessageView>> {
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     for id in ids {
@@ -777,15 +1025,26 @@ async fn readable(app: &AppState, p: &Principal, ids: Vec<String>, limit: u64) -
 
 /// Full-text search over messages `p` may read (FTS5 on SQLite, PostgreSQL
 /// full-text otherwise). Every hit is re-checked by policy.
-pub async fn search(app: &AppState, p: &Principal, q: &str, limit: u64) -> ApiResult<Vec<MessageView>> {
+pub async fn search(
+    app: &AppState,
+    p: &Principal,
+    q: &str,
+    limit: u64,
+) -> ApiResult<Vec<MessageView>> {
     let q = q.trim();
     if q.is_empty() || q.chars().count() > 200 {
         return Err(ApiError::invalid("search query must be 1-200 characters"));
     }
     let limit = limit.clamp(1, app.settings.limits.max_page);
     let backend = app.db.get_database_backend();
-    let public = if p.role == Role::Guest { "" } else { " OR m.channel_id IN (SELECT id FROM channels WHERE visibility = 'public')" };
-    let scope = format!("(m.channel_id IN (SELECT channel_id FROM memberships WHERE user_id = $2){public})");
+    let public = if p.role == Role::Guest {
+        ""
+    } else {
+        " OR m.channel_id IN (SELECT id FROM channels WHERE visibility = 'public')"
+    };
+    let scope = format!(
+        "(m.channel_id IN (SELECT channel_id FROM memberships WHERE user_id = $2){public})"
+    );
     let sql = match backend {
         DbBackend::Postgres => format!(
             "SELECT m.id AS id FROM messages m WHERE to_tsvector('simple', m.body) @@ plainto_tsquery('simple', $1) \
@@ -813,8 +1072,19 @@ pub async fn search(app: &AppState, p: &Principal, q: &str, limit: u64) -> ApiRe
     };
     let rows = app
         .db
-        .query_all_raw(stmt(backend, &sql, vec![query.into(), p.id.clone().into(), ((limit * 3) as i64).into()]))
+        .query_all_raw(stmt(
+            backend,
+            &sql,
+            vec![
+                query.into(),
+                p.id.clone().into(),
+                ((limit * 3) as i64).into(),
+            ],
+        ))
         .await?;
-    let ids: Vec<String> = rows.iter().filter_map(|r| r.try_get::<String>("", "id").ok()).collect();
+    let ids: Vec<String> = rows
+        .iter()
+        .filter_map(|r| r.try_get::<String>("", "id").ok())
+        .collect();
     readable(app, p, ids, limit).await
 }

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    DbBackend, EntityTrait, QueryFilter, Set, Statement, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
+    DatabaseTransaction, DbBackend, EntityTrait, QueryFilter, Set, Statement, TransactionTrait,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -50,13 +50,31 @@ pub struct PostOutcome {
 /// A sequenced change to a channel other than a new message.
 #[derive(Debug, Clone)]
 pub enum Change {
-    Edit { message_id: String, body: String, mention_ids: Vec<String> },
-    Delete { message_id: String },
-    ReactionAdd { message_id: String, emoji: String },
-    ReactionRemove { message_id: String, emoji: String },
-    Join { user_id: String },
-    Leave { user_id: String },
-    Update { topic: String },
+    Edit {
+        message_id: String,
+        body: String,
+        mention_ids: Vec<String>,
+    },
+    Delete {
+        message_id: String,
+    },
+    ReactionAdd {
+        message_id: String,
+        emoji: String,
+    },
+    ReactionRemove {
+        message_id: String,
+        emoji: String,
+    },
+    Join {
+        user_id: String,
+    },
+    Leave {
+        user_id: String,
+    },
+    Update {
+        topic: String,
+    },
     Archive,
 }
 
@@ -81,7 +99,12 @@ pub struct Writer {
 
 impl Writer {
     /// Start the writer task and its publisher task.
-    pub fn start(db: DatabaseConnection, hub: Arc<Hub>, directory: Arc<Directory>, metrics: Arc<Metrics>) -> Self {
+    pub fn start(
+        db: DatabaseConnection,
+        hub: Arc<Hub>,
+        directory: Arc<Directory>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(8192);
         let (pub_tx, mut pub_rx) = mpsc::channel::<Vec<Arc<Published>>>(1024);
         tokio::spawn(async move {
@@ -108,7 +131,8 @@ impl Writer {
             .send(Op::Post(post, tx))
             .await
             .map_err(|_| ApiError::internal("writer stopped"))?;
-        rx.await.map_err(|_| ApiError::internal("writer dropped a post"))?
+        rx.await
+            .map_err(|_| ApiError::internal("writer dropped a post"))?
     }
 
     /// Apply a change; resolves to its sequence number (`None`: nothing changed).
@@ -118,7 +142,8 @@ impl Writer {
             .send(Op::Change(change, tx))
             .await
             .map_err(|_| ApiError::internal("writer stopped"))?;
-        rx.await.map_err(|_| ApiError::internal("writer dropped a change"))?
+        rx.await
+            .map_err(|_| ApiError::internal("writer dropped a change"))?
     }
 }
 
@@ -189,7 +214,10 @@ impl WriterTask {
         }
     }
 
-    async fn try_batch(&self, ops: &[&Op]) -> Result<(Vec<Outcome>, Vec<Arc<Published>>), sea_orm::DbErr> {
+    async fn try_batch(
+        &self,
+        ops: &[&Op],
+    ) -> Result<(Vec<Outcome>, Vec<Arc<Published>>), sea_orm::DbErr> {
         let txn = self.db.begin().await?;
         let mut outcomes = Vec::with_capacity(ops.len());
         let mut events = Vec::new();
@@ -228,7 +256,11 @@ impl WriterTask {
         let mut existing: HashMap<(String, String), message::Model> = HashMap::new();
         let keyed: Vec<(&str, &str)> = posts
             .iter()
-            .filter_map(|p| p.idempotency_key.as_deref().map(|k| (p.author.id.as_str(), k)))
+            .filter_map(|p| {
+                p.idempotency_key
+                    .as_deref()
+                    .map(|k| (p.author.id.as_str(), k))
+            })
             .collect();
         if !keyed.is_empty() {
             let mut cond = Condition::any();
@@ -240,7 +272,10 @@ impl WriterTask {
                 );
             }
             for m in message::Entity::find().filter(cond).all(txn).await? {
-                let key = (m.author_id.clone(), m.idempotency_key.clone().unwrap_or_default());
+                let key = (
+                    m.author_id.clone(),
+                    m.idempotency_key.clone().unwrap_or_default(),
+                );
                 existing.insert(key, m);
             }
         }
@@ -254,7 +289,10 @@ impl WriterTask {
             if let Some(k) = &p.idempotency_key {
                 let key = (p.author.id.clone(), k.clone());
                 if let Some(m) = existing.get(&key) {
-                    results[i] = Some(Ok(PostOutcome { message: m.clone(), created: false }));
+                    results[i] = Some(Ok(PostOutcome {
+                        message: m.clone(),
+                        created: false,
+                    }));
                     continue;
                 }
                 if let Some(&first) = batch_keys.get(&key) {
@@ -269,7 +307,10 @@ impl WriterTask {
         // Reserve a block of sequence numbers per channel.
         let mut per_channel: HashMap<&str, Vec<usize>> = HashMap::new();
         for &i in &fresh {
-            per_channel.entry(posts[i].channel_id.as_str()).or_default().push(i);
+            per_channel
+                .entry(posts[i].channel_id.as_str())
+                .or_default()
+                .push(i);
         }
         let now = chrono::Utc::now();
         let mut rows = Vec::with_capacity(fresh.len());
@@ -312,10 +353,14 @@ impl WriterTask {
             }
         }
         for chunk in rows.chunks(400) {
-            message::Entity::insert_many(chunk.to_vec()).exec(txn).await?;
+            message::Entity::insert_many(chunk.to_vec())
+                .exec(txn)
+                .await?;
         }
         for chunk in mention_rows.chunks(1000) {
-            mention::Entity::insert_many(chunk.to_vec()).exec(txn).await?;
+            mention::Entity::insert_many(chunk.to_vec())
+                .exec(txn)
+                .await?;
         }
         models.sort_by_key(|(_, m)| (m.channel_id.clone(), m.seq));
         for (i, m) in models {
@@ -327,11 +372,17 @@ impl WriterTask {
                 json: message_event_json("message.created", &view, m.seq).into(),
                 effect: Effect::None,
             }));
-            results[i] = Some(Ok(PostOutcome { message: m, created: true }));
+            results[i] = Some(Ok(PostOutcome {
+                message: m,
+                created: true,
+            }));
         }
         for (i, first) in dup_of {
             results[i] = Some(match &results[first] {
-                Some(Ok(o)) => Ok(PostOutcome { message: o.message.clone(), created: false }),
+                Some(Ok(o)) => Ok(PostOutcome {
+                    message: o.message.clone(),
+                    created: false,
+                }),
                 Some(Err(e)) => Err(e.clone()),
                 None => Err(ApiError::internal("duplicate of an unprocessed post")),
             });
@@ -348,7 +399,10 @@ impl WriterTask {
         c: &ChannelChange,
         events: &mut Vec<Arc<Published>>,
     ) -> Result<ApiResult<Option<i64>>, sea_orm::DbErr> {
-        let Some(ch) = channel::Entity::find_by_id(c.channel_id.clone()).one(txn).await? else {
+        let Some(ch) = channel::Entity::find_by_id(c.channel_id.clone())
+            .one(txn)
+            .await?
+        else {
             return Ok(Err(ApiError::not_found("channel")));
         };
         let attrs = match ChannelAttrs::try_from(&ch) {
@@ -358,123 +412,180 @@ impl WriterTask {
         let channel_label = attrs.label.clone();
         let now = chrono::Utc::now();
         // Check the change applies, and work out the event it produces.
-        let (kind, message_id, label, payload, effect): (&str, Option<String>, Label, serde_json::Value, Effect) =
-            match &c.change {
-                Change::Edit { message_id, body, mention_ids } => {
-                    let Some(m) = live_message(txn, &c.channel_id, message_id).await? else {
-                        return Ok(Err(ApiError::not_found("message")));
-                    };
-                    let mut am: message::ActiveModel = m.clone().into();
-                    am.body = Set(body.clone());
-                    am.edited_at = Set(Some(now));
-                    let updated = am.update(txn).await?;
-                    mention::Entity::delete_many()
-                        .filter(mention::Column::MessageId.eq(message_id.as_str()))
-                        .exec(txn)
-                        .await?;
-                    for uid in mention_ids {
-                        mention::ActiveModel {
-                            message_id: Set(message_id.clone()),
-                            user_id: Set(uid.clone()),
-                            channel_id: Set(c.channel_id.clone()),
-                            seq: Set(m.seq),
-                        }
-                        .insert(txn)
-                        .await?;
-                    }
-                    let author = self.author(&updated.author_id).await;
-                    let view = author.map(|a| MessageView::new(&updated, &a));
-                    let label = updated.label.parse().unwrap_or(channel_label.clone());
-                    ("message.edited", Some(message_id.clone()), label, serde_json::json!({ "message": view }), Effect::None)
-                }
-                Change::Delete { message_id } => {
-                    let Some(m) = live_message(txn, &c.channel_id, message_id).await? else {
-                        return Ok(Err(ApiError::not_found("message")));
-                    };
-                    let mut am: message::ActiveModel = m.clone().into();
-                    // The body is blanked, not kept: deleted text must not stay searchable.
-                    am.body = Set(String::new());
-                    am.deleted = Set(true);
-                    am.update(txn).await?;
-                    reaction::Entity::delete_many()
-                        .filter(reaction::Column::MessageId.eq(message_id.as_str()))
-                        .exec(txn)
-                        .await?;
-                    let label = m.label.parse().unwrap_or(channel_label.clone());
-                    ("message.deleted", Some(message_id.clone()), label, serde_json::json!({ "message_id": message_id }), Effect::None)
-                }
-                Change::ReactionAdd { message_id, emoji } | Change::ReactionRemove { message_id, emoji } => {
-                    let Some(m) = live_message(txn, &c.channel_id, message_id).await? else {
-                        return Ok(Err(ApiError::not_found("message")));
-                    };
-                    let key = (message_id.clone(), c.actor_id.clone(), emoji.clone());
-                    let exists = reaction::Entity::find_by_id(key.clone()).one(txn).await?.is_some();
-                    let adding = matches!(c.change, Change::ReactionAdd { .. });
-                    if exists == adding {
-                        return Ok(Ok(None));
-                    }
-                    if adding {
-                        reaction::ActiveModel {
-                            message_id: Set(key.0),
-                            user_id: Set(key.1),
-                            emoji: Set(key.2),
-                            created_at: Set(now),
-                        }
-                        .insert(txn)
-                        .await?;
-                    } else {
-                        reaction::Entity::delete_by_id(key).exec(txn).await?;
-                    }
-                    let label = m.label.parse().unwrap_or(channel_label.clone());
-                    (
-                        if adding { "reaction.added" } else { "reaction.removed" },
-                        Some(message_id.clone()),
-                        label,
-                        serde_json::json!({ "message_id": message_id, "user_id": c.actor_id, "emoji": emoji }),
-                        Effect::None,
-                    )
-                }
-                Change::Join { user_id } => {
-                    let key = (c.channel_id.clone(), user_id.clone());
-                    if membership::Entity::find_by_id(key).one(txn).await?.is_some() {
-                        return Ok(Ok(None));
-                    }
-                    membership::ActiveModel {
+        let (kind, message_id, label, payload, effect): (
+            &str,
+            Option<String>,
+            Label,
+            serde_json::Value,
+            Effect,
+        ) = match &c.change {
+            Change::Edit {
+                message_id,
+                body,
+                mention_ids,
+            } => {
+                let Some(m) = live_message(txn, &c.channel_id, message_id).await? else {
+                    return Ok(Err(ApiError::not_found("message")));
+                };
+                let mut am: message::ActiveModel = m.clone().into();
+                am.body = Set(body.clone());
+                am.edited_at = Set(Some(now));
+                let updated = am.update(txn).await?;
+                mention::Entity::delete_many()
+                    .filter(mention::Column::MessageId.eq(message_id.as_str()))
+                    .exec(txn)
+                    .await?;
+                for uid in mention_ids {
+                    mention::ActiveModel {
+                        message_id: Set(message_id.clone()),
+                        user_id: Set(uid.clone()),
                         channel_id: Set(c.channel_id.clone()),
-                        user_id: Set(user_id.clone()),
-                        last_read_seq: Set(ch.last_seq),
-                        joined_at: Set(now),
+                        seq: Set(m.seq),
                     }
                     .insert(txn)
                     .await?;
-                    ("member.joined", None, channel_label, serde_json::json!({ "user_id": user_id, "by": c.actor_id }), Effect::MemberJoined(user_id.clone()))
                 }
-                Change::Leave { user_id } => {
-                    let key = (c.channel_id.clone(), user_id.clone());
-                    let res = membership::Entity::delete_by_id(key).exec(txn).await?;
-                    if res.rows_affected == 0 {
-                        return Ok(Ok(None));
+                let author = self.author(&updated.author_id).await;
+                let view = author.map(|a| MessageView::new(&updated, &a));
+                let label = updated.label.parse().unwrap_or(channel_label.clone());
+                (
+                    "message.edited",
+                    Some(message_id.clone()),
+                    label,
+                    serde_json::json!({ "message": view }),
+                    Effect::None,
+                )
+            }
+            Change::Delete { message_id } => {
+                let Some(m) = live_message(txn, &c.channel_id, message_id).await? else {
+                    return Ok(Err(ApiError::not_found("message")));
+                };
+                let mut am: message::ActiveModel = m.clone().into();
+                // The body is blanked, not kept: deleted text must not stay searchable.
+                am.body = Set(String::new());
+                am.deleted = Set(true);
+                am.update(txn).await?;
+                reaction::Entity::delete_many()
+                    .filter(reaction::Column::MessageId.eq(message_id.as_str()))
+                    .exec(txn)
+                    .await?;
+                let label = m.label.parse().unwrap_or(channel_label.clone());
+                (
+                    "message.deleted",
+                    Some(message_id.clone()),
+                    label,
+                    serde_json::json!({ "message_id": message_id }),
+                    Effect::None,
+                )
+            }
+            Change::ReactionAdd { message_id, emoji }
+            | Change::ReactionRemove { message_id, emoji } => {
+                let Some(m) = live_message(txn, &c.channel_id, message_id).await? else {
+                    return Ok(Err(ApiError::not_found("message")));
+                };
+                let key = (message_id.clone(), c.actor_id.clone(), emoji.clone());
+                let exists = reaction::Entity::find_by_id(key.clone())
+                    .one(txn)
+                    .await?
+                    .is_some();
+                let adding = matches!(c.change, Change::ReactionAdd { .. });
+                if exists == adding {
+                    return Ok(Ok(None));
+                }
+                if adding {
+                    reaction::ActiveModel {
+                        message_id: Set(key.0),
+                        user_id: Set(key.1),
+                        emoji: Set(key.2),
+                        created_at: Set(now),
                     }
-                    ("member.left", None, channel_label, serde_json::json!({ "user_id": user_id }), Effect::MemberLeft(user_id.clone()))
+                    .insert(txn)
+                    .await?;
+                } else {
+                    reaction::Entity::delete_by_id(key).exec(txn).await?;
                 }
-                Change::Update { topic } => {
-                    let mut am: channel::ActiveModel = ch.clone().into();
-                    am.topic = Set(topic.clone());
-                    am.update(txn).await?;
-                    ("channel.updated", None, channel_label, serde_json::json!({ "topic": topic }), Effect::None)
+                let label = m.label.parse().unwrap_or(channel_label.clone());
+                (
+                    if adding {
+                        "reaction.added"
+                    } else {
+                        "reaction.removed"
+                    },
+                    Some(message_id.clone()),
+                    label,
+                    serde_json::json!({ "message_id": message_id, "user_id": c.actor_id, "emoji": emoji }),
+                    Effect::None,
+                )
+            }
+            Change::Join { user_id } => {
+                let key = (c.channel_id.clone(), user_id.clone());
+                if membership::Entity::find_by_id(key)
+                    .one(txn)
+                    .await?
+                    .is_some()
+                {
+                    return Ok(Ok(None));
                 }
-                Change::Archive => {
-                    if ch.archived {
-                        return Ok(Ok(None));
-                    }
-                    let mut am: channel::ActiveModel = ch.clone().into();
-                    am.archived = Set(true);
-                    am.update(txn).await?;
-                    let mut a = attrs.clone();
-                    a.archived = true;
-                    ("channel.archived", None, channel_label, serde_json::json!({}), Effect::ChannelChanged(a))
+                membership::ActiveModel {
+                    channel_id: Set(c.channel_id.clone()),
+                    user_id: Set(user_id.clone()),
+                    last_read_seq: Set(ch.last_seq),
+                    joined_at: Set(now),
                 }
-            };
+                .insert(txn)
+                .await?;
+                (
+                    "member.joined",
+                    None,
+                    channel_label,
+                    serde_json::json!({ "user_id": user_id, "by": c.actor_id }),
+                    Effect::MemberJoined(user_id.clone()),
+                )
+            }
+            Change::Leave { user_id } => {
+                let key = (c.channel_id.clone(), user_id.clone());
+                let res = membership::Entity::delete_by_id(key).exec(txn).await?;
+                if res.rows_affected == 0 {
+                    return Ok(Ok(None));
+                }
+                (
+                    "member.left",
+                    None,
+                    channel_label,
+                    serde_json::json!({ "user_id": user_id }),
+                    Effect::MemberLeft(user_id.clone()),
+                )
+            }
+            Change::Update { topic } => {
+                let mut am: channel::ActiveModel = ch.clone().into();
+                am.topic = Set(topic.clone());
+                am.update(txn).await?;
+                (
+                    "channel.updated",
+                    None,
+                    channel_label,
+                    serde_json::json!({ "topic": topic }),
+                    Effect::None,
+                )
+            }
+            Change::Archive => {
+                if ch.archived {
+                    return Ok(Ok(None));
+                }
+                let mut am: channel::ActiveModel = ch.clone().into();
+                am.archived = Set(true);
+                am.update(txn).await?;
+                let mut a = attrs.clone();
+                a.archived = true;
+                (
+                    "channel.archived",
+                    None,
+                    channel_label,
+                    serde_json::json!({}),
+                    Effect::ChannelChanged(a),
+                )
+            }
+        };
         let Some(seq) = reserve_seqs(txn, &c.channel_id, 1, false).await? else {
             return Ok(Err(ApiError::not_found("channel")));
         };
@@ -527,10 +638,20 @@ async fn reserve_seqs(
         DbBackend::Postgres => ("$1", "$2"),
         _ => ("?", "?"),
     };
-    let open = if open_only { " AND archived = false" } else { "" };
-    let sql = format!("UPDATE channels SET last_seq = last_seq + {p1} WHERE id = {p2}{open} RETURNING last_seq");
+    let open = if open_only {
+        " AND archived = false"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "UPDATE channels SET last_seq = last_seq + {p1} WHERE id = {p2}{open} RETURNING last_seq"
+    );
     let row = txn
-        .query_one_raw(Statement::from_sql_and_values(backend, sql, [n.into(), channel_id.into()]))
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [n.into(), channel_id.into()],
+        ))
         .await?;
     match row {
         Some(r) => Ok(Some(r.try_get::<i64>("", "last_seq")?)),

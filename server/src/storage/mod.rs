@@ -29,7 +29,10 @@ pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, DbErr> {
     }
     let schema = settings.storage.postgres_schema.clone();
     if let Some(schema) = &schema {
-        if !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        if !schema
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
             return Err(DbErr::Custom(format!("invalid schema name {schema:?}")));
         }
         let plain = Database::connect(url.as_str()).await?;

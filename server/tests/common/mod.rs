@@ -32,17 +32,17 @@ macro_rules! on_both_backends {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                let app = crate::common::TestApp::start(crate::common::Backend::Sqlite, |_| {}).await;
+                let app = $crate::common::TestApp::start($crate::common::Backend::Sqlite, |_| {}).await;
                 super::$name(&app).await;
                 app.stop().await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                if !crate::common::postgres_enabled() {
+                if !$crate::common::postgres_enabled() {
                     eprintln!("WARROOM_TEST_DATABASE_URL not set: PostgreSQL variant skipped");
                     return;
                 }
-                let app = crate::common::TestApp::start(crate::common::Backend::Postgres, |_| {}).await;
+                let app = $crate::common::TestApp::start($crate::common::Backend::Postgres, |_| {}).await;
                 super::$name(&app).await;
                 app.stop().await;
             }
@@ -65,7 +65,10 @@ impl Drop for SchemaGuard {
     fn drop(&mut self) {
         let (url, schema) = (self.url.clone(), self.schema.clone());
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(warroom::storage::drop_postgres_schema(&url, &schema))
         })
         .join();
@@ -149,14 +152,28 @@ impl TestApp {
 
     /// Stop the server.
     pub async fn stop(self) {
-        let TestApp { running, _schema, _data, .. } = self;
+        let TestApp {
+            running,
+            _schema,
+            _data,
+            ..
+        } = self;
         running.stop().await;
         drop(_schema);
     }
 
     /// Send a request with a raw body.
-    pub async fn raw(&self, method: Method, path: &str, token: Option<&str>, content_type: Option<&str>, body: Vec<u8>) -> Resp {
-        let mut b = Request::builder().method(method).uri(format!("{}{}", self.base, path));
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Resp {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(format!("{}{}", self.base, path));
         if let Some(t) = token {
             b = b.header("authorization", format!("Bearer {t}"));
         }
@@ -171,15 +188,35 @@ impl TestApp {
         let json = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
         };
-        Resp { status, json, headers }
+        Resp {
+            status,
+            json,
+            headers,
+        }
     }
 
     /// Send JSON (or nothing) and parse the JSON answer.
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Resp {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Resp {
         match body {
-            Some(v) => self.raw(method, path, token, Some("application/json"), v.to_string().into_bytes()).await,
+            Some(v) => {
+                self.raw(
+                    method,
+                    path,
+                    token,
+                    Some("application/json"),
+                    v.to_string().into_bytes(),
+                )
+                .await
+            }
             None => self.raw(method, path, token, None, Vec::new()).await,
         }
     }
@@ -205,7 +242,13 @@ impl TestApp {
             password: Some(PASSWORD.into()),
         };
         let new = warroom::api::new_user_from(req).await.expect("valid user");
-        let row = self.running.app.directory.create(new).await.expect("user created");
+        let row = self
+            .running
+            .app
+            .directory
+            .create(new)
+            .await
+            .expect("user created");
         let r = self.login(handle, PASSWORD).await;
         assert_eq!(r.status, StatusCode::OK, "login {handle}: {:?}", r.json);
         User {
@@ -217,36 +260,74 @@ impl TestApp {
     }
 
     pub async fn login(&self, handle: &str, password: &str) -> Resp {
-        self.call(Method::POST, "/api/v1/auth/login", None, Some(json!({"handle": handle, "password": password}))).await
+        self.call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"handle": handle, "password": password})),
+        )
+        .await
     }
 
     /// Create a channel as `u`; returns its id.
-    pub async fn channel(&self, u: &User, name: &str, visibility: &str, label: Option<&str>) -> String {
-        let r = self.post("/api/v1/channels", &u.token, json!({"name": name, "visibility": visibility, "label": label})).await;
-        assert_eq!(r.status, StatusCode::CREATED, "create channel {name}: {:?}", r.json);
+    pub async fn channel(
+        &self,
+        u: &User,
+        name: &str,
+        visibility: &str,
+        label: Option<&str>,
+    ) -> String {
+        let r = self
+            .post(
+                "/api/v1/channels",
+                &u.token,
+                json!({"name": name, "visibility": visibility, "label": label}),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "create channel {name}: {:?}",
+            r.json
+        );
         r.json["id"].as_str().unwrap().to_string()
     }
 
     /// Post `body` in a channel; returns the message JSON.
     pub async fn say(&self, u: &User, channel: &str, body: &str) -> Value {
-        let r = self.post(&format!("/api/v1/channels/{channel}/messages"), &u.token, json!({"body": body})).await;
+        let r = self
+            .post(
+                &format!("/api/v1/channels/{channel}/messages"),
+                &u.token,
+                json!({"body": body}),
+            )
+            .await;
         assert_eq!(r.status, StatusCode::CREATED, "post: {:?}", r.json);
         r.json
     }
 
     /// The value of a counter in `/metrics`.
     pub async fn metric(&self, name: &str) -> f64 {
-        let r = self.raw(Method::GET, "/metrics", None, None, Vec::new()).await;
+        let r = self
+            .raw(Method::GET, "/metrics", None, None, Vec::new())
+            .await;
         let text = r.json.as_str().unwrap_or_default().to_string();
         text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.trim().parse::<f64>().ok()))
+            .find_map(|l| {
+                l.strip_prefix(name)
+                    .and_then(|rest| rest.trim().parse::<f64>().ok())
+            })
             .unwrap_or(0.0)
     }
 
     /// Open a WebSocket as `u`.
     pub async fn ws(&self, u: &User) -> Ws {
-        let req = format!("ws://{}/api/v1/ws?access_token={}", self.addr, u.token).into_client_request().unwrap();
-        let (stream, _) = tokio_tungstenite::connect_async(req).await.expect("ws connects");
+        let req = format!("ws://{}/api/v1/ws?access_token={}", self.addr, u.token)
+            .into_client_request()
+            .unwrap();
+        let (stream, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("ws connects");
         let mut ws = Ws { stream };
         let ready = ws.next_json().await.expect("ready frame");
         assert_eq!(ready["type"], "ready");
@@ -256,7 +337,9 @@ impl TestApp {
 
 /// A WebSocket client.
 pub struct Ws {
-    pub stream: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    pub stream: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
 }
 
 /// What the socket produced next.
@@ -269,11 +352,15 @@ pub enum WsEvent {
 
 impl Ws {
     pub async fn send(&mut self, v: Value) {
-        self.stream.send(Message::Text(v.to_string().into())).await.expect("ws send");
+        self.stream
+            .send(Message::Text(v.to_string().into()))
+            .await
+            .expect("ws send");
     }
 
     pub async fn subscribe(&mut self, channel: &str, last_seq: Option<i64>) {
-        self.send(json!({"type": "subscribe", "channel_id": channel, "last_seq": last_seq})).await;
+        self.send(json!({"type": "subscribe", "channel_id": channel, "last_seq": last_seq}))
+            .await;
     }
 
     /// The next frame within `wait`.
@@ -283,9 +370,14 @@ impl Ws {
                 Err(_) => return WsEvent::Timeout,
                 Ok(None) => return WsEvent::Closed(None, String::new()),
                 Ok(Some(Err(e))) => return WsEvent::Closed(None, e.to_string()),
-                Ok(Some(Ok(Message::Text(t)))) => return WsEvent::Json(serde_json::from_str(t.as_str()).expect("json frame")),
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    return WsEvent::Json(serde_json::from_str(t.as_str()).expect("json frame"))
+                }
                 Ok(Some(Ok(Message::Close(f)))) => {
-                    return WsEvent::Closed(f.as_ref().map(|f| u16::from(f.code)), f.map(|f| f.reason.to_string()).unwrap_or_default())
+                    return WsEvent::Closed(
+                        f.as_ref().map(|f| u16::from(f.code)),
+                        f.map(|f| f.reason.to_string()).unwrap_or_default(),
+                    )
                 }
                 Ok(Some(Ok(_))) => continue,
             }
