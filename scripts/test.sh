@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs Warroom's whole test suite. Works on a fresh machine with the Rust
+# toolchain: everything else it needs it sets up itself. When a PostgreSQL
+# server is reachable (WARROOM_TEST_DATABASE_URL, or the local one on
+# 127.0.0.1:5432 with database `test`), the storage tests run against it too.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ -z "${WARROOM_TEST_DATABASE_URL:-}" ]; then
+  if command -v pg_isready >/dev/null 2>&1; then
+    if ! pg_isready -q -h 127.0.0.1 -p 5432 && command -v pg_ctlcluster >/dev/null 2>&1; then
+      echo "test.sh: starting the local PostgreSQL"
+      pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+      sleep 2
+    fi
+    if pg_isready -q -h 127.0.0.1 -p 5432; then
+      export WARROOM_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:5432/test"
+    fi
+  fi
+fi
+if [ -n "${WARROOM_TEST_DATABASE_URL:-}" ]; then
+  echo "test.sh: PostgreSQL tests enabled (${WARROOM_TEST_DATABASE_URL%%@*}@...)"
+else
+  echo "test.sh: no PostgreSQL reachable; running the SQLite variants only"
+fi
+
+cargo test --workspace --locked
