@@ -53,5 +53,9 @@ pub trait Platform: Send + Sync {
     /// Join a channel the agent may join.
     async fn join(&self, channel_id: &str) -> Result<(), PlatformError>;
     /// Events in joined channels after `after_seq`.
-    async fn observe(&self, channel_id: &str, after_seq: i64) -> Result<Vec<Observed>, PlatformError>;
+    async fn observe(
+        &self,
+        channel_id: &str,
+        after_seq: i64,
+    ) -> Result<Vec<Observed>, PlatformError>;
 }

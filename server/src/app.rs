@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use crate::audit::Audit;
 use crate::auth::Auth;
 use crate::authz::Authz;
+use crate::chat::cache::ChannelCache;
 use crate::chat::writer::Writer;
 use crate::config::Settings;
 use crate::directory::Directory;
@@ -25,6 +26,7 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     pub writer: Writer,
     pub directory: Arc<Directory>,
+    pub channels: Arc<ChannelCache>,
     pub metrics: Arc<Metrics>,
     pub post_limiter: RateLimiter,
     pub audit: Audit,
@@ -68,7 +70,14 @@ impl AppState {
             settings.limits.ws_send_queue,
         ));
         let directory = Arc::new(Directory::new(db.clone()));
-        let writer = Writer::start(db.clone(), hub.clone(), directory.clone(), metrics.clone());
+        let channels = Arc::new(ChannelCache::default());
+        let writer = Writer::start(
+            db.clone(),
+            hub.clone(),
+            directory.clone(),
+            channels.clone(),
+            metrics.clone(),
+        );
         let post_limiter =
             RateLimiter::new(settings.limits.posts_per_second, settings.limits.post_burst);
         let audit = Audit::new(db.clone());
@@ -80,6 +89,7 @@ impl AppState {
             hub,
             writer,
             directory,
+            channels,
             metrics,
             post_limiter,
             audit,

@@ -269,6 +269,15 @@ impl Hub {
         true
     }
 
+    /// Whether anyone is subscribed to a channel.
+    pub fn has_subscribers(&self, channel_id: &str) -> bool {
+        self.inner
+            .read()
+            .expect("hub lock")
+            .channels
+            .contains_key(channel_id)
+    }
+
     /// How many channels a connection is subscribed to.
     pub fn subscription_count(&self, conn: &Conn) -> usize {
         let inner = self.inner.read().expect("hub lock");

@@ -14,6 +14,7 @@ use sea_orm::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+use crate::chat::cache::ChannelCache;
 use crate::chat::views::{event_json, message_event_json, MessageView};
 use crate::directory::Directory;
 use crate::error::{ApiError, ApiResult};
@@ -86,6 +87,17 @@ pub struct ChannelChange {
     pub change: Change,
 }
 
+/// A committed event on its way to the hub. New messages are rendered by the
+/// publisher task, off the writer, and only if someone is subscribed.
+pub enum Pending {
+    Ready(Arc<Published>),
+    Created {
+        message: Box<message::Model>,
+        author: Arc<Principal>,
+        label: Label,
+    },
+}
+
 enum Op {
     Post(NewPost, oneshot::Sender<ApiResult<PostOutcome>>),
     Change(ChannelChange, oneshot::Sender<ApiResult<Option<i64>>>),
@@ -103,20 +115,42 @@ impl Writer {
         db: DatabaseConnection,
         hub: Arc<Hub>,
         directory: Arc<Directory>,
+        channels: Arc<ChannelCache>,
         metrics: Arc<Metrics>,
     ) -> Self {
         let (tx, rx) = mpsc::channel(8192);
-        let (pub_tx, mut pub_rx) = mpsc::channel::<Vec<Arc<Published>>>(1024);
+        let (pub_tx, mut pub_rx) = mpsc::channel::<Vec<Pending>>(1024);
         tokio::spawn(async move {
             while let Some(events) = pub_rx.recv().await {
                 for ev in events {
-                    hub.publish(ev);
+                    match ev {
+                        Pending::Ready(ev) => hub.publish(ev),
+                        Pending::Created {
+                            message,
+                            author,
+                            label,
+                        } => {
+                            if !hub.has_subscribers(&message.channel_id) {
+                                continue;
+                            }
+                            let view = MessageView::new(&message, &author);
+                            hub.publish(Arc::new(Published {
+                                channel_id: message.channel_id.clone(),
+                                seq: Some(message.seq),
+                                label,
+                                json: message_event_json("message.created", &view, message.seq)
+                                    .into(),
+                                effect: Effect::None,
+                            }));
+                        }
+                    }
                 }
             }
         });
         let task = WriterTask {
             db,
             directory,
+            channels,
             metrics,
             publish: pub_tx,
         };
@@ -150,8 +184,9 @@ impl Writer {
 struct WriterTask {
     db: DatabaseConnection,
     directory: Arc<Directory>,
+    channels: Arc<ChannelCache>,
     metrics: Arc<Metrics>,
-    publish: mpsc::Sender<Vec<Arc<Published>>>,
+    publish: mpsc::Sender<Vec<Pending>>,
 }
 
 enum Outcome {
@@ -214,10 +249,7 @@ impl WriterTask {
         }
     }
 
-    async fn try_batch(
-        &self,
-        ops: &[&Op],
-    ) -> Result<(Vec<Outcome>, Vec<Arc<Published>>), sea_orm::DbErr> {
+    async fn try_batch(&self, ops: &[&Op]) -> Result<(Vec<Outcome>, Vec<Pending>), sea_orm::DbErr> {
         let txn = self.db.begin().await?;
         let mut outcomes = Vec::with_capacity(ops.len());
         let mut events = Vec::new();
@@ -238,6 +270,20 @@ impl WriterTask {
             }
         }
         txn.commit().await?;
+        // Membership and channel changes are visible to the next request.
+        for op in ops {
+            if let Op::Change(c, _) = op {
+                if matches!(
+                    c.change,
+                    Change::Join { .. }
+                        | Change::Leave { .. }
+                        | Change::Archive
+                        | Change::Update { .. }
+                ) {
+                    self.channels.invalidate(&c.channel_id);
+                }
+            }
+        }
         let posted = outcomes
             .iter()
             .filter(|o| matches!(o, Outcome::Post(Ok(PostOutcome { created: true, .. }))))
@@ -250,7 +296,7 @@ impl WriterTask {
         &self,
         txn: &DatabaseTransaction,
         posts: &[&NewPost],
-        events: &mut Vec<Arc<Published>>,
+        events: &mut Vec<Pending>,
     ) -> Result<Vec<ApiResult<PostOutcome>>, sea_orm::DbErr> {
         // Idempotent retries: return the stored original instead of a new message.
         let mut existing: HashMap<(String, String), message::Model> = HashMap::new();
@@ -364,14 +410,11 @@ impl WriterTask {
         }
         models.sort_by_key(|(_, m)| (m.channel_id.clone(), m.seq));
         for (i, m) in models {
-            let view = MessageView::new(&m, &posts[i].author);
-            events.push(Arc::new(Published {
-                channel_id: m.channel_id.clone(),
-                seq: Some(m.seq),
+            events.push(Pending::Created {
+                message: Box::new(m.clone()),
+                author: posts[i].author.clone(),
                 label: posts[i].label.clone(),
-                json: message_event_json("message.created", &view, m.seq).into(),
-                effect: Effect::None,
-            }));
+            });
             results[i] = Some(Ok(PostOutcome {
                 message: m,
                 created: true,
@@ -397,7 +440,7 @@ impl WriterTask {
         &self,
         txn: &DatabaseTransaction,
         c: &ChannelChange,
-        events: &mut Vec<Arc<Published>>,
+        events: &mut Vec<Pending>,
     ) -> Result<ApiResult<Option<i64>>, sea_orm::DbErr> {
         let Some(ch) = channel::Entity::find_by_id(c.channel_id.clone())
             .one(txn)
@@ -599,13 +642,13 @@ impl WriterTask {
         }
         .insert(txn)
         .await?;
-        events.push(Arc::new(Published {
+        events.push(Pending::Ready(Arc::new(Published {
             channel_id: c.channel_id.clone(),
             seq: Some(seq),
             label,
             json: event_json(kind, &c.channel_id, seq, payload).into(),
             effect,
-        }));
+        })));
         Ok(Ok(Some(seq)))
     }
 
