@@ -550,8 +550,11 @@ async fn durable_posting(args: &ChatBenchArgs) -> anyhow::Result<(f64, f64)> {
     for t in tasks {
         n += t.await.unwrap_or(0);
     }
-    let rate = n as f64 / start.elapsed().as_secs_f64();
+    let elapsed = start.elapsed().as_secs_f64();
+    let rate = n as f64 / elapsed;
     let batch = mean_batch(&p.running.app);
+    let busy = p.running.app.metrics.write_batch_seconds.get_sample_sum() / elapsed;
+    println!("  (writer busy {:.0}% of the durable phase)", busy * 100.0);
     p.running.stop().await;
     Ok((rate, batch))
 }

@@ -15,6 +15,7 @@ pub struct Metrics {
     pub password_verifications: IntCounter,
     pub messages_posted: IntCounter,
     pub write_batch_size: Histogram,
+    pub write_batch_seconds: Histogram,
     pub ws_connections: IntGauge,
     pub ws_deliveries: IntCounter,
     pub ws_slow_disconnects: IntCounter,
@@ -60,6 +61,11 @@ impl Default for Metrics {
                 ),
             )
             .expect("valid metric"),
+            write_batch_seconds: Histogram::with_opts(
+                HistogramOpts::new("write_batch_seconds", "Time to commit one group of operations")
+                    .buckets(vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5]),
+            )
+            .expect("valid metric"),
             ws_connections: IntGauge::new("ws_connections", "Open WebSocket connections")
                 .expect("valid metric"),
             ws_deliveries: IntCounter::new("ws_deliveries_total", "Events delivered to sockets")
@@ -84,6 +90,7 @@ impl Default for Metrics {
             Box::new(m.password_verifications.clone()),
             Box::new(m.messages_posted.clone()),
             Box::new(m.write_batch_size.clone()),
+            Box::new(m.write_batch_seconds.clone()),
             Box::new(m.ws_connections.clone()),
             Box::new(m.ws_deliveries.clone()),
             Box::new(m.ws_slow_disconnects.clone()),

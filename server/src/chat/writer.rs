@@ -205,7 +205,9 @@ impl WriterTask {
                 }
             }
             self.metrics.write_batch_size.observe(ops.len() as f64);
+            let started = std::time::Instant::now();
             self.run_ops(ops).await;
+            self.metrics.write_batch_seconds.observe(started.elapsed().as_secs_f64());
         }
     }
 
@@ -362,8 +364,10 @@ impl WriterTask {
         let mut rows = Vec::with_capacity(fresh.len());
         let mut mention_rows = Vec::new();
         let mut models: Vec<(usize, message::Model)> = Vec::with_capacity(fresh.len());
+        let wanted: Vec<(&str, i64)> = per_channel.iter().map(|(c, v)| (*c, v.len() as i64)).collect();
+        let reserved = reserve_many(txn, &wanted).await?;
         for (channel_id, idxs) in &per_channel {
-            let Some(last) = reserve_seqs(txn, channel_id, idxs.len() as i64, true).await? else {
+            let Some(&last) = reserved.get(*channel_id) else {
                 for &i in idxs {
                     results[i] = Some(Err(ApiError::conflict("channel is archived or gone")));
                 }
@@ -666,6 +670,40 @@ async fn live_message(
         .one(txn)
         .await?
         .filter(|m| m.channel_id == channel_id && !m.deleted))
+}
+
+/// Advance several open channels' sequences at once (one statement for the
+/// whole group commit); returns each channel's new last sequence. Archived or
+/// missing channels are absent from the result.
+async fn reserve_many(
+    txn: &DatabaseTransaction,
+    wanted: &[(&str, i64)],
+) -> Result<HashMap<String, i64>, sea_orm::DbErr> {
+    if wanted.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut cases = String::new();
+    let mut ids = Vec::new();
+    let mut values: Vec<sea_orm::Value> = Vec::new();
+    for (i, (channel, n)) in wanted.iter().enumerate() {
+        cases.push_str(&format!(" WHEN ${} THEN ${}", 2 * i + 1, 2 * i + 2));
+        ids.push(format!("${}", 2 * i + 1));
+        values.push((*channel).into());
+        values.push((*n).into());
+    }
+    let sql = format!(
+        "UPDATE channels SET last_seq = last_seq + CASE id{cases} END \
+         WHERE id IN ({}) AND archived = false RETURNING id, last_seq",
+        ids.join(", ")
+    );
+    let rows = txn
+        .query_all_raw(crate::chat::stmt(txn.get_database_backend(), &sql, values))
+        .await?;
+    let mut out = HashMap::new();
+    for r in rows {
+        out.insert(r.try_get::<String>("", "id")?, r.try_get::<i64>("", "last_seq")?);
+    }
+    Ok(out)
 }
 
 /// Advance a channel's sequence by `n`; returns the new last sequence, or
