@@ -4,8 +4,9 @@
 //!
 //! Fan-out: N subscribers on one channel, M publishers. Each publisher posts,
 //! then waits until all N subscribers have its message before posting again,
-//! so the figure is the fan-out rate the system sustains, and latency is
-//! post-to-delivery per subscriber. Durable posting: K concurrent HTTP
+//! so the figure is the fan-out rate the system sustains. Latency
+//! (post-to-delivery per subscriber) is then measured at a fixed rate of half
+//! what the slower of the two sustained, the same for both. Durable posting: K concurrent HTTP
 //! publishers with no subscribers; the reference commits one post per
 //! transaction (no group commit) on the same storage settings.
 
@@ -294,7 +295,30 @@ impl Product {
     }
 }
 
-async fn product_fanout(args: &ChatBenchArgs) -> anyhow::Result<(FanOut, f64)> {
+/// How publishers send: as fast as full delivery allows, or on a fixed schedule.
+#[derive(Clone, Copy, Debug)]
+enum Pace {
+    /// Each publisher waits until all subscribers have its message.
+    Saturate,
+    /// Publishers together post this many messages per second.
+    Rate(f64),
+}
+
+impl Pace {
+    async fn wait(self, tracker: &Tracker, publisher: usize, publishers: usize, next: &mut tokio::time::Instant) {
+        match self {
+            Pace::Saturate => {
+                let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wake[publisher].notified()).await;
+            }
+            Pace::Rate(r) => {
+                *next += Duration::from_secs_f64(publishers as f64 / r);
+                tokio::time::sleep_until(*next).await;
+            }
+        }
+    }
+}
+
+async fn product_fanout(args: &ChatBenchArgs, pace: Pace) -> anyhow::Result<(FanOut, f64)> {
     let p = Product::start(args).await?;
     let owner = p.user("bench-owner").await?;
     let reader = p.user("bench-reader").await?;
@@ -356,8 +380,10 @@ async fn product_fanout(args: &ChatBenchArgs) -> anyhow::Result<(FanOut, f64)> {
             p.client.clone(),
             format!("{}/api/v1/channels/{ch}/messages", p.base),
         );
+        let publishers = args.publishers;
         pubs.push(tokio::spawn(async move {
             let mut n = 0usize;
+            let mut next = tokio::time::Instant::now();
             while Instant::now() < until {
                 let Some((_, body)) = tracker.stamp(i) else {
                     break;
@@ -367,13 +393,12 @@ async fn product_fanout(args: &ChatBenchArgs) -> anyhow::Result<(FanOut, f64)> {
                 {
                     n += 1;
                 }
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(2), tracker.wake[i].notified()).await;
+                pace.wait(&tracker, i, publishers, &mut next).await;
             }
             n
         }));
     }
-    let pb = bar("warroom: fan-out", args.seconds);
+    let pb = bar(&format!("warroom: fan-out ({pace:?})"), args.seconds);
     tick(&pb, until).await;
     let mut posts = 0;
     for h in pubs {
@@ -442,7 +467,7 @@ fn relay_frame(body: &str) -> String {
     .to_string()
 }
 
-async fn relay_fanout(args: &ChatBenchArgs) -> anyhow::Result<FanOut> {
+async fn relay_fanout(args: &ChatBenchArgs, pace: Pace) -> anyhow::Result<FanOut> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let server = tokio::spawn(relay_server(listener));
@@ -466,8 +491,10 @@ async fn relay_fanout(args: &ChatBenchArgs) -> anyhow::Result<FanOut> {
         let (mut sink, mut stream) = ws.split();
         tokio::spawn(async move { while let Some(Ok(_)) = stream.next().await {} });
         let tracker = tracker.clone();
+        let publishers = args.publishers;
         pubs.push(tokio::spawn(async move {
             let mut n = 0usize;
+            let mut next = tokio::time::Instant::now();
             while Instant::now() < until {
                 let Some((_, body)) = tracker.stamp(i) else {
                     break;
@@ -480,13 +507,12 @@ async fn relay_fanout(args: &ChatBenchArgs) -> anyhow::Result<FanOut> {
                     break;
                 }
                 n += 1;
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(2), tracker.wake[i].notified()).await;
+                pace.wait(&tracker, i, publishers, &mut next).await;
             }
             n
         }));
     }
-    let pb = bar("reference relay: fan-out", args.seconds);
+    let pb = bar(&format!("reference relay: fan-out ({pace:?})"), args.seconds);
     tick(&pb, until).await;
     let mut posts = 0;
     for h in pubs {
@@ -625,8 +651,13 @@ pub async fn chat(args: ChatBenchArgs) -> anyhow::Result<()> {
     } else {
         "sqlite"
     };
-    let reference = relay_fanout(&args).await?;
-    let (product, fan_batch) = product_fanout(&args).await?;
+    // Saturation: how many deliveries per second each system sustains.
+    let reference = relay_fanout(&args, Pace::Saturate).await?;
+    let (product, fan_batch) = product_fanout(&args, Pace::Saturate).await?;
+    // Latency at an equal, fixed load: half of what the slower system sustained.
+    let rate = 0.5 * product.posts_per_s.min(reference.posts_per_s);
+    let reference_paced = relay_fanout(&args, Pace::Rate(rate)).await?;
+    let (product_paced, _) = product_fanout(&args, Pace::Rate(rate)).await?;
     let (durable, durable_batch) = durable_posting(&args).await?;
     let unbatched = unbatched_reference(&args).await?;
     let ratio = product.deliveries_per_s / reference.deliveries_per_s;
@@ -638,10 +669,16 @@ pub async fn chat(args: ChatBenchArgs) -> anyhow::Result<()> {
         "deliveries_per_s": product.deliveries_per_s.round(),
         "reference_deliveries_per_s": reference.deliveries_per_s.round(),
         "ratio": (ratio * 1000.0).round() / 1000.0,
-        "p50_ms": product.p50_ms,
-        "p99_ms": product.p99_ms,
-        "reference_p50_ms": reference.p50_ms,
-        "reference_p99_ms": reference.p99_ms,
+        "latency_posts_per_s": rate.round(),
+        "p50_ms": product_paced.p50_ms,
+        "p99_ms": product_paced.p99_ms,
+        "reference_p50_ms": reference_paced.p50_ms,
+        "reference_p99_ms": reference_paced.p99_ms,
+        "saturated_p50_ms": product.p50_ms,
+        "saturated_p99_ms": product.p99_ms,
+        "reference_saturated_p50_ms": reference.p50_ms,
+        "reference_saturated_p99_ms": reference.p99_ms,
+        "paced_lost_deliveries": product_paced.lost,
         "fanout_posts_per_s": product.posts_per_s.round(),
         "lost_deliveries": product.lost,
         "reference_lost_deliveries": reference.lost,
