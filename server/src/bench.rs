@@ -7,8 +7,9 @@
 //! so the figure is the fan-out rate the system sustains. Latency
 //! (post-to-delivery per subscriber) is then measured at a fixed rate of half
 //! what the slower of the two sustained, the same for both. Durable posting: K concurrent HTTP
-//! publishers with no subscribers; the reference commits one post per
-//! transaction (no group commit) on the same storage settings.
+//! publishers with no subscribers, end to end; then the storage path alone
+//! (authorized posts handed straight to the writer). The reference commits
+//! one post per transaction (no group commit) on the same storage settings.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
@@ -305,10 +306,20 @@ enum Pace {
 }
 
 impl Pace {
-    async fn wait(self, tracker: &Tracker, publisher: usize, publishers: usize, next: &mut tokio::time::Instant) {
+    async fn wait(
+        self,
+        tracker: &Tracker,
+        publisher: usize,
+        publishers: usize,
+        next: &mut tokio::time::Instant,
+    ) {
         match self {
             Pace::Saturate => {
-                let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wake[publisher].notified()).await;
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    tracker.wake[publisher].notified(),
+                )
+                .await;
             }
             Pace::Rate(r) => {
                 *next += Duration::from_secs_f64(publishers as f64 / r);
@@ -512,7 +523,10 @@ async fn relay_fanout(args: &ChatBenchArgs, pace: Pace) -> anyhow::Result<FanOut
             n
         }));
     }
-    let pb = bar(&format!("reference relay: fan-out ({pace:?})"), args.seconds);
+    let pb = bar(
+        &format!("reference relay: fan-out ({pace:?})"),
+        args.seconds,
+    );
     tick(&pb, until).await;
     let mut posts = 0;
     for h in pubs {
@@ -581,6 +595,72 @@ async fn durable_posting(args: &ChatBenchArgs) -> anyhow::Result<(f64, f64)> {
     let batch = mean_batch(&p.running.app);
     let busy = p.running.app.metrics.write_batch_seconds.get_sample_sum() / elapsed;
     println!("  (writer busy {:.0}% of the durable phase)", busy * 100.0);
+    p.running.stop().await;
+    Ok((rate, batch))
+}
+
+/// The storage path alone: authorized posts handed straight to the channel
+/// writer by many tasks (no HTTP, no authentication), committed in groups.
+async fn group_commit_only(args: &ChatBenchArgs) -> anyhow::Result<(f64, f64)> {
+    let p = Product::start(args).await?;
+    let owner = p.user("gc-owner").await?;
+    let mut channels = Vec::new();
+    for c in 0..8 {
+        channels.push(p.channel(&owner, &format!("gc-{c}")).await?);
+    }
+    let author = p
+        .running
+        .app
+        .directory
+        .row_by_handle("gc-owner")
+        .await?
+        .map(|u| u.id)
+        .unwrap_or_default();
+    let author = p
+        .running
+        .app
+        .directory
+        .get(&author)
+        .await?
+        .context("bench author")?;
+    let secs = args.durable_seconds;
+    let start = Instant::now();
+    let until = start + Duration::from_secs_f64(secs);
+    let mut tasks = Vec::new();
+    for i in 0..args.durable_publishers.max(1) * 4 {
+        let (writer, author, channel) = (
+            p.running.app.writer.clone(),
+            author.clone(),
+            channels[i % channels.len()].clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0usize;
+            while Instant::now() < until {
+                let post = crate::chat::writer::NewPost {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    channel_id: channel.clone(),
+                    author: author.clone(),
+                    thread_root: None,
+                    body: format!("group commit post {n} from task {i}"),
+                    label: crate::label::Label::level(crate::label::Level::Internal),
+                    idempotency_key: Some(format!("g{i}-{n}")),
+                    mention_ids: Vec::new(),
+                };
+                if writer.post(post).await.is_ok() {
+                    n += 1;
+                }
+            }
+            n
+        }));
+    }
+    let pb = bar("warroom: group commit only", secs);
+    tick(&pb, until).await;
+    let mut n = 0;
+    for t in tasks {
+        n += t.await.unwrap_or(0);
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    let batch = mean_batch(&p.running.app);
     p.running.stop().await;
     Ok((rate, batch))
 }
@@ -659,6 +739,7 @@ pub async fn chat(args: ChatBenchArgs) -> anyhow::Result<()> {
     let reference_paced = relay_fanout(&args, Pace::Rate(rate)).await?;
     let (product_paced, _) = product_fanout(&args, Pace::Rate(rate)).await?;
     let (durable, durable_batch) = durable_posting(&args).await?;
+    let (group_commit, group_batch) = group_commit_only(&args).await?;
     let unbatched = unbatched_reference(&args).await?;
     let ratio = product.deliveries_per_s / reference.deliveries_per_s;
     let result = json!({
@@ -686,6 +767,8 @@ pub async fn chat(args: ChatBenchArgs) -> anyhow::Result<()> {
         "durable_publishers": args.durable_publishers,
         "durable_posts_per_s": durable.round(),
         "durable_mean_write_batch": (durable_batch * 10.0).round() / 10.0,
+        "group_commit_posts_per_s": group_commit.round(),
+        "group_commit_mean_batch": (group_batch * 10.0).round() / 10.0,
         "reference_unbatched_posts_per_s": unbatched.round(),
         "durable_ratio": ((durable / unbatched) * 100.0).round() / 100.0,
     });
@@ -699,10 +782,18 @@ pub async fn chat(args: ChatBenchArgs) -> anyhow::Result<()> {
         product.deliveries_per_s, reference.deliveries_per_s, ratio
     );
     println!(
-        "  latency p50/p99  warroom {:>5.1}/{:<5.1} ms   bare relay {:>5.1}/{:<5.1} ms",
+        "  latency p50/p99 at {rate:.0} posts/s  warroom {:>5.1}/{:<5.1} ms   bare relay {:>5.1}/{:<5.1} ms",
+        product_paced.p50_ms, product_paced.p99_ms, reference_paced.p50_ms, reference_paced.p99_ms
+    );
+    println!(
+        "  latency p50/p99 saturated       warroom {:>5.1}/{:<5.1} ms   bare relay {:>5.1}/{:<5.1} ms",
         product.p50_ms, product.p99_ms, reference.p50_ms, reference.p99_ms
     );
     println!("  durable posts/s  warroom {:>10.0}   one-commit-per-post {:>10.0}   ratio {:.1} (mean group commit {:.1})", durable, unbatched, durable / unbatched, durable_batch);
+    println!(
+        "  group commit only (no HTTP)  warroom {group_commit:>10.0} posts/s   one-commit-per-post {unbatched:>10.0}   ratio {:.1} (mean batch {group_batch:.1})",
+        group_commit / unbatched
+    );
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&result)?)
             .with_context(|| format!("writing {}", path.display()))?;

@@ -62,8 +62,13 @@ impl Default for Metrics {
             )
             .expect("valid metric"),
             write_batch_seconds: Histogram::with_opts(
-                HistogramOpts::new("write_batch_seconds", "Time to commit one group of operations")
-                    .buckets(vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5]),
+                HistogramOpts::new(
+                    "write_batch_seconds",
+                    "Time to commit one group of operations",
+                )
+                .buckets(vec![
+                    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5,
+                ]),
             )
             .expect("valid metric"),
             ws_connections: IntGauge::new("ws_connections", "Open WebSocket connections")

@@ -27,6 +27,9 @@ use crate::storage::entities::{channel, channel_event, membership, mention, mess
 /// Most operations committed in one transaction.
 const MAX_BATCH: usize = 512;
 
+/// Rows per multi-row statement within a group commit.
+const CHUNK: usize = 64;
+
 /// A validated, authorized post waiting for its sequence number.
 #[derive(Debug, Clone)]
 pub struct NewPost {
@@ -207,7 +210,9 @@ impl WriterTask {
             self.metrics.write_batch_size.observe(ops.len() as f64);
             let started = std::time::Instant::now();
             self.run_ops(ops).await;
-            self.metrics.write_batch_seconds.observe(started.elapsed().as_secs_f64());
+            self.metrics
+                .write_batch_seconds
+                .observe(started.elapsed().as_secs_f64());
         }
     }
 
@@ -310,9 +315,10 @@ impl WriterTask {
                     .map(|k| (p.author.id.as_str(), k))
             })
             .collect();
-        if !keyed.is_empty() {
+        // Fixed-size chunks keep statement shapes few, so prepared statements are reused.
+        for chunk in keyed.chunks(CHUNK) {
             let mut cond = Condition::any();
-            for (a, k) in &keyed {
+            for (a, k) in chunk {
                 cond = cond.add(
                     Condition::all()
                         .add(message::Column::AuthorId.eq(*a))
@@ -364,7 +370,10 @@ impl WriterTask {
         let mut rows = Vec::with_capacity(fresh.len());
         let mut mention_rows = Vec::new();
         let mut models: Vec<(usize, message::Model)> = Vec::with_capacity(fresh.len());
-        let wanted: Vec<(&str, i64)> = per_channel.iter().map(|(c, v)| (*c, v.len() as i64)).collect();
+        let wanted: Vec<(&str, i64)> = per_channel
+            .iter()
+            .map(|(c, v)| (*c, v.len() as i64))
+            .collect();
         let reserved = reserve_many(txn, &wanted).await?;
         for (channel_id, idxs) in &per_channel {
             let Some(&last) = reserved.get(*channel_id) else {
@@ -402,12 +411,12 @@ impl WriterTask {
                 models.push((i, m));
             }
         }
-        for chunk in rows.chunks(400) {
+        for chunk in rows.chunks(CHUNK) {
             message::Entity::insert_many(chunk.to_vec())
                 .exec(txn)
                 .await?;
         }
-        for chunk in mention_rows.chunks(1000) {
+        for chunk in mention_rows.chunks(CHUNK) {
             mention::Entity::insert_many(chunk.to_vec())
                 .exec(txn)
                 .await?;
@@ -701,7 +710,10 @@ async fn reserve_many(
         .await?;
     let mut out = HashMap::new();
     for r in rows {
-        out.insert(r.try_get::<String>("", "id")?, r.try_get::<i64>("", "last_seq")?);
+        out.insert(
+            r.try_get::<String>("", "id")?,
+            r.try_get::<i64>("", "last_seq")?,
+        );
     }
     Ok(out)
 }

@@ -54,6 +54,9 @@ pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, DbErr> {
                 .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10))
+                // A larger page cache keeps indexes in memory as the log grows.
+                .pragma("cache_size", "-65536")
+                .pragma("temp_store", "memory")
         });
     if let Some(schema) = schema {
         opts.set_schema_search_path(schema);
