@@ -1,0 +1,171 @@
+//! The `warroom` command line: creating the first admin from standard input,
+//! clear errors for bad input, migrations and audit verification.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn warroom(data: &std::path::Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warroom"))
+        .args(args)
+        .env("WARROOM_STORAGE__DATA_DIR", data)
+        .env("WARROOM_LOG", "warn")
+        .env_remove("WARROOM_STORAGE__DATABASE_URL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary runs");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .as_mut()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn first_admin_from_stdin_and_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = warroom(
+        dir.path(),
+        &[
+            "users",
+            "create",
+            "--handle",
+            "Root",
+            "--role",
+            "admin",
+            "--password-stdin",
+        ],
+        Some("a long admin password\n"),
+    );
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let out = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        out.contains("created root (admin, clearance restricted)"),
+        "{out}"
+    );
+
+    let dup = warroom(
+        dir.path(),
+        &[
+            "users",
+            "create",
+            "--handle",
+            "root",
+            "--role",
+            "admin",
+            "--password-stdin",
+        ],
+        Some("a long admin password\n"),
+    );
+    assert!(!dup.status.success());
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("taken"));
+
+    let weak = warroom(
+        dir.path(),
+        &[
+            "users",
+            "create",
+            "--handle",
+            "bob",
+            "--role",
+            "member",
+            "--password-stdin",
+        ],
+        Some("short\n"),
+    );
+    assert!(!weak.status.success());
+    assert!(String::from_utf8_lossy(&weak.stderr).contains("at least 12 characters"));
+
+    let role = warroom(
+        dir.path(),
+        &[
+            "users",
+            "create",
+            "--handle",
+            "bob",
+            "--role",
+            "king",
+            "--password-stdin",
+        ],
+        Some("a long enough password\n"),
+    );
+    assert!(!role.status.success());
+    assert!(String::from_utf8_lossy(&role.stderr).contains("unknown role"));
+
+    let migrate = warroom(dir.path(), &["migrate"], None);
+    assert!(migrate.status.success());
+    let verify = warroom(dir.path(), &["audit", "verify"], None);
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    assert!(String::from_utf8_lossy(&verify.stdout).contains("audit chain intact: 1 records"));
+}
+
+#[test]
+fn tampering_with_the_audit_log_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    for h in ["alpha", "bravo", "charlie"] {
+        let r = warroom(
+            dir.path(),
+            &[
+                "users",
+                "create",
+                "--handle",
+                h,
+                "--role",
+                "member",
+                "--password-stdin",
+            ],
+            Some("a long enough password\n"),
+        );
+        assert!(r.status.success());
+    }
+    assert!(warroom(dir.path(), &["audit", "verify"], None)
+        .status
+        .success());
+    // Edit a record behind the server's back.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use sea_orm::ConnectionTrait;
+        let url = format!(
+            "sqlite://{}?mode=rw",
+            dir.path().join("warroom.db").display()
+        );
+        let db = sea_orm::Database::connect(url).await.unwrap();
+        db.execute_unprepared("UPDATE audit_log SET outcome = 'denied' WHERE id = 2")
+            .await
+            .unwrap();
+    });
+    let r = warroom(dir.path(), &["audit", "verify"], None);
+    assert!(!r.status.success());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("broken at record 2"));
+}
+
+#[test]
+fn bad_configuration_is_refused_with_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_warroom"))
+        .args(["migrate"])
+        .env("WARROOM_STORAGE__DATA_DIR", dir.path())
+        .env("WARROOM_AUTH__ACCESS_TTL_SECS", "86400")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("auth.access_ttl_secs") && err.contains("hint"),
+        "{err}"
+    );
+}
