@@ -282,6 +282,33 @@ impl Product {
             .to_string())
     }
 
+    async fn join(&self, token: &str, channel: &str) -> anyhow::Result<()> {
+        let url = format!("{}/api/v1/channels/{channel}/join", self.base);
+        let (status, body) = http(&self.client, "POST", &url, Some(token), json!({})).await?;
+        anyhow::ensure!(status == 200, "join failed: {body}");
+        Ok(())
+    }
+
+    /// The principal behind a handle.
+    async fn principal(&self, handle: &str) -> anyhow::Result<Arc<crate::principal::Principal>> {
+        let app = &self.running.app;
+        let row = app
+            .directory
+            .row_by_handle(handle)
+            .await?
+            .context("bench user")?;
+        app.directory.get(&row.id).await?.context("bench user")
+    }
+
+    /// `n` channels owned by `token`'s user, named `prefix-0`...
+    async fn channels(&self, token: &str, prefix: &str, n: usize) -> anyhow::Result<Vec<String>> {
+        let mut out = Vec::new();
+        for c in 0..n {
+            out.push(self.channel(token, &format!("{prefix}-{c}")).await?);
+        }
+        Ok(out)
+    }
+
     async fn channel(&self, token: &str, name: &str) -> anyhow::Result<String> {
         let (status, body) = http(
             &self.client,
@@ -334,14 +361,7 @@ async fn product_fanout(args: &ChatBenchArgs, pace: Pace) -> anyhow::Result<(Fan
     let owner = p.user("bench-owner").await?;
     let reader = p.user("bench-reader").await?;
     let ch = p.channel(&owner, "bench").await?;
-    http(
-        &p.client,
-        "POST",
-        &format!("{}/api/v1/channels/{ch}/join", p.base),
-        Some(&reader),
-        json!({}),
-    )
-    .await?;
+    p.join(&reader, &ch).await?;
     let tracker = Tracker::new(args.subscribers, args.publishers);
     let (stop_tx, stop_rx) = watch::channel(false);
     let pb = ProgressBar::new(args.subscribers as u64);
@@ -378,14 +398,7 @@ async fn product_fanout(args: &ChatBenchArgs, pace: Pace) -> anyhow::Result<(Fan
     let until = start + Duration::from_secs_f64(args.seconds);
     for i in 0..args.publishers {
         let token = p.user(&format!("bench-pub-{i}")).await?;
-        http(
-            &p.client,
-            "POST",
-            &format!("{}/api/v1/channels/{ch}/join", p.base),
-            Some(&token),
-            json!({}),
-        )
-        .await?;
+        p.join(&token, &ch).await?;
         let (tracker, client, url) = (
             tracker.clone(),
             p.client.clone(),
@@ -541,22 +554,12 @@ async fn relay_fanout(args: &ChatBenchArgs, pace: Pace) -> anyhow::Result<FanOut
 async fn durable_posting(args: &ChatBenchArgs) -> anyhow::Result<(f64, f64)> {
     let p = Product::start(args).await?;
     let owner = p.user("durable-owner").await?;
-    let mut channels = Vec::new();
-    for c in 0..8 {
-        channels.push(p.channel(&owner, &format!("durable-{c}")).await?);
-    }
+    let channels = p.channels(&owner, "durable", 8).await?;
     let mut tokens = Vec::new();
     for i in 0..args.durable_publishers {
         let t = p.user(&format!("durable-{i}")).await?;
         let ch = &channels[i % channels.len()];
-        http(
-            &p.client,
-            "POST",
-            &format!("{}/api/v1/channels/{ch}/join", p.base),
-            Some(&t),
-            json!({}),
-        )
-        .await?;
+        p.join(&t, ch).await?;
         tokens.push(t);
     }
     let start = Instant::now();
@@ -604,25 +607,8 @@ async fn durable_posting(args: &ChatBenchArgs) -> anyhow::Result<(f64, f64)> {
 async fn group_commit_only(args: &ChatBenchArgs) -> anyhow::Result<(f64, f64)> {
     let p = Product::start(args).await?;
     let owner = p.user("gc-owner").await?;
-    let mut channels = Vec::new();
-    for c in 0..8 {
-        channels.push(p.channel(&owner, &format!("gc-{c}")).await?);
-    }
-    let author = p
-        .running
-        .app
-        .directory
-        .row_by_handle("gc-owner")
-        .await?
-        .map(|u| u.id)
-        .unwrap_or_default();
-    let author = p
-        .running
-        .app
-        .directory
-        .get(&author)
-        .await?
-        .context("bench author")?;
+    let channels = p.channels(&owner, "gc", 8).await?;
+    let author = p.principal("gc-owner").await?;
     let secs = args.durable_seconds;
     let start = Instant::now();
     let until = start + Duration::from_secs_f64(secs);
@@ -672,14 +658,7 @@ async fn unbatched_reference(args: &ChatBenchArgs) -> anyhow::Result<f64> {
     let p = Product::start(args).await?;
     let owner = p.user("unbatched-owner").await?;
     let ch = p.channel(&owner, "unbatched").await?;
-    let author = p
-        .running
-        .app
-        .directory
-        .row_by_handle("unbatched-owner")
-        .await?
-        .map(|u| u.id)
-        .unwrap_or_default();
+    let author = p.principal("unbatched-owner").await?.id.clone();
     let db = p.running.app.db.clone();
     let secs = args.durable_seconds.min(3.0);
     let start = Instant::now();

@@ -228,25 +228,21 @@ pub async fn refresh(
 }
 
 async fn revoke_family(app: &App, family: &str) -> ApiResult<()> {
-    refresh_token::Entity::update_many()
-        .col_expr(
-            refresh_token::Column::Revoked,
-            sea_orm::sea_query::Expr::value(true),
-        )
-        .filter(refresh_token::Column::FamilyId.eq(family))
-        .exec(&app.db)
-        .await?;
-    Ok(())
+    revoke_where(app, refresh_token::Column::FamilyId.eq(family)).await
 }
 
 /// Revoke every refresh token of a user.
 pub async fn revoke_user(app: &App, user_id: &str) -> ApiResult<()> {
+    revoke_where(app, refresh_token::Column::UserId.eq(user_id)).await
+}
+
+async fn revoke_where(app: &App, which: sea_orm::sea_query::SimpleExpr) -> ApiResult<()> {
     refresh_token::Entity::update_many()
         .col_expr(
             refresh_token::Column::Revoked,
             sea_orm::sea_query::Expr::value(true),
         )
-        .filter(refresh_token::Column::UserId.eq(user_id))
+        .filter(which)
         .exec(&app.db)
         .await?;
     Ok(())
