@@ -71,7 +71,13 @@ async fn private_channel_events_reach_members_only(app: &TestApp) {
     )
     .await;
 
-    let got = m.drain(QUIET).await;
+    let latest = app
+        .get(&format!("/api/v1/channels/{ch}"), &owner.token)
+        .await
+        .json["last_seq"]
+        .as_i64()
+        .unwrap();
+    let got = m.until_seq(&ch, latest).await;
     let kinds: Vec<&str> = got.iter().filter_map(|e| e["type"].as_str()).collect();
     for k in [
         "message.created",
@@ -238,7 +244,13 @@ async fn resume_after_disconnect_has_no_gaps_or_duplicates(app: &TestApp) {
     let mut ws = app.ws(&reader).await;
     ws.subscribe(&ch, Some(0)).await;
     churn(app, &owner, &ch, 6, "first").await;
-    let got = ws.drain(QUIET).await;
+    let first_latest = app
+        .get(&format!("/api/v1/channels/{ch}"), &owner.token)
+        .await
+        .json["last_seq"]
+        .as_i64()
+        .unwrap();
+    let got = ws.until_seq(&ch, first_latest).await;
     got.iter().for_each(|e| model.apply(e));
     seen.extend(seqs(&got, &ch));
     drop(ws);
@@ -253,7 +265,13 @@ async fn resume_after_disconnect_has_no_gaps_or_duplicates(app: &TestApp) {
     let base = app.base.clone();
     let _ = base;
     churn(app, &app_owner, &ch, 6, "during").await;
-    let got = ws.drain(QUIET).await;
+    let during_latest = app
+        .get(&format!("/api/v1/channels/{ch}"), &owner.token)
+        .await
+        .json["last_seq"]
+        .as_i64()
+        .unwrap();
+    let got = ws.until_seq(&ch, during_latest).await;
     assert!(got.iter().any(|e| e["type"] == "subscribed"), "{got:?}");
     got.iter().for_each(|e| model.apply(e));
     seen.extend(seqs(&got, &ch));

@@ -403,6 +403,29 @@ impl Ws {
         }
     }
 
+    /// Collect frames until one of `channel` with a sequence of at least
+    /// `seq` arrives (within 10 s), then whatever follows within 200 ms.
+    pub async fn until_seq(&mut self, channel: &str, seq: i64) -> Vec<Value> {
+        let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next_within(left).await {
+                WsEvent::Json(v) => {
+                    let done =
+                        v["channel_id"] == channel && v["seq"].as_i64().is_some_and(|s| s >= seq);
+                    out.push(v);
+                    if done {
+                        break;
+                    }
+                }
+                other => panic!("waiting for seq {seq}: {other:?} after {out:?}"),
+            }
+        }
+        out.extend(self.drain(Duration::from_millis(200)).await);
+        out
+    }
+
     /// Collect every JSON frame until `quiet` passes without one.
     pub async fn drain(&mut self, quiet: Duration) -> Vec<Value> {
         let mut out = Vec::new();
