@@ -9,10 +9,10 @@ use tokio::sync::Mutex;
 
 use crate::storage::entities::audit;
 
-/// Appends audit records, keeping the chain head in memory.
+/// Appends audit records to the hash chain.
 pub struct Audit {
     db: DatabaseConnection,
-    head: Mutex<Option<String>>,
+    head: Mutex<()>,
 }
 
 fn digest(
@@ -37,7 +37,7 @@ impl Audit {
     pub fn new(db: DatabaseConnection) -> Self {
         Self {
             db,
-            head: Mutex::new(None),
+            head: Mutex::new(()),
         }
     }
 
@@ -66,17 +66,16 @@ impl Audit {
         outcome: &str,
         detail: serde_json::Value,
     ) -> Result<(), sea_orm::DbErr> {
-        let mut head = self.head.lock().await;
-        let prev = match head.clone() {
-            Some(h) => h,
-            None => audit::Entity::find()
-                .order_by_desc(audit::Column::Id)
-                .limit(1)
-                .one(&self.db)
-                .await?
-                .map(|r| r.hash)
-                .unwrap_or_default(),
-        };
+        // Serialize this process's writers, and read the head from storage
+        // each time so records written by other processes (the CLI) chain too.
+        let _guard = self.head.lock().await;
+        let prev = audit::Entity::find()
+            .order_by_desc(audit::Column::Id)
+            .limit(1)
+            .one(&self.db)
+            .await?
+            .map(|r| r.hash)
+            .unwrap_or_default();
         let at = chrono::Utc::now();
         // Stored timestamps round-trip through the database; hash the
         // canonical RFC 3339 text with microseconds.
@@ -105,7 +104,6 @@ impl Audit {
         }
         .insert(&self.db)
         .await?;
-        *head = Some(hash);
         Ok(())
     }
 }

@@ -223,7 +223,10 @@ impl Authz {
     /// the error returned; policies never fail open.
     pub fn reload(&self) -> Result<usize, PolicyError> {
         let Some(dir) = &self.source else {
-            return Ok(self.policy_count());
+            return Err(PolicyError::Io {
+                dir: PathBuf::from("(built in)"),
+                why: "the server runs the policies built into the binary; set server.policy_dir to reload from files".into(),
+            });
         };
         let (schema, files) = read_dir(dir)?;
         let bundle = compile(&schema, &files)?;

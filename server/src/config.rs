@@ -192,6 +192,8 @@ impl Settings {
         if self.limits.ws_send_queue == 0
             || self.limits.replay_max <= 0
             || self.limits.max_page == 0
+            || self.limits.max_subscriptions == 0
+            || self.limits.events_kept_per_channel <= 0
         {
             return bad("limits", "queue, replay and page limits must be positive");
         }

@@ -102,6 +102,26 @@ fn first_admin_from_stdin_and_clear_errors() {
     assert!(!role.status.success());
     assert!(String::from_utf8_lossy(&role.stderr).contains("unknown role"));
 
+    let agent = warroom(
+        dir.path(),
+        &[
+            "users",
+            "create",
+            "--handle",
+            "sales-bot",
+            "--role",
+            "agent",
+            "--department",
+            "sales",
+        ],
+        None,
+    );
+    assert!(
+        agent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&agent.stderr)
+    );
+
     let migrate = warroom(dir.path(), &["migrate"], None);
     assert!(migrate.status.success());
     let verify = warroom(dir.path(), &["audit", "verify"], None);
@@ -110,7 +130,7 @@ fn first_admin_from_stdin_and_clear_errors() {
         "{}",
         String::from_utf8_lossy(&verify.stderr)
     );
-    assert!(String::from_utf8_lossy(&verify.stdout).contains("audit chain intact: 1 records"));
+    assert!(String::from_utf8_lossy(&verify.stdout).contains("audit chain intact: 2 records"));
 }
 
 #[test]

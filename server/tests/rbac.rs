@@ -457,3 +457,78 @@ async fn the_shipped_policy_directory_validates() {
         warroom::authz::Authz::load(Some(&dir), Default::default()).expect("policies/ is valid");
     assert!(authz.policy_count() > 10);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_reload_refuses_a_bad_set_and_keeps_the_last_good_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    for f in ["warroom.cedarschema", "chat.cedar"] {
+        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+    }
+    let policy_dir = dir.path().to_path_buf();
+    let app = TestApp::start(common::Backend::Sqlite, |s| {
+        s.server.policy_dir = Some(policy_dir)
+    })
+    .await;
+    let admin = app.user("admin", "admin", None).await;
+    let member = app.user("member", "member", None).await;
+    let ok = app
+        .post("/api/v1/admin/policies/reload", &admin.token, json!({}))
+        .await;
+    assert_eq!(ok.status, StatusCode::OK, "{:?}", ok.json);
+    assert_eq!(
+        app.post("/api/v1/admin/policies/reload", &member.token, json!({}))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+
+    // A deploy with an error: permits everything if it were loaded.
+    std::fs::write(
+        dir.path().join("chat.cedar"),
+        "permit(principal, action, resource) when { principal.nope };",
+    )
+    .unwrap();
+    let bad = app
+        .post("/api/v1/admin/policies/reload", &admin.token, json!({}))
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bad.code(), "invalid_policies");
+    assert!(bad.json["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("nope"));
+    // The last good set is still in force: guests still cannot create channels, members can.
+    let guest = app.user("guest", "guest", None).await;
+    let r = app
+        .post(
+            "/api/v1/channels",
+            &guest.token,
+            json!({"name": "nope", "visibility": "public", "label": "public"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "never fail open");
+    app.channel(&member, "still-works", "public", None).await;
+    let audit = app.get("/api/v1/audit?limit=20", &admin.token).await.json;
+    assert!(audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["action"] == "policy.reload" && r["outcome"] == "rejected"));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn built_in_policies_cannot_be_reloaded_and_say_why() {
+    let app = TestApp::start(common::Backend::Sqlite, |_| {}).await;
+    let admin = app.user("admin", "admin", None).await;
+    let r = app
+        .post("/api/v1/admin/policies/reload", &admin.token, json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.json["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("policy_dir"));
+    app.stop().await;
+}

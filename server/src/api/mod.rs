@@ -270,11 +270,13 @@ pub fn users_create_request(
     clearance: Option<String>,
     password: Option<String>,
 ) -> users_routes::CreateUser {
+    // Agents are the only users with role agent, and always of kind agent.
+    let kind = (role == "agent").then(|| "agent".to_string());
     users_routes::CreateUser {
         handle,
         display_name,
         role,
-        kind: None,
+        kind,
         department,
         clearance,
         password,

@@ -134,23 +134,11 @@ pub async fn new_user(req: CreateUser) -> ApiResult<NewUser> {
         ));
     }
     let clearance = parse_label(req.clearance.as_deref().unwrap_or(default_clearance(role)))?;
-    let department = match req.department {
-        Some(d) => {
-            let d = d.trim().to_ascii_lowercase();
-            if d.is_empty()
-                || d.len() > 32
-                || !d
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-            {
-                return Err(ApiError::invalid(
-                    "department must be 1-32 characters a-z, 0-9, '-' or '_'",
-                ));
-            }
-            Some(d)
-        }
-        None => None,
-    };
+    let department = req
+        .department
+        .as_deref()
+        .map(parse_department)
+        .transpose()?;
     let display_name = req.display_name.unwrap_or_else(|| handle.clone());
     if display_name.trim().is_empty() || display_name.chars().count() > 80 {
         return Err(ApiError::invalid("display_name must be 1-80 characters"));
@@ -178,6 +166,21 @@ pub async fn new_user(req: CreateUser) -> ApiResult<NewUser> {
         clearance,
         password_hash,
     })
+}
+
+/// Check a department name: 1-32 characters a-z, 0-9, '-' or '_' (lower-cased).
+pub fn parse_department(raw: &str) -> ApiResult<String> {
+    let d = raw.trim().to_ascii_lowercase();
+    let ok = (1..=32).contains(&d.len())
+        && d.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok {
+        Ok(d)
+    } else {
+        Err(ApiError::invalid(
+            "department must be 1-32 characters a-z, 0-9, '-' or '_'",
+        ))
+    }
 }
 
 /// The caller.
@@ -254,7 +257,7 @@ pub async fn update_user(
         am.clearance = Set(parse_label(c)?.to_string());
     }
     if let Some(d) = &req.department {
-        am.department = Set(Some(d.trim().to_ascii_lowercase()));
+        am.department = Set(Some(parse_department(d)?));
     }
     if let Some(active) = req.active {
         if !active && id == p.id {

@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use super::{authenticate, bearer, ApiQuery};
 use crate::app::App;
-use crate::authz::{ChannelAction, ChannelCtx};
+use crate::authz::ChannelAction;
 use crate::chat::views::{event_json, message_event_json, MessageView};
 use crate::chat::{channel_facts, parse_label};
 use crate::error::ApiError;
@@ -216,7 +216,6 @@ async fn run(app: App, socket: WebSocket, principal: Arc<Principal>, exp: u64) {
     });
     app.hub.disconnect(&conn);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
-    app.metrics.ws_connections.get();
 }
 
 async fn handle_frame(app: &App, conn: &Arc<Conn>, text: &str) -> Result<(), ApiError> {
@@ -385,6 +384,5 @@ async fn replay_events(
         });
     }
     out.sort_by_key(|p| p.seq);
-    let _ = ChannelCtx::default();
     Ok(out)
 }

@@ -535,6 +535,7 @@ pub async fn members(app: &AppState, p: &Principal, id: &str) -> ApiResult<Vec<v
 /// Record that `p` has read up to `seq`.
 pub async fn mark_read(app: &AppState, p: &Principal, id: &str, seq: i64) -> ApiResult<i64> {
     let f = channel_facts(app, p, id).await?;
+    require(app, p, ChannelAction::Read, &f, &f.ctx(p)).await?;
     let Some(m) = f.membership else {
         return Err(ApiError::forbidden("only members track read position"));
     };

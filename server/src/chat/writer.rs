@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
-    DatabaseTransaction, DbBackend, EntityTrait, QueryFilter, Set, Statement, TransactionTrait,
+    DatabaseTransaction, EntityTrait, QueryFilter, Set, TransactionTrait,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -642,7 +642,7 @@ impl WriterTask {
                 )
             }
         };
-        let Some(seq) = reserve_seqs(txn, &c.channel_id, 1, false).await? else {
+        let Some(seq) = next_seq(txn, &c.channel_id).await? else {
             return Ok(Err(ApiError::not_found("channel")));
         };
         channel_event::ActiveModel {
@@ -718,36 +718,19 @@ async fn reserve_many(
     Ok(out)
 }
 
-/// Advance a channel's sequence by `n`; returns the new last sequence, or
-/// `None` if the channel is gone (or archived, when `open_only`).
-async fn reserve_seqs(
+/// Advance a channel's sequence by one (archived channels too: archiving is
+/// itself an event); `None` if the channel is gone.
+async fn next_seq(
     txn: &DatabaseTransaction,
     channel_id: &str,
-    n: i64,
-    open_only: bool,
 ) -> Result<Option<i64>, sea_orm::DbErr> {
-    let backend = txn.get_database_backend();
-    let (p1, p2) = match backend {
-        DbBackend::Postgres => ("$1", "$2"),
-        _ => ("?", "?"),
-    };
-    let open = if open_only {
-        " AND archived = false"
-    } else {
-        ""
-    };
-    let sql = format!(
-        "UPDATE channels SET last_seq = last_seq + {p1} WHERE id = {p2}{open} RETURNING last_seq"
-    );
+    let sql = "UPDATE channels SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq";
     let row = txn
-        .query_one_raw(Statement::from_sql_and_values(
-            backend,
+        .query_one_raw(crate::chat::stmt(
+            txn.get_database_backend(),
             sql,
-            [n.into(), channel_id.into()],
+            vec![channel_id.into()],
         ))
         .await?;
-    match row {
-        Some(r) => Ok(Some(r.try_get::<i64>("", "last_seq")?)),
-        None => Ok(None),
-    }
+    row.map(|r| r.try_get::<i64>("", "last_seq")).transpose()
 }
