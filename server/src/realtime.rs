@@ -128,6 +128,26 @@ pub struct Sub {
 
 const BUFFER_MAX: usize = 10_000;
 
+/// What an event changes for one subscription, the same live and in replay.
+fn apply_effect(st: &mut SubState, conn: &Conn, effect: &Effect) {
+    match effect {
+        Effect::MemberJoined(u) if *u == conn.principal.id => {
+            st.is_member = true;
+            st.decisions.clear();
+        }
+        Effect::MemberLeft(u) if *u == conn.principal.id => {
+            // The leaver no longer receives the channel's events, including this one.
+            st.is_member = false;
+            st.decisions.clear();
+        }
+        Effect::ChannelChanged(attrs) => {
+            st.attrs = Some(attrs.clone());
+            st.decisions.clear();
+        }
+        _ => {}
+    }
+}
+
 #[derive(Default)]
 struct HubInner {
     conns: HashMap<u64, Arc<Conn>>,
@@ -355,22 +375,7 @@ impl Hub {
             }
             st.last_seq = seq;
         }
-        match &ev.effect {
-            Effect::MemberJoined(u) if *u == conn.principal.id => {
-                st.is_member = true;
-                st.decisions.clear();
-            }
-            Effect::MemberLeft(u) if *u == conn.principal.id => {
-                // The leaver no longer receives the channel's events, including this one.
-                st.is_member = false;
-                st.decisions.clear();
-            }
-            Effect::ChannelChanged(attrs) => {
-                st.attrs = Some(attrs.clone());
-                st.decisions.clear();
-            }
-            _ => {}
-        }
+        apply_effect(st, conn, &ev.effect);
         if self.allowed(st, conn, &ev.label)
             && conn.offer(Outbound::Event(ev.clone()), &self.metrics)
         {
@@ -385,10 +390,7 @@ impl Hub {
             if let Some(seq) = ev.seq {
                 st.last_seq = st.last_seq.max(seq);
             }
-            if let Effect::ChannelChanged(a) = &ev.effect {
-                st.attrs = Some(a.clone());
-                st.decisions.clear();
-            }
+            apply_effect(&mut st, &sub.conn, &ev.effect);
             self.allowed(&mut st, &sub.conn, &ev.label)
         };
         if send && sub.conn.send(Outbound::Event(ev)).await {
