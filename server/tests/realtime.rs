@@ -71,12 +71,7 @@ async fn private_channel_events_reach_members_only(app: &TestApp) {
     )
     .await;
 
-    let latest = app
-        .get(&format!("/api/v1/channels/{ch}"), &owner.token)
-        .await
-        .json["last_seq"]
-        .as_i64()
-        .unwrap();
+    let latest = app.last_seq(&owner, &ch).await;
     let got = m.until_seq(&ch, latest).await;
     let kinds: Vec<&str> = got.iter().filter_map(|e| e["type"].as_str()).collect();
     for k in [
@@ -244,12 +239,7 @@ async fn resume_after_disconnect_has_no_gaps_or_duplicates(app: &TestApp) {
     let mut ws = app.ws(&reader).await;
     ws.subscribe(&ch, Some(0)).await;
     churn(app, &owner, &ch, 6, "first").await;
-    let first_latest = app
-        .get(&format!("/api/v1/channels/{ch}"), &owner.token)
-        .await
-        .json["last_seq"]
-        .as_i64()
-        .unwrap();
+    let first_latest = app.last_seq(&owner, &ch).await;
     let got = ws.until_seq(&ch, first_latest).await;
     got.iter().for_each(|e| model.apply(e));
     seen.extend(seqs(&got, &ch));
@@ -261,27 +251,14 @@ async fn resume_after_disconnect_has_no_gaps_or_duplicates(app: &TestApp) {
     let mut ws = app.ws(&reader).await;
     ws.subscribe(&ch, Some(last)).await;
     // ...and posting keeps going during the resume itself.
-    let app_owner = owner.clone();
-    let base = app.base.clone();
-    let _ = base;
-    churn(app, &app_owner, &ch, 6, "during").await;
-    let during_latest = app
-        .get(&format!("/api/v1/channels/{ch}"), &owner.token)
-        .await
-        .json["last_seq"]
-        .as_i64()
-        .unwrap();
+    churn(app, &owner, &ch, 6, "during").await;
+    let during_latest = app.last_seq(&owner, &ch).await;
     let got = ws.until_seq(&ch, during_latest).await;
     assert!(got.iter().any(|e| e["type"] == "subscribed"), "{got:?}");
     got.iter().for_each(|e| model.apply(e));
     seen.extend(seqs(&got, &ch));
 
-    let latest = app
-        .get(&format!("/api/v1/channels/{ch}"), &owner.token)
-        .await
-        .json["last_seq"]
-        .as_i64()
-        .unwrap();
+    let latest = app.last_seq(&owner, &ch).await;
     let expected: Vec<i64> = (1..=latest).collect();
     let joined_seq = 1; // the reader's own join event precedes everything it saw from seq 0
     let mut got_seqs = seen.clone();
@@ -531,12 +508,7 @@ async fn slow_consumer_is_disconnected_with_reason_and_resumes() {
     let mut ws = app.ws(&slow).await;
     ws.subscribe(&ch, Some(last_seen)).await;
     let got = ws.drain(Duration::from_millis(800)).await;
-    let latest = app
-        .get(&format!("/api/v1/channels/{ch}"), &owner.token)
-        .await
-        .json["last_seq"]
-        .as_i64()
-        .unwrap();
+    let latest = app.last_seq(&owner, &ch).await;
     if got.iter().any(|e| e["type"] == "resync") {
         // Further behind than the replay window: told explicitly.
         return;

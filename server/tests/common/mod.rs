@@ -306,6 +306,16 @@ impl TestApp {
         r.json
     }
 
+    /// A channel's current last sequence, as `u` sees it.
+    pub async fn last_seq(&self, u: &User, channel: &str) -> i64 {
+        let r = self
+            .get(&format!("/api/v1/channels/{channel}"), &u.token)
+            .await;
+        r.json["last_seq"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("channel {channel}: {:?}", r.json))
+    }
+
     /// The value of a counter in `/metrics`.
     pub async fn metric(&self, name: &str) -> f64 {
         let r = self
