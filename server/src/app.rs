@@ -13,6 +13,7 @@ use crate::chat::cache::ChannelCache;
 use crate::chat::writer::Writer;
 use crate::config::Settings;
 use crate::directory::Directory;
+use crate::knowledge::Knowledge;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::realtime::Hub;
@@ -30,6 +31,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub post_limiter: RateLimiter,
     pub audit: Audit,
+    pub knowledge: Knowledge,
 }
 
 /// Shared application state handle.
@@ -81,6 +83,12 @@ impl AppState {
         let post_limiter =
             RateLimiter::new(settings.limits.posts_per_second, settings.limits.post_burst);
         let audit = Audit::new(db.clone());
+        let knowledge = Knowledge::new(
+            db.clone(),
+            settings.knowledge.clone(),
+            settings.storage.data_dir.clone(),
+            authz.clone(),
+        );
         let app = Arc::new(AppState {
             settings,
             db,
@@ -93,6 +101,7 @@ impl AppState {
             metrics,
             post_limiter,
             audit,
+            knowledge,
         });
         crate::retention::spawn(app.clone());
         Ok(app)

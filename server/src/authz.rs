@@ -19,6 +19,7 @@ use crate::principal::{ChannelAttrs, Principal};
 
 const EMBEDDED_SCHEMA: &str = include_str!("../../policies/warroom.cedarschema");
 const EMBEDDED_POLICIES: &str = include_str!("../../policies/chat.cedar");
+const EMBEDDED_KNOWLEDGE_POLICIES: &str = include_str!("../../policies/knowledge.cedar");
 
 /// Why a policy set was refused.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +77,8 @@ pub enum SystemAction {
     UserManage,
     AuditRead,
     PolicyReload,
+    DocumentManage,
+    ScopeManage,
 }
 
 impl SystemAction {
@@ -85,8 +88,34 @@ impl SystemAction {
             SystemAction::UserManage => "user.manage",
             SystemAction::AuditRead => "audit.read",
             SystemAction::PolicyReload => "policy.reload",
+            SystemAction::DocumentManage => "document.manage",
+            SystemAction::ScopeManage => "scope.manage",
         }
     }
+}
+
+/// A retrieval scope as policy sees it (see `knowledge::scope`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeRule {
+    /// `None`: any collection.
+    pub collections: Option<Vec<String>>,
+    pub departments: Option<Vec<String>>,
+    /// `None`: any tags; otherwise a chunk needs one of these.
+    pub tags: Option<Vec<String>>,
+    pub exclude_collections: Vec<String>,
+    pub exclude_departments: Vec<String>,
+    pub exclude_tags: Vec<String>,
+    pub max_label: Label,
+}
+
+/// A chunk as policy sees it: its document's metadata and label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkAttrs {
+    pub id: String,
+    pub collection: String,
+    pub department: String,
+    pub tags: Vec<String>,
+    pub label: Label,
 }
 
 /// Request facts beyond the entities' attributes.
@@ -204,10 +233,16 @@ impl Authz {
             }
             None => compile(
                 EMBEDDED_SCHEMA,
-                &[(
-                    "policies/chat.cedar (built in)".into(),
-                    EMBEDDED_POLICIES.into(),
-                )],
+                &[
+                    (
+                        "policies/chat.cedar (built in)".into(),
+                        EMBEDDED_POLICIES.into(),
+                    ),
+                    (
+                        "policies/knowledge.cedar (built in)".into(),
+                        EMBEDDED_KNOWLEDGE_POLICIES.into(),
+                    ),
+                ],
             )?,
         };
         Ok(Self {
@@ -401,6 +436,82 @@ impl Authz {
         )
     }
 
+    /// May `p` receive `chunk` when retrieving under `scope`? The re-check behind the
+    /// vector store's filter: scope and clearance are evaluated again, independently.
+    pub fn retrieve_chunk(&self, p: &Principal, scope: &ScopeRule, chunk: &ChunkAttrs) -> bool {
+        let set = |items: &[String]| {
+            RestrictedExpression::new_set(
+                items
+                    .iter()
+                    .map(|c| RestrictedExpression::new_string(c.clone())),
+            )
+        };
+        let opt = |items: &Option<Vec<String>>| {
+            (
+                RestrictedExpression::new_bool(items.is_none()),
+                set(items.as_deref().unwrap_or_default()),
+            )
+        };
+        let (any_collection, collections) = opt(&scope.collections);
+        let (any_department, departments) = opt(&scope.departments);
+        let (any_tag, tags) = opt(&scope.tags);
+        let context = Context::from_pairs([
+            ("any_collection".to_string(), any_collection),
+            ("collections".to_string(), collections),
+            ("any_department".to_string(), any_department),
+            ("departments".to_string(), departments),
+            ("any_tag".to_string(), any_tag),
+            ("tags".to_string(), tags),
+            (
+                "excluded_collections".to_string(),
+                set(&scope.exclude_collections),
+            ),
+            (
+                "excluded_departments".to_string(),
+                set(&scope.exclude_departments),
+            ),
+            ("excluded_tags".to_string(), set(&scope.exclude_tags)),
+            (
+                "max_level".to_string(),
+                RestrictedExpression::new_long(scope.max_label.level.rank()),
+            ),
+            (
+                "max_compartments".to_string(),
+                string_set(&scope.max_label.compartments),
+            ),
+        ])
+        .expect("context keys are unique");
+        let attrs = HashMap::from([
+            (
+                "collection".to_string(),
+                RestrictedExpression::new_string(chunk.collection.clone()),
+            ),
+            (
+                "department".to_string(),
+                RestrictedExpression::new_string(chunk.department.clone()),
+            ),
+            ("tags".to_string(), set(&chunk.tags)),
+            (
+                "level".to_string(),
+                RestrictedExpression::new_long(chunk.label.level.rank()),
+            ),
+            (
+                "compartments".to_string(),
+                string_set(&chunk.label.compartments),
+            ),
+        ]);
+        let resource = uid("Warroom::Chunk", &chunk.id);
+        let entity = Entity::new(resource.clone(), attrs, HashSet::new())
+            .expect("chunk attributes are plain values");
+        self.decide(
+            uid("Warroom::User", &p.id),
+            "knowledge.retrieve",
+            resource,
+            context,
+            vec![Self::user_entity(p), entity],
+        )
+    }
+
     /// May `p` open a direct conversation with `peer`?
     pub fn direct_message(&self, p: &Principal, peer: &Principal) -> bool {
         if p.id == peer.id {
@@ -457,6 +568,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("warroom.cedarschema"), EMBEDDED_SCHEMA).unwrap();
         std::fs::write(dir.path().join("chat.cedar"), EMBEDDED_POLICIES).unwrap();
+        std::fs::write(
+            dir.path().join("knowledge.cedar"),
+            EMBEDDED_KNOWLEDGE_POLICIES,
+        )
+        .unwrap();
         let authz = Authz::load(Some(dir.path()), Arc::default()).unwrap();
         let before = authz.policy_count();
         std::fs::write(

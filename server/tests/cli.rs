@@ -189,3 +189,71 @@ fn bad_configuration_is_refused_with_a_hint() {
         "{err}"
     );
 }
+
+/// `warroom ingest`: a directory of documents in, a summary out; the second run skips
+/// unchanged files; a malformed file is reported with its reason and fails the run
+/// without touching the others; `reindex` rebuilds the vectors.
+#[test]
+fn ingest_directory_reports_per_file_and_skips_unchanged() {
+    let data = tempfile::tempdir().unwrap();
+    let docs = tempfile::tempdir().unwrap();
+    let sales = docs.path().join("sales");
+    std::fs::create_dir(&sales).unwrap();
+    std::fs::write(
+        sales.join("pipeline.md"),
+        "---\ntitle: Pipeline\nlabel: internal\n---\n## Q3\n\nThe Q3 pipeline is 4.2 million.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        sales.join("notes.txt"),
+        "Call the distributor on Monday about pricing.\n",
+    )
+    .unwrap();
+    let ok = warroom(
+        data.path(),
+        &["ingest", docs.path().to_str().unwrap()],
+        None,
+    );
+    let out = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success(),
+        "{}{}",
+        out,
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(
+        out.contains("ingested 2 files: 2 created, 0 updated, 0 unchanged, 0 failed"),
+        "{out}"
+    );
+
+    std::fs::write(
+        sales.join("broken.md"),
+        b"---\ntitle: x\n---\nbad \xff bytes",
+    )
+    .unwrap();
+    let again = warroom(
+        data.path(),
+        &["ingest", docs.path().to_str().unwrap()],
+        None,
+    );
+    let out = String::from_utf8_lossy(&again.stdout);
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success());
+    assert!(
+        out.contains("0 created, 0 updated, 2 unchanged, 1 failed"),
+        "{out}"
+    );
+    assert!(
+        out.contains("broken.md") || err.contains("broken.md"),
+        "{out}{err}"
+    );
+    assert!(format!("{out}{err}").contains("invalid_utf8"), "{out}{err}");
+
+    let re = warroom(data.path(), &["reindex"], None);
+    assert!(
+        re.status.success(),
+        "{}",
+        String::from_utf8_lossy(&re.stderr)
+    );
+    assert!(String::from_utf8_lossy(&re.stdout).contains("re-indexed 2 chunks"));
+}

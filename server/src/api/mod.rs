@@ -3,6 +3,7 @@
 
 pub mod auth_routes;
 pub mod chat_routes;
+pub mod knowledge_routes;
 pub mod users_routes;
 pub mod ws;
 
@@ -131,6 +132,12 @@ pub fn check_id(id: &str) -> Result<&str, ApiError> {
         chat_routes::add_reaction, chat_routes::remove_reaction, chat_routes::mentions, chat_routes::search,
         users_routes::me, users_routes::list_users, users_routes::create_user, users_routes::update_user,
         users_routes::audit, users_routes::reload_policies,
+        knowledge_routes::upload_document, knowledge_routes::list_documents, knowledge_routes::get_document,
+        knowledge_routes::delete_document, knowledge_routes::reclassify_document,
+        knowledge_routes::list_scopes, knowledge_routes::create_scope, knowledge_routes::get_scope,
+        knowledge_routes::update_scope, knowledge_routes::delete_scope, knowledge_routes::preview_scope,
+        knowledge_routes::preview_spec, knowledge_routes::get_user_scope, knowledge_routes::assign_scope,
+        knowledge_routes::retrieve,
         ws::ws_upgrade,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
@@ -246,6 +253,9 @@ pub fn router(app: App) -> Router {
         .merge(auth_routes::routes())
         .merge(chat_routes::routes())
         .merge(users_routes::routes())
+        .merge(knowledge_routes::routes(
+            app.settings.knowledge.max_file_bytes,
+        ))
         .route("/ws", get(ws::ws_upgrade))
         .route("/openapi.json", get(openapi_json));
     Router::new()

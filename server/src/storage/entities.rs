@@ -216,3 +216,127 @@ pub mod audit {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// An ingested document: metadata, label and the parsed body its chunks are cut from.
+pub mod document {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "documents")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub collection: String,
+        pub path: String,
+        pub title: String,
+        pub format: String,
+        pub department: String,
+        pub label: String,
+        pub level: i64,
+        /// JSON array of strings.
+        pub tags: String,
+        pub doc_date: Option<String>,
+        pub content_hash: String,
+        pub bytes: i64,
+        pub chunk_count: i64,
+        pub body: String,
+        pub created_by: Option<String>,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// A chunk of a document; its label is its document's.
+pub mod chunk {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "chunks")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub document_id: String,
+        pub ord: i64,
+        /// JSON array of the enclosing headings.
+        pub heading_path: String,
+        pub text: String,
+        pub tokens: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// A named retrieval scope. List columns hold JSON arrays; `NULL` inclusion lists mean "any".
+pub mod scope {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "scopes")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub name: String,
+        pub description: String,
+        pub collections: Option<String>,
+        pub departments: Option<String>,
+        pub tags: Option<String>,
+        pub exclude_collections: String,
+        pub exclude_departments: String,
+        pub exclude_tags: String,
+        pub max_label: String,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Which scope a principal retrieves through.
+pub mod principal_scope {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "principal_scopes")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: String,
+        pub scope_id: String,
+        pub assigned_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// A document chunk cited by a message.
+pub mod message_citation {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "message_citations")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub message_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub chunk_id: String,
+        pub document_id: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -1,0 +1,479 @@
+//! Company knowledge over HTTP: documents (upload, list, get, delete, reclassify), scopes
+//! (CRUD, preview, assignment) and scoped retrieval for the calling principal.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{check_id, ApiJson, ApiQuery, Caller};
+use crate::app::App;
+use crate::authz::SystemAction;
+use crate::chat::parse_label;
+use crate::error::{ApiError, ApiResult};
+use crate::knowledge::scope::{parse_slug, Scope, ScopeSpec};
+use crate::knowledge::{IngestMeta, IngestOutcome, Retrieval, ScopePreview};
+use crate::principal::Principal;
+use crate::storage::entities::document;
+
+pub fn routes(max_file_bytes: usize) -> Router<App> {
+    Router::new()
+        .route(
+            "/documents",
+            get(list_documents)
+                .post(upload_document)
+                .layer(DefaultBodyLimit::max(max_file_bytes)),
+        )
+        .route("/documents/{id}", get(get_document).delete(delete_document))
+        .route("/documents/{id}/label", put(reclassify_document))
+        .route("/scopes", get(list_scopes).post(create_scope))
+        .route("/scopes/preview", post(preview_spec))
+        .route(
+            "/scopes/{id}",
+            get(get_scope).put(update_scope).delete(delete_scope),
+        )
+        .route("/scopes/{id}/preview", get(preview_scope))
+        .route("/users/{id}/scope", get(get_user_scope).put(assign_scope))
+        .route("/retrieve", post(retrieve))
+}
+
+fn require(app: &App, p: &Principal, action: SystemAction) -> ApiResult<()> {
+    if app.authz.system(p, action) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("your role does not allow this"))
+    }
+}
+
+/// A document as listed.
+#[derive(Serialize, ToSchema)]
+pub struct DocumentView {
+    pub id: String,
+    pub collection: String,
+    pub path: String,
+    pub title: String,
+    pub format: String,
+    pub department: String,
+    pub label: String,
+    pub tags: Vec<String>,
+    pub date: Option<String>,
+    pub bytes: i64,
+    pub chunks: i64,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<&document::Model> for DocumentView {
+    fn from(d: &document::Model) -> Self {
+        Self {
+            id: d.id.clone(),
+            collection: d.collection.clone(),
+            path: d.path.clone(),
+            title: d.title.clone(),
+            format: d.format.clone(),
+            department: d.department.clone(),
+            label: d.label.clone(),
+            tags: serde_json::from_str(&d.tags).unwrap_or_default(),
+            date: d.doc_date.clone(),
+            bytes: d.bytes,
+            chunks: d.chunk_count,
+            updated_at: d.updated_at,
+        }
+    }
+}
+
+/// A chunk of a document, as an admin sees it.
+#[derive(Serialize, ToSchema)]
+pub struct ChunkView {
+    pub id: String,
+    pub ord: i64,
+    pub heading_path: Vec<String>,
+    /// `None` when the viewer is not cleared for the document's label.
+    pub text: Option<String>,
+    pub tokens: i64,
+}
+
+/// A document with its chunks.
+#[derive(Serialize, ToSchema)]
+pub struct DocumentDetail {
+    #[serde(flatten)]
+    pub document: DocumentView,
+    /// True when chunk text is withheld because the viewer is not cleared for the label.
+    pub redacted: bool,
+    pub chunks: Vec<ChunkView>,
+}
+
+/// Filters for listing documents.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentQuery {
+    pub collection: Option<String>,
+    pub department: Option<String>,
+}
+
+/// Metadata for an upload; front matter in the file overrides it.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct UploadQuery {
+    /// File name or path; its extension picks the format (md, txt, html, pdf).
+    pub path: String,
+    pub collection: Option<String>,
+    pub label: Option<String>,
+    pub department: Option<String>,
+    /// Comma-separated tags.
+    pub tags: Option<String>,
+}
+
+/// Upload a document (admin). The body is the file's bytes.
+#[utoipa::path(post, path = "/api/v1/documents", params(UploadQuery), request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 201, body = IngestOutcome), (status = 200, body = IngestOutcome, description = "unchanged"), (status = 422, description = "the file is malformed")), security(("bearer" = [])))]
+pub async fn upload_document(
+    State(app): State<App>,
+    Caller(p): Caller,
+    ApiQuery(q): ApiQuery<UploadQuery>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<IngestOutcome>)> {
+    require(&app, &p, SystemAction::DocumentManage)?;
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!(
+                    "the file is larger than the {} byte limit (knowledge.max_file_bytes)",
+                    app.settings.knowledge.max_file_bytes
+                ),
+            )
+        } else {
+            ApiError::invalid(format!("could not read the upload: {e}"))
+        }
+    })?;
+    let meta = IngestMeta {
+        collection: q.collection,
+        label: q.label,
+        department: q.department,
+        tags: q
+            .tags
+            .as_deref()
+            .map(|t| {
+                t.split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    let outcome = app
+        .knowledge
+        .ingest(Some(&p.id), &q.path, &body, &meta, &app.audit)
+        .await?;
+    let status = if outcome.status == "unchanged" {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(outcome)))
+}
+
+/// List documents (admin).
+#[utoipa::path(get, path = "/api/v1/documents", params(DocumentQuery), responses((status = 200, body = [DocumentView])), security(("bearer" = [])))]
+pub async fn list_documents(
+    State(app): State<App>,
+    Caller(p): Caller,
+    ApiQuery(q): ApiQuery<DocumentQuery>,
+) -> ApiResult<Json<Vec<DocumentView>>> {
+    require(&app, &p, SystemAction::DocumentManage)?;
+    let collection = q
+        .collection
+        .as_deref()
+        .map(|c| parse_slug("collection", c))
+        .transpose()?;
+    let department = q
+        .department
+        .as_deref()
+        .map(|d| parse_slug("department", d))
+        .transpose()?;
+    let docs = app
+        .knowledge
+        .documents(collection.as_deref(), department.as_deref())
+        .await?;
+    Ok(Json(docs.iter().map(DocumentView::from).collect()))
+}
+
+/// One document with its chunks (admin; chunk text only within the admin's clearance).
+#[utoipa::path(get, path = "/api/v1/documents/{id}", responses((status = 200, body = DocumentDetail)), security(("bearer" = [])))]
+pub async fn get_document(
+    State(app): State<App>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DocumentDetail>> {
+    require(&app, &p, SystemAction::DocumentManage)?;
+    let d = app.knowledge.document(check_id(&id)?).await?;
+    let cleared = d
+        .label
+        .parse::<crate::label::Label>()
+        .is_ok_and(|l| l.within(&p.clearance));
+    let chunks = app.knowledge.chunks_of(&d.id).await?;
+    Ok(Json(DocumentDetail {
+        document: DocumentView::from(&d),
+        redacted: !cleared,
+        chunks: chunks
+            .into_iter()
+            .map(|c| ChunkView {
+                id: c.id,
+                ord: c.ord,
+                heading_path: serde_json::from_str(&c.heading_path).unwrap_or_default(),
+                text: cleared.then_some(c.text),
+                tokens: c.tokens,
+            })
+            .collect(),
+    }))
+}
+
+/// Delete a document and its chunks (admin).
+#[utoipa::path(delete, path = "/api/v1/documents/{id}", responses((status = 204)), security(("bearer" = [])))]
+pub async fn delete_document(
+    State(app): State<App>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    require(&app, &p, SystemAction::DocumentManage)?;
+    app.knowledge
+        .delete(&p.id, check_id(&id)?, &app.audit)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A new label for a document.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Reclassify {
+    pub label: String,
+}
+
+/// Reclassify a document (admin): its chunks follow at once.
+#[utoipa::path(put, path = "/api/v1/documents/{id}/label", request_body = Reclassify, responses((status = 200, body = DocumentView)), security(("bearer" = [])))]
+pub async fn reclassify_document(
+    State(app): State<App>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<Reclassify>,
+) -> ApiResult<Json<DocumentView>> {
+    require(&app, &p, SystemAction::DocumentManage)?;
+    let label = parse_label(&req.label)?;
+    let d = app
+        .knowledge
+        .reclassify(&p.id, check_id(&id)?, &label, &app.audit)
+        .await?;
+    Ok(Json(DocumentView::from(&d)))
+}
+
+/// A scope as the API shows it.
+#[derive(Serialize, ToSchema)]
+pub struct ScopeView {
+    pub id: String,
+    #[serde(flatten)]
+    pub spec: ScopeSpec,
+}
+
+impl From<Scope> for ScopeView {
+    fn from(s: Scope) -> Self {
+        Self {
+            id: s.id,
+            spec: s.spec,
+        }
+    }
+}
+
+/// All scopes (admin).
+#[utoipa::path(get, path = "/api/v1/scopes", responses((status = 200, body = [ScopeView])), security(("bearer" = [])))]
+pub async fn list_scopes(
+    State(app): State<App>,
+    Caller(p): Caller,
+) -> ApiResult<Json<Vec<ScopeView>>> {
+    require(&app, &p, SystemAction::ScopeManage)?;
+    Ok(Json(
+        app.knowledge
+            .scopes()
+            .await?
+            .into_iter()
+            .map(ScopeView::from)
+            .collect(),
+    ))
+}
+
+/// Create a scope (admin).
+#[utoipa::path(post, path = "/api/v1/scopes", request_body = ScopeSpec, responses((status = 201, body = ScopeView)), security(("bearer" = [])))]
+pub async fn create_scope(
+    State(app): State<App>,
+    Caller(p): Caller,
+    ApiJson(spec): ApiJson<ScopeSpec>,
+) -> ApiResult<(StatusCode, Json<ScopeView>)> {
+    require(&app, &p, SystemAction::ScopeManage)?;
+    let s = app
+        .knowledge
+        .put_scope(&p.id, None, spec, &app.audit)
+        .await?;
+    Ok((StatusCode::CREATED, Json(s.into())))
+}
+
+/// One scope, by id or name (admin).
+#[utoipa::path(get, path = "/api/v1/scopes/{id}", responses((status = 200, body = ScopeView)), security(("bearer" = [])))]
+pub async fn get_scope(
+    State(app): State<App>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ScopeView>> {
+    require(&app, &p, SystemAction::ScopeManage)?;
+    Ok(Json(
+        app.knowledge.scope(check_scope_ref(&id)?).await?.into(),
+    ))
+}
+
+/// Replace a scope (admin); retrievals use the new definition at once.
+#[utoipa::path(put, path = "/api/v1/scopes/{id}", request_body = ScopeSpec, responses((status = 200, body = ScopeView)), security(("bearer" = [])))]
+pub async fn update_scope(
+    State(app): State<App>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+    ApiJson(spec): ApiJson<ScopeSpec>,
+) -> ApiResult<Json<ScopeView>> {
+    require(&app, &p, SystemAction::ScopeManage)?;
+    let s = app
+        .knowledge
+        .put_scope(&p.id, Some(check_scope_ref(&id)?), spec, &app.audit)
+        .await?;
+    Ok(Json(s.into()))
+}
+
+/// Delete a scope no principal uses (admin).
+#[utoipa::path(delete, path = "/api/v1/scopes/{id}", responses((status = 204), (status = 409, description = "still assigned")), security(("bearer" = [])))]
+pub async fn delete_scope(
+    State(app): State<App>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    require(&app, &p, SystemAction::ScopeManage)?;
+    app.knowledge
+        .delete_scope(&p.id, check_scope_ref(&id)?, &app.audit)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn check_scope_ref(id: &str) -> ApiResult<&str> {
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    {
+        return Err(ApiError::invalid("malformed scope id or name"));
+    }
+    Ok(id)
+}
+
+/// How many samples a preview shows.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewQuery {
+    pub samples: Option<usize>,
+}
+
+/// What a stored scope can see (admin).
+#[utoipa::path(get, path = "/api/v1/scopes/{id}/preview", params(PreviewQuery), responses((status = 200, body = ScopePreview)), security(("bearer" = [])))]
+pub async fn preview_scope(
+    State(app): State<App>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<PreviewQuery>,
+) -> ApiResult<Json<ScopePreview>> {
+    require(&app, &p, SystemAction::ScopeManage)?;
+    let s = app.knowledge.scope(check_scope_ref(&id)?).await?;
+    let samples = q.samples.unwrap_or(5).min(20);
+    Ok(Json(app.knowledge.preview(&p, &s.rule, samples).await?))
+}
+
+/// What an unsaved scope definition would see (admin; the UI's live preview).
+#[utoipa::path(post, path = "/api/v1/scopes/preview", request_body = ScopeSpec, responses((status = 200, body = ScopePreview)), security(("bearer" = [])))]
+pub async fn preview_spec(
+    State(app): State<App>,
+    Caller(p): Caller,
+    ApiQuery(q): ApiQuery<PreviewQuery>,
+    ApiJson(spec): ApiJson<ScopeSpec>,
+) -> ApiResult<Json<ScopePreview>> {
+    require(&app, &p, SystemAction::ScopeManage)?;
+    let (_, rule) = spec.validate()?;
+    let samples = q.samples.unwrap_or(5).min(20);
+    Ok(Json(app.knowledge.preview(&p, &rule, samples).await?))
+}
+
+/// A principal's scope assignment.
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeAssignment {
+    /// Scope id or name; `null` removes the assignment.
+    pub scope: Option<String>,
+}
+
+/// The scope a user or agent retrieves through (admin, or the user themself).
+#[utoipa::path(get, path = "/api/v1/users/{id}/scope", responses((status = 200, body = Option<ScopeView>)), security(("bearer" = [])))]
+pub async fn get_user_scope(
+    State(app): State<App>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Option<ScopeView>>> {
+    let id = check_id(&id)?;
+    if id != p.id {
+        require(&app, &p, SystemAction::ScopeManage)?;
+    }
+    Ok(Json(app.knowledge.scope_of(id).await?.map(ScopeView::from)))
+}
+
+/// Assign the scope a user or agent retrieves through (admin).
+#[utoipa::path(put, path = "/api/v1/users/{id}/scope", request_body = ScopeAssignment, responses((status = 200, body = Option<ScopeView>)), security(("bearer" = [])))]
+pub async fn assign_scope(
+    State(app): State<App>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<ScopeAssignment>,
+) -> ApiResult<Json<Option<ScopeView>>> {
+    require(&app, &p, SystemAction::ScopeManage)?;
+    let id = check_id(&id)?;
+    app.directory
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    let scope = req.scope.as_deref().map(check_scope_ref).transpose()?;
+    let s = app
+        .knowledge
+        .assign_scope(&p.id, id, scope, &app.audit)
+        .await?;
+    Ok(Json(s.map(ScopeView::from)))
+}
+
+/// A retrieval request.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetrieveRequest {
+    pub query: String,
+    /// How many chunks (default 5).
+    pub k: Option<usize>,
+}
+
+/// Retrieve chunks within the caller's own scope and clearance.
+#[utoipa::path(post, path = "/api/v1/retrieve", request_body = RetrieveRequest, responses((status = 200, body = Retrieval), (status = 403, description = "no scope assigned")), security(("bearer" = [])))]
+pub async fn retrieve(
+    State(app): State<App>,
+    Caller(p): Caller,
+    ApiJson(req): ApiJson<RetrieveRequest>,
+) -> ApiResult<Json<Retrieval>> {
+    let r = app
+        .knowledge
+        .retrieve(&p, &req.query, req.k.unwrap_or(5), &app.audit)
+        .await?;
+    Ok(Json(r))
+}

@@ -1,0 +1,1146 @@
+//! The knowledge service: ingestion, documents, scopes and scoped retrieval.
+//!
+//! The database is the source of truth for documents, chunk text and labels; the vector
+//! store holds vectors and a filterable copy of each chunk's metadata. Ingestion writes new
+//! vectors first, then swaps the document's rows in one transaction, then drops the old
+//! vectors, so a failure never leaves a half-replaced document visible: retrieval only
+//! returns chunks that exist in the database, with the database's current label, and every
+//! returned chunk is re-checked by Cedar against the scope and the caller's clearance.
+
+pub mod scope;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, TransactionTrait,
+};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
+use utoipa::ToSchema;
+use warroom_knowledge::chunker::{self, ApproxTokens, ChunkOptions, TokenCounter};
+use warroom_knowledge::document::{self as parser, Limits};
+use warroom_knowledge::embed::{Embedder, MiniLm, OpenAiEmbedder, OpenAiSettings};
+use warroom_knowledge::store::{ChunkFilter, ChunkPayload, ChunkPoint, EdgeStore, VectorStore};
+use warroom_knowledge::{models, sparse};
+
+use crate::audit::Audit;
+use crate::authz::{Authz, ChunkAttrs, ScopeRule};
+use crate::config::KnowledgeSettings;
+use crate::error::{ApiError, ApiResult};
+use crate::label::Label;
+use crate::principal::Principal;
+use crate::storage::entities::{
+    chunk, document, message, message_citation, principal_scope, scope as scope_e,
+};
+use scope::{parse_slug, Scope, ScopeSpec};
+
+/// What one ingested file became.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct IngestOutcome {
+    pub path: String,
+    /// `created`, `updated` or `unchanged`.
+    pub status: &'static str,
+    pub document_id: String,
+    pub chunks: usize,
+    pub label: String,
+}
+
+/// Metadata given with a file; front matter in the file overrides it.
+#[derive(Debug, Clone, Default)]
+pub struct IngestMeta {
+    pub collection: Option<String>,
+    pub label: Option<String>,
+    pub department: Option<String>,
+    pub tags: Vec<String>,
+}
+
+/// A retrieved chunk with its provenance.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RetrievedChunk {
+    pub chunk_id: String,
+    pub document_id: String,
+    pub document_path: String,
+    pub title: String,
+    pub heading_path: Vec<String>,
+    pub text: String,
+    pub collection: String,
+    pub department: String,
+    pub label: String,
+    pub score: f32,
+}
+
+/// The result of a retrieval.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Retrieval {
+    pub scope: String,
+    pub chunks: Vec<RetrievedChunk>,
+    /// Chunks the vector store returned that policy refused (should always be 0).
+    pub denied: usize,
+}
+
+/// The knowledge service.
+pub struct Knowledge {
+    db: DatabaseConnection,
+    settings: KnowledgeSettings,
+    data_dir: PathBuf,
+    authz: Arc<Authz>,
+    engine: OnceCell<Engine>,
+    /// One ingestion or reclassification at a time per process: keeps the
+    /// vectors-then-rows swap of a document from interleaving with another.
+    write: tokio::sync::Mutex<()>,
+}
+
+/// The embedder, token counter and vector store, loaded on first use.
+#[derive(Clone)]
+pub struct Engine {
+    pub embedder: Arc<dyn Embedder>,
+    pub counter: Arc<dyn TokenCounter>,
+    pub store: Arc<dyn VectorStore>,
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(e)
+}
+
+fn json_list(list: &[String]) -> String {
+    serde_json::to_string(list).expect("strings serialise")
+}
+
+fn parse_list(raw: &str) -> Vec<String> {
+    serde_json::from_str(raw).unwrap_or_default()
+}
+
+fn sha256_hex(parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    hex::encode(h.finalize())
+}
+
+/// A chunk's policy attributes from its document row.
+fn chunk_attrs(chunk_id: &str, d: &document::Model) -> ApiResult<ChunkAttrs> {
+    Ok(ChunkAttrs {
+        id: chunk_id.to_string(),
+        collection: d.collection.clone(),
+        department: d.department.clone(),
+        tags: parse_list(&d.tags),
+        label: d
+            .label
+            .parse()
+            .map_err(|e| internal(format!("document {} has a bad label: {e}", d.id)))?,
+    })
+}
+
+fn payload(chunk_id: uuid::Uuid, d: &document::Model, label: &Label) -> ChunkPayload {
+    ChunkPayload {
+        chunk_id,
+        document_id: d.id.clone(),
+        collection: d.collection.clone(),
+        department: d.department.clone(),
+        tags: parse_list(&d.tags),
+        level: label.level.rank(),
+        compartments: label.compartments.iter().cloned().collect(),
+    }
+}
+
+impl Knowledge {
+    pub fn new(
+        db: DatabaseConnection,
+        settings: KnowledgeSettings,
+        data_dir: PathBuf,
+        authz: Arc<Authz>,
+    ) -> Self {
+        Self {
+            db,
+            settings,
+            data_dir,
+            authz,
+            engine: OnceCell::new(),
+            write: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Use these parts instead of loading the configured ones (benchmarks, tests).
+    pub fn with_engine(self, engine: Engine) -> Self {
+        let _ = self.engine.set(engine);
+        self
+    }
+
+    /// The embedder and vector store, loading them on first use.
+    pub async fn engine(&self) -> ApiResult<&Engine> {
+        self.engine
+            .get_or_try_init(|| async { self.load_engine().await })
+            .await
+    }
+
+    async fn load_engine(&self) -> ApiResult<Engine> {
+        let unavailable = |what: &str, e: String| {
+            ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "knowledge_unavailable",
+                format!("{what}: {e}"),
+            )
+        };
+        let s = &self.settings;
+        let (embedder, counter): (Arc<dyn Embedder>, Arc<dyn TokenCounter>) =
+            match s.embedder.as_str() {
+                "openai" => {
+                    let e = OpenAiEmbedder::new(OpenAiSettings {
+                        base_url: s.openai_base_url.clone(),
+                        model: s.openai_model.clone(),
+                        api_key: s.openai_api_key.clone(),
+                        dim: s.openai_dim,
+                        batch: 64,
+                        timeout: Duration::from_secs(s.openai_timeout_secs),
+                    })
+                    .map_err(|e| unavailable("embedder", e.to_string()))?;
+                    (Arc::new(e), Arc::new(ApproxTokens))
+                }
+                _ => {
+                    let models_dir = s.models_dir();
+                    let fetch = s.fetch_models;
+                    let model = tokio::task::spawn_blocking(move || {
+                        let dir = if fetch {
+                            models::ensure(&models_dir, &models::MINILM)
+                                .map_err(|e| e.to_string())?
+                        } else {
+                            models::model_dir(&models_dir, &models::MINILM)
+                        };
+                        MiniLm::load(&dir).map_err(|e| e.to_string())
+                    })
+                    .await
+                    .map_err(internal)?
+                    .map_err(|e| unavailable("embedding model", e))?;
+                    let model = Arc::new(model);
+                    (model.clone(), model)
+                }
+            };
+        let dim = embedder.dim();
+        let store: Arc<dyn VectorStore> = match s.vector_store.as_str() {
+            "qdrant" => Arc::new(
+                warroom_knowledge::store::QdrantStore::connect(
+                    &s.qdrant_url,
+                    &s.qdrant_collection,
+                    dim,
+                    s.qdrant_api_key.clone(),
+                )
+                .await
+                .map_err(|e| unavailable("vector store", e.to_string()))?,
+            ),
+            _ => {
+                let dir = self.data_dir.join("vectors");
+                let store = tokio::task::spawn_blocking(move || {
+                    EdgeStore::open(&dir, dim, Default::default())
+                })
+                .await
+                .map_err(internal)?
+                .map_err(|e| unavailable("vector store", e.to_string()))?;
+                Arc::new(store)
+            }
+        };
+        tracing::info!(
+            embedder = embedder.model_id(),
+            dim,
+            store = store.backend(),
+            "knowledge engine ready"
+        );
+        Ok(Engine {
+            embedder,
+            counter,
+            store,
+        })
+    }
+
+    // ---- ingestion ---------------------------------------------------------------------
+
+    /// Ingest one file. Parsing errors carry the parser's code (`invalid_utf8`,
+    /// `decompression_bomb`, ...) and leave nothing behind.
+    pub async fn ingest(
+        &self,
+        actor: Option<&str>,
+        path: &str,
+        bytes: &[u8],
+        meta: &IngestMeta,
+        audit: &Audit,
+    ) -> ApiResult<IngestOutcome> {
+        let path = path.trim();
+        if path.is_empty() || path.len() > 512 || path.contains('\0') {
+            return Err(ApiError::invalid("path must be 1-512 characters"));
+        }
+        let limits = Limits {
+            max_bytes: self.settings.max_file_bytes,
+            ..Limits::default()
+        };
+        let owned = bytes.to_vec();
+        let p = path.to_string();
+        let parsed = tokio::task::spawn_blocking(move || parser::parse(&p, &owned, &limits))
+            .await
+            .map_err(internal)?
+            .map_err(|e| {
+                ApiError::new(
+                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                    e.code(),
+                    format!("{path}: {e}"),
+                )
+            })?;
+        let fm = &parsed.front_matter;
+        let collection = parse_slug(
+            "collection",
+            meta.collection.as_deref().unwrap_or("company"),
+        )?;
+        let department = fm
+            .department
+            .as_deref()
+            .or(meta.department.as_deref())
+            .ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "{path}: no department: add `department:` to the front matter or pass one with the upload (--department)"
+                ))
+            })
+            .and_then(|d| parse_slug("department", d))?;
+        let label: Label = fm
+            .label
+            .as_deref()
+            .or(meta.label.as_deref())
+            .unwrap_or("internal")
+            .parse()
+            .map_err(|e| ApiError::invalid(format!("{path}: label: {e}")))?;
+        let raw_tags = if fm.tags.is_empty() {
+            &meta.tags
+        } else {
+            &fm.tags
+        };
+        let mut tags = raw_tags
+            .iter()
+            .map(|t| parse_slug("tag", t))
+            .collect::<ApiResult<Vec<_>>>()?;
+        tags.sort();
+        tags.dedup();
+        let label_s = label.to_string();
+        let tags_s = json_list(&tags);
+        let hash = sha256_hex(&[
+            bytes,
+            collection.as_bytes(),
+            department.as_bytes(),
+            label_s.as_bytes(),
+            tags_s.as_bytes(),
+        ]);
+
+        let engine = self.engine().await?;
+        let _write = self.write.lock().await;
+        let existing = document::Entity::find()
+            .filter(document::Column::Collection.eq(&collection))
+            .filter(document::Column::Path.eq(path))
+            .one(&self.db)
+            .await
+            .map_err(internal)?;
+        if let Some(d) = &existing {
+            if d.content_hash == hash {
+                return Ok(IngestOutcome {
+                    path: path.into(),
+                    status: "unchanged",
+                    document_id: d.id.clone(),
+                    chunks: d.chunk_count as usize,
+                    label: d.label.clone(),
+                });
+            }
+        }
+
+        let opts = ChunkOptions {
+            max_tokens: self.settings.chunk_max_tokens,
+            overlap_tokens: self.settings.chunk_overlap_tokens,
+        };
+        let chunks = chunker::chunk(&parsed, &opts, engine.counter.as_ref());
+        if chunks.is_empty() {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "empty",
+                format!("{path}: the document has no text to index"),
+            ));
+        }
+        let texts: Vec<String> = chunks.iter().map(|c| c.embed_text(&parsed.title)).collect();
+        let vectors = engine.embedder.embed(&texts).await.map_err(|e| {
+            ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "embedder_failed",
+                e.to_string(),
+            )
+        })?;
+
+        let now = chrono::Utc::now();
+        let doc_id = existing
+            .as_ref()
+            .map(|d| d.id.clone())
+            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let doc = document::Model {
+            id: doc_id.clone(),
+            collection: collection.clone(),
+            path: path.to_string(),
+            title: parsed.title.clone(),
+            format: serde_json::to_value(parsed.format)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            department,
+            label: label_s.clone(),
+            level: label.level.rank(),
+            tags: tags_s,
+            doc_date: fm.date.clone(),
+            content_hash: hash,
+            bytes: bytes.len() as i64,
+            chunk_count: chunks.len() as i64,
+            body: parsed.body.clone(),
+            created_by: actor.map(str::to_string),
+            created_at: existing.as_ref().map(|d| d.created_at).unwrap_or(now),
+            updated_at: now,
+        };
+        let ids: Vec<uuid::Uuid> = chunks.iter().map(|_| uuid::Uuid::new_v4()).collect();
+        let points: Vec<ChunkPoint> = chunks
+            .iter()
+            .zip(&vectors)
+            .zip(&ids)
+            .map(|((c, v), id)| ChunkPoint {
+                dense: v.clone(),
+                sparse: sparse::document(&c.embed_text(&parsed.title)),
+                payload: payload(*id, &doc, &label),
+            })
+            .collect();
+        // 1. New vectors (invisible until their rows exist).
+        engine.store.upsert(points).await.map_err(internal)?;
+        // 2. Swap the rows in one transaction.
+        let old_ids: Vec<String> = match &existing {
+            Some(d) => chunk::Entity::find()
+                .select_only()
+                .column(chunk::Column::Id)
+                .filter(chunk::Column::DocumentId.eq(&d.id))
+                .into_tuple()
+                .all(&self.db)
+                .await
+                .map_err(internal)?,
+            None => Vec::new(),
+        };
+        let swap = async {
+            let txn = self.db.begin().await?;
+            chunk::Entity::delete_many()
+                .filter(chunk::Column::DocumentId.eq(&doc_id))
+                .exec(&txn)
+                .await?;
+            if existing.is_some() {
+                document::ActiveModel::from(doc.clone())
+                    .reset_all()
+                    .update(&txn)
+                    .await?;
+            } else {
+                document::ActiveModel::from(doc.clone())
+                    .reset_all()
+                    .insert(&txn)
+                    .await?;
+            }
+            let rows: Vec<chunk::ActiveModel> = chunks
+                .iter()
+                .zip(&ids)
+                .map(|(c, id)| chunk::ActiveModel {
+                    id: Set(id.to_string()),
+                    document_id: Set(doc_id.clone()),
+                    ord: Set(c.ord as i64),
+                    heading_path: Set(json_list(&c.heading_path)),
+                    text: Set(c.text.clone()),
+                    tokens: Set(c.tokens as i64),
+                })
+                .collect();
+            for batch in rows.chunks(200) {
+                chunk::Entity::insert_many(batch.to_vec())
+                    .exec(&txn)
+                    .await?;
+            }
+            txn.commit().await
+        };
+        if let Err(e) = swap.await {
+            if let Err(cleanup) = engine.store.delete(&ids).await {
+                tracing::warn!(error = %cleanup, "could not remove vectors of a failed ingestion; they stay invisible");
+            }
+            return Err(internal(e));
+        }
+        // 3. Old vectors go; until they do, retrieval ignores them (no rows).
+        let old: Vec<uuid::Uuid> = old_ids.iter().filter_map(|s| s.parse().ok()).collect();
+        if !old.is_empty() {
+            if let Err(e) = engine.store.delete(&old).await {
+                tracing::warn!(error = %e, document = %doc_id, "old vectors not deleted; they stay invisible");
+            }
+        }
+        let status = if existing.is_some() {
+            "updated"
+        } else {
+            "created"
+        };
+        audit
+            .record(
+                actor,
+                "document.ingest",
+                &doc_id,
+                status,
+                serde_json::json!({"path": path, "collection": collection, "label": label_s, "chunks": chunks.len()}),
+            )
+            .await;
+        Ok(IngestOutcome {
+            path: path.into(),
+            status,
+            document_id: doc_id,
+            chunks: chunks.len(),
+            label: label_s,
+        })
+    }
+
+    // ---- documents -----------------------------------------------------------------------
+
+    pub async fn document(&self, id: &str) -> ApiResult<document::Model> {
+        document::Entity::find_by_id(id)
+            .one(&self.db)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| ApiError::not_found("document"))
+    }
+
+    pub async fn documents(
+        &self,
+        collection: Option<&str>,
+        department: Option<&str>,
+    ) -> ApiResult<Vec<document::Model>> {
+        let mut q = document::Entity::find()
+            .select_only()
+            .columns([
+                document::Column::Id,
+                document::Column::Collection,
+                document::Column::Path,
+                document::Column::Title,
+                document::Column::Format,
+                document::Column::Department,
+                document::Column::Label,
+                document::Column::Level,
+                document::Column::Tags,
+                document::Column::DocDate,
+                document::Column::ContentHash,
+                document::Column::Bytes,
+                document::Column::ChunkCount,
+                document::Column::CreatedBy,
+                document::Column::CreatedAt,
+                document::Column::UpdatedAt,
+            ])
+            // The body is not listed.
+            .expr_as(sea_orm::sea_query::Expr::val(""), "body")
+            .order_by_asc(document::Column::Collection)
+            .order_by_asc(document::Column::Path);
+        if let Some(c) = collection {
+            q = q.filter(document::Column::Collection.eq(c));
+        }
+        if let Some(d) = department {
+            q = q.filter(document::Column::Department.eq(d));
+        }
+        q.into_model::<document::Model>()
+            .all(&self.db)
+            .await
+            .map_err(internal)
+    }
+
+    pub async fn chunks_of(&self, document_id: &str) -> ApiResult<Vec<chunk::Model>> {
+        chunk::Entity::find()
+            .filter(chunk::Column::DocumentId.eq(document_id))
+            .order_by_asc(chunk::Column::Ord)
+            .all(&self.db)
+            .await
+            .map_err(internal)
+    }
+
+    /// Delete a document, its chunks and their vectors.
+    pub async fn delete(&self, actor: &str, id: &str, audit: &Audit) -> ApiResult<()> {
+        let doc = self.document(id).await?;
+        let engine = self.engine().await?;
+        let _write = self.write.lock().await;
+        let ids: Vec<String> = chunk::Entity::find()
+            .select_only()
+            .column(chunk::Column::Id)
+            .filter(chunk::Column::DocumentId.eq(id))
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(internal)?;
+        let txn = self.db.begin().await.map_err(internal)?;
+        chunk::Entity::delete_many()
+            .filter(chunk::Column::DocumentId.eq(id))
+            .exec(&txn)
+            .await
+            .map_err(internal)?;
+        document::Entity::delete_by_id(id)
+            .exec(&txn)
+            .await
+            .map_err(internal)?;
+        txn.commit().await.map_err(internal)?;
+        let ids: Vec<uuid::Uuid> = ids.iter().filter_map(|s| s.parse().ok()).collect();
+        if let Err(e) = engine.store.delete(&ids).await {
+            tracing::warn!(error = %e, document = id, "vectors of a deleted document not removed; they stay invisible");
+        }
+        audit
+            .record(
+                Some(actor),
+                "document.delete",
+                id,
+                "ok",
+                serde_json::json!({"path": doc.path, "collection": doc.collection}),
+            )
+            .await;
+        Ok(())
+    }
+
+    /// Give a document a new label. Its chunks follow at once (retrieval reads the label
+    /// from the database and re-checks it), the vector store's copy is updated, and
+    /// messages that cite the document are raised to at least the new label.
+    pub async fn reclassify(
+        &self,
+        actor: &str,
+        id: &str,
+        label: &Label,
+        audit: &Audit,
+    ) -> ApiResult<document::Model> {
+        let engine = self.engine().await?;
+        let _write = self.write.lock().await;
+        let doc = self.document(id).await?;
+        let old = doc.label.clone();
+        let txn = self.db.begin().await.map_err(internal)?;
+        let mut am: document::ActiveModel = doc.clone().into();
+        am.label = Set(label.to_string());
+        am.level = Set(label.level.rank());
+        am.updated_at = Set(chrono::Utc::now());
+        let updated = am.update(&txn).await.map_err(internal)?;
+        let citing: Vec<String> = message_citation::Entity::find()
+            .select_only()
+            .column(message_citation::Column::MessageId)
+            .filter(message_citation::Column::DocumentId.eq(id))
+            .distinct()
+            .into_tuple()
+            .all(&txn)
+            .await
+            .map_err(internal)?;
+        let mut raised = 0usize;
+        for ids in citing.chunks(200) {
+            let msgs = message::Entity::find()
+                .filter(message::Column::Id.is_in(ids.to_vec()))
+                .all(&txn)
+                .await
+                .map_err(internal)?;
+            for m in msgs {
+                let current: Label = m.label.parse().unwrap_or_else(|_| label.clone());
+                let joined = current.join(label);
+                if joined != current {
+                    let mut am: message::ActiveModel = m.into();
+                    am.label = Set(joined.to_string());
+                    am.update(&txn).await.map_err(internal)?;
+                    raised += 1;
+                }
+            }
+        }
+        txn.commit().await.map_err(internal)?;
+        let compartments: Vec<String> = label.compartments.iter().cloned().collect();
+        if let Err(e) = engine
+            .store
+            .set_label(id, label.level.rank(), &compartments)
+            .await
+        {
+            tracing::error!(error = %e, document = id, "vector store label not updated; the policy re-check still applies the new label");
+        }
+        audit
+            .record(
+                Some(actor),
+                "document.reclassify",
+                id,
+                "ok",
+                serde_json::json!({"from": old, "to": label.to_string(), "messages_raised": raised}),
+            )
+            .await;
+        Ok(updated)
+    }
+
+    // ---- scopes ----------------------------------------------------------------------------
+
+    pub async fn scopes(&self) -> ApiResult<Vec<Scope>> {
+        scope_e::Entity::find()
+            .order_by_asc(scope_e::Column::Name)
+            .all(&self.db)
+            .await
+            .map_err(internal)?
+            .iter()
+            .map(Scope::from_model)
+            .collect()
+    }
+
+    /// A scope by id or by name.
+    pub async fn scope(&self, id_or_name: &str) -> ApiResult<Scope> {
+        let m = scope_e::Entity::find()
+            .filter(
+                sea_orm::Condition::any()
+                    .add(scope_e::Column::Id.eq(id_or_name))
+                    .add(scope_e::Column::Name.eq(id_or_name.to_ascii_lowercase())),
+            )
+            .one(&self.db)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| ApiError::not_found("scope"))?;
+        Scope::from_model(&m)
+    }
+
+    /// Create (`id` None) or replace a scope.
+    pub async fn put_scope(
+        &self,
+        actor: &str,
+        id: Option<&str>,
+        spec: ScopeSpec,
+        audit: &Audit,
+    ) -> ApiResult<Scope> {
+        let (spec, rule) = spec.validate()?;
+        let now = chrono::Utc::now();
+        let [collections, departments, tags, exc_c, exc_d, exc_t] = Scope::columns(&spec);
+        let (id, created_at) = match id {
+            Some(id) => {
+                let cur = self.scope(id).await?;
+                let m = scope_e::Entity::find_by_id(&cur.id)
+                    .one(&self.db)
+                    .await
+                    .map_err(internal)?
+                    .ok_or_else(|| ApiError::not_found("scope"))?;
+                (cur.id, m.created_at)
+            }
+            None => (uuid::Uuid::now_v7().to_string(), now),
+        };
+        let model = scope_e::ActiveModel {
+            id: Set(id.clone()),
+            name: Set(spec.name.clone()),
+            description: Set(spec.description.clone()),
+            collections: Set(collections),
+            departments: Set(departments),
+            tags: Set(tags),
+            exclude_collections: Set(exc_c.unwrap_or_default()),
+            exclude_departments: Set(exc_d.unwrap_or_default()),
+            exclude_tags: Set(exc_t.unwrap_or_default()),
+            max_label: Set(spec.max_label.clone()),
+            created_at: Set(created_at),
+            updated_at: Set(now),
+        };
+        let res = if created_at == now {
+            model.insert(&self.db).await
+        } else {
+            model.update(&self.db).await
+        };
+        if let Err(e) = res {
+            let msg = e.to_string();
+            if msg.contains("UNIQUE") || msg.contains("unique") || msg.contains("duplicate") {
+                return Err(ApiError::conflict(format!(
+                    "a scope named {:?} already exists",
+                    spec.name
+                )));
+            }
+            return Err(internal(e));
+        }
+        audit
+            .record(
+                Some(actor),
+                "scope.put",
+                &id,
+                "ok",
+                serde_json::to_value(&spec).unwrap_or_default(),
+            )
+            .await;
+        Ok(Scope { id, spec, rule })
+    }
+
+    /// Delete a scope that no principal uses.
+    pub async fn delete_scope(&self, actor: &str, id: &str, audit: &Audit) -> ApiResult<()> {
+        let s = self.scope(id).await?;
+        let users = principal_scope::Entity::find()
+            .filter(principal_scope::Column::ScopeId.eq(&s.id))
+            .count(&self.db)
+            .await
+            .map_err(internal)?;
+        if users > 0 {
+            return Err(ApiError::conflict(format!(
+                "scope {:?} is assigned to {users} principal(s); assign them another scope first",
+                s.spec.name
+            )));
+        }
+        scope_e::Entity::delete_by_id(&s.id)
+            .exec(&self.db)
+            .await
+            .map_err(internal)?;
+        audit
+            .record(
+                Some(actor),
+                "scope.delete",
+                &s.id,
+                "ok",
+                serde_json::json!({"name": s.spec.name}),
+            )
+            .await;
+        Ok(())
+    }
+
+    /// Assign (or with `None`, remove) the scope a principal retrieves through.
+    pub async fn assign_scope(
+        &self,
+        actor: &str,
+        user_id: &str,
+        scope: Option<&str>,
+        audit: &Audit,
+    ) -> ApiResult<Option<Scope>> {
+        let txn = self.db.begin().await.map_err(internal)?;
+        principal_scope::Entity::delete_by_id(user_id)
+            .exec(&txn)
+            .await
+            .map_err(internal)?;
+        let assigned = match scope {
+            Some(s) => {
+                let s = self.scope(s).await?;
+                principal_scope::ActiveModel {
+                    user_id: Set(user_id.to_string()),
+                    scope_id: Set(s.id.clone()),
+                    assigned_at: Set(chrono::Utc::now()),
+                }
+                .insert(&txn)
+                .await
+                .map_err(internal)?;
+                Some(s)
+            }
+            None => None,
+        };
+        txn.commit().await.map_err(internal)?;
+        audit
+            .record(
+                Some(actor),
+                "scope.assign",
+                user_id,
+                "ok",
+                serde_json::json!({"scope": assigned.as_ref().map(|s| s.spec.name.clone())}),
+            )
+            .await;
+        Ok(assigned)
+    }
+
+    /// The scope a principal retrieves through, if any.
+    pub async fn scope_of(&self, user_id: &str) -> ApiResult<Option<Scope>> {
+        let Some(a) = principal_scope::Entity::find_by_id(user_id)
+            .one(&self.db)
+            .await
+            .map_err(internal)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(self.scope(&a.scope_id).await?))
+    }
+
+    // ---- retrieval -------------------------------------------------------------------------
+
+    /// Retrieve the `k` best chunks for `query` within the principal's own scope.
+    pub async fn retrieve(
+        &self,
+        p: &Principal,
+        query: &str,
+        k: usize,
+        audit: &Audit,
+    ) -> ApiResult<Retrieval> {
+        let scope = self.scope_of(&p.id).await?.ok_or_else(|| {
+            ApiError::forbidden(
+                "no retrieval scope is assigned to you; an admin assigns one with PUT /api/v1/users/{id}/scope",
+            )
+        })?;
+        self.retrieve_in(p, &scope, query, k, audit).await
+    }
+
+    /// Retrieve under an explicit scope (the caller has checked that `p` may use it).
+    pub async fn retrieve_in(
+        &self,
+        p: &Principal,
+        scope: &Scope,
+        query: &str,
+        k: usize,
+        audit: &Audit,
+    ) -> ApiResult<Retrieval> {
+        let query = query.trim();
+        if query.is_empty() || query.chars().count() > 2000 {
+            return Err(ApiError::invalid("query must be 1-2000 characters"));
+        }
+        if k == 0 || k > self.settings.max_k {
+            return Err(ApiError::invalid(format!(
+                "k must be between 1 and {}",
+                self.settings.max_k
+            )));
+        }
+        let engine = self.engine().await?;
+        let filter = scope::compile(&scope.rule, &p.clearance);
+        let dense = engine
+            .embedder
+            .embed(&[query.to_string()])
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "embedder_failed",
+                    e.to_string(),
+                )
+            })?
+            .pop()
+            .unwrap_or_default();
+        let hits = engine
+            .store
+            .hybrid(&dense, &sparse::query(query), &filter, k + k / 2 + 2)
+            .await
+            .map_err(internal)?;
+        let (chunks, denied) = self.recheck(p, &scope.rule, &hits, k).await?;
+        let query_hash = sha256_hex(&[query.as_bytes()]);
+        audit
+            .record(
+                Some(&p.id),
+                "knowledge.retrieve",
+                &scope.spec.name,
+                if denied.is_empty() {
+                    "ok"
+                } else {
+                    "denied_some"
+                },
+                serde_json::json!({
+                    "scope_id": scope.id,
+                    "query_sha256": query_hash,
+                    "filter": filter,
+                    "k": k,
+                    "returned": chunks.iter().map(|c| c.chunk_id.clone()).collect::<Vec<_>>(),
+                    "denied": denied,
+                }),
+            )
+            .await;
+        Ok(Retrieval {
+            scope: scope.spec.name.clone(),
+            chunks,
+            denied: denied.len(),
+        })
+    }
+
+    /// Load the hits' rows and keep those Cedar permits, best first, at most `k`.
+    async fn recheck(
+        &self,
+        p: &Principal,
+        rule: &ScopeRule,
+        hits: &[warroom_knowledge::store::Hit],
+        k: usize,
+    ) -> ApiResult<(Vec<RetrievedChunk>, Vec<String>)> {
+        let ids: Vec<String> = hits.iter().map(|h| h.chunk_id.to_string()).collect();
+        let rows: HashMap<String, chunk::Model> = chunk::Entity::find()
+            .filter(chunk::Column::Id.is_in(ids.clone()))
+            .all(&self.db)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(|c| (c.id.clone(), c))
+            .collect();
+        let doc_ids: Vec<String> = rows.values().map(|c| c.document_id.clone()).collect();
+        let docs: HashMap<String, document::Model> = self
+            .docs_meta(&doc_ids)
+            .await?
+            .into_iter()
+            .map(|d| (d.id.clone(), d))
+            .collect();
+        let mut out = Vec::new();
+        let mut denied = Vec::new();
+        for hit in hits {
+            let id = hit.chunk_id.to_string();
+            // Vectors without rows are leftovers of a replaced or deleted document.
+            let Some(c) = rows.get(&id) else { continue };
+            let Some(d) = docs.get(&c.document_id) else {
+                continue;
+            };
+            let attrs = chunk_attrs(&id, d)?;
+            if !self.authz.retrieve_chunk(p, rule, &attrs) {
+                tracing::error!(
+                    principal = %p.id,
+                    chunk = %id,
+                    document = %d.id,
+                    label = %d.label,
+                    "POLICY MISMATCH: the vector store returned a chunk the policy denies; dropped"
+                );
+                denied.push(id);
+                continue;
+            }
+            if out.len() < k {
+                out.push(RetrievedChunk {
+                    chunk_id: id,
+                    document_id: d.id.clone(),
+                    document_path: d.path.clone(),
+                    title: d.title.clone(),
+                    heading_path: parse_list(&c.heading_path),
+                    text: c.text.clone(),
+                    collection: d.collection.clone(),
+                    department: d.department.clone(),
+                    label: d.label.clone(),
+                    score: hit.score,
+                });
+            }
+        }
+        Ok((out, denied))
+    }
+
+    /// Documents' metadata without bodies.
+    async fn docs_meta(&self, ids: &[String]) -> ApiResult<Vec<document::Model>> {
+        let mut out = Vec::new();
+        for batch in ids.chunks(500) {
+            let rows = document::Entity::find()
+                .filter(document::Column::Id.is_in(batch.to_vec()))
+                .all(&self.db)
+                .await
+                .map_err(internal)?;
+            out.extend(rows.into_iter().map(|mut d| {
+                d.body.clear();
+                d
+            }));
+        }
+        Ok(out)
+    }
+
+    /// What a scope can see: chunk counts per collection, department and label, and
+    /// sample chunks (only those the viewer is cleared for).
+    pub async fn preview(
+        &self,
+        viewer: &Principal,
+        rule: &ScopeRule,
+        samples: usize,
+    ) -> ApiResult<ScopePreview> {
+        let filter: ChunkFilter = scope::compile(rule, &rule.max_label);
+        let docs = self.documents(None, None).await?;
+        let mut preview = ScopePreview::default();
+        let mut visible_docs = Vec::new();
+        for d in &docs {
+            let label: Label = match d.label.parse() {
+                Ok(l) => l,
+                Err(_) => continue,
+            };
+            let probe = payload(uuid::Uuid::nil(), d, &label);
+            if !filter.matches(&probe) {
+                continue;
+            }
+            let n = d.chunk_count as usize;
+            preview.documents += 1;
+            preview.chunks += n;
+            *preview
+                .by_collection
+                .entry(d.collection.clone())
+                .or_default() += n;
+            *preview
+                .by_department
+                .entry(d.department.clone())
+                .or_default() += n;
+            *preview.by_label.entry(d.label.clone()).or_default() += n;
+            if label.within(&viewer.clearance) {
+                visible_docs.push(d);
+            }
+        }
+        // Samples: the first chunk of documents spread across the visible set.
+        let step = (visible_docs.len() / samples.max(1)).max(1);
+        for d in visible_docs.iter().step_by(step).take(samples) {
+            if let Some(c) = chunk::Entity::find()
+                .filter(chunk::Column::DocumentId.eq(&d.id))
+                .order_by_asc(chunk::Column::Ord)
+                .one(&self.db)
+                .await
+                .map_err(internal)?
+            {
+                preview.samples.push(RetrievedChunk {
+                    chunk_id: c.id,
+                    document_id: d.id.clone(),
+                    document_path: d.path.clone(),
+                    title: d.title.clone(),
+                    heading_path: parse_list(&c.heading_path),
+                    text: c.text,
+                    collection: d.collection.clone(),
+                    department: d.department.clone(),
+                    label: d.label.clone(),
+                    score: 0.0,
+                });
+            }
+        }
+        Ok(preview)
+    }
+
+    /// Re-embed every chunk from the database and write it to the vector store (after
+    /// switching embedder or store, or to repair a store that lost writes). Idempotent:
+    /// points are keyed by chunk id. Calls `progress` with (documents done, total).
+    pub async fn reindex(&self, progress: impl Fn(usize, usize)) -> ApiResult<usize> {
+        let engine = self.engine().await?;
+        let _write = self.write.lock().await;
+        let docs = self.documents(None, None).await?;
+        let mut total = 0;
+        for (i, d) in docs.iter().enumerate() {
+            let label: Label = d
+                .label
+                .parse()
+                .map_err(|e| internal(format!("document {} has a bad label: {e}", d.id)))?;
+            let rows = self.chunks_of(&d.id).await?;
+            let texts: Vec<String> = rows
+                .iter()
+                .map(|c| {
+                    chunker::Chunk {
+                        ord: c.ord as usize,
+                        heading_path: parse_list(&c.heading_path),
+                        text: c.text.clone(),
+                        start: 0,
+                        end: 0,
+                        tokens: c.tokens as usize,
+                    }
+                    .embed_text(&d.title)
+                })
+                .collect();
+            let vectors = engine.embedder.embed(&texts).await.map_err(|e| {
+                ApiError::new(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "embedder_failed",
+                    e.to_string(),
+                )
+            })?;
+            let points = rows
+                .iter()
+                .zip(texts.iter().zip(vectors))
+                .filter_map(|(c, (text, dense))| {
+                    Some(ChunkPoint {
+                        dense,
+                        sparse: sparse::document(text),
+                        payload: payload(c.id.parse().ok()?, d, &label),
+                    })
+                })
+                .collect::<Vec<_>>();
+            total += points.len();
+            engine.store.upsert(points).await.map_err(internal)?;
+            progress(i + 1, docs.len());
+        }
+        Ok(total)
+    }
+
+    /// Number of stored documents (for readiness and the dashboard).
+    pub async fn document_count(&self) -> ApiResult<u64> {
+        document::Entity::find()
+            .count(&self.db)
+            .await
+            .map_err(internal)
+    }
+}
+
+/// What a scope can see.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct ScopePreview {
+    pub documents: usize,
+    pub chunks: usize,
+    pub by_collection: BTreeMap<String, usize>,
+    pub by_department: BTreeMap<String, usize>,
+    pub by_label: BTreeMap<String, usize>,
+    /// Sample chunks, only from documents the viewer is cleared for.
+    pub samples: Vec<RetrievedChunk>,
+}
