@@ -48,7 +48,7 @@ pub trait Embedder: Send + Sync {
 }
 
 /// Largest number of word pieces (including padding) in one forward pass.
-const BATCH_TOKENS: usize = 4096;
+const BATCH_TOKENS: usize = 2048;
 /// sentence-transformers' max_seq_length for all-MiniLM-L6-v2.
 pub const MAX_SEQ_LEN: usize = 256;
 
