@@ -122,7 +122,9 @@ fn sample_chunks(dir: &std::path::Path, counter: &dyn TokenCounter) -> Vec<Strin
     texts
 }
 
-/// Clustered unit vectors: real embeddings are far from uniform.
+/// Clustered unit vectors: real embeddings are far from uniform (uniform random vectors in
+/// 384 dimensions have no near neighbours to find). 2,048 topic centres; each point is a
+/// centre plus noise about half its length.
 struct Synth {
     centers: Vec<Vec<f32>>,
     rng: rand::rngs::StdRng,
@@ -131,7 +133,7 @@ struct Synth {
 impl Synth {
     fn new(seed: u64) -> Self {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let centers = (0..256)
+        let centers = (0..2048)
             .map(|_| unit((0..DIM).map(|_| rng.gen_range(-1.0f32..1.0)).collect()))
             .collect();
         Self { centers, rng }
@@ -141,7 +143,7 @@ impl Synth {
         let c = &self.centers[self.rng.gen_range(0..self.centers.len())];
         unit(
             c.iter()
-                .map(|x| x + self.rng.gen_range(-0.35f32..0.35))
+                .map(|x| x + self.rng.gen_range(-0.045f32..0.045))
                 .collect(),
         )
     }

@@ -126,6 +126,13 @@ fn init_tracing(settings: &Settings) {
         .ok()
         .or_else(|| settings.log.clone())
         .unwrap_or_else(|| "info".into());
+    // qdrant-edge logs every WAL it opens and warns about feature flags it does not use;
+    // keep its errors only unless the operator asked for it by name.
+    let filter = if filter.contains("qdrant_edge") {
+        filter
+    } else {
+        format!("{filter},qdrant_edge=error")
+    };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_target(false)
