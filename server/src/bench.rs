@@ -631,6 +631,7 @@ async fn group_commit_only(args: &ChatBenchArgs) -> anyhow::Result<(f64, f64)> {
                     label: crate::label::Label::level(crate::label::Level::Internal),
                     idempotency_key: Some(format!("g{i}-{n}")),
                     mention_ids: Vec::new(),
+                    citations: Vec::new(),
                 };
                 if writer.post(post).await.is_ok() {
                     n += 1;

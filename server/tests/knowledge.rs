@@ -486,3 +486,82 @@ async fn retrieval_quality_on_sample_company() {
 /// Floors set a little under what was measured: recall@5 1.000, MRR 0.971 (40 questions).
 const RECALL_FLOOR: f64 = 0.95;
 const MRR_FLOOR: f64 = 0.9;
+
+async fn chunk_of(app: &TestApp, admin: &User, department: &str) -> (String, String) {
+    let docs = app
+        .get(
+            &format!("/api/v1/documents?department={department}"),
+            &admin.token,
+        )
+        .await;
+    let id = docs.json[0]["id"].as_str().unwrap().to_string();
+    let d = app
+        .get(&format!("/api/v1/documents/{id}"), &admin.token)
+        .await;
+    (id, d.json["chunks"][0]["id"].as_str().unwrap().to_string())
+}
+
+/// Messages cite chunks: the poster must be allowed to retrieve them, the message's label
+/// must reach theirs, and the channel's label still caps what may be posted there
+/// (SECURITY-CASES 6 for cited material). Reclassifying the document raises the citing
+/// message's label, so message search follows at once (SECURITY-CASES 4).
+async fn citations_carry_labels_into_messages(app: &TestApp) {
+    let (admin, agent) = seed(app).await;
+    let reader = app.user("rita", "member", Some("internal")).await;
+    put(app, "/api/v1/scopes/sales-only", &admin.token,
+        json!({"name": "sales-only", "departments": ["sales", "hr"], "max_label": "confidential:hr,sales"})).await;
+    let (doc, hr_chunk) = chunk_of(app, &admin, "hr").await;
+    let ch = app.channel(&agent, "desk", "public", None).await;
+    app.post(
+        &format!("/api/v1/channels/{ch}/join"),
+        &reader.token,
+        json!({}),
+    )
+    .await;
+    let path = format!("/api/v1/channels/{ch}/messages");
+    let post = |body: Value| app.post(&path, &agent.token, body);
+    // Citing a chunk with a label below the message's: fine, and the view lists it.
+    let r =
+        post(json!({"body": "Bands rise 6% in April zebrafish", "citations": [hr_chunk]})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
+    assert_eq!(r.json["citations"], json!([hr_chunk]));
+    let found = app.get("/api/v1/search?q=zebrafish", &reader.token).await;
+    assert_eq!(
+        found.json["messages"]
+            .as_array()
+            .map(|a| a.len())
+            .or(found.json.as_array().map(|a| a.len())),
+        Some(1),
+        "{:?}",
+        found.json
+    );
+    // Reclassify the document above the reader's clearance: the message follows.
+    put(
+        app,
+        &format!("/api/v1/documents/{doc}/label"),
+        &admin.token,
+        json!({"label": "confidential:hr"}),
+    )
+    .await;
+    let found = app.get("/api/v1/search?q=zebrafish", &reader.token).await;
+    let n = found.json["messages"]
+        .as_array()
+        .map(|a| a.len())
+        .or(found.json.as_array().map(|a| a.len()));
+    assert_eq!(n, Some(0), "{:?}", found.json);
+    // Now a new post citing it needs that label, which the internal channel refuses.
+    let r = post(json!({"body": "again", "citations": [hr_chunk]})).await;
+    assert_eq!(r.code(), "label_below_citations", "{:?}", r.json);
+    let r =
+        post(json!({"body": "again", "label": "confidential:hr", "citations": [hr_chunk]})).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.json);
+    // A chunk outside the poster's scope or unknown cannot be cited.
+    put(app, "/api/v1/scopes/sales-only", &admin.token,
+        json!({"name": "sales-only", "departments": ["sales"], "max_label": "confidential:hr,sales"})).await;
+    let r = post(json!({"body": "x", "label": "internal", "citations": [hr_chunk]})).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.json);
+    let r = post(json!({"body": "x", "citations": [uuid::Uuid::new_v4().to_string()]})).await;
+    assert_eq!(r.code(), "unknown_citation");
+}
+
+on_both_backends!(citations_carry_labels_into_messages);

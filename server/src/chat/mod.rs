@@ -47,8 +47,13 @@ pub struct PostMessage {
     pub thread_root: Option<String>,
     /// Retrying with the same key returns the original message.
     pub idempotency_key: Option<String>,
-    /// The message's label; default the channel's label. Must be within it.
+    /// The message's label; default the channel's label. Must be within it, and at
+    /// least the label of every cited chunk.
     pub label: Option<String>,
+    /// Ids of document chunks the message cites (at most 20). The poster must be allowed
+    /// to retrieve each one.
+    #[serde(default)]
+    pub citations: Vec<String>,
 }
 
 /// Which messages to list.
@@ -638,6 +643,19 @@ pub async fn post(
         Some(l) => parse_label(l)?,
         None => cached.attrs.label.clone(),
     };
+    let (citations, cited) = app
+        .knowledge
+        .check_citations(p, &req.citations, &app.audit)
+        .await?;
+    if let Some(cited) = &cited {
+        if !cited.within(&label) {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "label_below_citations",
+                format!("the message cites material labelled {cited}; label it at least {cited}"),
+            ));
+        }
+    }
     let ctx = ChannelCtx {
         is_member: cached.members.contains(&p.id),
         is_owner: cached.attrs.created_by == p.id,
@@ -678,6 +696,7 @@ pub async fn post(
             label,
             idempotency_key: req.idempotency_key,
             mention_ids,
+            citations,
         })
         .await?;
     if outcome.message.channel_id != channel_id {
@@ -690,7 +709,14 @@ pub async fn post(
         .get(&outcome.message.author_id)
         .await?
         .ok_or_else(|| ApiError::internal("author vanished"))?;
-    Ok((MessageView::new(&outcome.message, &author), outcome.created))
+    let mut view = MessageView::new(&outcome.message, &author);
+    view.citations = app
+        .knowledge
+        .citations_of(std::slice::from_ref(&view.id))
+        .await?
+        .remove(&view.id)
+        .unwrap_or_default();
+    Ok((view, outcome.created))
 }
 
 async fn mention_ids(app: &AppState, body: &str) -> ApiResult<Vec<String>> {
@@ -776,12 +802,14 @@ async fn decorate(app: &AppState, rows: Vec<message::Model>) -> ApiResult<Vec<Me
             }
         }
     }
+    let mut citations = app.knowledge.citations_of(&ids).await?;
     let mut out = Vec::with_capacity(rows.len());
     for m in rows {
         let Some(author) = app.directory.get(&m.author_id).await? else {
             continue;
         };
         let mut v = MessageView::new(&m, &author);
+        v.citations = citations.remove(&m.id).unwrap_or_default();
         if let Some(r) = reactions.remove(&m.id) {
             v.reactions = r
                 .into_iter()

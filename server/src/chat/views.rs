@@ -55,6 +55,8 @@ pub struct MessageView {
     pub deleted: bool,
     pub reactions: Vec<ReactionView>,
     pub reply_count: i64,
+    /// Ids of the document chunks the message cites (agents' evidence).
+    pub citations: Vec<String>,
 }
 
 impl MessageView {
@@ -78,6 +80,7 @@ impl MessageView {
             edited_at: m.edited_at,
             deleted: m.deleted,
             reactions: Vec::new(),
+            citations: Vec::new(),
             reply_count: 0,
         }
     }

@@ -22,7 +22,9 @@ use crate::label::Label;
 use crate::metrics::Metrics;
 use crate::principal::{ChannelAttrs, Principal};
 use crate::realtime::{Effect, Hub, Published};
-use crate::storage::entities::{channel, channel_event, membership, mention, message, reaction};
+use crate::storage::entities::{
+    channel, channel_event, membership, mention, message, message_citation, reaction,
+};
 
 /// Most operations committed in one transaction.
 const MAX_BATCH: usize = 512;
@@ -41,6 +43,8 @@ pub struct NewPost {
     pub label: Label,
     pub idempotency_key: Option<String>,
     pub mention_ids: Vec<String>,
+    /// Cited chunks as (chunk id, document id), checked by the caller.
+    pub citations: Vec<(String, String)>,
 }
 
 /// The stored message, and whether this call created it (false: an
@@ -369,6 +373,7 @@ impl WriterTask {
         let now = chrono::Utc::now();
         let mut rows = Vec::with_capacity(fresh.len());
         let mut mention_rows = Vec::new();
+        let mut citation_rows = Vec::new();
         let mut models: Vec<(usize, message::Model)> = Vec::with_capacity(fresh.len());
         let wanted: Vec<(&str, i64)> = per_channel
             .iter()
@@ -399,6 +404,13 @@ impl WriterTask {
                     idempotency_key: p.idempotency_key.clone(),
                     created_at: now,
                 };
+                for (chunk_id, document_id) in &p.citations {
+                    citation_rows.push(message_citation::ActiveModel {
+                        message_id: Set(p.id.clone()),
+                        chunk_id: Set(chunk_id.clone()),
+                        document_id: Set(document_id.clone()),
+                    });
+                }
                 for uid in &p.mention_ids {
                     mention_rows.push(mention::ActiveModel {
                         message_id: Set(m.id.clone()),
@@ -418,6 +430,11 @@ impl WriterTask {
         }
         for chunk in mention_rows.chunks(CHUNK) {
             mention::Entity::insert_many(chunk.to_vec())
+                .exec(txn)
+                .await?;
+        }
+        for chunk in citation_rows.chunks(CHUNK) {
+            message_citation::Entity::insert_many(chunk.to_vec())
                 .exec(txn)
                 .await?;
         }

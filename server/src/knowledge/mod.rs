@@ -1124,6 +1124,115 @@ impl Knowledge {
         Ok(total)
     }
 
+    /// Check the chunks a message cites: each must exist, and the poster must be allowed to
+    /// retrieve it (cleared for its label and, when the poster has a scope, inside it).
+    /// Returns (chunk id, document id) pairs and the join of the cited labels, which the
+    /// message's label must reach.
+    pub async fn check_citations(
+        &self,
+        p: &Principal,
+        ids: &[String],
+        audit: &Audit,
+    ) -> ApiResult<(Vec<(String, String)>, Option<Label>)> {
+        if ids.is_empty() {
+            return Ok((Vec::new(), None));
+        }
+        if ids.len() > 20 {
+            return Err(ApiError::invalid("at most 20 citations per message"));
+        }
+        let mut unique: Vec<String> = Vec::new();
+        for id in ids {
+            if uuid::Uuid::parse_str(id).is_err() {
+                return Err(ApiError::invalid(format!(
+                    "citation {id:?} is not a chunk id"
+                )));
+            }
+            if !unique.contains(id) {
+                unique.push(id.clone());
+            }
+        }
+        let rows: HashMap<String, chunk::Model> = chunk::Entity::find()
+            .filter(chunk::Column::Id.is_in(unique.clone()))
+            .all(&self.db)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(|c| (c.id.clone(), c))
+            .collect();
+        let doc_ids: Vec<String> = rows.values().map(|c| c.document_id.clone()).collect();
+        let docs: HashMap<String, document::Model> = self
+            .docs_meta(&doc_ids)
+            .await?
+            .into_iter()
+            .map(|d| (d.id.clone(), d))
+            .collect();
+        let scope = self.scope_of(&p.id).await?;
+        // Without a scope, clearance alone decides: a rule that admits everything.
+        let rule = scope.map(|s| s.rule).unwrap_or_else(|| ScopeRule {
+            collections: None,
+            departments: None,
+            tags: None,
+            exclude_collections: Vec::new(),
+            exclude_departments: Vec::new(),
+            exclude_tags: Vec::new(),
+            max_label: p.clearance.clone(),
+        });
+        let mut out = Vec::new();
+        let mut join: Option<Label> = None;
+        for id in &unique {
+            let Some(c) = rows.get(id) else {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                    "unknown_citation",
+                    format!("cited chunk {id} does not exist (it may have been replaced by a newer version of its document)"),
+                ));
+            };
+            let d = docs
+                .get(&c.document_id)
+                .ok_or_else(|| internal("chunk without document"))?;
+            let attrs = chunk_attrs(id, d)?;
+            if !self.authz.retrieve_chunk(p, &rule, &attrs) {
+                audit
+                    .record(
+                        Some(&p.id),
+                        "message.cite",
+                        id,
+                        "denied",
+                        serde_json::json!({"document": d.id, "label": d.label}),
+                    )
+                    .await;
+                return Err(ApiError::forbidden(format!(
+                    "you may not cite chunk {id}: it is outside your scope or clearance"
+                )));
+            }
+            join = Some(match join {
+                Some(j) => j.join(&attrs.label),
+                None => attrs.label.clone(),
+            });
+            out.push((id.clone(), d.id.clone()));
+        }
+        Ok((out, join))
+    }
+
+    /// The chunk ids each of `message_ids` cites.
+    pub async fn citations_of(
+        &self,
+        message_ids: &[String],
+    ) -> ApiResult<HashMap<String, Vec<String>>> {
+        let mut out: HashMap<String, Vec<String>> = HashMap::new();
+        for batch in message_ids.chunks(500) {
+            for c in message_citation::Entity::find()
+                .filter(message_citation::Column::MessageId.is_in(batch.to_vec()))
+                .all(&self.db)
+                .await
+                .map_err(internal)?
+            {
+                out.entry(c.message_id).or_default().push(c.chunk_id);
+            }
+        }
+        Ok(out)
+    }
+
     /// Number of stored documents (for readiness and the dashboard).
     pub async fn document_count(&self) -> ApiResult<u64> {
         document::Entity::find()
