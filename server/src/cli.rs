@@ -484,7 +484,11 @@ async fn seed_sample_company(app: &crate::app::App) -> anyhow::Result<()> {
             dir.display()
         );
     }
-    let files = collect_files(std::slice::from_ref(&dir))?;
+    // Documents live in one folder per department; files at the top (README) are not.
+    let files: Vec<PathBuf> = collect_files(std::slice::from_ref(&dir))?
+        .into_iter()
+        .filter(|f| f.parent() != Some(dir.as_path()))
+        .collect();
     println!(
         "  Loading the sample company from {} (first start only) ...",
         dir.display()

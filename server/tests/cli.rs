@@ -257,3 +257,62 @@ fn ingest_directory_reports_per_file_and_skips_unchanged() {
     );
     assert!(String::from_utf8_lossy(&re.stdout).contains("re-indexed 2 chunks"));
 }
+
+/// The README's run command: `warroom demo` loads the sample company (here a small one
+/// given through WARROOM_SAMPLES), creates the department scopes and prints the URL.
+#[test]
+fn demo_loads_the_sample_company_and_prints_the_url() {
+    use std::io::BufRead;
+    let data = tempfile::tempdir().unwrap();
+    let samples = tempfile::tempdir().unwrap();
+    for (dept, label) in [("sales", "internal"), ("hr", "restricted:hr")] {
+        std::fs::create_dir(samples.path().join(dept)).unwrap();
+        std::fs::write(
+            samples.path().join(dept).join("doc.md"),
+            format!("---\ntitle: {dept} notes\ndepartment: {dept}\nlabel: {label}\n---\n## Notes\n\nThe {dept} team met on Monday.\n"),
+        )
+        .unwrap();
+    }
+    std::fs::write(samples.path().join("README.md"), "# Not a document\n").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warroom"))
+        .arg("demo")
+        .env("WARROOM_STORAGE__DATA_DIR", data.path())
+        .env("WARROOM_SERVER__BIND", "127.0.0.1:0")
+        .env("WARROOM_SAMPLES", samples.path())
+        .env("WARROOM_LOG", "warn")
+        .env_remove("WARROOM_STORAGE__DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary runs");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    while !seen.iter().any(|l: &String| l.contains("Stop with Ctrl-C")) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let out = seen.join("\n");
+    assert!(
+        out.contains("Sample company loaded: 2 documents, scopes dept-<name> for 2 departments"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Warroom is running at http://127.0.0.1:"),
+        "{out}"
+    );
+}
