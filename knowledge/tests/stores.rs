@@ -565,3 +565,20 @@ async fn qdrant_store_round_trip() {
         .unwrap();
     client.delete_collection(collection).await.unwrap();
 }
+
+/// Two processes (or two stores) on one directory would corrupt each other: the second
+/// open is refused with a reason, and succeeds once the first is gone.
+#[test]
+fn edge_store_directory_is_locked_while_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let first =
+        warroom_knowledge::store::EdgeStore::open(dir.path(), 8, Default::default()).unwrap();
+    let err =
+        warroom_knowledge::store::EdgeStore::open(dir.path(), 8, Default::default()).unwrap_err();
+    assert!(
+        err.to_string().contains("in use by another process"),
+        "{err}"
+    );
+    drop(first);
+    warroom_knowledge::store::EdgeStore::open(dir.path(), 8, Default::default()).unwrap();
+}

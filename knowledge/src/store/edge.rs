@@ -87,6 +87,8 @@ pub struct EdgeStore {
     /// Writes (and the flushes after them) one at a time: the shard's flush expects to
     /// take its WAL lock without waiting.
     writes: Arc<std::sync::Mutex<()>>,
+    /// Held for the store's lifetime (an exclusive lock on `<dir>/.lock`).
+    _lock: std::fs::File,
 }
 
 impl Drop for EdgeStore {
@@ -120,6 +122,16 @@ impl EdgeStore {
         std::fs::create_dir_all(dir).map_err(|e| {
             StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
         })?;
+        // One process at a time: two shards on one directory would corrupt each other.
+        let lock = std::fs::File::create(dir.join(".lock")).map_err(|e| {
+            StoreError::Unavailable(format!("cannot create the lock in {}: {e}", dir.display()))
+        })?;
+        if lock.try_lock().is_err() {
+            return Err(StoreError::Unavailable(format!(
+                "the vector store in {} is in use by another process (a running server?); stop it, or upload through the API instead",
+                dir.display()
+            )));
+        }
         let config = edge_config(dim, &opts);
         let shard = match EdgeConfig::load(dir) {
             None => EdgeShard::new(dir, config),
@@ -148,6 +160,7 @@ impl EdgeStore {
             ef_search: opts.ef_search,
             flush_each_write: opts.flush_each_write,
             writes: Arc::new(std::sync::Mutex::new(())),
+            _lock: lock,
         })
     }
 
