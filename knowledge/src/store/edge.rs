@@ -22,16 +22,9 @@ use qdrant_edge::{
 };
 use uuid::Uuid;
 
+use super::filter::{FilterPlan, COLLECTION, COMPARTMENTS, DEPARTMENT, DOCUMENT_ID, LEVEL, TAGS};
 use super::{ChunkFilter, ChunkPoint, Hit, StoreError, StoreResult, VectorStore, DENSE, SPARSE};
 use crate::sparse::SparseVector;
-
-// Payload keys, as `ChunkPayload` serializes them (the server backend uses them too).
-pub(super) const COLLECTION: &str = "collection";
-pub(super) const DEPARTMENT: &str = "department";
-pub(super) const TAGS: &str = "tags";
-pub(super) const COMPARTMENTS: &str = "compartments";
-pub(super) const DOCUMENT_ID: &str = "document_id";
-pub(super) const LEVEL: &str = "level";
 
 /// Points per update operation: keeps each WAL record and segment lock short.
 const UPSERT_BATCH: usize = 256;
@@ -434,53 +427,6 @@ fn create_payload_indexes(shard: &EdgeShard) -> Result<(), OperationError> {
         ))?;
     }
     Ok(())
-}
-
-/// A [`ChunkFilter`] in the shape both Qdrant backends compile, condition for condition as
-/// in [`ChunkFilter::matches`].
-pub(super) struct FilterPlan<'a> {
-    /// The field (or, for arrays, one of its elements) must be one of the values.
-    pub any_of: Vec<(&'static str, &'a [String])>,
-    /// Neither the field nor any of its elements may be one of the values.
-    pub none_of: Vec<(&'static str, &'a [String])>,
-    pub max_level: i64,
-    /// Every compartment of a chunk must be one of these.
-    pub allowed_compartments: &'a [String],
-}
-
-impl<'a> FilterPlan<'a> {
-    /// `None` when an inclusion list is present but empty: no chunk can match, so the
-    /// stores answer without asking the engine.
-    pub(super) fn new(filter: &'a ChunkFilter) -> Option<Self> {
-        let inclusions = [
-            (COLLECTION, &filter.collections),
-            (DEPARTMENT, &filter.departments),
-            (TAGS, &filter.tags_any),
-            (DOCUMENT_ID, &filter.document_ids),
-        ];
-        let mut any_of = Vec::new();
-        for (field, list) in inclusions {
-            match list.as_deref() {
-                Some([]) => return None,
-                Some(values) => any_of.push((field, values)),
-                None => {}
-            }
-        }
-        let none_of = [
-            (COLLECTION, filter.exclude_collections.as_slice()),
-            (DEPARTMENT, filter.exclude_departments.as_slice()),
-            (TAGS, filter.exclude_tags.as_slice()),
-        ]
-        .into_iter()
-        .filter(|(_, values)| !values.is_empty())
-        .collect();
-        Some(FilterPlan {
-            any_of,
-            none_of,
-            max_level: filter.max_level,
-            allowed_compartments: &filter.allowed_compartments,
-        })
-    }
 }
 
 /// Compiles a filter into the engine's language; `None` when nothing can match.

@@ -19,6 +19,7 @@ use crate::sparse::SparseVector;
 
 pub mod edge;
 pub mod exact;
+mod filter;
 pub mod qdrant;
 
 pub use edge::EdgeStore;

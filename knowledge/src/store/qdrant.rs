@@ -27,7 +27,7 @@ use qdrant_client::qdrant::{
 use qdrant_client::{Qdrant, QdrantError};
 use uuid::Uuid;
 
-use super::edge::{FilterPlan, COLLECTION, COMPARTMENTS, DEPARTMENT, DOCUMENT_ID, LEVEL, TAGS};
+use super::filter::{FilterPlan, COLLECTION, COMPARTMENTS, DEPARTMENT, DOCUMENT_ID, LEVEL, TAGS};
 use super::{
     ChunkFilter, ChunkPayload, ChunkPoint, Hit, StoreError, StoreResult, VectorStore, DENSE, SPARSE,
 };
