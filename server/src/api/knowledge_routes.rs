@@ -10,6 +10,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::users_routes::require_system;
 use super::{check_id, ApiJson, ApiQuery, Caller};
 use crate::app::App;
 use crate::authz::SystemAction;
@@ -17,7 +18,6 @@ use crate::chat::parse_label;
 use crate::error::{ApiError, ApiResult};
 use crate::knowledge::scope::{parse_slug, Scope, ScopeSpec};
 use crate::knowledge::{IngestMeta, IngestOutcome, Retrieval, ScopePreview};
-use crate::principal::Principal;
 use crate::storage::entities::document;
 
 pub fn routes(max_file_bytes: usize) -> Router<App> {
@@ -39,14 +39,6 @@ pub fn routes(max_file_bytes: usize) -> Router<App> {
         .route("/scopes/{id}/preview", get(preview_scope))
         .route("/users/{id}/scope", get(get_user_scope).put(assign_scope))
         .route("/retrieve", post(retrieve))
-}
-
-fn require(app: &App, p: &Principal, action: SystemAction) -> ApiResult<()> {
-    if app.authz.system(p, action) {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden("your role does not allow this"))
-    }
 }
 
 /// A document as listed.
@@ -136,7 +128,7 @@ pub async fn upload_document(
     ApiQuery(q): ApiQuery<UploadQuery>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<IngestOutcome>)> {
-    require(&app, &p, SystemAction::DocumentManage)?;
+    require_system(&app, &p, SystemAction::DocumentManage)?;
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
@@ -186,7 +178,7 @@ pub async fn list_documents(
     Caller(p): Caller,
     ApiQuery(q): ApiQuery<DocumentQuery>,
 ) -> ApiResult<Json<Vec<DocumentView>>> {
-    require(&app, &p, SystemAction::DocumentManage)?;
+    require_system(&app, &p, SystemAction::DocumentManage)?;
     let collection = q
         .collection
         .as_deref()
@@ -211,7 +203,7 @@ pub async fn get_document(
     Caller(p): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<DocumentDetail>> {
-    require(&app, &p, SystemAction::DocumentManage)?;
+    require_system(&app, &p, SystemAction::DocumentManage)?;
     let d = app.knowledge.document(check_id(&id)?).await?;
     let cleared = d
         .label
@@ -241,7 +233,7 @@ pub async fn delete_document(
     Caller(p): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    require(&app, &p, SystemAction::DocumentManage)?;
+    require_system(&app, &p, SystemAction::DocumentManage)?;
     app.knowledge
         .delete(&p.id, check_id(&id)?, &app.audit)
         .await?;
@@ -263,7 +255,7 @@ pub async fn reclassify_document(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<Reclassify>,
 ) -> ApiResult<Json<DocumentView>> {
-    require(&app, &p, SystemAction::DocumentManage)?;
+    require_system(&app, &p, SystemAction::DocumentManage)?;
     let label = parse_label(&req.label)?;
     let d = app
         .knowledge
@@ -295,7 +287,7 @@ pub async fn list_scopes(
     State(app): State<App>,
     Caller(p): Caller,
 ) -> ApiResult<Json<Vec<ScopeView>>> {
-    require(&app, &p, SystemAction::ScopeManage)?;
+    require_system(&app, &p, SystemAction::ScopeManage)?;
     Ok(Json(
         app.knowledge
             .scopes()
@@ -313,7 +305,7 @@ pub async fn create_scope(
     Caller(p): Caller,
     ApiJson(spec): ApiJson<ScopeSpec>,
 ) -> ApiResult<(StatusCode, Json<ScopeView>)> {
-    require(&app, &p, SystemAction::ScopeManage)?;
+    require_system(&app, &p, SystemAction::ScopeManage)?;
     let s = app
         .knowledge
         .put_scope(&p.id, None, spec, &app.audit)
@@ -328,7 +320,7 @@ pub async fn get_scope(
     Caller(p): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ScopeView>> {
-    require(&app, &p, SystemAction::ScopeManage)?;
+    require_system(&app, &p, SystemAction::ScopeManage)?;
     Ok(Json(
         app.knowledge.scope(check_scope_ref(&id)?).await?.into(),
     ))
@@ -342,7 +334,7 @@ pub async fn update_scope(
     Path(id): Path<String>,
     ApiJson(spec): ApiJson<ScopeSpec>,
 ) -> ApiResult<Json<ScopeView>> {
-    require(&app, &p, SystemAction::ScopeManage)?;
+    require_system(&app, &p, SystemAction::ScopeManage)?;
     let s = app
         .knowledge
         .put_scope(&p.id, Some(check_scope_ref(&id)?), spec, &app.audit)
@@ -357,7 +349,7 @@ pub async fn delete_scope(
     Caller(p): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    require(&app, &p, SystemAction::ScopeManage)?;
+    require_system(&app, &p, SystemAction::ScopeManage)?;
     app.knowledge
         .delete_scope(&p.id, check_scope_ref(&id)?, &app.audit)
         .await?;
@@ -391,7 +383,7 @@ pub async fn preview_scope(
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<PreviewQuery>,
 ) -> ApiResult<Json<ScopePreview>> {
-    require(&app, &p, SystemAction::ScopeManage)?;
+    require_system(&app, &p, SystemAction::ScopeManage)?;
     let s = app.knowledge.scope(check_scope_ref(&id)?).await?;
     let samples = q.samples.unwrap_or(5).min(20);
     Ok(Json(app.knowledge.preview(&p, &s.rule, samples).await?))
@@ -405,7 +397,7 @@ pub async fn preview_spec(
     ApiQuery(q): ApiQuery<PreviewQuery>,
     ApiJson(spec): ApiJson<ScopeSpec>,
 ) -> ApiResult<Json<ScopePreview>> {
-    require(&app, &p, SystemAction::ScopeManage)?;
+    require_system(&app, &p, SystemAction::ScopeManage)?;
     let (_, rule) = spec.validate()?;
     let samples = q.samples.unwrap_or(5).min(20);
     Ok(Json(app.knowledge.preview(&p, &rule, samples).await?))
@@ -428,7 +420,7 @@ pub async fn get_user_scope(
 ) -> ApiResult<Json<Option<ScopeView>>> {
     let id = check_id(&id)?;
     if id != p.id {
-        require(&app, &p, SystemAction::ScopeManage)?;
+        require_system(&app, &p, SystemAction::ScopeManage)?;
     }
     Ok(Json(app.knowledge.scope_of(id).await?.map(ScopeView::from)))
 }
@@ -441,7 +433,7 @@ pub async fn assign_scope(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<ScopeAssignment>,
 ) -> ApiResult<Json<Option<ScopeView>>> {
-    require(&app, &p, SystemAction::ScopeManage)?;
+    require_system(&app, &p, SystemAction::ScopeManage)?;
     let id = check_id(&id)?;
     app.directory
         .get(id)

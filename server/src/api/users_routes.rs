@@ -100,7 +100,7 @@ pub fn routes() -> Router<App> {
         .route("/admin/policies/reload", post(reload_policies))
 }
 
-fn require_system(app: &App, p: &Principal, action: SystemAction) -> ApiResult<()> {
+pub(crate) fn require_system(app: &App, p: &Principal, action: SystemAction) -> ApiResult<()> {
     if app.authz.system(p, action) {
         Ok(())
     } else {

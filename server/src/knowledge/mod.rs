@@ -74,6 +74,23 @@ pub struct RetrievedChunk {
     pub score: f32,
 }
 
+impl RetrievedChunk {
+    fn new(c: &chunk::Model, d: &document::Model, score: f32) -> Self {
+        Self {
+            chunk_id: c.id.clone(),
+            document_id: d.id.clone(),
+            document_path: d.path.clone(),
+            title: d.title.clone(),
+            heading_path: parse_list(&c.heading_path),
+            text: c.text.clone(),
+            collection: d.collection.clone(),
+            department: d.department.clone(),
+            label: d.label.clone(),
+            score,
+        }
+    }
+}
+
 /// The result of a retrieval.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Retrieval {
@@ -936,21 +953,7 @@ impl Knowledge {
         k: usize,
     ) -> ApiResult<(Vec<RetrievedChunk>, Vec<String>)> {
         let ids: Vec<String> = hits.iter().map(|h| h.chunk_id.to_string()).collect();
-        let rows: HashMap<String, chunk::Model> = chunk::Entity::find()
-            .filter(chunk::Column::Id.is_in(ids.clone()))
-            .all(&self.db)
-            .await
-            .map_err(internal)?
-            .into_iter()
-            .map(|c| (c.id.clone(), c))
-            .collect();
-        let doc_ids: Vec<String> = rows.values().map(|c| c.document_id.clone()).collect();
-        let docs: HashMap<String, document::Model> = self
-            .docs_meta(&doc_ids)
-            .await?
-            .into_iter()
-            .map(|d| (d.id.clone(), d))
-            .collect();
+        let (rows, docs) = self.chunks_with_documents(&ids).await?;
         let mut out = Vec::new();
         let mut denied = Vec::new();
         for hit in hits {
@@ -973,21 +976,36 @@ impl Knowledge {
                 continue;
             }
             if out.len() < k {
-                out.push(RetrievedChunk {
-                    chunk_id: id,
-                    document_id: d.id.clone(),
-                    document_path: d.path.clone(),
-                    title: d.title.clone(),
-                    heading_path: parse_list(&c.heading_path),
-                    text: c.text.clone(),
-                    collection: d.collection.clone(),
-                    department: d.department.clone(),
-                    label: d.label.clone(),
-                    score: hit.score,
-                });
+                out.push(RetrievedChunk::new(c, d, hit.score));
             }
         }
         Ok((out, denied))
+    }
+
+    /// Chunk rows by id, and their documents' metadata by id.
+    async fn chunks_with_documents(
+        &self,
+        ids: &[String],
+    ) -> ApiResult<(
+        HashMap<String, chunk::Model>,
+        HashMap<String, document::Model>,
+    )> {
+        let rows: HashMap<String, chunk::Model> = chunk::Entity::find()
+            .filter(chunk::Column::Id.is_in(ids.to_vec()))
+            .all(&self.db)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(|c| (c.id.clone(), c))
+            .collect();
+        let doc_ids: Vec<String> = rows.values().map(|c| c.document_id.clone()).collect();
+        let docs = self
+            .docs_meta(&doc_ids)
+            .await?
+            .into_iter()
+            .map(|d| (d.id.clone(), d))
+            .collect();
+        Ok((rows, docs))
     }
 
     /// Documents' metadata without bodies.
@@ -1054,18 +1072,7 @@ impl Knowledge {
                 .await
                 .map_err(internal)?
             {
-                preview.samples.push(RetrievedChunk {
-                    chunk_id: c.id,
-                    document_id: d.id.clone(),
-                    document_path: d.path.clone(),
-                    title: d.title.clone(),
-                    heading_path: parse_list(&c.heading_path),
-                    text: c.text,
-                    collection: d.collection.clone(),
-                    department: d.department.clone(),
-                    label: d.label.clone(),
-                    score: 0.0,
-                });
+                preview.samples.push(RetrievedChunk::new(&c, d, 0.0));
             }
         }
         Ok(preview)
@@ -1151,21 +1158,7 @@ impl Knowledge {
                 unique.push(id.clone());
             }
         }
-        let rows: HashMap<String, chunk::Model> = chunk::Entity::find()
-            .filter(chunk::Column::Id.is_in(unique.clone()))
-            .all(&self.db)
-            .await
-            .map_err(internal)?
-            .into_iter()
-            .map(|c| (c.id.clone(), c))
-            .collect();
-        let doc_ids: Vec<String> = rows.values().map(|c| c.document_id.clone()).collect();
-        let docs: HashMap<String, document::Model> = self
-            .docs_meta(&doc_ids)
-            .await?
-            .into_iter()
-            .map(|d| (d.id.clone(), d))
-            .collect();
+        let (rows, docs) = self.chunks_with_documents(&unique).await?;
         let scope = self.scope_of(&p.id).await?;
         // Without a scope, clearance alone decides: a rule that admits everything.
         let rule = scope.map(|s| s.rule).unwrap_or_else(|| ScopeRule {
