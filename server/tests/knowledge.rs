@@ -583,3 +583,61 @@ async fn citations_carry_labels_into_messages(app: &TestApp) {
 }
 
 on_both_backends!(citations_carry_labels_into_messages);
+
+/// Bad retrieval and scope input: a clear 400 with a reason, and no audit of a retrieval
+/// that never ran.
+async fn bad_retrieval_and_scope_input_is_refused(app: &TestApp) {
+    let (admin, agent) = seed(app).await;
+    for body in [
+        json!({"query": "   ", "k": 5}),
+        json!({"query": "pricing", "k": 0}),
+        json!({"query": "pricing", "k": 100000}),
+        json!({"query": "pricing", "filter": "everything"}),
+        json!({"query": "x".repeat(2001)}),
+    ] {
+        let r = app
+            .post("/api/v1/retrieve", &agent.token, body.clone())
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {:?}", r.json);
+        assert!(!r.json["error"]["message"].as_str().unwrap().is_empty());
+    }
+    let audit = app.get("/api/v1/audit?limit=100", &admin.token).await;
+    assert!(!audit
+        .json
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["action"] == "knowledge.retrieve"));
+    for spec in [
+        json!({"name": "bad name!", "max_label": "internal"}),
+        json!({"name": "x", "max_label": "internal", "owner": "me"}),
+        json!({"name": "x", "departments": ["ok", "NOT OK"], "max_label": "internal"}),
+        json!({"name": "sales-only", "max_label": "internal"}),
+    ] {
+        let r = app.post("/api/v1/scopes", &admin.token, spec.clone()).await;
+        assert!(r.status.is_client_error(), "{spec}: {:?}", r.json);
+    }
+    let r = put(
+        app,
+        &format!("/api/v1/users/{}/scope", agent.id),
+        &admin.token,
+        json!({"scope": "no-such-scope"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let scopes = app.get("/api/v1/scopes", &admin.token).await;
+    assert_eq!(
+        scopes.json.as_array().unwrap().len(),
+        1,
+        "nothing half-written"
+    );
+    let mine = app
+        .get(&format!("/api/v1/users/{}/scope", agent.id), &agent.token)
+        .await;
+    assert_eq!(
+        mine.json["name"], "sales-only",
+        "the failed assignment kept the old one"
+    );
+}
+
+on_both_backends!(bad_retrieval_and_scope_input_is_refused);
