@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m0001_chat;
 mod m0002_knowledge;
+mod m0003_agents;
 
 /// All migrations, in order.
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m0001_chat::Migration),
             Box::new(m0002_knowledge::Migration),
+            Box::new(m0003_agents::Migration),
         ]
     }
 }

@@ -32,6 +32,7 @@ pub struct AppState {
     pub post_limiter: RateLimiter,
     pub audit: Audit,
     pub knowledge: Knowledge,
+    pub agents: crate::agents::Agents,
 }
 
 /// Shared application state handle.
@@ -73,13 +74,16 @@ impl AppState {
         ));
         let directory = Arc::new(Directory::new(db.clone()));
         let channels = Arc::new(ChannelCache::default());
+        let feed = crate::agents::ActivityFeed::default();
         let writer = Writer::start(
             db.clone(),
             hub.clone(),
             directory.clone(),
             channels.clone(),
             metrics.clone(),
+            feed.clone(),
         );
+        let agents = crate::agents::Agents::new(db.clone(), feed);
         let post_limiter =
             RateLimiter::new(settings.limits.posts_per_second, settings.limits.post_burst);
         let audit = Audit::new(db.clone());
@@ -102,6 +106,7 @@ impl AppState {
             post_limiter,
             audit,
             knowledge,
+            agents,
         });
         crate::retention::spawn(app.clone());
         Ok(app)

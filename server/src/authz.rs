@@ -20,6 +20,7 @@ use crate::principal::{ChannelAttrs, Principal};
 const EMBEDDED_SCHEMA: &str = include_str!("../../policies/warroom.cedarschema");
 const EMBEDDED_POLICIES: &str = include_str!("../../policies/chat.cedar");
 const EMBEDDED_KNOWLEDGE_POLICIES: &str = include_str!("../../policies/knowledge.cedar");
+const EMBEDDED_AGENT_POLICIES: &str = include_str!("../../policies/agents.cedar");
 
 /// Why a policy set was refused.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +80,8 @@ pub enum SystemAction {
     PolicyReload,
     DocumentManage,
     ScopeManage,
+    AgentManage,
+    AgentView,
 }
 
 impl SystemAction {
@@ -90,6 +93,8 @@ impl SystemAction {
             SystemAction::PolicyReload => "policy.reload",
             SystemAction::DocumentManage => "document.manage",
             SystemAction::ScopeManage => "scope.manage",
+            SystemAction::AgentManage => "agent.manage",
+            SystemAction::AgentView => "agent.view",
         }
     }
 }
@@ -241,6 +246,10 @@ impl Authz {
                     (
                         "policies/knowledge.cedar (built in)".into(),
                         EMBEDDED_KNOWLEDGE_POLICIES.into(),
+                    ),
+                    (
+                        "policies/agents.cedar (built in)".into(),
+                        EMBEDDED_AGENT_POLICIES.into(),
                     ),
                 ],
             )?,

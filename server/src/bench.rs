@@ -632,6 +632,7 @@ async fn group_commit_only(args: &ChatBenchArgs) -> anyhow::Result<(f64, f64)> {
                     idempotency_key: Some(format!("g{i}-{n}")),
                     mention_ids: Vec::new(),
                     citations: Vec::new(),
+                    brain: None,
                 };
                 if writer.post(post).await.is_ok() {
                     n += 1;
@@ -685,6 +686,7 @@ async fn unbatched_reference(args: &ChatBenchArgs) -> anyhow::Result<f64> {
             deleted: Set(false),
             idempotency_key: Set(None),
             created_at: Set(chrono::Utc::now()),
+            brain: Set(None),
         }
         .insert(&txn)
         .await?;

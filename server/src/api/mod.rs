@@ -1,6 +1,7 @@
 //! The HTTP API under `/api/v1`, plus `/healthz`, `/readyz`, `/metrics` and
 //! the OpenAPI document. Routes only parse input and call the services.
 
+pub mod agents_routes;
 pub mod auth_routes;
 pub mod chat_routes;
 pub mod knowledge_routes;
@@ -138,6 +139,10 @@ pub fn check_id(id: &str) -> Result<&str, ApiError> {
         knowledge_routes::update_scope, knowledge_routes::delete_scope, knowledge_routes::preview_scope,
         knowledge_routes::preview_spec, knowledge_routes::get_user_scope, knowledge_routes::assign_scope,
         knowledge_routes::retrieve,
+        agents_routes::templates, agents_routes::spawn_agents, agents_routes::list_agents,
+        agents_routes::get_agent, agents_routes::set_status, agents_routes::agent_messages,
+        agents_routes::runtime_agents, agents_routes::agent_token, agents_routes::get_memory,
+        agents_routes::put_memory,
         ws::ws_upgrade,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
@@ -253,6 +258,7 @@ pub fn router(app: App) -> Router {
         .merge(auth_routes::routes())
         .merge(chat_routes::routes())
         .merge(users_routes::routes())
+        .merge(agents_routes::routes())
         .merge(knowledge_routes::routes(
             app.settings.knowledge.max_file_bytes,
         ))

@@ -46,6 +46,8 @@ enum ClientFrame {
     Typing {
         channel_id: String,
     },
+    /// Operators (admins) running agent workers: stream new-message metadata.
+    AgentActivity,
     Ping,
 }
 
@@ -226,6 +228,17 @@ async fn handle_frame(app: &App, conn: &Arc<Conn>, text: &str) -> Result<(), Api
             conn.send(Outbound::Text(r#"{"type":"pong"}"#.into())).await;
             Ok(())
         }
+        ClientFrame::AgentActivity => {
+            super::users_routes::require_system(
+                app,
+                &conn.principal,
+                crate::authz::SystemAction::AgentManage,
+            )?;
+            stream_activity(app, conn.clone());
+            conn.send(Outbound::Text(r#"{"type":"activity_subscribed"}"#.into()))
+                .await;
+            Ok(())
+        }
         ClientFrame::Unsubscribe { channel_id } => {
             app.hub.unsubscribe(conn, super::check_id(&channel_id)?);
             Ok(())
@@ -385,4 +398,33 @@ async fn replay_events(
     }
     out.sort_by_key(|p| p.seq);
     Ok(out)
+}
+
+/// Forward the agent activity feed to an operator's socket, batched, until it closes.
+fn stream_activity(app: &App, conn: Arc<Conn>) {
+    let mut rx = app.agents.feed().subscribe();
+    tokio::spawn(async move {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            let mut items = Vec::new();
+            match rx.recv().await {
+                Ok(a) => items.push(a),
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "an agent worker fell behind the activity feed");
+                    continue;
+                }
+                Err(RecvError::Closed) => return,
+            }
+            while items.len() < 256 {
+                match rx.try_recv() {
+                    Ok(a) => items.push(a),
+                    Err(_) => break,
+                }
+            }
+            let json = serde_json::json!({"type": "activity", "items": items}).to_string();
+            if !conn.send(Outbound::Text(json.into())).await {
+                return;
+            }
+        }
+    });
 }

@@ -54,6 +54,8 @@ pub struct PostMessage {
     /// to retrieve each one.
     #[serde(default)]
     pub citations: Vec<String>,
+    /// Agents only: which brain wrote the body (`extractive`, `local` or `openai`).
+    pub brain: Option<String>,
 }
 
 /// Which messages to list.
@@ -627,6 +629,14 @@ pub async fn post(
             ));
         }
     }
+    if let Some(b) = &req.brain {
+        if p.kind != crate::principal::UserKind::Agent {
+            return Err(ApiError::invalid("only agents say which brain wrote a message"));
+        }
+        if !["extractive", "local", "openai"].contains(&b.as_str()) {
+            return Err(ApiError::invalid("brain must be extractive, local or openai"));
+        }
+    }
     if !app.post_limiter.allow(&p.id) {
         return Err(ApiError::rate_limited(
             "posting too fast; slow down and retry",
@@ -649,6 +659,15 @@ pub async fn post(
         .await?;
     if let Some(cited) = &cited {
         if !cited.within(&label) {
+            app.audit
+                .record(
+                    Some(&p.id),
+                    "Post",
+                    &format!("channel:{channel_id}"),
+                    "denied",
+                    serde_json::json!({"reason": "label_below_citations", "label": label.to_string(), "cited": cited.to_string()}),
+                )
+                .await;
             return Err(ApiError::new(
                 axum::http::StatusCode::UNPROCESSABLE_ENTITY,
                 "label_below_citations",
@@ -697,6 +716,7 @@ pub async fn post(
             idempotency_key: req.idempotency_key,
             mention_ids,
             citations,
+            brain: req.brain,
         })
         .await?;
     if outcome.message.channel_id != channel_id {

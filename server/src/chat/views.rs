@@ -57,6 +57,9 @@ pub struct MessageView {
     pub reply_count: i64,
     /// Ids of the document chunks the message cites (agents' evidence).
     pub citations: Vec<String>,
+    /// Which brain wrote an agent's message: `extractive` (quotes, no model),
+    /// `local` or `openai`; absent for people.
+    pub brain: Option<String>,
 }
 
 impl MessageView {
@@ -82,6 +85,7 @@ impl MessageView {
             reactions: Vec::new(),
             citations: Vec::new(),
             reply_count: 0,
+            brain: m.brain.clone(),
         }
     }
 }

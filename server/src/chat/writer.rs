@@ -45,6 +45,8 @@ pub struct NewPost {
     pub mention_ids: Vec<String>,
     /// Cited chunks as (chunk id, document id), checked by the caller.
     pub citations: Vec<(String, String)>,
+    /// Which brain wrote it (agents only).
+    pub brain: Option<String>,
 }
 
 /// The stored message, and whether this call created it (false: an
@@ -102,6 +104,7 @@ pub enum Pending {
         message: Box<message::Model>,
         author: Arc<Principal>,
         label: Label,
+        mentions: Vec<String>,
     },
 }
 
@@ -124,6 +127,7 @@ impl Writer {
         directory: Arc<Directory>,
         channels: Arc<ChannelCache>,
         metrics: Arc<Metrics>,
+        activity: crate::agents::ActivityFeed,
     ) -> Self {
         let (tx, rx) = mpsc::channel(8192);
         let (pub_tx, mut pub_rx) = mpsc::channel::<Vec<Pending>>(1024);
@@ -136,7 +140,9 @@ impl Writer {
                             message,
                             author,
                             label,
+                            mentions,
                         } => {
+                            activity.publish(&message, &author, mentions);
                             if !hub.has_subscribers(&message.channel_id) {
                                 continue;
                             }
@@ -403,6 +409,7 @@ impl WriterTask {
                     deleted: false,
                     idempotency_key: p.idempotency_key.clone(),
                     created_at: now,
+                    brain: p.brain.clone(),
                 };
                 for (chunk_id, document_id) in &p.citations {
                     citation_rows.push(message_citation::ActiveModel {
@@ -444,6 +451,7 @@ impl WriterTask {
                 message: Box::new(m.clone()),
                 author: posts[i].author.clone(),
                 label: posts[i].label.clone(),
+                mentions: posts[i].mention_ids.clone(),
             });
             results[i] = Some(Ok(PostOutcome {
                 message: m,

@@ -846,6 +846,52 @@ impl Knowledge {
         Ok(assigned)
     }
 
+    /// Assign one scope to many new principals, inside the caller's transaction
+    /// (spawning agents).
+    pub async fn assign_scopes_in(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        user_ids: &[String],
+        scope_id: &str,
+    ) -> ApiResult<()> {
+        let now = chrono::Utc::now();
+        for chunk in user_ids.chunks(300) {
+            principal_scope::Entity::insert_many(chunk.iter().map(|u| principal_scope::ActiveModel {
+                user_id: Set(u.clone()),
+                scope_id: Set(scope_id.to_string()),
+                assigned_at: Set(now),
+            }))
+            .exec(txn)
+            .await
+            .map_err(internal)?;
+        }
+        Ok(())
+    }
+
+    /// The names of the scopes assigned to these principals.
+    pub async fn scope_names_of(&self, user_ids: &[String]) -> ApiResult<HashMap<String, String>> {
+        let mut out = HashMap::new();
+        let names: HashMap<String, String> = self
+            .scopes()
+            .await?
+            .into_iter()
+            .map(|s| (s.id, s.spec.name))
+            .collect();
+        for chunk in user_ids.chunks(500) {
+            for a in principal_scope::Entity::find()
+                .filter(principal_scope::Column::UserId.is_in(chunk.iter().cloned()))
+                .all(&self.db)
+                .await
+                .map_err(internal)?
+            {
+                if let Some(n) = names.get(&a.scope_id) {
+                    out.insert(a.user_id, n.clone());
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The scope a principal retrieves through, if any.
     pub async fn scope_of(&self, user_id: &str) -> ApiResult<Option<Scope>> {
         let Some(a) = principal_scope::Entity::find_by_id(user_id)

@@ -93,6 +93,8 @@ pub mod message {
         pub deleted: bool,
         pub idempotency_key: Option<String>,
         pub created_at: DateTimeUtc,
+        /// Which brain wrote an agent's message (`extractive`, `local`, `openai`).
+        pub brain: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -333,6 +335,54 @@ pub mod message_citation {
         #[sea_orm(primary_key, auto_increment = false)]
         pub chunk_id: String,
         pub document_id: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// An agent: the agent-specific facts of a user of kind `agent`.
+pub mod agent {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "agents")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: String,
+        pub template: String,
+        /// JSON of the runtime's `Persona`.
+        pub persona: String,
+        pub activity: String,
+        pub brain: String,
+        /// `active`, `paused` or `retired`.
+        pub status: String,
+        pub tokens_per_hour: i64,
+        pub turns_per_hour: i64,
+        pub created_by: String,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// An agent's saved memory (JSON of the runtime's `Memory`).
+pub mod agent_memory {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "agent_memory")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub agent_id: String,
+        pub data: String,
+        pub updated_at: DateTimeUtc,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

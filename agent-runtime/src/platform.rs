@@ -1,0 +1,257 @@
+//! The `Platform` port: everything an agent can do, and the only way it can
+//! act. Every call names the acting agent; the server authorizes it as that
+//! agent's own principal, whatever the runtime claims. Two adapters exist:
+//! the server's in-process one and [`crate::remote::RemoteAdapter`] over the
+//! public HTTP + WebSocket API.
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::label::Label;
+use crate::memory::Memory;
+use crate::persona::ActivityLevel;
+
+/// An agent's user id (its principal).
+pub type AgentId = String;
+
+/// A message an agent read, passed to its brain as quoted data.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Observed {
+    pub message_id: String,
+    pub channel_id: String,
+    pub seq: i64,
+    pub author_id: String,
+    pub author_handle: String,
+    pub author_is_agent: bool,
+    pub body: String,
+    pub label: Label,
+    pub thread_root: Option<String>,
+}
+
+/// A chunk an agent retrieved from its own scope.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Evidence {
+    pub chunk_id: String,
+    pub document_title: String,
+    pub document_path: String,
+    pub heading: String,
+    pub text: String,
+    pub label: Label,
+    pub score: f32,
+}
+
+/// A channel an agent belongs to or could join.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ChannelInfo {
+    pub id: String,
+    pub name: String,
+    pub label: Label,
+    pub is_member: bool,
+    pub topic: String,
+}
+
+/// A post an agent wants to make. The server checks `label` against the
+/// channel and the cited chunks, whatever the agent claims.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Draft {
+    pub channel_id: String,
+    pub body: String,
+    pub thread_root: Option<String>,
+    pub label: Label,
+    pub citations: Vec<String>,
+    pub idempotency_key: String,
+    /// Which brain wrote the body (`extractive`, `local`, `openai`), shown in the UI.
+    pub brain: String,
+}
+
+/// A stored post.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Posted {
+    pub message_id: String,
+    pub seq: i64,
+}
+
+/// A new message somewhere, as the scheduler sees it: who, where, whom it
+/// mentions, and hashed words for interest matching. It carries no text, so
+/// the feed itself leaks nothing; an agent woken by it reads the message
+/// through [`Platform::observe`], authorized as itself.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Activity {
+    pub channel_id: String,
+    pub seq: i64,
+    pub message_id: String,
+    pub author_id: String,
+    pub author_is_agent: bool,
+    pub thread_root: Option<String>,
+    /// Who wrote the thread's first message, when the server still knows.
+    #[serde(default)]
+    pub thread_author_id: Option<String>,
+    pub mentions: Vec<String>,
+    pub terms: Vec<u32>,
+}
+
+/// A registered agent as the runtime needs it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AgentRecord {
+    pub id: AgentId,
+    pub handle: String,
+    pub name: String,
+    pub template: String,
+    pub activity: ActivityLevel,
+    pub brain: String,
+    pub paused: bool,
+    /// Tokens per hour this agent may spend (0: the runtime default).
+    pub tokens_per_hour: u32,
+    /// Turns per hour this agent may take (0: the runtime default).
+    pub turns_per_hour: u32,
+    /// Channels the agent belongs to.
+    pub channels: Vec<String>,
+}
+
+/// Which agents a worker drives: agent `id` belongs to shard
+/// `hash(id) % count == index`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    /// Every agent.
+    pub const ALL: Shard = Shard { index: 0, count: 1 };
+
+    /// Parse `i/n` (0 ≤ i < n).
+    pub fn parse(raw: &str) -> Result<Shard, String> {
+        let (i, n) = raw
+            .split_once('/')
+            .ok_or_else(|| format!("shard {raw:?} must look like i/n, e.g. 0/4"))?;
+        let index: u32 = i.trim().parse().map_err(|_| format!("shard index {i:?} is not a number"))?;
+        let count: u32 = n.trim().parse().map_err(|_| format!("shard count {n:?} is not a number"))?;
+        if count == 0 || index >= count {
+            return Err(format!("shard {raw:?}: need 0 <= i < n"));
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// Whether this shard drives `agent_id` (FNV-1a, stable across machines).
+    pub fn owns(&self, agent_id: &str) -> bool {
+        self.count <= 1 || fnv1a(agent_id.as_bytes()) % self.count as u64 == self.index as u64
+    }
+}
+
+/// FNV-1a 64: a stable hash for sharding and term matching.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Hashed, lower-cased words of at least four letters, deduplicated: what the
+/// activity feed carries instead of text. Both sides must use this function.
+pub fn terms(text: &str, max: usize) -> Vec<u32> {
+    let mut out: Vec<u32> = Vec::new();
+    for w in text.split(|c: char| !c.is_alphanumeric()) {
+        if w.chars().count() < 4 {
+            continue;
+        }
+        let h = term_hash(w);
+        if !out.contains(&h) {
+            out.push(h);
+            if out.len() >= max {
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// The hash of one word, case-insensitively.
+pub fn term_hash(word: &str) -> u32 {
+    fnv1a(word.to_lowercase().as_bytes()) as u32
+}
+
+/// Why the platform refused or failed an action.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum PlatformError {
+    #[error("not allowed: {0}")]
+    Forbidden(String),
+    #[error("rejected: {code}: {message}")]
+    Rejected { code: String, message: String },
+    #[error("rate limited")]
+    RateLimited,
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("platform unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Everything an agent can do, and the runtime's access to its own agents'
+/// records and memory. There is no other capability: no files, no network,
+/// no shell.
+#[async_trait::async_trait]
+pub trait Platform: Send + Sync + 'static {
+    /// The agents of one shard (active and paused; not retired).
+    async fn agents(&self, shard: Shard) -> Result<Vec<AgentRecord>, PlatformError>;
+    /// The feed of new messages, from now on.
+    async fn activity(&self) -> Result<mpsc::Receiver<Activity>, PlatformError>;
+    /// Channels the agent belongs to or may join.
+    async fn channels(&self, agent: &str) -> Result<Vec<ChannelInfo>, PlatformError>;
+    /// Messages in a channel after `after_seq`, oldest first, as the agent may read them.
+    async fn observe(
+        &self,
+        agent: &str,
+        channel_id: &str,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<Observed>, PlatformError>;
+    /// One message (with its thread root if it is a reply), as the agent may read it.
+    async fn message(&self, agent: &str, message_id: &str) -> Result<Observed, PlatformError>;
+    /// Chunks from the agent's own scope.
+    async fn retrieve(&self, agent: &str, query: &str, k: usize) -> Result<Vec<Evidence>, PlatformError>;
+    /// Post a message or a thread reply.
+    async fn post(&self, agent: &str, draft: Draft) -> Result<Posted, PlatformError>;
+    /// React to a message.
+    async fn react(&self, agent: &str, message_id: &str, emoji: &str) -> Result<(), PlatformError>;
+    /// Join a channel.
+    async fn join(&self, agent: &str, channel_id: &str) -> Result<(), PlatformError>;
+    /// Create a public channel (the agent becomes its first member).
+    async fn create_channel(
+        &self,
+        agent: &str,
+        name: &str,
+        topic: &str,
+        label: &Label,
+    ) -> Result<ChannelInfo, PlatformError>;
+    /// The agent's saved memory, if any.
+    async fn load_memory(&self, agent: &str) -> Result<Option<Memory>, PlatformError>;
+    /// Save the agent's memory (replaces the previous one).
+    async fn save_memory(&self, agent: &str, memory: &Memory) -> Result<(), PlatformError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_partition_agents() {
+        let ids: Vec<String> = (0..1000).map(|i| format!("agent-{i}")).collect();
+        let shards: Vec<Shard> = (0..3).map(|i| Shard { index: i, count: 3 }).collect();
+        for id in &ids {
+            assert_eq!(shards.iter().filter(|s| s.owns(id)).count(), 1);
+        }
+        assert!(Shard::parse("3/3").is_err());
+        assert!(Shard::parse("x").is_err());
+        assert_eq!(Shard::parse("1/4"), Ok(Shard { index: 1, count: 4 }));
+    }
+
+    #[test]
+    fn terms_are_case_insensitive_and_skip_short_words() {
+        let t = terms("The Supplier delay on the supplier of LIDAR", 10);
+        assert_eq!(t.len(), 3);
+        assert!(t.contains(&term_hash("lidar")));
+        assert!(!t.contains(&term_hash("the")));
+    }
+}

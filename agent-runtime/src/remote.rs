@@ -1,0 +1,529 @@
+//! The remote adapter: the [`Platform`] port over the server's public HTTP +
+//! WebSocket API, for workers on other machines. The worker logs in as an
+//! operator (an admin account), lists its shard's agents, and obtains a
+//! short-lived access token for each agent it runs; every action is then
+//! made with the agent's own token, so the server authorizes it exactly as
+//! it would in process. The activity feed arrives over the WebSocket.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use crate::label::Label;
+use crate::memory::Memory;
+use crate::platform::{
+    Activity, AgentRecord, ChannelInfo, Draft, Evidence, Observed, Platform, PlatformError, Posted,
+    Shard,
+};
+
+/// How the worker authenticates as the operator.
+#[derive(Debug, Clone)]
+pub enum Operator {
+    /// Handle and password of an admin account (the worker logs in and re-logs in).
+    Password { handle: String, password: String },
+    /// A ready access token (it expires; prefer a password for long runs).
+    Token(String),
+}
+
+/// The Platform over HTTP + WebSocket.
+pub struct RemoteAdapter {
+    base: String,
+    http: reqwest::Client,
+    operator: Operator,
+    operator_token: Mutex<Option<(String, Instant)>>,
+    agent_tokens: Mutex<HashMap<String, (String, Instant)>>,
+}
+
+#[derive(Deserialize)]
+struct TokenBody {
+    access_token: String,
+    expires_in: u64,
+}
+
+#[derive(Deserialize)]
+struct AuthorBody {
+    id: String,
+    handle: String,
+    kind: String,
+}
+
+#[derive(Deserialize)]
+struct MessageBody {
+    id: String,
+    channel_id: String,
+    seq: i64,
+    author: AuthorBody,
+    thread_root: Option<String>,
+    body: String,
+    label: String,
+}
+
+#[derive(Deserialize)]
+struct ChannelBody {
+    id: String,
+    name: String,
+    label: String,
+    topic: String,
+    is_member: bool,
+    visibility: String,
+    archived: bool,
+}
+
+#[derive(Deserialize)]
+struct ChunkBody {
+    chunk_id: String,
+    document_path: String,
+    title: String,
+    heading_path: Vec<String>,
+    text: String,
+    label: String,
+    score: f32,
+}
+
+#[derive(Deserialize)]
+struct RetrievalBody {
+    chunks: Vec<ChunkBody>,
+}
+
+#[derive(Deserialize)]
+struct AgentPage {
+    agents: Vec<AgentRecord>,
+    next_after: Option<String>,
+}
+
+fn parse_label(raw: &str) -> Result<Label, PlatformError> {
+    raw.parse()
+        .map_err(|e| PlatformError::Unavailable(format!("server sent a bad label {raw:?}: {e}")))
+}
+
+impl TryFrom<MessageBody> for Observed {
+    type Error = PlatformError;
+    fn try_from(m: MessageBody) -> Result<Self, PlatformError> {
+        Ok(Observed {
+            label: parse_label(&m.label)?,
+            message_id: m.id,
+            channel_id: m.channel_id,
+            seq: m.seq,
+            author_is_agent: m.author.kind == "agent",
+            author_id: m.author.id,
+            author_handle: m.author.handle,
+            body: m.body,
+            thread_root: m.thread_root,
+        })
+    }
+}
+
+impl TryFrom<ChannelBody> for ChannelInfo {
+    type Error = PlatformError;
+    fn try_from(c: ChannelBody) -> Result<Self, PlatformError> {
+        Ok(ChannelInfo {
+            label: parse_label(&c.label)?,
+            id: c.id,
+            name: c.name,
+            is_member: c.is_member,
+            topic: c.topic,
+        })
+    }
+}
+
+type FeedSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Tokens are renewed this long before they expire.
+const RENEW_MARGIN: Duration = Duration::from_secs(60);
+
+impl RemoteAdapter {
+    /// An adapter for the server at `base` (e.g. `http://10.0.0.5:8080`).
+    pub fn new(base: &str, operator: Operator) -> Result<Self, PlatformError> {
+        warroom_knowledge::embed::install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| PlatformError::Unavailable(format!("http client: {e}")))?;
+        Ok(Self {
+            base: base.trim_end_matches('/').to_string(),
+            http,
+            operator,
+            operator_token: Mutex::new(None),
+            agent_tokens: Mutex::new(HashMap::new()),
+        })
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Result<(StatusCode, Vec<u8>), PlatformError> {
+        let mut req = self.http.request(method, format!("{}/api/v1{path}", self.base));
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(&b).expect("a JSON value serializes"));
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| PlatformError::Unavailable(format!("{path}: {e}")))?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| PlatformError::Unavailable(format!("{path}: {e}")))?;
+        Ok((status, bytes.to_vec()))
+    }
+
+    /// Call the API and decode the answer, mapping error statuses to [`PlatformError`].
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> Result<T, PlatformError> {
+        let (status, bytes) = self.send(method, path, Some(token), body).await?;
+        if !status.is_success() {
+            return Err(error_for(status, &bytes));
+        }
+        let bytes = if bytes.is_empty() { b"null".to_vec() } else { bytes };
+        serde_json::from_slice(&bytes)
+            .map_err(|e| PlatformError::Unavailable(format!("{path}: unexpected answer: {e}")))
+    }
+
+    async fn operator_token(&self) -> Result<String, PlatformError> {
+        if let Some((t, exp)) = self.operator_token.lock().expect("token lock").clone() {
+            if exp > Instant::now() + RENEW_MARGIN {
+                return Ok(t);
+            }
+        }
+        let (token, ttl) = match &self.operator {
+            Operator::Token(t) => (t.clone(), 3600),
+            Operator::Password { handle, password } => {
+                let (status, bytes) = self
+                    .send(
+                        Method::POST,
+                        "/auth/login",
+                        None,
+                        Some(json!({"handle": handle, "password": password})),
+                    )
+                    .await?;
+                if !status.is_success() {
+                    return Err(error_for(status, &bytes));
+                }
+                let t: TokenBody = serde_json::from_slice(&bytes)
+                    .map_err(|e| PlatformError::Unavailable(format!("login: {e}")))?;
+                (t.access_token, t.expires_in)
+            }
+        };
+        *self.operator_token.lock().expect("token lock") =
+            Some((token.clone(), Instant::now() + Duration::from_secs(ttl)));
+        Ok(token)
+    }
+
+    async fn agent_token(&self, agent: &str) -> Result<String, PlatformError> {
+        if let Some((t, exp)) = self.agent_tokens.lock().expect("token lock").get(agent).cloned() {
+            if exp > Instant::now() + RENEW_MARGIN {
+                return Ok(t);
+            }
+        }
+        let op = self.operator_token().await?;
+        let t: TokenBody = self
+            .call(Method::POST, &format!("/agents/{agent}/token"), &op, None)
+            .await?;
+        let mut tokens = self.agent_tokens.lock().expect("token lock");
+        if tokens.len() > 100_000 {
+            tokens.clear();
+        }
+        tokens.insert(
+            agent.to_string(),
+            (t.access_token.clone(), Instant::now() + Duration::from_secs(t.expires_in)),
+        );
+        Ok(t.access_token)
+    }
+
+    async fn as_agent<T: DeserializeOwned>(
+        &self,
+        agent: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<T, PlatformError> {
+        let token = self.agent_token(agent).await?;
+        self.call(method, path, &token, body).await
+    }
+
+    fn ws_url(&self, token: &str) -> String {
+        let base = self
+            .base
+            .replacen("https://", "wss://", 1)
+            .replacen("http://", "ws://", 1);
+        format!("{base}/api/v1/ws?access_token={token}")
+    }
+}
+
+fn error_for(status: StatusCode, body: &[u8]) -> PlatformError {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let code = v["code"].as_str().unwrap_or("error").to_string();
+    let message = v["message"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(200).collect());
+    match status {
+        StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => PlatformError::Forbidden(message),
+        StatusCode::NOT_FOUND => PlatformError::NotFound(message),
+        StatusCode::TOO_MANY_REQUESTS => PlatformError::RateLimited,
+        s if s.is_server_error() => PlatformError::Unavailable(format!("{status}: {message}")),
+        _ => PlatformError::Rejected { code, message },
+    }
+}
+
+#[async_trait::async_trait]
+impl Platform for RemoteAdapter {
+    async fn agents(&self, shard: Shard) -> Result<Vec<AgentRecord>, PlatformError> {
+        let op = self.operator_token().await?;
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut path = format!(
+                "/agents/runtime?shard={}/{}&limit=5000",
+                shard.index, shard.count
+            );
+            if let Some(a) = &after {
+                path.push_str(&format!("&after={a}"));
+            }
+            let page: AgentPage = self.call(Method::GET, &path, &op, None).await?;
+            out.extend(page.agents);
+            match page.next_after {
+                Some(a) => after = Some(a),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn activity(&self) -> Result<mpsc::Receiver<Activity>, PlatformError> {
+        let (tx, rx) = mpsc::channel(65_536);
+        // The first subscription is made before returning, so nothing posted
+        // after this call is missed; later reconnections happen quietly.
+        let first = self.subscribe_feed().await?;
+        let base = self.base.clone();
+        let adapter = RemoteAdapter::new(&base, self.operator.clone())?;
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(200);
+            let mut ready = Some(first);
+            loop {
+                if tx.is_closed() {
+                    return;
+                }
+                let session = match ready.take() {
+                    Some(ws) => Ok(ws),
+                    None => adapter.subscribe_feed().await,
+                };
+                let result = match session {
+                    Ok(ws) => adapter.feed_once(ws, &tx).await,
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Ok(()) => backoff = Duration::from_millis(200),
+                    Err(e) => tracing::warn!(error = %e, "activity feed dropped; reconnecting"),
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        });
+        Ok(rx)
+    }
+
+    async fn channels(&self, agent: &str) -> Result<Vec<ChannelInfo>, PlatformError> {
+        let list: Vec<ChannelBody> = self.as_agent(agent, Method::GET, "/channels", None).await?;
+        list.into_iter()
+            .filter(|c| c.visibility != "direct" && !c.archived)
+            .map(ChannelInfo::try_from)
+            .collect()
+    }
+
+    async fn observe(
+        &self,
+        agent: &str,
+        channel_id: &str,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<Observed>, PlatformError> {
+        let path = format!("/channels/{channel_id}/messages?limit={}", limit.clamp(1, 200));
+        let list: Vec<MessageBody> = self.as_agent(agent, Method::GET, &path, None).await?;
+        list.into_iter()
+            .filter(|m| m.seq > after_seq)
+            .map(Observed::try_from)
+            .collect()
+    }
+
+    async fn message(&self, agent: &str, message_id: &str) -> Result<Observed, PlatformError> {
+        let m: MessageBody = self
+            .as_agent(agent, Method::GET, &format!("/messages/{message_id}"), None)
+            .await?;
+        m.try_into()
+    }
+
+    async fn retrieve(&self, agent: &str, query: &str, k: usize) -> Result<Vec<Evidence>, PlatformError> {
+        let r: RetrievalBody = self
+            .as_agent(agent, Method::POST, "/retrieve", Some(json!({"query": query, "k": k})))
+            .await?;
+        r.chunks
+            .into_iter()
+            .map(|c| {
+                Ok(Evidence {
+                    label: parse_label(&c.label)?,
+                    chunk_id: c.chunk_id,
+                    document_title: c.title,
+                    document_path: c.document_path,
+                    heading: c.heading_path.join(" › "),
+                    text: c.text,
+                    score: c.score,
+                })
+            })
+            .collect()
+    }
+
+    async fn post(&self, agent: &str, draft: Draft) -> Result<Posted, PlatformError> {
+        let body = json!({
+            "body": draft.body,
+            "thread_root": draft.thread_root,
+            "label": draft.label.to_string(),
+            "citations": draft.citations,
+            "idempotency_key": draft.idempotency_key,
+            "brain": draft.brain,
+        });
+        let m: MessageBody = self
+            .as_agent(agent, Method::POST, &format!("/channels/{}/messages", draft.channel_id), Some(body))
+            .await?;
+        Ok(Posted {
+            message_id: m.id,
+            seq: m.seq,
+        })
+    }
+
+    async fn react(&self, agent: &str, message_id: &str, emoji: &str) -> Result<(), PlatformError> {
+        let _: Value = self
+            .as_agent(agent, Method::PUT, &format!("/messages/{message_id}/reactions/{emoji}"), None)
+            .await?;
+        Ok(())
+    }
+
+    async fn join(&self, agent: &str, channel_id: &str) -> Result<(), PlatformError> {
+        let _: Value = self
+            .as_agent(agent, Method::POST, &format!("/channels/{channel_id}/join"), None)
+            .await?;
+        Ok(())
+    }
+
+    async fn create_channel(
+        &self,
+        agent: &str,
+        name: &str,
+        topic: &str,
+        label: &Label,
+    ) -> Result<ChannelInfo, PlatformError> {
+        let c: ChannelBody = self
+            .as_agent(
+                agent,
+                Method::POST,
+                "/channels",
+                Some(json!({"name": name, "visibility": "public", "label": label.to_string(), "topic": topic})),
+            )
+            .await?;
+        c.try_into()
+    }
+
+    async fn load_memory(&self, agent: &str) -> Result<Option<Memory>, PlatformError> {
+        self.as_agent(agent, Method::GET, &format!("/agents/{agent}/memory"), None)
+            .await
+    }
+
+    async fn save_memory(&self, agent: &str, memory: &Memory) -> Result<(), PlatformError> {
+        let body = serde_json::to_value(memory).expect("memory serializes");
+        let _: Value = self
+            .as_agent(agent, Method::PUT, &format!("/agents/{agent}/memory"), Some(body))
+            .await?;
+        Ok(())
+    }
+}
+
+impl RemoteAdapter {
+    /// Open the WebSocket and subscribe to the activity feed; returns once
+    /// the server confirmed the subscription.
+    async fn subscribe_feed(&self) -> Result<FeedSocket, PlatformError> {
+        let token = self.operator_token().await?;
+        let (mut ws, _) = tokio_tungstenite::connect_async(self.ws_url(&token))
+            .await
+            .map_err(|e| PlatformError::Unavailable(format!("websocket: {e}")))?;
+        ws.send(WsMessage::Text(r#"{"type":"agent_activity"}"#.into()))
+            .await
+            .map_err(|e| PlatformError::Unavailable(format!("websocket: {e}")))?;
+        let wait = async {
+            while let Some(frame) = ws.next().await {
+                let frame = frame.map_err(|e| PlatformError::Unavailable(format!("websocket: {e}")))?;
+                if let WsMessage::Text(t) = frame {
+                    let v: Value = serde_json::from_str(t.as_str()).unwrap_or(Value::Null);
+                    match v["type"].as_str() {
+                        Some("activity_subscribed") => return Ok(()),
+                        Some("error") => {
+                            return Err(PlatformError::Forbidden(
+                                v["message"].as_str().unwrap_or("activity feed refused").to_string(),
+                            ))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Err(PlatformError::Unavailable("websocket closed before subscribing".into()))
+        };
+        tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .map_err(|_| PlatformError::Unavailable("activity feed subscription timed out".into()))??;
+        Ok(ws)
+    }
+
+    /// Read one WebSocket session of the activity feed; returns when it closes.
+    async fn feed_once(&self, mut ws: FeedSocket, tx: &mpsc::Sender<Activity>) -> Result<(), PlatformError> {
+        while let Some(frame) = ws.next().await {
+            let frame = frame.map_err(|e| PlatformError::Unavailable(format!("websocket: {e}")))?;
+            let WsMessage::Text(text) = frame else {
+                continue;
+            };
+            let v: Value = match serde_json::from_str(text.as_str()) {
+                Ok(v) => v,
+                Err(_) => continue,
+            };
+            match v["type"].as_str() {
+                Some("activity") => {
+                    let items: Vec<Activity> =
+                        serde_json::from_value(v["items"].clone()).unwrap_or_default();
+                    for a in items {
+                        if tx.send(a).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                }
+                Some("error") => {
+                    return Err(PlatformError::Forbidden(
+                        v["message"].as_str().unwrap_or("activity feed refused").to_string(),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,428 @@
+//! One agent turn: observe → decide → retrieve → compose → post.
+//!
+//! The decision (post, reply, react, join, create a channel, or stay silent)
+//! is made from the activation and the agent's persona before any text is
+//! read by a model, and a brain only ever returns text: nothing a document or
+//! a message says becomes an action. The draft's label is the join of the
+//! labels of everything the brain saw; evidence above the channel's label is
+//! left out of the context rather than posted and refused.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::brain::{sanitize, BrainError, Compose, Intent};
+use crate::label::{Label, Level};
+use crate::memory::{Memory, Note};
+use crate::platform::{fnv1a, AgentRecord, ChannelInfo, Draft, Evidence, Observed, PlatformError};
+use crate::runtime::Runtime;
+use crate::scheduler::{Activation, Millis, Reason, TurnRecord};
+
+/// What the agent decided to do.
+#[derive(Debug, Clone, PartialEq)]
+enum Plan {
+    Post { channel: ChannelInfo, topic: String },
+    Reply { channel: ChannelInfo, trigger: Observed, root: String },
+    React { trigger: Observed },
+    Silent,
+}
+
+const REACTIONS: &[&str] = &["eyes", "thumbsup", "bulb", "warning"];
+
+/// Take one turn; returns what the scheduler needs and the time spent in the brain.
+pub(crate) async fn take_turn(
+    rt: &Runtime,
+    act: &Activation,
+    memory: &mut Memory,
+    now: Millis,
+) -> (TurnRecord, Duration) {
+    let (record, persona) = {
+        let sched = rt.sched.lock().expect("scheduler lock");
+        let r = sched.record(act.agent).clone();
+        let p = sched.template_of(act.agent).persona(&r.name);
+        (r, p)
+    };
+    let mut rng = StdRng::seed_from_u64(fnv1a(
+        format!("{}|{}|{:?}", record.id, now, act.message_id).as_bytes(),
+    ));
+    memory.stats.turns += 1;
+    let plan = match decide(rt, act, &record, &persona.interests, memory, &mut rng).await {
+        Ok(p) => p,
+        Err(e) => {
+            note_platform_error(rt, &record, "decide", &e);
+            Plan::Silent
+        }
+    };
+    let mut out = TurnRecord {
+        answered: act.trigger_author,
+        ..Default::default()
+    };
+    let mut brain_time = Duration::ZERO;
+    // A small local model is slow: spend it on people who asked; the rest of
+    // the gossip is written extractively (and marked so).
+    let human_asked = matches!(act.reason, Reason::Mention | Reason::Reply) && act.trigger_author.is_none();
+    let brain_name = if record.brain == "local" && !human_asked && !rt.cfg.local_for_background {
+        "extractive"
+    } else {
+        record.brain.as_str()
+    };
+    match plan {
+        Plan::Silent => {
+            memory.stats.silent += 1;
+            rt.counters.silent.fetch_add(1, Ordering::Relaxed);
+        }
+        Plan::React { trigger } => {
+            let emoji = REACTIONS[rng.gen_range(0..REACTIONS.len())];
+            match rt.platform.react(&record.id, &trigger.message_id, emoji).await {
+                Ok(()) => {
+                    memory.stats.reactions += 1;
+                    rt.counters.reactions.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => note_platform_error(rt, &record, "react", &e),
+            }
+            remember(memory, &trigger);
+        }
+        Plan::Post { channel, topic } => {
+            let thread = recent(rt, &record, &channel, memory).await;
+            let (posted, tokens, bt) =
+                compose_and_post(rt, &record, brain_name, persona, memory, &channel, Intent::Post, topic, thread, None, &mut rng).await;
+            brain_time = bt;
+            out.tokens = tokens;
+            out.answered = None;
+            out.posted = posted.map(|id| (id, None));
+        }
+        Plan::Reply { channel, trigger, root } => {
+            let topic = persona
+                .interests
+                .iter()
+                .find(|i| trigger.body.to_lowercase().contains(i.as_str()))
+                .cloned()
+                .unwrap_or_else(|| first_words(&trigger.body, 12));
+            let mut thread = Vec::new();
+            if root != trigger.message_id {
+                if let Ok(r) = rt.platform.message(&record.id, &root).await {
+                    thread.push(r);
+                }
+            }
+            thread.push(trigger.clone());
+            let (posted, tokens, bt) = compose_and_post(
+                rt, &record, brain_name, persona, memory, &channel, Intent::Reply, topic, thread, Some(root.clone()), &mut rng,
+            )
+            .await;
+            brain_time = bt;
+            out.tokens = tokens;
+            out.posted = posted.map(|id| (id, Some(root)));
+            remember(memory, &trigger);
+        }
+    }
+    (out, brain_time)
+}
+
+fn note_platform_error(rt: &Runtime, record: &AgentRecord, what: &str, e: &PlatformError) {
+    match e {
+        PlatformError::Forbidden(_) | PlatformError::Rejected { .. } => {
+            rt.counters.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(agent = %record.handle, action = what, error = %e, "refused");
+        }
+        PlatformError::RateLimited => {
+            rt.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+        }
+        _ => {
+            rt.counters.platform_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(agent = %record.handle, action = what, error = %e, "platform error");
+        }
+    }
+}
+
+fn remember(memory: &mut Memory, m: &Observed) {
+    memory.remember(Note {
+        channel_id: m.channel_id.clone(),
+        message_id: m.message_id.clone(),
+        author: m.author_handle.clone(),
+        text: m.body.clone(),
+        label: m.label.clone(),
+    });
+    memory.advance(&m.channel_id, m.seq);
+}
+
+fn first_words(text: &str, n: usize) -> String {
+    text.split_whitespace().take(n).collect::<Vec<_>>().join(" ")
+}
+
+async fn channel_info(rt: &Runtime, agent: &str, channel_id: &str) -> Result<ChannelInfo, PlatformError> {
+    if let Some(c) = rt.channels.read().expect("channel cache lock").get(channel_id) {
+        return Ok(c.clone());
+    }
+    let list = rt.platform.channels(agent).await?;
+    let mut cache = rt.channels.write().expect("channel cache lock");
+    for c in &list {
+        let mut shared = c.clone();
+        shared.is_member = false; // membership is per agent; the scheduler tracks it
+        cache.insert(c.id.clone(), shared);
+    }
+    cache
+        .get(channel_id)
+        .cloned()
+        .ok_or_else(|| PlatformError::NotFound(format!("channel {channel_id}")))
+}
+
+async fn decide(
+    rt: &Runtime,
+    act: &Activation,
+    record: &AgentRecord,
+    interests: &[String],
+    memory: &Memory,
+    rng: &mut StdRng,
+) -> Result<Plan, PlatformError> {
+    match act.reason {
+        Reason::Mention | Reason::Reply | Reason::Interest => {
+            let (Some(channel_id), Some(message_id)) = (&act.channel_id, &act.message_id) else {
+                return Ok(Plan::Silent);
+            };
+            let trigger = match rt.platform.message(&record.id, message_id).await {
+                Ok(m) => m,
+                // Not readable by this agent (label, membership): it never saw it.
+                Err(PlatformError::NotFound(_)) | Err(PlatformError::Forbidden(_)) => return Ok(Plan::Silent),
+                Err(e) => return Err(e),
+            };
+            let channel = channel_info(rt, &record.id, channel_id).await?;
+            let root = trigger.thread_root.clone().unwrap_or_else(|| trigger.message_id.clone());
+            if act.reason == Reason::Interest {
+                let roll: f64 = rng.gen();
+                if roll < 0.25 {
+                    return Ok(Plan::React { trigger });
+                }
+                if roll < 0.35 {
+                    return Ok(Plan::Silent);
+                }
+            }
+            Ok(Plan::Reply { channel, trigger, root })
+        }
+        Reason::Spontaneous => {
+            let channels = rt.sched.lock().expect("scheduler lock").channels_of(act.agent);
+            let topic = if interests.is_empty() {
+                "our work".to_string()
+            } else {
+                // Rotate through interests so an agent does not repeat itself.
+                interests[(memory.stats.turns as usize + rng.gen_range(0..interests.len())) % interests.len()].clone()
+            };
+            let roll: f64 = rng.gen();
+            if roll < 0.03 || channels.is_empty() {
+                if let Some(c) = explore(rt, act, record, &topic, rng).await? {
+                    return Ok(Plan::Post { channel: c, topic });
+                }
+            }
+            if channels.is_empty() {
+                return Ok(Plan::Silent);
+            }
+            let id = channels[rng.gen_range(0..channels.len())].clone();
+            let channel = channel_info(rt, &record.id, &id).await?;
+            Ok(Plan::Post { channel, topic })
+        }
+    }
+}
+
+/// Join a channel the agent is not in yet, or (rarely) create one for a topic.
+async fn explore(
+    rt: &Runtime,
+    act: &Activation,
+    record: &AgentRecord,
+    topic: &str,
+    rng: &mut StdRng,
+) -> Result<Option<ChannelInfo>, PlatformError> {
+    let mine = rt.sched.lock().expect("scheduler lock").channels_of(act.agent);
+    let others: Vec<ChannelInfo> = rt
+        .platform
+        .channels(&record.id)
+        .await?
+        .into_iter()
+        .filter(|c| !c.is_member && !mine.iter().any(|m| **m == *c.id))
+        .collect();
+    if !others.is_empty() && (rng.gen_bool(0.8) || !rt.cfg.allow_create_channels) {
+        let c = others[rng.gen_range(0..others.len())].clone();
+        match rt.platform.join(&record.id, &c.id).await {
+            Ok(()) => {
+                rt.counters.joins.fetch_add(1, Ordering::Relaxed);
+                rt.sched.lock().expect("scheduler lock").joined(act.agent, &c.id);
+                return Ok(Some(c));
+            }
+            // Not cleared for it, or not allowed to see it: look elsewhere.
+            Err(PlatformError::Forbidden(_)) | Err(PlatformError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+    if !rt.cfg.allow_create_channels {
+        return Ok(None);
+    }
+    let name = format!("{}-watch", slug(topic));
+    let label = Label::level(Level::Internal);
+    match rt
+        .platform
+        .create_channel(&record.id, &name, &format!("Watching {topic}"), &label)
+        .await
+    {
+        Ok(c) => {
+            rt.counters.channels_created.fetch_add(1, Ordering::Relaxed);
+            rt.sched.lock().expect("scheduler lock").joined(act.agent, &c.id);
+            rt.channels.write().expect("channel cache lock").insert(c.id.clone(), c.clone());
+            Ok(Some(c))
+        }
+        Err(PlatformError::Rejected { .. }) | Err(PlatformError::Forbidden(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn slug(s: &str) -> String {
+    let mut out: String = s
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    out.truncate(40);
+    out.trim_matches('-').to_string()
+}
+
+/// The newest messages of a channel the agent has not read yet.
+async fn recent(rt: &Runtime, record: &AgentRecord, channel: &ChannelInfo, memory: &mut Memory) -> Vec<Observed> {
+    let after = memory.cursor(&channel.id);
+    match rt.platform.observe(&record.id, &channel.id, after, rt.cfg.observe_limit).await {
+        Ok(list) => {
+            for m in &list {
+                remember(memory, m);
+            }
+            // Answer-worthy context: the last couple of messages by others.
+            let mut others: Vec<Observed> = list.into_iter().filter(|m| m.author_id != record.id).collect();
+            let skip = others.len().saturating_sub(2);
+            others.drain(..skip);
+            others
+        }
+        Err(e) => {
+            note_platform_error(rt, record, "observe", &e);
+            Vec::new()
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn compose_and_post(
+    rt: &Runtime,
+    record: &AgentRecord,
+    brain_name: &str,
+    persona: crate::persona::Persona,
+    memory: &mut Memory,
+    channel: &ChannelInfo,
+    intent: Intent,
+    topic: String,
+    thread: Vec<Observed>,
+    thread_root: Option<String>,
+    rng: &mut StdRng,
+) -> (Option<String>, u32, Duration) {
+    let query = match thread.last() {
+        Some(m) => format!("{topic} {}", first_words(&m.body, 40)),
+        None => topic.clone(),
+    };
+    let evidence: Vec<Evidence> = match rt.platform.retrieve(&record.id, &query, rt.cfg.retrieve_k).await {
+        Ok(ev) => {
+            rt.counters.retrievals.fetch_add(1, Ordering::Relaxed);
+            memory.stats.retrievals += 1;
+            // Only what the channel may receive goes into the context.
+            ev.into_iter().filter(|e| e.label.within(&channel.label)).collect()
+        }
+        Err(e) => {
+            note_platform_error(rt, record, "retrieve", &e);
+            Vec::new()
+        }
+    };
+    let thread: Vec<Observed> = thread.into_iter().filter(|m| m.label.within(&channel.label)).collect();
+    let summary_fits = memory
+        .summary_label
+        .as_ref()
+        .is_none_or(|l| l.within(&channel.label));
+    let mem_text = if summary_fits { memory.summary.clone() } else { String::new() };
+    let req = Compose {
+        persona,
+        intent,
+        topic,
+        thread: thread.clone(),
+        evidence: evidence.clone(),
+        memory: mem_text,
+        max_tokens: rt.cfg.max_tokens,
+    };
+    let brain = rt.brains.get(brain_name);
+    let started = Instant::now();
+    let mut result = brain.compose(&req).await;
+    let mut brain_kind = brain.kind();
+    if let Err(BrainError::Unavailable(e) | BrainError::Failed(e)) = &result {
+        tracing::warn!(agent = %record.handle, brain = brain.kind(), error = %e, "brain failed; writing extractively");
+        rt.counters.brain_errors.fetch_add(1, Ordering::Relaxed);
+        let fallback = rt.brains.fallback();
+        brain_kind = fallback.kind();
+        result = fallback.compose(&req).await;
+    }
+    let brain_time = started.elapsed();
+    let composed = match result {
+        Ok(c) => c,
+        Err(_) => {
+            memory.stats.silent += 1;
+            rt.counters.silent.fetch_add(1, Ordering::Relaxed);
+            return (None, 0, brain_time);
+        }
+    };
+    let tokens = composed.prompt_tokens + composed.completion_tokens;
+    memory.stats.tokens += tokens as u64;
+    let body = sanitize(&composed.text);
+    if body.is_empty() {
+        memory.stats.silent += 1;
+        rt.counters.silent.fetch_add(1, Ordering::Relaxed);
+        return (None, tokens, brain_time);
+    }
+    // The label: the join of everything the brain saw.
+    let mut label = Label::level(Level::Public);
+    for m in &thread {
+        label = label.join(&m.label);
+    }
+    let mut citations = Vec::new();
+    for i in &composed.used_evidence {
+        if let Some(e) = evidence.get(*i) {
+            label = label.join(&e.label);
+            citations.push(e.chunk_id.clone());
+        }
+    }
+    if !req.memory.is_empty() {
+        if let Some(l) = &memory.summary_label {
+            label = label.join(l);
+        }
+    }
+    let draft = Draft {
+        channel_id: channel.id.clone(),
+        body,
+        thread_root,
+        label,
+        citations,
+        idempotency_key: format!("{}:{}:{}", record.id, memory.stats.turns, rng.gen::<u32>()),
+        brain: brain_kind.to_string(),
+    };
+    let is_reply = draft.thread_root.is_some();
+    match rt.platform.post(&record.id, draft).await {
+        Ok(p) => {
+            memory.advance(&channel.id, p.seq);
+            if is_reply {
+                memory.stats.replies += 1;
+                rt.counters.replies.fetch_add(1, Ordering::Relaxed);
+            } else {
+                memory.stats.posts += 1;
+                rt.counters.posts.fetch_add(1, Ordering::Relaxed);
+            }
+            (Some(p.message_id), tokens, brain_time)
+        }
+        Err(e) => {
+            if matches!(e, PlatformError::Forbidden(_) | PlatformError::Rejected { .. }) {
+                memory.stats.refused += 1;
+            }
+            note_platform_error(rt, record, "post", &e);
+            (None, tokens, brain_time)
+        }
+    }
+}

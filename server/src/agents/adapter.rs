@@ -1,0 +1,269 @@
+//! The in-process [`Platform`] adapter: the agent runtime inside the server
+//! process. Every call loads the agent's principal and goes through the same
+//! chat and knowledge services (and so the same Cedar checks, label rules,
+//! rate limits and audit) as an HTTP request made with the agent's token.
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use tokio::sync::mpsc;
+use warroom_agent_runtime::label::Label;
+use warroom_agent_runtime::memory::Memory;
+use warroom_agent_runtime::platform::{
+    Activity, AgentRecord, ChannelInfo, Draft, Evidence, Observed, Platform, PlatformError, Posted,
+    Shard,
+};
+
+use crate::app::App;
+use crate::chat::views::{ChannelView, MessageView};
+use crate::error::ApiError;
+use crate::principal::{Principal, UserKind};
+
+/// The runtime's window on this server.
+#[derive(Clone)]
+pub struct InProcess {
+    app: App,
+}
+
+impl InProcess {
+    /// An adapter over a running server's state.
+    pub fn new(app: App) -> Self {
+        Self { app }
+    }
+
+    async fn principal(&self, agent: &str) -> Result<Arc<Principal>, PlatformError> {
+        let p = self
+            .app
+            .directory
+            .get(agent)
+            .await
+            .map_err(platform_error)?
+            .ok_or_else(|| PlatformError::NotFound(format!("agent {agent}")))?;
+        if p.kind != UserKind::Agent || !p.active {
+            return Err(PlatformError::Forbidden(format!(
+                "{} is not an active agent",
+                p.handle
+            )));
+        }
+        Ok(p)
+    }
+}
+
+/// Map a service error to the port's error.
+pub fn platform_error(e: ApiError) -> PlatformError {
+    match e.status {
+        StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => PlatformError::Forbidden(e.message),
+        StatusCode::NOT_FOUND => PlatformError::NotFound(e.message),
+        StatusCode::TOO_MANY_REQUESTS => PlatformError::RateLimited,
+        s if s.is_server_error() => PlatformError::Unavailable(e.message),
+        _ => PlatformError::Rejected {
+            code: e.code.to_string(),
+            message: e.message,
+        },
+    }
+}
+
+fn label(raw: &str) -> Result<Label, PlatformError> {
+    raw.parse()
+        .map_err(|e| PlatformError::Unavailable(format!("stored label {raw:?}: {e}")))
+}
+
+/// A message view as an agent observes it.
+pub fn observed(v: MessageView) -> Result<Observed, PlatformError> {
+    Ok(Observed {
+        label: label(&v.label)?,
+        message_id: v.id,
+        channel_id: v.channel_id,
+        seq: v.seq,
+        author_is_agent: v.author.kind == "agent",
+        author_id: v.author.id,
+        author_handle: v.author.handle,
+        body: v.body,
+        thread_root: v.thread_root,
+    })
+}
+
+fn channel_info(c: ChannelView) -> Result<ChannelInfo, PlatformError> {
+    Ok(ChannelInfo {
+        label: label(&c.label)?,
+        id: c.id,
+        name: c.name,
+        is_member: c.is_member,
+        topic: c.topic,
+    })
+}
+
+#[async_trait::async_trait]
+impl Platform for InProcess {
+    async fn agents(&self, shard: Shard) -> Result<Vec<AgentRecord>, PlatformError> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .app
+                .agents
+                .runtime_page(shard, after.as_deref(), 10_000)
+                .await
+                .map_err(platform_error)?;
+            out.extend(page.agents);
+            match page.next_after {
+                Some(a) => after = Some(a),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    async fn activity(&self) -> Result<mpsc::Receiver<Activity>, PlatformError> {
+        let mut rx = self.app.agents.feed().subscribe();
+        let (tx, out) = mpsc::channel(65_536);
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(a) => {
+                        if tx.send((*a).clone()).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "agent runtime fell behind the activity feed");
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        Ok(out)
+    }
+
+    async fn channels(&self, agent: &str) -> Result<Vec<ChannelInfo>, PlatformError> {
+        let p = self.principal(agent).await?;
+        crate::chat::list_channels(&self.app, &p)
+            .await
+            .map_err(platform_error)?
+            .into_iter()
+            .filter(|c| c.visibility != "direct" && !c.archived)
+            .map(channel_info)
+            .collect()
+    }
+
+    async fn observe(
+        &self,
+        agent: &str,
+        channel_id: &str,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<Observed>, PlatformError> {
+        let p = self.principal(agent).await?;
+        let q = crate::chat::ListQuery {
+            limit: Some(limit.clamp(1, 200) as u64),
+            ..Default::default()
+        };
+        crate::chat::list_messages(&self.app, &p, channel_id, q)
+            .await
+            .map_err(platform_error)?
+            .into_iter()
+            .filter(|m| m.seq > after_seq && !m.deleted)
+            .map(observed)
+            .collect()
+    }
+
+    async fn message(&self, agent: &str, message_id: &str) -> Result<Observed, PlatformError> {
+        let p = self.principal(agent).await?;
+        let m = crate::chat::get_message(&self.app, &p, message_id)
+            .await
+            .map_err(platform_error)?;
+        observed(m)
+    }
+
+    async fn retrieve(&self, agent: &str, query: &str, k: usize) -> Result<Vec<Evidence>, PlatformError> {
+        let p = self.principal(agent).await?;
+        let r = self
+            .app
+            .knowledge
+            .retrieve(&p, query, k, &self.app.audit)
+            .await
+            .map_err(platform_error)?;
+        r.chunks
+            .into_iter()
+            .map(|c| {
+                Ok(Evidence {
+                    label: label(&c.label)?,
+                    chunk_id: c.chunk_id,
+                    document_title: c.title,
+                    document_path: c.document_path,
+                    heading: c.heading_path.join(" › "),
+                    text: c.text,
+                    score: c.score,
+                })
+            })
+            .collect()
+    }
+
+    async fn post(&self, agent: &str, draft: Draft) -> Result<Posted, PlatformError> {
+        let p = self.principal(agent).await?;
+        let req = crate::chat::PostMessage {
+            body: draft.body,
+            thread_root: draft.thread_root,
+            idempotency_key: Some(draft.idempotency_key),
+            label: Some(draft.label.to_string()),
+            citations: draft.citations,
+            brain: Some(draft.brain),
+        };
+        let (m, _) = crate::chat::post(&self.app, &p, &draft.channel_id, req)
+            .await
+            .map_err(platform_error)?;
+        Ok(Posted {
+            message_id: m.id,
+            seq: m.seq,
+        })
+    }
+
+    async fn react(&self, agent: &str, message_id: &str, emoji: &str) -> Result<(), PlatformError> {
+        let p = self.principal(agent).await?;
+        crate::chat::react(&self.app, &p, message_id, emoji, true)
+            .await
+            .map_err(platform_error)
+    }
+
+    async fn join(&self, agent: &str, channel_id: &str) -> Result<(), PlatformError> {
+        let p = self.principal(agent).await?;
+        crate::chat::join(&self.app, &p, channel_id)
+            .await
+            .map(|_| ())
+            .map_err(platform_error)
+    }
+
+    async fn create_channel(
+        &self,
+        agent: &str,
+        name: &str,
+        topic: &str,
+        label: &Label,
+    ) -> Result<ChannelInfo, PlatformError> {
+        let p = self.principal(agent).await?;
+        let c = crate::chat::create_channel(
+            &self.app,
+            &p,
+            crate::chat::CreateChannel {
+                name: name.into(),
+                visibility: "public".into(),
+                label: Some(label.to_string()),
+                topic: Some(topic.into()),
+            },
+        )
+        .await
+        .map_err(platform_error)?;
+        channel_info(c)
+    }
+
+    async fn load_memory(&self, agent: &str) -> Result<Option<Memory>, PlatformError> {
+        self.app.agents.memory(agent).await.map_err(platform_error)
+    }
+
+    async fn save_memory(&self, agent: &str, memory: &Memory) -> Result<(), PlatformError> {
+        self.app
+            .agents
+            .save_memory(agent, memory)
+            .await
+            .map_err(platform_error)
+    }
+}
