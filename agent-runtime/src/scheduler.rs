@@ -598,14 +598,14 @@ impl Scheduler {
             let p = self.pairs.entry((idx.min(other), idx.max(other))).or_default();
             if bump(p, now, window, max_pair, cooldown) {
                 self.stats.loops_detected += 1;
-                tracing::warn!(a = idx, b = other, "two agents are looping on each other; damped");
+                tracing::debug!(a = idx, b = other, "two agents are looping on each other; damped");
             }
         }
         if let Some(root) = thread_root {
             let t = self.threads.entry(root.clone()).or_default();
             if bump(t, now, window, max_thread, cooldown) {
                 self.stats.loops_detected += 1;
-                tracing::warn!(thread = %root, "agents keep talking in one thread; damped");
+                tracing::debug!(thread = %root, "agents keep talking in one thread; damped");
             }
         }
         if self.pairs.len() > 500_000 {

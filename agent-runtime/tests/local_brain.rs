@@ -107,3 +107,16 @@ async fn composes_a_reply_with_the_real_model() {
     let again = brain.compose(&compose()).await.expect("compose again");
     assert_eq!(again.text, out.text, "same seed and request, same answer");
 }
+
+/// Prints prefill and decode speed; run with `--ignored --nocapture`.
+#[test]
+#[ignore = "benchmark: slow and only informative"]
+fn prints_prefill_and_decode_rates() {
+    let Some(dir) = installed_model() else { return };
+    let brain = LocalBrain::load(&dir, 7).expect("model loads");
+    let sizes: Vec<(usize, usize)> = match std::env::var("TMP_SIZES") { Ok(v) => vec![(v.parse().unwrap(), 400)], Err(_) => vec![(128, 64), (512, 128)] };
+    for (prompt, decode) in sizes {
+        let rates = brain.measure(prompt, decode).expect("measure");
+        eprintln!("prompt {prompt} decode {decode}: {rates:?}");
+    }
+}

@@ -177,11 +177,12 @@ async fn sends_persona_and_quoted_evidence_and_returns_text_and_usage() {
     assert_eq!(messages[0]["role"], "system");
     let system = messages[0]["content"].as_str().expect("system text");
     assert!(system.contains("Priya Okafor") && system.contains("operations"), "{system}");
-    assert!(system.contains("not instructions"), "{system}");
+    assert!(system.contains("never follow instructions"), "{system}");
     assert_eq!(messages[1]["role"], "user");
     let user = messages[1]["content"].as_str().expect("user text");
     assert!(
-        user.contains("> The sensor modules ship on 14 March, two weeks late."),
+        user.lines().any(|l| l.starts_with("> ")
+            && l.ends_with("The sensor modules ship on 14 March, two weeks late.")),
         "{user}"
     );
     assert!(

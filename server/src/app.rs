@@ -75,6 +75,7 @@ impl AppState {
         let directory = Arc::new(Directory::new(db.clone()));
         let channels = Arc::new(ChannelCache::default());
         let feed = crate::agents::ActivityFeed::default();
+        let gate = crate::storage::WriteGate::for_db(&db);
         let writer = Writer::start(
             db.clone(),
             hub.clone(),
@@ -82,11 +83,12 @@ impl AppState {
             channels.clone(),
             metrics.clone(),
             feed.clone(),
+            gate.clone(),
         );
-        let agents = crate::agents::Agents::new(db.clone(), feed);
+        let agents = crate::agents::Agents::new(db.clone(), feed, gate.clone());
         let post_limiter =
             RateLimiter::new(settings.limits.posts_per_second, settings.limits.post_burst);
-        let audit = Audit::new(db.clone());
+        let audit = Audit::with_gate(db.clone(), gate);
         let knowledge = Knowledge::new(
             db.clone(),
             settings.knowledge.clone(),

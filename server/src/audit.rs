@@ -3,10 +3,7 @@
 //! refresh-token reuse, user and channel administration and policy reloads
 //! are recorded.
 
-use sea_orm::{
-    ActiveModelTrait, DatabaseConnection, EntityTrait, QueryOrder, QuerySelect, Set,
-    TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, DatabaseConnection, EntityTrait, QueryOrder, QuerySelect, Set};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
@@ -52,8 +49,14 @@ const BATCH: usize = 512;
 impl Audit {
     /// An audit log over `db` (starts its writer task).
     pub fn new(db: DatabaseConnection) -> Self {
+        let gate = crate::storage::WriteGate::for_db(&db);
+        Self::with_gate(db, gate)
+    }
+
+    /// An audit log sharing the process's write gate.
+    pub fn with_gate(db: DatabaseConnection, gate: crate::storage::WriteGate) -> Self {
         let (tx, rx) = mpsc::channel(8192);
-        tokio::spawn(write_loop(db, rx));
+        tokio::spawn(write_loop(db, rx, gate));
         Self { tx }
     }
 
@@ -83,7 +86,11 @@ impl Audit {
     }
 }
 
-async fn write_loop(db: DatabaseConnection, mut rx: mpsc::Receiver<Pending>) {
+async fn write_loop(
+    db: DatabaseConnection,
+    mut rx: mpsc::Receiver<Pending>,
+    gate: crate::storage::WriteGate,
+) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < BATCH {
@@ -92,7 +99,11 @@ async fn write_loop(db: DatabaseConnection, mut rx: mpsc::Receiver<Pending>) {
                 Err(_) => break,
             }
         }
-        if let Err(e) = write_batch(&db, &batch).await {
+        let result = {
+            let _gate = gate.enter().await;
+            write_batch(&db, &batch).await
+        };
+        if let Err(e) = result {
             for p in &batch {
                 tracing::error!(error = %e, action = %p.action, target = %p.target, "AUDIT WRITE FAILED");
             }
@@ -104,7 +115,7 @@ async fn write_loop(db: DatabaseConnection, mut rx: mpsc::Receiver<Pending>) {
 }
 
 async fn write_batch(db: &DatabaseConnection, batch: &[Pending]) -> Result<(), sea_orm::DbErr> {
-    let txn = db.begin().await?;
+    let txn = crate::storage::begin_write(db).await?;
     // Read the head inside the transaction each time, so records written by
     // other processes (the CLI) chain too.
     let mut prev = audit::Entity::find()

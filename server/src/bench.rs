@@ -656,7 +656,7 @@ async fn group_commit_only(args: &ChatBenchArgs) -> anyhow::Result<(f64, f64)> {
 /// Reference for durable posting: one transaction (one fsync) per post, on
 /// the same storage settings, without HTTP.
 async fn unbatched_reference(args: &ChatBenchArgs) -> anyhow::Result<f64> {
-    use sea_orm::{ActiveModelTrait, Set, TransactionTrait};
+    use sea_orm::{ActiveModelTrait, Set};
     let p = Product::start(args).await?;
     let owner = p.user("unbatched-owner").await?;
     let ch = p.channel(&owner, "unbatched").await?;
@@ -673,7 +673,7 @@ async fn unbatched_reference(args: &ChatBenchArgs) -> anyhow::Result<f64> {
     let mut n: i64 = 0;
     while Instant::now() < until {
         n += 1;
-        let txn = db.begin().await?;
+        let txn = crate::storage::begin_write(&db).await?;
         crate::storage::entities::message::ActiveModel {
             id: Set(uuid::Uuid::now_v7().to_string()),
             channel_id: Set(ch.clone()),

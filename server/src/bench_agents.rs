@@ -43,6 +43,9 @@ pub struct AgentsBenchArgs {
     /// Agents per channel.
     #[arg(long, default_value_t = 500)]
     pub per_channel: usize,
+    /// Turns in flight at once.
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: usize,
 }
 
 /// Resident set size of this process, bytes.
@@ -181,7 +184,7 @@ async fn one_run(n: usize, args: &AgentsBenchArgs) -> anyhow::Result<Value> {
             interest_wakes: 1,
             ..Default::default()
         },
-        max_concurrent_turns: 64,
+        max_concurrent_turns: args.concurrency.max(1),
         max_turns_per_step: 2048,
         ..Default::default()
     };

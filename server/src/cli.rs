@@ -637,13 +637,20 @@ async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         }
         let brains = crate::agents::host::brains(&running.app.settings, want == "local").await;
         let brain = if brains.names().contains(&want) { want } else { "extractive".to_string() };
+        let mut kickoff = None;
         match seed_demo_agents(&running.app, &data_dir, &brain).await {
-            Ok(line) => agents_line = Some(line),
+            Ok((line, k)) => {
+                agents_line = Some(line);
+                kickoff = k;
+            }
             Err(e) => eprintln!("warning: the demo agents were not created: {e:#}"),
         }
         match crate::agents::host::AgentHost::start(running.app.clone(), brains).await {
             Ok(h) => host = Some(h),
             Err(e) => eprintln!("warning: agents are not running: {e:#}"),
+        }
+        if let Some(k) = kickoff {
+            k.post(&running.app).await?;
         }
         println!();
         println!("  Warroom is running at {url}");
@@ -687,8 +694,9 @@ pub async fn seed_demo_agents(
     app: &crate::app::App,
     data_dir: &std::path::Path,
     brain: &str,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<(String, Option<Kickoff>)> {
     use rand::Rng;
+    let mut kickoff = None;
     let logins = data_dir.join("demo-logins.txt");
     let (existing, _) = app.agents.list(app, None, None, 0, 1).await.map_err(api)?;
     let departments: Vec<String> = app
@@ -700,9 +708,12 @@ pub async fn seed_demo_agents(
         .filter_map(|s| s.spec.name.strip_prefix("dept-").map(str::to_string))
         .collect();
     if !existing.is_empty() {
-        return Ok(format!(
-            "  Agents are running; people's logins are in {}",
-            logins.display()
+        return Ok((
+            format!(
+                "  Agents are running; people's logins are in {}",
+                logins.display()
+            ),
+            None,
         ));
     }
     let admin = admin(app, "admin").await?;
@@ -767,27 +778,46 @@ pub async fn seed_demo_agents(
             let p = app.directory.get(id).await.map_err(api)?.expect("just created");
             crate::chat::join(app, &p, &war_room.id).await.map_err(api)?;
         }
-        let lena = app.directory.get(&people[0]).await.map_err(api)?.expect("just created");
         let asked: Vec<String> = leads.iter().take(4).map(|h| format!("@{h}")).collect();
         let body = format!(
             "{} What risks and opportunities do you see in your area this quarter? Numbers and dates, please.",
             asked.join(" ")
         );
-        let req = crate::chat::PostMessage {
+        kickoff = Some(Kickoff {
+            author: people[0].clone(),
+            channel: war_room.id,
             body,
+        });
+    }
+    Ok((format!(
+        "  Agents: {spawned} agents in {} departments talk in #war-room and their department channels (brain: {brain}).\n  People: lena (leader), sam, erin; password in {}",
+        departments.len(),
+        logins.display()
+    ), kickoff))
+}
+
+/// The demo's first question, posted once the agents listen.
+pub struct Kickoff {
+    author: String,
+    channel: String,
+    body: String,
+}
+
+impl Kickoff {
+    /// Post it.
+    pub async fn post(self, app: &crate::app::App) -> anyhow::Result<()> {
+        let lena = app.directory.get(&self.author).await.map_err(api)?.expect("demo user exists");
+        let req = crate::chat::PostMessage {
+            body: self.body,
             thread_root: None,
             idempotency_key: Some("demo-kickoff".into()),
             label: None,
             citations: vec![],
             brain: None,
         };
-        crate::chat::post(app, &lena, &war_room.id, req).await.map_err(api)?;
+        crate::chat::post(app, &lena, &self.channel, req).await.map_err(api)?;
+        Ok(())
     }
-    Ok(format!(
-        "  Agents: {spawned} agents in {} departments talk in #war-room and their department channels (brain: {brain}).\n  People: lena (leader), sam, erin; password in {}",
-        departments.len(),
-        logins.display()
-    ))
 }
 
 /// The demo's sample company: its documents ingested and a scope per department, once.

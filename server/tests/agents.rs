@@ -478,3 +478,61 @@ async fn remote_workers_in_two_shards_run_every_agent_once_over_the_public_api()
     check_invariants(&app).await;
     app.stop().await;
 }
+
+/// The `warroom-agents` worker binary (built beside this test by `cargo test
+/// --workspace`) against a live server: it logs in as the operator, runs its
+/// shard and answers a mention over the public API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_binary_runs_a_shard_against_a_live_server() {
+    use std::io::BufRead;
+    let exe = std::env::current_exe().unwrap();
+    let worker = exe.parent().and_then(|d| d.parent()).map(|d| d.join("warroom-agents")).unwrap();
+    assert!(worker.exists(), "{} not built: run the suite with `cargo test --workspace`", worker.display());
+    let app = start().await;
+    let admin = app.user("admin", "admin", None).await;
+    let human = app.user("hugo", "member", None).await;
+    seed(&app, &admin).await;
+    let out = spawn(&app, &admin, json!({"template": "sales-analyst", "count": 4})).await;
+    let war_room = channel::Entity::find().filter(channel::Column::Name.eq("war-room")).one(&app.running.app.db).await.unwrap().unwrap().id;
+    app.post(&format!("/api/v1/channels/{war_room}/join"), &human.token, json!({})).await;
+    // Bad input is refused with a reason.
+    let bad = std::process::Command::new(&worker).args(["--shard", "3/2"]).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("need 0 <= i < n"), "{}", String::from_utf8_lossy(&bad.stderr));
+    let mut child = std::process::Command::new(&worker)
+        .args(["--server", &app.base, "--shard", "0/1"])
+        .env("WARROOM_OPERATOR_PASSWORD", common::PASSWORD)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let line = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("worker started");
+    assert!(line.contains("shard 0/1 runs 4 agents"), "{line}");
+    let target = &out["agents"][0];
+    let q = app.say(&human, &war_room, &format!("@{} how is the renewal pipeline?", target["handle"].as_str().unwrap())).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut answered = false;
+    while std::time::Instant::now() < deadline && !answered {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        answered = message::Entity::find()
+            .filter(message::Column::ThreadRoot.eq(q["id"].as_str().unwrap()))
+            .filter(message::Column::AuthorId.eq(target["id"].as_str().unwrap()))
+            .one(&app.running.app.db)
+            .await
+            .unwrap()
+            .is_some();
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(answered, "the worker's agent did not answer");
+    check_invariants(&app).await;
+    app.stop().await;
+}

@@ -259,7 +259,8 @@ fn ingest_directory_reports_per_file_and_skips_unchanged() {
 }
 
 /// The README's run command: `warroom demo` loads the sample company (here a small one
-/// given through WARROOM_SAMPLES), creates the department scopes and prints the URL.
+/// given through WARROOM_SAMPLES), creates the department scopes, people and agents,
+/// prints the URL, and the agents answer the leader's first question in #war-room.
 #[test]
 fn demo_loads_the_sample_company_and_prints_the_url() {
     use std::io::BufRead;
@@ -280,6 +281,8 @@ fn demo_loads_the_sample_company_and_prints_the_url() {
         .env("WARROOM_SERVER__BIND", "127.0.0.1:0")
         .env("WARROOM_SAMPLES", samples.path())
         .env("WARROOM_LOG", "warn")
+        .env("WARROOM_AGENTS__DEMO_BRAIN", "extractive")
+        .env("WARROOM_AGENTS__TICK_MS", "100")
         .env_remove("WARROOM_STORAGE__DATABASE_URL")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -304,15 +307,77 @@ fn demo_loads_the_sample_company_and_prints_the_url() {
             Err(_) => break,
         }
     }
+    let out = seen.join("\n");
+    let answered = demo_agents_answer(&out);
     let _ = child.kill();
     let _ = child.wait();
-    let out = seen.join("\n");
     assert!(
         out.contains("Sample company loaded: 2 documents, scopes dept-<name> for 2 departments"),
         "{out}"
     );
     assert!(
+        out.contains("Agents: 6 agents in 2 departments talk in #war-room"),
+        "{out}"
+    );
+    assert!(answered, "no agent answered lena's question in #war-room");
+    assert!(
         out.contains("Warroom is running at http://127.0.0.1:"),
         "{out}"
     );
+}
+
+/// A minimal HTTP/1.1 exchange with the demo server (JSON in, JSON out).
+fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> serde_json::Value {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    let body = body.unwrap_or("");
+    let auth = token.map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-type: application/json\r\n{auth}content-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let (_, payload) = raw.split_once("\r\n\r\n").unwrap_or(("", ""));
+    serde_json::from_str(payload).unwrap_or(serde_json::Value::Null)
+}
+
+/// Log in as the admin printed by the demo and wait (up to a minute) for an
+/// agent's reply in the thread of the first message in #war-room.
+fn demo_agents_answer(out: &str) -> bool {
+    let addr = out
+        .split("Warroom is running at http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("url printed")
+        .to_string();
+    let password = out
+        .split("password '")
+        .nth(1)
+        .and_then(|r| r.split('\'').next())
+        .expect("admin password printed")
+        .to_string();
+    let login = http(&addr, "POST", "/api/v1/auth/login", None, Some(&format!(r#"{{"handle":"admin","password":"{password}"}}"#)));
+    let token = login["access_token"].as_str().expect("logged in").to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        let channels = http(&addr, "GET", "/api/v1/channels", Some(&token), None);
+        let war_room = channels
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["name"] == "war-room"))
+            .and_then(|c| c["id"].as_str().map(str::to_string));
+        if let Some(id) = war_room {
+            let msgs = http(&addr, "GET", &format!("/api/v1/channels/{id}/messages?limit=200"), Some(&token), None);
+            let msgs = msgs.as_array().cloned().unwrap_or_default();
+            if let Some(first) = msgs.first().and_then(|m| m["id"].as_str()) {
+                if msgs.iter().any(|m| m["thread_root"] == first && m["author"]["kind"] == "agent" && m["brain"] == "extractive") {
+                    return true;
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    false
 }

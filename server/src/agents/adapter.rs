@@ -153,17 +153,31 @@ impl Platform for InProcess {
         limit: usize,
     ) -> Result<Vec<Observed>, PlatformError> {
         let p = self.principal(agent).await?;
-        let q = crate::chat::ListQuery {
-            limit: Some(limit.clamp(1, 200) as u64),
-            ..Default::default()
-        };
-        crate::chat::list_messages(&self.app, &p, channel_id, q)
+        let rows = crate::chat::read_recent(&self.app, &p, channel_id, after_seq, limit.clamp(1, 200) as u64)
             .await
-            .map_err(platform_error)?
-            .into_iter()
-            .filter(|m| m.seq > after_seq && !m.deleted)
-            .map(observed)
-            .collect()
+            .map_err(platform_error)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for m in rows {
+            let author = self
+                .app
+                .directory
+                .get(&m.author_id)
+                .await
+                .map_err(platform_error)?
+                .ok_or_else(|| PlatformError::Unavailable("author vanished".into()))?;
+            out.push(Observed {
+                label: label(&m.label)?,
+                message_id: m.id,
+                channel_id: m.channel_id,
+                seq: m.seq,
+                author_id: m.author_id,
+                author_handle: author.handle.clone(),
+                author_is_agent: author.kind == UserKind::Agent,
+                body: m.body,
+                thread_root: m.thread_root,
+            });
+        }
+        Ok(out)
     }
 
     async fn message(&self, agent: &str, message_id: &str) -> Result<Observed, PlatformError> {

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use sea_orm::{
     ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait,
+    QuerySelect, Set,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -203,7 +203,7 @@ enum MemoryOp {
 }
 
 impl MemoryWriter {
-    fn start(db: DatabaseConnection) -> Self {
+    fn start(db: DatabaseConnection, gate: crate::storage::WriteGate) -> Self {
         let (tx, mut rx) = mpsc::channel::<MemoryOp>(65_536);
         let pending: Arc<Mutex<HashMap<String, String>>> = Arc::default();
         let p2 = pending.clone();
@@ -231,6 +231,7 @@ impl MemoryWriter {
                         .collect()
                 };
                 if !batch.is_empty() {
+                    let _gate = gate.enter().await;
                     if let Err(e) = write_memories(&db, &batch).await {
                         tracing::error!(error = %e, n = batch.len(), "agent memories not saved");
                     }
@@ -249,7 +250,7 @@ async fn write_memories(
     batch: &[(String, String)],
 ) -> Result<(), sea_orm::DbErr> {
     use sea_orm::sea_query::OnConflict;
-    let txn = db.begin().await?;
+    let txn = crate::storage::begin_write(db).await?;
     let now = chrono::Utc::now();
     for chunk in batch.chunks(200) {
         let rows = chunk.iter().map(|(id, data)| agent_memory::ActiveModel {
@@ -327,9 +328,9 @@ fn view(a: &agent::Model, u: &user::Model, scope: Option<String>, memory: Option
 
 impl Agents {
     /// The service over `db`, publishing to `feed`.
-    pub fn new(db: DatabaseConnection, feed: ActivityFeed) -> Self {
+    pub fn new(db: DatabaseConnection, feed: ActivityFeed, gate: crate::storage::WriteGate) -> Self {
         Self {
-            memory: MemoryWriter::start(db.clone()),
+            memory: MemoryWriter::start(db.clone(), gate),
             db,
             feed,
         }
@@ -418,7 +419,7 @@ impl Agents {
         let (ids, rows, agent_rows) =
             self.new_rows(&template, &req, &brain, activity, &clearance, actor, req.count)
                 .await?;
-        let txn = self.db.begin().await?;
+        let txn = crate::storage::begin_write(&self.db).await?;
         for chunk in rows.chunks(200) {
             user::Entity::insert_many(chunk.to_vec()).exec(&txn).await?;
         }
@@ -677,7 +678,7 @@ impl Agents {
         if row.status == Status::Retired.as_str() && status != Status::Retired {
             return Err(ApiError::conflict("a retired agent cannot come back; spawn a new one"));
         }
-        let txn = self.db.begin().await?;
+        let txn = crate::storage::begin_write(&self.db).await?;
         agent::Entity::update_many()
             .col_expr(agent::Column::Status, sea_orm::sea_query::Expr::value(status.as_str()))
             .col_expr(agent::Column::UpdatedAt, sea_orm::sea_query::Expr::value(chrono::Utc::now()))

@@ -236,6 +236,9 @@ pub async fn agent_token(
         .await?
         .filter(|a| a.kind == UserKind::Agent && a.active)
         .ok_or_else(|| ApiError::not_found("active agent"))?;
+    app.audit
+        .record(Some(&p.id), "agent.token", &agent.id, "ok", serde_json::json!({}))
+        .await;
     Ok(Json(AgentToken {
         access_token: app.auth.issue_access(&agent.id),
         expires_in: app.auth.access_ttl(),

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, Statement, TransactionTrait, Value,
+    QueryOrder, QuerySelect, Set, Statement, Value,
 };
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -284,7 +284,7 @@ pub async fn create_channel(
         dm_key: None,
         created_at: now,
     };
-    let txn = app.db.begin().await?;
+    let txn = crate::storage::begin_write(&app.db).await?;
     channel::ActiveModel::from(row.clone())
         .insert(&txn)
         .await
@@ -594,7 +594,7 @@ pub async fn open_direct(
         dm_key: Some(key),
         created_at: now,
     };
-    let txn = app.db.begin().await?;
+    let txn = crate::storage::begin_write(&app.db).await?;
     channel::ActiveModel::from(row.clone()).insert(&txn).await?;
     for uid in [&p.id, &peer.id] {
         membership::ActiveModel {
@@ -657,6 +657,7 @@ pub async fn post(
         .knowledge
         .check_citations(p, &req.citations, &app.audit)
         .await?;
+    let req_citations: Vec<String> = citations.iter().map(|(c, _)| c.clone()).collect();
     if let Some(cited) = &cited {
         if !cited.within(&label) {
             app.audit
@@ -730,12 +731,16 @@ pub async fn post(
         .await?
         .ok_or_else(|| ApiError::internal("author vanished"))?;
     let mut view = MessageView::new(&outcome.message, &author);
-    view.citations = app
-        .knowledge
-        .citations_of(std::slice::from_ref(&view.id))
-        .await?
-        .remove(&view.id)
-        .unwrap_or_default();
+    view.citations = if outcome.created {
+        // Just stored: they are the ones checked above.
+        req_citations
+    } else {
+        app.knowledge
+            .citations_of(std::slice::from_ref(&view.id))
+            .await?
+            .remove(&view.id)
+            .unwrap_or_default()
+    };
     Ok((view, outcome.created))
 }
 
@@ -762,8 +767,58 @@ pub async fn views_for(
     f: &ChannelFacts,
     rows: Vec<message::Model>,
 ) -> ApiResult<Vec<MessageView>> {
+    decorate(app, readable_in(app, p, &f.attrs, &f.ctx(p), rows)?).await
+}
+
+/// The newest `limit` messages after `after_seq` that `p` may read, oldest
+/// first, without reactions or reply counts: what an agent reads in a turn.
+pub async fn read_recent(
+    app: &AppState,
+    p: &Principal,
+    channel_id: &str,
+    after_seq: i64,
+    limit: u64,
+) -> ApiResult<Vec<message::Model>> {
+    // Hot path: policy facts from the channel cache, as posting does; the
+    // full (audited) decision runs only when the cached facts deny.
+    let cached = app
+        .channels
+        .get(&app.db, channel_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("channel"))?;
+    let mut ctx = ChannelCtx {
+        is_member: cached.members.contains(&p.id),
+        is_owner: cached.attrs.created_by == p.id,
+        ..Default::default()
+    };
+    let mut attrs = cached.attrs.clone();
+    if !app.authz.channel(p, ChannelAction::Read, &attrs, &ctx) {
+        let f = channel_facts(app, p, channel_id).await?;
+        require(app, p, ChannelAction::Read, &f, &f.ctx(p)).await?;
+        ctx = f.ctx(p);
+        attrs = f.attrs;
+    }
+    let mut rows = message::Entity::find()
+        .filter(message::Column::ChannelId.eq(channel_id))
+        .filter(message::Column::Seq.gt(after_seq))
+        .filter(message::Column::Deleted.eq(false))
+        .order_by_desc(message::Column::Seq)
+        .limit(limit.clamp(1, app.settings.limits.max_page))
+        .all(&app.db)
+        .await?;
+    rows.reverse();
+    readable_in(app, p, &attrs, &ctx, rows)
+}
+
+/// The messages whose label `p` may read.
+fn readable_in(
+    app: &AppState,
+    p: &Principal,
+    attrs: &ChannelAttrs,
+    base: &ChannelCtx,
+    rows: Vec<message::Model>,
+) -> ApiResult<Vec<message::Model>> {
     let mut decisions: HashMap<String, bool> = HashMap::new();
-    let base = f.ctx(p);
     let mut kept = Vec::new();
     for m in rows {
         let allowed = match decisions.get(&m.label) {
@@ -776,7 +831,7 @@ pub async fn views_for(
                 };
                 let d = app
                     .authz
-                    .channel(p, ChannelAction::ReadMessage, &f.attrs, &ctx);
+                    .channel(p, ChannelAction::ReadMessage, attrs, &ctx);
                 decisions.insert(m.label.clone(), d);
                 d
             }
@@ -785,7 +840,7 @@ pub async fn views_for(
             kept.push(m);
         }
     }
-    decorate(app, kept).await
+    Ok(kept)
 }
 
 async fn decorate(app: &AppState, rows: Vec<message::Model>) -> ApiResult<Vec<MessageView>> {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
-    DatabaseTransaction, EntityTrait, QueryFilter, Set, TransactionTrait,
+    DatabaseTransaction, EntityTrait, QueryFilter, Set,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -128,6 +128,7 @@ impl Writer {
         channels: Arc<ChannelCache>,
         metrics: Arc<Metrics>,
         activity: crate::agents::ActivityFeed,
+        gate: crate::storage::WriteGate,
     ) -> Self {
         let (tx, rx) = mpsc::channel(8192);
         let (pub_tx, mut pub_rx) = mpsc::channel::<Vec<Pending>>(1024);
@@ -166,6 +167,7 @@ impl Writer {
             channels,
             metrics,
             publish: pub_tx,
+            gate,
         };
         tokio::spawn(task.run(rx));
         Self { tx }
@@ -200,6 +202,7 @@ struct WriterTask {
     channels: Arc<ChannelCache>,
     metrics: Arc<Metrics>,
     publish: mpsc::Sender<Vec<Pending>>,
+    gate: crate::storage::WriteGate,
 }
 
 enum Outcome {
@@ -267,7 +270,8 @@ impl WriterTask {
     }
 
     async fn try_batch(&self, ops: &[&Op]) -> Result<(Vec<Outcome>, Vec<Pending>), sea_orm::DbErr> {
-        let txn = self.db.begin().await?;
+        let _gate = self.gate.enter().await;
+        let txn = crate::storage::begin_write(&self.db).await?;
         let mut outcomes = Vec::with_capacity(ops.len());
         let mut events = Vec::new();
         let mut i = 0;

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, TransactionTrait,
+    QueryOrder, QuerySelect, Set,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -110,7 +110,14 @@ pub struct Knowledge {
     /// One ingestion or reclassification at a time per process: keeps the
     /// vectors-then-rows swap of a document from interleaving with another.
     write: tokio::sync::Mutex<()>,
+    /// Who retrieves through which scope, for at most [`SCOPE_TTL`]; cleared
+    /// by every scope edit or assignment in this process.
+    scope_cache: std::sync::Mutex<HashMap<String, (std::time::Instant, Option<Scope>)>>,
 }
+
+/// How long a principal's scope is reused before it is read again. Edits made
+/// through this process apply at once; edits made elsewhere within this time.
+const SCOPE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The embedder, token counter and vector store, loaded on first use.
 #[derive(Clone)]
@@ -181,7 +188,12 @@ impl Knowledge {
             authz,
             engine: OnceCell::new(),
             write: tokio::sync::Mutex::new(()),
+            scope_cache: std::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    fn forget_scopes(&self) {
+        self.scope_cache.lock().expect("scope cache lock").clear();
     }
 
     /// Use these parts instead of loading the configured ones (benchmarks, tests).
@@ -444,7 +456,7 @@ impl Knowledge {
             None => Vec::new(),
         };
         let swap = async {
-            let txn = self.db.begin().await?;
+            let txn = crate::storage::begin_write(&self.db).await?;
             chunk::Entity::delete_many()
                 .filter(chunk::Column::DocumentId.eq(&doc_id))
                 .exec(&txn)
@@ -588,7 +600,7 @@ impl Knowledge {
             .all(&self.db)
             .await
             .map_err(internal)?;
-        let txn = self.db.begin().await.map_err(internal)?;
+        let txn = crate::storage::begin_write(&self.db).await.map_err(internal)?;
         chunk::Entity::delete_many()
             .filter(chunk::Column::DocumentId.eq(id))
             .exec(&txn)
@@ -629,7 +641,7 @@ impl Knowledge {
         let _write = self.write.lock().await;
         let doc = self.document(id).await?;
         let old = doc.label.clone();
-        let txn = self.db.begin().await.map_err(internal)?;
+        let txn = crate::storage::begin_write(&self.db).await.map_err(internal)?;
         let mut am: document::ActiveModel = doc.clone().into();
         am.label = Set(label.to_string());
         am.level = Set(label.level.rank());
@@ -719,6 +731,7 @@ impl Knowledge {
         spec: ScopeSpec,
         audit: &Audit,
     ) -> ApiResult<Scope> {
+        self.forget_scopes();
         let (spec, rule) = spec.validate()?;
         let now = chrono::Utc::now();
         let [collections, departments, tags, exc_c, exc_d, exc_t] = Scope::columns(&spec);
@@ -777,6 +790,7 @@ impl Knowledge {
 
     /// Delete a scope that no principal uses.
     pub async fn delete_scope(&self, actor: &str, id: &str, audit: &Audit) -> ApiResult<()> {
+        self.forget_scopes();
         let s = self.scope(id).await?;
         let users = principal_scope::Entity::find()
             .filter(principal_scope::Column::ScopeId.eq(&s.id))
@@ -813,7 +827,8 @@ impl Knowledge {
         scope: Option<&str>,
         audit: &Audit,
     ) -> ApiResult<Option<Scope>> {
-        let txn = self.db.begin().await.map_err(internal)?;
+        self.forget_scopes();
+        let txn = crate::storage::begin_write(&self.db).await.map_err(internal)?;
         principal_scope::Entity::delete_by_id(user_id)
             .exec(&txn)
             .await
@@ -854,6 +869,7 @@ impl Knowledge {
         user_ids: &[String],
         scope_id: &str,
     ) -> ApiResult<()> {
+        self.forget_scopes();
         let now = chrono::Utc::now();
         for chunk in user_ids.chunks(300) {
             principal_scope::Entity::insert_many(chunk.iter().map(|u| principal_scope::ActiveModel {
@@ -894,6 +910,21 @@ impl Knowledge {
 
     /// The scope a principal retrieves through, if any.
     pub async fn scope_of(&self, user_id: &str) -> ApiResult<Option<Scope>> {
+        if let Some((at, s)) = self.scope_cache.lock().expect("scope cache lock").get(user_id) {
+            if at.elapsed() < SCOPE_TTL {
+                return Ok(s.clone());
+            }
+        }
+        let s = self.scope_of_uncached(user_id).await?;
+        let mut cache = self.scope_cache.lock().expect("scope cache lock");
+        if cache.len() > 100_000 {
+            cache.clear();
+        }
+        cache.insert(user_id.to_string(), (std::time::Instant::now(), s.clone()));
+        Ok(s)
+    }
+
+    async fn scope_of_uncached(&self, user_id: &str) -> ApiResult<Option<Scope>> {
         let Some(a) = principal_scope::Entity::find_by_id(user_id)
             .one(&self.db)
             .await

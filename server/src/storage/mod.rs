@@ -75,3 +75,43 @@ pub async fn drop_postgres_schema(url: &str, schema: &str) -> Result<(), DbErr> 
     }
     db.close().await
 }
+
+/// Serializes this process's busy writers (the chat writer, the audit log,
+/// agent memory) on SQLite, which allows one writer at a time: waiting on an
+/// async lock hands the database over at once, where SQLite's own busy
+/// handler would sleep and retry. `None` on PostgreSQL, which needs none.
+#[derive(Clone, Default)]
+pub struct WriteGate(Option<std::sync::Arc<tokio::sync::Mutex<()>>>);
+
+impl WriteGate {
+    /// A gate for this database.
+    pub fn for_db(db: &sea_orm::DatabaseConnection) -> Self {
+        match db.get_database_backend() {
+            sea_orm::DbBackend::Sqlite => Self(Some(Default::default())),
+            _ => Self(None),
+        }
+    }
+
+    /// Hold the gate (a no-op on PostgreSQL) for the length of a transaction.
+    pub async fn enter(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.0 {
+            Some(m) => Some(m.lock().await),
+            None => None,
+        }
+    }
+}
+
+/// Begin a write transaction. On SQLite it takes the write lock at once
+/// (`BEGIN IMMEDIATE`), so concurrent writers (the chat writer, the audit log,
+/// agent memory) wait for each other within the busy timeout instead of
+/// failing when a read inside a transaction would need upgrading to a write.
+pub async fn begin_write(
+    db: &sea_orm::DatabaseConnection,
+) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
+    use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..Default::default()
+    })
+    .await
+}
