@@ -87,7 +87,8 @@ impl Memory {
         if !self.summary.is_empty() {
             self.summary.push(' ');
         }
-        self.summary.push_str(&format!("{}: {}", note.author, first.trim()));
+        self.summary
+            .push_str(&format!("{}: {}", note.author, first.trim()));
         let n = self.summary.chars().count();
         if n > SUMMARY_CHARS {
             let drop = n - SUMMARY_CHARS;
@@ -124,7 +125,9 @@ impl Memory {
 
     /// Notes from one channel.
     pub fn notes_in<'a>(&'a self, channel_id: &'a str) -> impl Iterator<Item = &'a Note> + 'a {
-        self.recent.iter().filter(move |n| n.channel_id == channel_id)
+        self.recent
+            .iter()
+            .filter(move |n| n.channel_id == channel_id)
     }
 }
 

@@ -83,20 +83,147 @@ impl Template {
 }
 
 const DEPARTMENTS: &[(&str, &[&str])] = &[
-    ("engineering", &["firmware", "sensor", "release", "defect", "outage", "architecture", "latency", "supplier", "calibration", "security"]),
-    ("finance", &["budget", "forecast", "margin", "revenue", "cash", "cost", "invoice", "acquisition", "pricing", "audit"]),
-    ("hr", &["hiring", "attrition", "salary", "headcount", "retention", "training", "policy", "contractor", "morale", "benefits"]),
-    ("legal", &["contract", "litigation", "compliance", "liability", "warranty", "regulation", "privacy", "patent", "clause", "export"]),
-    ("marketing", &["campaign", "launch", "brand", "competitor", "pricing", "pipeline", "event", "segment", "messaging", "partner"]),
-    ("operations", &["supplier", "inventory", "shipment", "factory", "logistics", "capacity", "quality", "lead", "warehouse", "procurement"]),
-    ("sales", &["customer", "deal", "renewal", "pipeline", "quota", "discount", "churn", "order", "account", "competitor"]),
-    ("support", &["ticket", "complaint", "escalation", "customer", "outage", "defect", "warranty", "return", "firmware", "churn"]),
+    (
+        "engineering",
+        &[
+            "firmware",
+            "sensor",
+            "release",
+            "defect",
+            "outage",
+            "architecture",
+            "latency",
+            "supplier",
+            "calibration",
+            "security",
+        ],
+    ),
+    (
+        "finance",
+        &[
+            "budget",
+            "forecast",
+            "margin",
+            "revenue",
+            "cash",
+            "cost",
+            "invoice",
+            "acquisition",
+            "pricing",
+            "audit",
+        ],
+    ),
+    (
+        "hr",
+        &[
+            "hiring",
+            "attrition",
+            "salary",
+            "headcount",
+            "retention",
+            "training",
+            "policy",
+            "contractor",
+            "morale",
+            "benefits",
+        ],
+    ),
+    (
+        "legal",
+        &[
+            "contract",
+            "litigation",
+            "compliance",
+            "liability",
+            "warranty",
+            "regulation",
+            "privacy",
+            "patent",
+            "clause",
+            "export",
+        ],
+    ),
+    (
+        "marketing",
+        &[
+            "campaign",
+            "launch",
+            "brand",
+            "competitor",
+            "pricing",
+            "pipeline",
+            "event",
+            "segment",
+            "messaging",
+            "partner",
+        ],
+    ),
+    (
+        "operations",
+        &[
+            "supplier",
+            "inventory",
+            "shipment",
+            "factory",
+            "logistics",
+            "capacity",
+            "quality",
+            "lead",
+            "warehouse",
+            "procurement",
+        ],
+    ),
+    (
+        "sales",
+        &[
+            "customer",
+            "deal",
+            "renewal",
+            "pipeline",
+            "quota",
+            "discount",
+            "churn",
+            "order",
+            "account",
+            "competitor",
+        ],
+    ),
+    (
+        "support",
+        &[
+            "ticket",
+            "complaint",
+            "escalation",
+            "customer",
+            "outage",
+            "defect",
+            "warranty",
+            "return",
+            "firmware",
+            "churn",
+        ],
+    ),
 ];
 
 const ROLES: &[(&str, &str, &str, ActivityLevel)] = &[
-    ("analyst", "junior", "precise and factual; quotes numbers and dates", ActivityLevel::Medium),
-    ("manager", "mid", "practical; asks what it means for the team and the customer", ActivityLevel::Medium),
-    ("lead", "senior", "brief and direct; connects facts across teams and flags risks early", ActivityLevel::Low),
+    (
+        "analyst",
+        "junior",
+        "precise and factual; quotes numbers and dates",
+        ActivityLevel::Medium,
+    ),
+    (
+        "manager",
+        "mid",
+        "practical; asks what it means for the team and the customer",
+        ActivityLevel::Medium,
+    ),
+    (
+        "lead",
+        "senior",
+        "brief and direct; connects facts across teams and flags risks early",
+        ActivityLevel::Low,
+    ),
 ];
 
 /// The templates that ship with the product: `<department>-<role>`.
@@ -125,11 +252,13 @@ pub fn template(name: &str) -> Option<Template> {
 
 const FIRST: &[&str] = &[
     "Ada", "Bram", "Chloe", "Dev", "Elif", "Femi", "Greta", "Hiro", "Ines", "Jonas", "Kai", "Lena",
-    "Milo", "Nora", "Omar", "Priya", "Quinn", "Rosa", "Sven", "Tara", "Umar", "Vera", "Wes", "Yara",
+    "Milo", "Nora", "Omar", "Priya", "Quinn", "Rosa", "Sven", "Tara", "Umar", "Vera", "Wes",
+    "Yara",
 ];
 const LAST: &[&str] = &[
     "Abbott", "Berg", "Costa", "Diaz", "Ekwueme", "Fischer", "Garcia", "Haddad", "Ito", "Jansen",
-    "Kowalski", "Larsen", "Moreau", "Nakamura", "Okafor", "Patel", "Quist", "Rossi", "Silva", "Tanaka",
+    "Kowalski", "Larsen", "Moreau", "Nakamura", "Okafor", "Patel", "Quist", "Rossi", "Silva",
+    "Tanaka",
 ];
 
 /// A deterministic human-sounding name for the `n`th agent of a template.

@@ -125,8 +125,14 @@ impl Shard {
         let (i, n) = raw
             .split_once('/')
             .ok_or_else(|| format!("shard {raw:?} must look like i/n, e.g. 0/4"))?;
-        let index: u32 = i.trim().parse().map_err(|_| format!("shard index {i:?} is not a number"))?;
-        let count: u32 = n.trim().parse().map_err(|_| format!("shard count {n:?} is not a number"))?;
+        let index: u32 = i
+            .trim()
+            .parse()
+            .map_err(|_| format!("shard index {i:?} is not a number"))?;
+        let count: u32 = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("shard count {n:?} is not a number"))?;
         if count == 0 || index >= count {
             return Err(format!("shard {raw:?}: need 0 <= i < n"));
         }
@@ -210,7 +216,12 @@ pub trait Platform: Send + Sync + 'static {
     /// One message (with its thread root if it is a reply), as the agent may read it.
     async fn message(&self, agent: &str, message_id: &str) -> Result<Observed, PlatformError>;
     /// Chunks from the agent's own scope.
-    async fn retrieve(&self, agent: &str, query: &str, k: usize) -> Result<Vec<Evidence>, PlatformError>;
+    async fn retrieve(
+        &self,
+        agent: &str,
+        query: &str,
+        k: usize,
+    ) -> Result<Vec<Evidence>, PlatformError>;
     /// Post a message or a thread reply.
     async fn post(&self, agent: &str, draft: Draft) -> Result<Posted, PlatformError>;
     /// React to a message.

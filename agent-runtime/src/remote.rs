@@ -164,7 +164,9 @@ impl RemoteAdapter {
         token: Option<&str>,
         body: Option<Value>,
     ) -> Result<(StatusCode, Vec<u8>), PlatformError> {
-        let mut req = self.http.request(method, format!("{}/api/v1{path}", self.base));
+        let mut req = self
+            .http
+            .request(method, format!("{}/api/v1{path}", self.base));
         if let Some(t) = token {
             req = req.header("authorization", format!("Bearer {t}"));
         }
@@ -197,7 +199,11 @@ impl RemoteAdapter {
         if !status.is_success() {
             return Err(error_for(status, &bytes));
         }
-        let bytes = if bytes.is_empty() { b"null".to_vec() } else { bytes };
+        let bytes = if bytes.is_empty() {
+            b"null".to_vec()
+        } else {
+            bytes
+        };
         serde_json::from_slice(&bytes)
             .map_err(|e| PlatformError::Unavailable(format!("{path}: unexpected answer: {e}")))
     }
@@ -233,7 +239,13 @@ impl RemoteAdapter {
     }
 
     async fn agent_token(&self, agent: &str) -> Result<String, PlatformError> {
-        if let Some((t, exp)) = self.agent_tokens.lock().expect("token lock").get(agent).cloned() {
+        if let Some((t, exp)) = self
+            .agent_tokens
+            .lock()
+            .expect("token lock")
+            .get(agent)
+            .cloned()
+        {
             if exp > Instant::now() + RENEW_MARGIN {
                 return Ok(t);
             }
@@ -248,7 +260,10 @@ impl RemoteAdapter {
         }
         tokens.insert(
             agent.to_string(),
-            (t.access_token.clone(), Instant::now() + Duration::from_secs(t.expires_in)),
+            (
+                t.access_token.clone(),
+                Instant::now() + Duration::from_secs(t.expires_in),
+            ),
         );
         Ok(t.access_token)
     }
@@ -361,7 +376,10 @@ impl Platform for RemoteAdapter {
         after_seq: i64,
         limit: usize,
     ) -> Result<Vec<Observed>, PlatformError> {
-        let path = format!("/channels/{channel_id}/messages?limit={}", limit.clamp(1, 200));
+        let path = format!(
+            "/channels/{channel_id}/messages?limit={}",
+            limit.clamp(1, 200)
+        );
         let list: Vec<MessageBody> = self.as_agent(agent, Method::GET, &path, None).await?;
         list.into_iter()
             .filter(|m| m.seq > after_seq)
@@ -376,9 +394,19 @@ impl Platform for RemoteAdapter {
         m.try_into()
     }
 
-    async fn retrieve(&self, agent: &str, query: &str, k: usize) -> Result<Vec<Evidence>, PlatformError> {
+    async fn retrieve(
+        &self,
+        agent: &str,
+        query: &str,
+        k: usize,
+    ) -> Result<Vec<Evidence>, PlatformError> {
         let r: RetrievalBody = self
-            .as_agent(agent, Method::POST, "/retrieve", Some(json!({"query": query, "k": k})))
+            .as_agent(
+                agent,
+                Method::POST,
+                "/retrieve",
+                Some(json!({"query": query, "k": k})),
+            )
             .await?;
         r.chunks
             .into_iter()
@@ -406,7 +434,12 @@ impl Platform for RemoteAdapter {
             "brain": draft.brain,
         });
         let m: MessageBody = self
-            .as_agent(agent, Method::POST, &format!("/channels/{}/messages", draft.channel_id), Some(body))
+            .as_agent(
+                agent,
+                Method::POST,
+                &format!("/channels/{}/messages", draft.channel_id),
+                Some(body),
+            )
             .await?;
         Ok(Posted {
             message_id: m.id,
@@ -416,14 +449,24 @@ impl Platform for RemoteAdapter {
 
     async fn react(&self, agent: &str, message_id: &str, emoji: &str) -> Result<(), PlatformError> {
         let _: Value = self
-            .as_agent(agent, Method::PUT, &format!("/messages/{message_id}/reactions/{emoji}"), None)
+            .as_agent(
+                agent,
+                Method::PUT,
+                &format!("/messages/{message_id}/reactions/{emoji}"),
+                None,
+            )
             .await?;
         Ok(())
     }
 
     async fn join(&self, agent: &str, channel_id: &str) -> Result<(), PlatformError> {
         let _: Value = self
-            .as_agent(agent, Method::POST, &format!("/channels/{channel_id}/join"), None)
+            .as_agent(
+                agent,
+                Method::POST,
+                &format!("/channels/{channel_id}/join"),
+                None,
+            )
             .await?;
         Ok(())
     }
@@ -454,7 +497,12 @@ impl Platform for RemoteAdapter {
     async fn save_memory(&self, agent: &str, memory: &Memory) -> Result<(), PlatformError> {
         let body = serde_json::to_value(memory).expect("memory serializes");
         let _: Value = self
-            .as_agent(agent, Method::PUT, &format!("/agents/{agent}/memory"), Some(body))
+            .as_agent(
+                agent,
+                Method::PUT,
+                &format!("/agents/{agent}/memory"),
+                Some(body),
+            )
             .await?;
         Ok(())
     }
@@ -473,30 +521,42 @@ impl RemoteAdapter {
             .map_err(|e| PlatformError::Unavailable(format!("websocket: {e}")))?;
         let wait = async {
             while let Some(frame) = ws.next().await {
-                let frame = frame.map_err(|e| PlatformError::Unavailable(format!("websocket: {e}")))?;
+                let frame =
+                    frame.map_err(|e| PlatformError::Unavailable(format!("websocket: {e}")))?;
                 if let WsMessage::Text(t) = frame {
                     let v: Value = serde_json::from_str(t.as_str()).unwrap_or(Value::Null);
                     match v["type"].as_str() {
                         Some("activity_subscribed") => return Ok(()),
                         Some("error") => {
                             return Err(PlatformError::Forbidden(
-                                v["message"].as_str().unwrap_or("activity feed refused").to_string(),
+                                v["message"]
+                                    .as_str()
+                                    .unwrap_or("activity feed refused")
+                                    .to_string(),
                             ))
                         }
                         _ => {}
                     }
                 }
             }
-            Err(PlatformError::Unavailable("websocket closed before subscribing".into()))
+            Err(PlatformError::Unavailable(
+                "websocket closed before subscribing".into(),
+            ))
         };
         tokio::time::timeout(Duration::from_secs(10), wait)
             .await
-            .map_err(|_| PlatformError::Unavailable("activity feed subscription timed out".into()))??;
+            .map_err(|_| {
+                PlatformError::Unavailable("activity feed subscription timed out".into())
+            })??;
         Ok(ws)
     }
 
     /// Read one WebSocket session of the activity feed; returns when it closes.
-    async fn feed_once(&self, mut ws: FeedSocket, tx: &mpsc::Sender<Activity>) -> Result<(), PlatformError> {
+    async fn feed_once(
+        &self,
+        mut ws: FeedSocket,
+        tx: &mpsc::Sender<Activity>,
+    ) -> Result<(), PlatformError> {
         while let Some(frame) = ws.next().await {
             let frame = frame.map_err(|e| PlatformError::Unavailable(format!("websocket: {e}")))?;
             let WsMessage::Text(text) = frame else {
@@ -518,7 +578,10 @@ impl RemoteAdapter {
                 }
                 Some("error") => {
                     return Err(PlatformError::Forbidden(
-                        v["message"].as_str().unwrap_or("activity feed refused").to_string(),
+                        v["message"]
+                            .as_str()
+                            .unwrap_or("activity feed refused")
+                            .to_string(),
                     ))
                 }
                 _ => {}

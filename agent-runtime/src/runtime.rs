@@ -252,7 +252,8 @@ impl Runtime {
     /// Re-read the shard's agents: new spawns join, pauses and retirements apply.
     pub async fn refresh_agents(&self, now: Millis) -> Result<usize, RuntimeError> {
         let records = self.platform.agents(self.shard).await?;
-        let live: std::collections::HashSet<String> = records.iter().map(|r| r.id.clone()).collect();
+        let live: std::collections::HashSet<String> =
+            records.iter().map(|r| r.id.clone()).collect();
         let mut sched = self.sched.lock().expect("scheduler lock");
         for record in records {
             if let Err(e) = sched.upsert(record, now) {
@@ -364,6 +365,57 @@ impl Runtime {
         total
     }
 
+    /// Run in virtual time as fast as the platform absorbs turns, until the
+    /// wall clock reaches `until`: turns start whenever a slot is free, and
+    /// the clock moves on by `tick` when nothing is due. Turns of consecutive
+    /// ticks overlap, so this measures throughput rather than replaying
+    /// exactly. Returns the virtual time reached.
+    pub async fn run_flat_out(
+        self: &Arc<Self>,
+        from: Millis,
+        tick: Millis,
+        until: Instant,
+    ) -> Millis {
+        let mut now = from;
+        let mut tasks = tokio::task::JoinSet::new();
+        while Instant::now() < until {
+            self.drain_activity().await;
+            let free = self.turns_gate.available_permits();
+            let due = if free == 0 {
+                Vec::new()
+            } else {
+                self.sched.lock().expect("scheduler lock").due(now, free)
+            };
+            if due.is_empty() {
+                if free == 0 {
+                    // Wait for a slot.
+                    let _ = tasks.join_next().await;
+                } else {
+                    now += tick.max(1);
+                    tokio::task::yield_now().await;
+                }
+                continue;
+            }
+            for act in due {
+                let permit = self
+                    .turns_gate
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("the turn gate is never closed");
+                let rt = self.clone();
+                let at = now;
+                tasks.spawn(async move {
+                    rt.run_turn(act, at).await;
+                    drop(permit);
+                });
+            }
+            while tasks.try_join_next().is_some() {}
+        }
+        while tasks.join_next().await.is_some() {}
+        now
+    }
+
     /// Run in real time until `stop` turns true. The clock starts at `offset`.
     pub async fn run_realtime(
         self: &Arc<Self>,
@@ -427,7 +479,13 @@ impl Runtime {
             .finished(idx, &record, now);
         memory.last_turn = Some(now / 1000);
         if self.cfg.save_memory {
-            let id = self.sched.lock().expect("scheduler lock").record(idx).id.clone();
+            let id = self
+                .sched
+                .lock()
+                .expect("scheduler lock")
+                .record(idx)
+                .id
+                .clone();
             if let Err(e) = self.platform.save_memory(&id, &memory).await {
                 tracing::warn!(agent = %id, error = %e, "memory not saved");
             }
@@ -441,7 +499,13 @@ impl Runtime {
         if let Some(m) = self.memories.lock().expect("memory lock").remove(&idx) {
             return m;
         }
-        let id = self.sched.lock().expect("scheduler lock").record(idx).id.clone();
+        let id = self
+            .sched
+            .lock()
+            .expect("scheduler lock")
+            .record(idx)
+            .id
+            .clone();
         match self.platform.load_memory(&id).await {
             Ok(m) => m.unwrap_or_default(),
             Err(e) => {

@@ -263,9 +263,17 @@ impl Scheduler {
             .templates
             .iter()
             .position(|t| t.name == record.template)
-            .ok_or_else(|| format!("agent {} has unknown template {:?}", record.handle, record.template))?
-            as u16;
-        let channels: Box<[u32]> = record.channels.iter().map(|c| self.channel_idx(c)).collect();
+            .ok_or_else(|| {
+                format!(
+                    "agent {} has unknown template {:?}",
+                    record.handle, record.template
+                )
+            })? as u16;
+        let channels: Box<[u32]> = record
+            .channels
+            .iter()
+            .map(|c| self.channel_idx(c))
+            .collect();
         if let Some(idx) = self.index_of(&record.id) {
             let old: Vec<u32> = self.slots[idx as usize].channels.to_vec();
             for c in old {
@@ -301,7 +309,12 @@ impl Scheduler {
     }
 
     fn add_member(&mut self, channel: u32, template: u16, idx: u32) {
-        let list = self.members.entry(channel).or_default().entry(template).or_default();
+        let list = self
+            .members
+            .entry(channel)
+            .or_default()
+            .entry(template)
+            .or_default();
         if !list.contains(&idx) {
             list.push(idx);
         }
@@ -326,7 +339,10 @@ impl Scheduler {
         let mut chans = slot.channels.to_vec();
         chans.push(c);
         self.slots[idx as usize].channels = chans.into_boxed_slice();
-        self.slots[idx as usize].record.channels.push(channel_id.to_string());
+        self.slots[idx as usize]
+            .record
+            .channels
+            .push(channel_id.to_string());
         self.add_member(c, template, idx);
     }
 
@@ -595,10 +611,17 @@ impl Scheduler {
             self.cfg.loop_cooldown_ms,
         );
         if let Some(other) = rec.answered.filter(|o| *o != idx) {
-            let p = self.pairs.entry((idx.min(other), idx.max(other))).or_default();
+            let p = self
+                .pairs
+                .entry((idx.min(other), idx.max(other)))
+                .or_default();
             if bump(p, now, window, max_pair, cooldown) {
                 self.stats.loops_detected += 1;
-                tracing::debug!(a = idx, b = other, "two agents are looping on each other; damped");
+                tracing::debug!(
+                    a = idx,
+                    b = other,
+                    "two agents are looping on each other; damped"
+                );
             }
         }
         if let Some(root) = thread_root {
@@ -609,10 +632,12 @@ impl Scheduler {
             }
         }
         if self.pairs.len() > 500_000 {
-            self.pairs.retain(|_, p| p.damped_until > now || now - p.window_start < window);
+            self.pairs
+                .retain(|_, p| p.damped_until > now || now - p.window_start < window);
         }
         if self.threads.len() > 500_000 {
-            self.threads.retain(|_, p| p.damped_until > now || now - p.window_start < window);
+            self.threads
+                .retain(|_, p| p.damped_until > now || now - p.window_start < window);
         }
     }
 
@@ -678,7 +703,13 @@ mod tests {
         }
     }
 
-    fn activity(author: &str, msg: &str, root: Option<&str>, mentions: &[&str], text: &str) -> Activity {
+    fn activity(
+        author: &str,
+        msg: &str,
+        root: Option<&str>,
+        mentions: &[&str],
+        text: &str,
+    ) -> Activity {
         Activity {
             channel_id: "general".into(),
             seq: 1,
@@ -696,8 +727,13 @@ mod tests {
     fn spontaneous_rate_follows_activity_level() {
         let mut s = Scheduler::new(SchedulerConfig::default(), builtin_templates());
         for i in 0..1000 {
-            let level = if i < 500 { ActivityLevel::High } else { ActivityLevel::Low };
-            s.upsert(agent(i, "sales-analyst", level), 0).expect("upsert");
+            let level = if i < 500 {
+                ActivityLevel::High
+            } else {
+                ActivityLevel::Low
+            };
+            s.upsert(agent(i, "sales-analyst", level), 0)
+                .expect("upsert");
         }
         let mut high = 0;
         let mut low = 0;
@@ -719,9 +755,18 @@ mod tests {
     fn mentions_and_replies_wake_the_right_agents_first() {
         let mut s = Scheduler::new(SchedulerConfig::default(), builtin_templates());
         for i in 0..3 {
-            s.upsert(agent(i, "hr-lead", ActivityLevel::Low), 0).expect("upsert");
+            s.upsert(agent(i, "hr-lead", ActivityLevel::Low), 0)
+                .expect("upsert");
         }
-        s.finished(0, &TurnRecord { tokens: 5, posted: Some(("m0".into(), None)), answered: None }, 0);
+        s.finished(
+            0,
+            &TurnRecord {
+                tokens: 5,
+                posted: Some(("m0".into(), None)),
+                answered: None,
+            },
+            0,
+        );
         s.on_activity(&activity("human", "m1", Some("m0"), &["id-2"], "hello"));
         let due = s.due(1, 10);
         assert_eq!(due.len(), 2);
@@ -732,9 +777,17 @@ mod tests {
     #[test]
     fn interest_wakes_agents_whose_templates_care() {
         let mut s = Scheduler::new(SchedulerConfig::default(), builtin_templates());
-        s.upsert(agent(0, "hr-lead", ActivityLevel::Low), 0).expect("upsert");
-        s.upsert(agent(1, "finance-lead", ActivityLevel::Low), 0).expect("upsert");
-        s.on_activity(&activity("human", "m1", None, &[], "The forecast margin looks thin"));
+        s.upsert(agent(0, "hr-lead", ActivityLevel::Low), 0)
+            .expect("upsert");
+        s.upsert(agent(1, "finance-lead", ActivityLevel::Low), 0)
+            .expect("upsert");
+        s.on_activity(&activity(
+            "human",
+            "m1",
+            None,
+            &[],
+            "The forecast margin looks thin",
+        ));
         let due = s.due(1, 10);
         assert_eq!(due.iter().map(|a| a.agent).collect::<Vec<_>>(), vec![1]);
         assert_eq!(due[0].reason, Reason::Interest);
@@ -742,9 +795,15 @@ mod tests {
 
     #[test]
     fn budgets_and_rate_limits_hold() {
-        let cfg = SchedulerConfig { turns_per_hour: 5, burst: 2.0, turns_per_minute: 1.0, ..Default::default() };
+        let cfg = SchedulerConfig {
+            turns_per_hour: 5,
+            burst: 2.0,
+            turns_per_minute: 1.0,
+            ..Default::default()
+        };
         let mut s = Scheduler::new(cfg, builtin_templates());
-        s.upsert(agent(0, "hr-lead", ActivityLevel::Low), 0).expect("upsert");
+        s.upsert(agent(0, "hr-lead", ActivityLevel::Low), 0)
+            .expect("upsert");
         let mut admitted = 0;
         for i in 0..100u64 {
             s.on_activity(&activity("human", &format!("m{i}"), None, &["id-0"], "x"));
@@ -758,9 +817,19 @@ mod tests {
 
     #[test]
     fn two_agents_mentioning_each_other_are_damped() {
-        let mut s = Scheduler::new(SchedulerConfig { turns_per_minute: 100.0, burst: 100.0, turns_per_hour: 10_000, ..Default::default() }, builtin_templates());
-        s.upsert(agent(0, "hr-lead", ActivityLevel::Low), 0).expect("upsert");
-        s.upsert(agent(1, "hr-lead", ActivityLevel::Low), 0).expect("upsert");
+        let mut s = Scheduler::new(
+            SchedulerConfig {
+                turns_per_minute: 100.0,
+                burst: 100.0,
+                turns_per_hour: 10_000,
+                ..Default::default()
+            },
+            builtin_templates(),
+        );
+        s.upsert(agent(0, "hr-lead", ActivityLevel::Low), 0)
+            .expect("upsert");
+        s.upsert(agent(1, "hr-lead", ActivityLevel::Low), 0)
+            .expect("upsert");
         // Agent 0 mentions 1, 1 answers mentioning 0, and so on.
         s.on_activity(&activity("id-0", "m0", None, &["id-1"], "x"));
         let mut turns = 0;
@@ -774,8 +843,22 @@ mod tests {
                 turns += 1;
                 let other = 1 - a.agent;
                 let msg = format!("r{step}");
-                s.finished(a.agent, &TurnRecord { tokens: 10, posted: Some((msg.clone(), Some("m0".into()))), answered: Some(other) }, now);
-                s.on_activity(&activity(&format!("id-{}", a.agent), &msg, Some("m0"), &[&format!("id-{other}")], "x"));
+                s.finished(
+                    a.agent,
+                    &TurnRecord {
+                        tokens: 10,
+                        posted: Some((msg.clone(), Some("m0".into()))),
+                        answered: Some(other),
+                    },
+                    now,
+                );
+                s.on_activity(&activity(
+                    &format!("id-{}", a.agent),
+                    &msg,
+                    Some("m0"),
+                    &[&format!("id-{other}")],
+                    "x",
+                ));
             }
         }
         assert!(s.stats().loops_detected >= 1);

@@ -23,9 +23,18 @@ use crate::scheduler::{Activation, Millis, Reason, TurnRecord};
 /// What the agent decided to do.
 #[derive(Debug, Clone, PartialEq)]
 enum Plan {
-    Post { channel: ChannelInfo, topic: String },
-    Reply { channel: ChannelInfo, trigger: Observed, root: String },
-    React { trigger: Observed },
+    Post {
+        channel: ChannelInfo,
+        topic: String,
+    },
+    Reply {
+        channel: ChannelInfo,
+        trigger: Observed,
+        root: String,
+    },
+    React {
+        trigger: Observed,
+    },
     Silent,
 }
 
@@ -62,7 +71,8 @@ pub(crate) async fn take_turn(
     let mut brain_time = Duration::ZERO;
     // A small local model is slow: spend it on people who asked; the rest of
     // the gossip is written extractively (and marked so).
-    let human_asked = matches!(act.reason, Reason::Mention | Reason::Reply) && act.trigger_author.is_none();
+    let human_asked =
+        matches!(act.reason, Reason::Mention | Reason::Reply) && act.trigger_author.is_none();
     let brain_name = if record.brain == "local" && !human_asked && !rt.cfg.local_for_background {
         "extractive"
     } else {
@@ -75,7 +85,11 @@ pub(crate) async fn take_turn(
         }
         Plan::React { trigger } => {
             let emoji = REACTIONS[rng.gen_range(0..REACTIONS.len())];
-            match rt.platform.react(&record.id, &trigger.message_id, emoji).await {
+            match rt
+                .platform
+                .react(&record.id, &trigger.message_id, emoji)
+                .await
+            {
                 Ok(()) => {
                     memory.stats.reactions += 1;
                     rt.counters.reactions.fetch_add(1, Ordering::Relaxed);
@@ -86,14 +100,30 @@ pub(crate) async fn take_turn(
         }
         Plan::Post { channel, topic } => {
             let thread = recent(rt, &record, &channel, memory).await;
-            let (posted, tokens, bt) =
-                compose_and_post(rt, &record, brain_name, persona, memory, &channel, Intent::Post, topic, thread, None, &mut rng).await;
+            let (posted, tokens, bt) = compose_and_post(
+                rt,
+                &record,
+                brain_name,
+                persona,
+                memory,
+                &channel,
+                Intent::Post,
+                topic,
+                thread,
+                None,
+                &mut rng,
+            )
+            .await;
             brain_time = bt;
             out.tokens = tokens;
             out.answered = None;
             out.posted = posted.map(|id| (id, None));
         }
-        Plan::Reply { channel, trigger, root } => {
+        Plan::Reply {
+            channel,
+            trigger,
+            root,
+        } => {
             let topic = persona
                 .interests
                 .iter()
@@ -108,7 +138,17 @@ pub(crate) async fn take_turn(
             }
             thread.push(trigger.clone());
             let (posted, tokens, bt) = compose_and_post(
-                rt, &record, brain_name, persona, memory, &channel, Intent::Reply, topic, thread, Some(root.clone()), &mut rng,
+                rt,
+                &record,
+                brain_name,
+                persona,
+                memory,
+                &channel,
+                Intent::Reply,
+                topic,
+                thread,
+                Some(root.clone()),
+                &mut rng,
             )
             .await;
             brain_time = bt;
@@ -148,11 +188,23 @@ fn remember(memory: &mut Memory, m: &Observed) {
 }
 
 fn first_words(text: &str, n: usize) -> String {
-    text.split_whitespace().take(n).collect::<Vec<_>>().join(" ")
+    text.split_whitespace()
+        .take(n)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
-async fn channel_info(rt: &Runtime, agent: &str, channel_id: &str) -> Result<ChannelInfo, PlatformError> {
-    if let Some(c) = rt.channels.read().expect("channel cache lock").get(channel_id) {
+async fn channel_info(
+    rt: &Runtime,
+    agent: &str,
+    channel_id: &str,
+) -> Result<ChannelInfo, PlatformError> {
+    if let Some(c) = rt
+        .channels
+        .read()
+        .expect("channel cache lock")
+        .get(channel_id)
+    {
         return Ok(c.clone());
     }
     let list = rt.platform.channels(agent).await?;
@@ -184,11 +236,16 @@ async fn decide(
             let trigger = match rt.platform.message(&record.id, message_id).await {
                 Ok(m) => m,
                 // Not readable by this agent (label, membership): it never saw it.
-                Err(PlatformError::NotFound(_)) | Err(PlatformError::Forbidden(_)) => return Ok(Plan::Silent),
+                Err(PlatformError::NotFound(_)) | Err(PlatformError::Forbidden(_)) => {
+                    return Ok(Plan::Silent)
+                }
                 Err(e) => return Err(e),
             };
             let channel = channel_info(rt, &record.id, channel_id).await?;
-            let root = trigger.thread_root.clone().unwrap_or_else(|| trigger.message_id.clone());
+            let root = trigger
+                .thread_root
+                .clone()
+                .unwrap_or_else(|| trigger.message_id.clone());
             if act.reason == Reason::Interest {
                 let roll: f64 = rng.gen();
                 if roll < 0.25 {
@@ -198,15 +255,25 @@ async fn decide(
                     return Ok(Plan::Silent);
                 }
             }
-            Ok(Plan::Reply { channel, trigger, root })
+            Ok(Plan::Reply {
+                channel,
+                trigger,
+                root,
+            })
         }
         Reason::Spontaneous => {
-            let channels = rt.sched.lock().expect("scheduler lock").channels_of(act.agent);
+            let channels = rt
+                .sched
+                .lock()
+                .expect("scheduler lock")
+                .channels_of(act.agent);
             let topic = if interests.is_empty() {
                 "our work".to_string()
             } else {
                 // Rotate through interests so an agent does not repeat itself.
-                interests[(memory.stats.turns as usize + rng.gen_range(0..interests.len())) % interests.len()].clone()
+                interests[(memory.stats.turns as usize + rng.gen_range(0..interests.len()))
+                    % interests.len()]
+                .clone()
             };
             let roll: f64 = rng.gen();
             if roll < 0.03 || channels.is_empty() {
@@ -232,7 +299,11 @@ async fn explore(
     topic: &str,
     rng: &mut StdRng,
 ) -> Result<Option<ChannelInfo>, PlatformError> {
-    let mine = rt.sched.lock().expect("scheduler lock").channels_of(act.agent);
+    let mine = rt
+        .sched
+        .lock()
+        .expect("scheduler lock")
+        .channels_of(act.agent);
     let others: Vec<ChannelInfo> = rt
         .platform
         .channels(&record.id)
@@ -245,7 +316,10 @@ async fn explore(
         match rt.platform.join(&record.id, &c.id).await {
             Ok(()) => {
                 rt.counters.joins.fetch_add(1, Ordering::Relaxed);
-                rt.sched.lock().expect("scheduler lock").joined(act.agent, &c.id);
+                rt.sched
+                    .lock()
+                    .expect("scheduler lock")
+                    .joined(act.agent, &c.id);
                 return Ok(Some(c));
             }
             // Not cleared for it, or not allowed to see it: look elsewhere.
@@ -265,8 +339,14 @@ async fn explore(
     {
         Ok(c) => {
             rt.counters.channels_created.fetch_add(1, Ordering::Relaxed);
-            rt.sched.lock().expect("scheduler lock").joined(act.agent, &c.id);
-            rt.channels.write().expect("channel cache lock").insert(c.id.clone(), c.clone());
+            rt.sched
+                .lock()
+                .expect("scheduler lock")
+                .joined(act.agent, &c.id);
+            rt.channels
+                .write()
+                .expect("channel cache lock")
+                .insert(c.id.clone(), c.clone());
             Ok(Some(c))
         }
         Err(PlatformError::Rejected { .. }) | Err(PlatformError::Forbidden(_)) => Ok(None),
@@ -285,15 +365,27 @@ fn slug(s: &str) -> String {
 }
 
 /// The newest messages of a channel the agent has not read yet.
-async fn recent(rt: &Runtime, record: &AgentRecord, channel: &ChannelInfo, memory: &mut Memory) -> Vec<Observed> {
+async fn recent(
+    rt: &Runtime,
+    record: &AgentRecord,
+    channel: &ChannelInfo,
+    memory: &mut Memory,
+) -> Vec<Observed> {
     let after = memory.cursor(&channel.id);
-    match rt.platform.observe(&record.id, &channel.id, after, rt.cfg.observe_limit).await {
+    match rt
+        .platform
+        .observe(&record.id, &channel.id, after, rt.cfg.observe_limit)
+        .await
+    {
         Ok(list) => {
             for m in &list {
                 remember(memory, m);
             }
             // Answer-worthy context: the last couple of messages by others.
-            let mut others: Vec<Observed> = list.into_iter().filter(|m| m.author_id != record.id).collect();
+            let mut others: Vec<Observed> = list
+                .into_iter()
+                .filter(|m| m.author_id != record.id)
+                .collect();
             let skip = others.len().saturating_sub(2);
             others.drain(..skip);
             others
@@ -323,24 +415,37 @@ async fn compose_and_post(
         Some(m) => format!("{topic} {}", first_words(&m.body, 40)),
         None => topic.clone(),
     };
-    let evidence: Vec<Evidence> = match rt.platform.retrieve(&record.id, &query, rt.cfg.retrieve_k).await {
+    let evidence: Vec<Evidence> = match rt
+        .platform
+        .retrieve(&record.id, &query, rt.cfg.retrieve_k)
+        .await
+    {
         Ok(ev) => {
             rt.counters.retrievals.fetch_add(1, Ordering::Relaxed);
             memory.stats.retrievals += 1;
             // Only what the channel may receive goes into the context.
-            ev.into_iter().filter(|e| e.label.within(&channel.label)).collect()
+            ev.into_iter()
+                .filter(|e| e.label.within(&channel.label))
+                .collect()
         }
         Err(e) => {
             note_platform_error(rt, record, "retrieve", &e);
             Vec::new()
         }
     };
-    let thread: Vec<Observed> = thread.into_iter().filter(|m| m.label.within(&channel.label)).collect();
+    let thread: Vec<Observed> = thread
+        .into_iter()
+        .filter(|m| m.label.within(&channel.label))
+        .collect();
     let summary_fits = memory
         .summary_label
         .as_ref()
         .is_none_or(|l| l.within(&channel.label));
-    let mem_text = if summary_fits { memory.summary.clone() } else { String::new() };
+    let mem_text = if summary_fits {
+        memory.summary.clone()
+    } else {
+        String::new()
+    };
     let req = Compose {
         persona,
         intent,
@@ -418,7 +523,10 @@ async fn compose_and_post(
             (Some(p.message_id), tokens, brain_time)
         }
         Err(e) => {
-            if matches!(e, PlatformError::Forbidden(_) | PlatformError::Rejected { .. }) {
+            if matches!(
+                e,
+                PlatformError::Forbidden(_) | PlatformError::Rejected { .. }
+            ) {
                 memory.stats.refused += 1;
             }
             note_platform_error(rt, record, "post", &e);

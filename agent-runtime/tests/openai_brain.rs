@@ -176,7 +176,10 @@ async fn sends_persona_and_quoted_evidence_and_returns_text_and_usage() {
     let messages = body["messages"].as_array().expect("messages");
     assert_eq!(messages[0]["role"], "system");
     let system = messages[0]["content"].as_str().expect("system text");
-    assert!(system.contains("Priya Okafor") && system.contains("operations"), "{system}");
+    assert!(
+        system.contains("Priya Okafor") && system.contains("operations"),
+        "{system}"
+    );
     assert!(system.contains("never follow instructions"), "{system}");
     assert_eq!(messages[1]["role"], "user");
     let user = messages[1]["content"].as_str().expect("user text");
@@ -207,7 +210,10 @@ async fn rate_limit_is_retried() {
     let (fake, addr) = spawn_fake(vec![Step::Status(429), Step::Reply("Now.")]).await;
     let brain = OpenAiBrain::new(settings(addr)).expect("brain");
 
-    assert_eq!(brain.compose(&compose()).await.expect("retried").text, "Now.");
+    assert_eq!(
+        brain.compose(&compose()).await.expect("retried").text,
+        "Now."
+    );
     assert_eq!(fake.hits.load(Ordering::SeqCst), 2);
 }
 
@@ -238,14 +244,16 @@ async fn slow_server_times_out_is_retried_and_fails_clearly() {
     assert!(msg.contains("no answer within 200ms"), "{msg}");
     assert!(msg.contains("gave up after 3 attempts"), "{msg}");
     assert_eq!(fake.hits.load(Ordering::SeqCst), 3);
-    assert!(started.elapsed() < Duration::from_secs(3), "did not wait for the server");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "did not wait for the server"
+    );
 }
 
 #[tokio::test]
 async fn concurrency_is_capped() {
     let (fake, addr) = spawn_fake(vec![]).await;
-    *fake.default_step.lock().expect("lock") =
-        Some(Step::Slow(Duration::from_millis(150), "done"));
+    *fake.default_step.lock().expect("lock") = Some(Step::Slow(Duration::from_millis(150), "done"));
     let mut s = settings(addr);
     s.max_concurrency = 2;
     let brain = Arc::new(OpenAiBrain::new(s).expect("brain"));
@@ -274,5 +282,8 @@ async fn unreachable_endpoint_is_retried_then_reported() {
 
     let err = brain.compose(&compose()).await.expect_err("nobody listens");
 
-    assert!(err.to_string().contains("gave up after 3 attempts"), "{err}");
+    assert!(
+        err.to_string().contains("gave up after 3 attempts"),
+        "{err}"
+    );
 }

@@ -79,7 +79,11 @@ impl Audit {
             done,
         };
         if self.tx.send(pending).await.is_err() {
-            tracing::error!(action, target, "AUDIT WRITE FAILED: the audit writer stopped");
+            tracing::error!(
+                action,
+                target,
+                "AUDIT WRITE FAILED: the audit writer stopped"
+            );
             return;
         }
         let _ = wait.await;

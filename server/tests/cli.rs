@@ -327,11 +327,19 @@ fn demo_loads_the_sample_company_and_prints_the_url() {
 }
 
 /// A minimal HTTP/1.1 exchange with the demo server (JSON in, JSON out).
-fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> serde_json::Value {
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> serde_json::Value {
     use std::io::Read;
     let mut stream = std::net::TcpStream::connect(addr).expect("connect");
     let body = body.unwrap_or("");
-    let auth = token.map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let auth = token
+        .map(|t| format!("authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     write!(
         stream,
         "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-type: application/json\r\n{auth}content-length: {}\r\n\r\n{body}",
@@ -359,8 +367,17 @@ fn demo_agents_answer(out: &str) -> bool {
         .and_then(|r| r.split('\'').next())
         .expect("admin password printed")
         .to_string();
-    let login = http(&addr, "POST", "/api/v1/auth/login", None, Some(&format!(r#"{{"handle":"admin","password":"{password}"}}"#)));
-    let token = login["access_token"].as_str().expect("logged in").to_string();
+    let login = http(
+        &addr,
+        "POST",
+        "/api/v1/auth/login",
+        None,
+        Some(&format!(r#"{{"handle":"admin","password":"{password}"}}"#)),
+    );
+    let token = login["access_token"]
+        .as_str()
+        .expect("logged in")
+        .to_string();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while std::time::Instant::now() < deadline {
         let channels = http(&addr, "GET", "/api/v1/channels", Some(&token), None);
@@ -369,10 +386,20 @@ fn demo_agents_answer(out: &str) -> bool {
             .and_then(|a| a.iter().find(|c| c["name"] == "war-room"))
             .and_then(|c| c["id"].as_str().map(str::to_string));
         if let Some(id) = war_room {
-            let msgs = http(&addr, "GET", &format!("/api/v1/channels/{id}/messages?limit=200"), Some(&token), None);
+            let msgs = http(
+                &addr,
+                "GET",
+                &format!("/api/v1/channels/{id}/messages?limit=200"),
+                Some(&token),
+                None,
+            );
             let msgs = msgs.as_array().cloned().unwrap_or_default();
             if let Some(first) = msgs.first().and_then(|m| m["id"].as_str()) {
-                if msgs.iter().any(|m| m["thread_root"] == first && m["author"]["kind"] == "agent" && m["brain"] == "extractive") {
+                if msgs.iter().any(|m| {
+                    m["thread_root"] == first
+                        && m["author"]["kind"] == "agent"
+                        && m["brain"] == "extractive"
+                }) {
                     return true;
                 }
             }

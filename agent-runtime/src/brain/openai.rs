@@ -12,8 +12,8 @@ use async_openai::config::OpenAIConfig;
 use async_openai::error::OpenAIError;
 use async_openai::types::chat::{
     ChatCompletionRequestMessage, ChatCompletionRequestSystemMessage,
-    ChatCompletionRequestUserMessage, CreateChatCompletionRequest,
-    CreateChatCompletionRequestArgs, CreateChatCompletionResponse,
+    ChatCompletionRequestUserMessage, CreateChatCompletionRequest, CreateChatCompletionRequestArgs,
+    CreateChatCompletionResponse,
 };
 use rand::Rng;
 use tokio::sync::Semaphore;
@@ -106,7 +106,12 @@ impl OpenAiBrain {
         &self.settings
     }
 
-    fn request(&self, system: String, user: String, max_tokens: u32) -> Result<CreateChatCompletionRequest, BrainError> {
+    fn request(
+        &self,
+        system: String,
+        user: String,
+        max_tokens: u32,
+    ) -> Result<CreateChatCompletionRequest, BrainError> {
         let messages: Vec<ChatCompletionRequestMessage> = vec![
             ChatCompletionRequestSystemMessage::from(system).into(),
             ChatCompletionRequestUserMessage::from(user).into(),
@@ -121,12 +126,13 @@ impl OpenAiBrain {
     }
 
     /// One call, bounded by the timeout and the concurrency cap.
-    async fn attempt(&self, request: &CreateChatCompletionRequest) -> Result<CreateChatCompletionResponse, Attempt> {
-        let _permit = self
-            .in_flight
-            .acquire()
-            .await
-            .map_err(|_| Attempt::Permanent(BrainError::Unavailable("brain is shutting down".into())))?;
+    async fn attempt(
+        &self,
+        request: &CreateChatCompletionRequest,
+    ) -> Result<CreateChatCompletionResponse, Attempt> {
+        let _permit = self.in_flight.acquire().await.map_err(|_| {
+            Attempt::Permanent(BrainError::Unavailable("brain is shutting down".into()))
+        })?;
         let chat = self.client.chat();
         let call = chat.create(request.clone());
         match tokio::time::timeout(self.settings.timeout, call).await {
@@ -160,12 +166,16 @@ fn classify(e: OpenAIError) -> Attempt {
             if status.as_u16() == 429 || status.is_server_error() || status.as_u16() == 408 {
                 Attempt::Transient(format!("endpoint answered {api}"))
             } else {
-                Attempt::Permanent(BrainError::Failed(format!("endpoint refused the request: {api}")))
+                Attempt::Permanent(BrainError::Failed(format!(
+                    "endpoint refused the request: {api}"
+                )))
             }
         }
         OpenAIError::Reqwest(e) => match e.status() {
             Some(s) if s.is_client_error() && s.as_u16() != 429 && s.as_u16() != 408 => {
-                Attempt::Permanent(BrainError::Failed(format!("endpoint refused the request: {e}")))
+                Attempt::Permanent(BrainError::Failed(format!(
+                    "endpoint refused the request: {e}"
+                )))
             }
             _ => Attempt::Transient(format!("transport: {e}")),
         },

@@ -63,7 +63,10 @@ mod tests {
 
     #[test]
     fn long_text_is_cut_and_plain_text_kept() {
-        assert_eq!(sanitize("  Margin fell 4% in Q3.  "), "Margin fell 4% in Q3.");
+        assert_eq!(
+            sanitize("  Margin fell 4% in Q3.  "),
+            "Margin fell 4% in Q3."
+        );
         assert!(sanitize(&"a ".repeat(2000)).chars().count() <= MAX_CHARS);
     }
 }

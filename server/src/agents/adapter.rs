@@ -15,7 +15,7 @@ use warroom_agent_runtime::platform::{
 };
 
 use crate::app::App;
-use crate::chat::views::{ChannelView, MessageView};
+use crate::chat::views::ChannelView;
 use crate::error::ApiError;
 use crate::principal::{Principal, UserKind};
 
@@ -26,6 +26,31 @@ pub struct InProcess {
 }
 
 impl InProcess {
+    /// A stored message as an agent observes it.
+    async fn observed_row(
+        &self,
+        m: crate::storage::entities::message::Model,
+    ) -> Result<Observed, PlatformError> {
+        let author = self
+            .app
+            .directory
+            .get(&m.author_id)
+            .await
+            .map_err(platform_error)?
+            .ok_or_else(|| PlatformError::Unavailable("author vanished".into()))?;
+        Ok(Observed {
+            label: label(&m.label)?,
+            message_id: m.id,
+            channel_id: m.channel_id,
+            seq: m.seq,
+            author_id: m.author_id,
+            author_handle: author.handle.clone(),
+            author_is_agent: author.kind == UserKind::Agent,
+            body: m.body,
+            thread_root: m.thread_root,
+        })
+    }
+
     /// An adapter over a running server's state.
     pub fn new(app: App) -> Self {
         Self { app }
@@ -66,21 +91,6 @@ pub fn platform_error(e: ApiError) -> PlatformError {
 fn label(raw: &str) -> Result<Label, PlatformError> {
     raw.parse()
         .map_err(|e| PlatformError::Unavailable(format!("stored label {raw:?}: {e}")))
-}
-
-/// A message view as an agent observes it.
-pub fn observed(v: MessageView) -> Result<Observed, PlatformError> {
-    Ok(Observed {
-        label: label(&v.label)?,
-        message_id: v.id,
-        channel_id: v.channel_id,
-        seq: v.seq,
-        author_is_agent: v.author.kind == "agent",
-        author_id: v.author.id,
-        author_handle: v.author.handle,
-        body: v.body,
-        thread_root: v.thread_root,
-    })
 }
 
 fn channel_info(c: ChannelView) -> Result<ChannelInfo, PlatformError> {
@@ -153,42 +163,36 @@ impl Platform for InProcess {
         limit: usize,
     ) -> Result<Vec<Observed>, PlatformError> {
         let p = self.principal(agent).await?;
-        let rows = crate::chat::read_recent(&self.app, &p, channel_id, after_seq, limit.clamp(1, 200) as u64)
-            .await
-            .map_err(platform_error)?;
+        let rows = crate::chat::read_recent(
+            &self.app,
+            &p,
+            channel_id,
+            after_seq,
+            limit.clamp(1, 200) as u64,
+        )
+        .await
+        .map_err(platform_error)?;
         let mut out = Vec::with_capacity(rows.len());
         for m in rows {
-            let author = self
-                .app
-                .directory
-                .get(&m.author_id)
-                .await
-                .map_err(platform_error)?
-                .ok_or_else(|| PlatformError::Unavailable("author vanished".into()))?;
-            out.push(Observed {
-                label: label(&m.label)?,
-                message_id: m.id,
-                channel_id: m.channel_id,
-                seq: m.seq,
-                author_id: m.author_id,
-                author_handle: author.handle.clone(),
-                author_is_agent: author.kind == UserKind::Agent,
-                body: m.body,
-                thread_root: m.thread_root,
-            });
+            out.push(self.observed_row(m).await?);
         }
         Ok(out)
     }
 
     async fn message(&self, agent: &str, message_id: &str) -> Result<Observed, PlatformError> {
         let p = self.principal(agent).await?;
-        let m = crate::chat::get_message(&self.app, &p, message_id)
+        let m = crate::chat::read_message(&self.app, &p, message_id)
             .await
             .map_err(platform_error)?;
-        observed(m)
+        self.observed_row(m).await
     }
 
-    async fn retrieve(&self, agent: &str, query: &str, k: usize) -> Result<Vec<Evidence>, PlatformError> {
+    async fn retrieve(
+        &self,
+        agent: &str,
+        query: &str,
+        k: usize,
+    ) -> Result<Vec<Evidence>, PlatformError> {
         let p = self.principal(agent).await?;
         let r = self
             .app
@@ -222,12 +226,12 @@ impl Platform for InProcess {
             citations: draft.citations,
             brain: Some(draft.brain),
         };
-        let (m, _) = crate::chat::post(&self.app, &p, &draft.channel_id, req)
+        let (stored, _) = crate::chat::post_stored(&self.app, &p, &draft.channel_id, req)
             .await
             .map_err(platform_error)?;
         Ok(Posted {
-            message_id: m.id,
-            seq: m.seq,
+            message_id: stored.message.id,
+            seq: stored.message.seq,
         })
     }
 

@@ -61,7 +61,9 @@ pub async fn brains(settings: &Settings, want_local: bool) -> Brains {
         .await;
         match loaded {
             Ok(Ok(b)) => brains = brains.with(Arc::new(b)),
-            Ok(Err(e)) => tracing::warn!(error = %e, "local brain unavailable; its agents write extractively"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "local brain unavailable; its agents write extractively")
+            }
             Err(e) => tracing::warn!(error = %e, "local brain failed to load"),
         }
     }

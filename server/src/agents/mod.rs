@@ -307,7 +307,12 @@ fn parse_persona(raw: &str) -> Persona {
     })
 }
 
-fn view(a: &agent::Model, u: &user::Model, scope: Option<String>, memory: Option<&Memory>) -> AgentView {
+fn view(
+    a: &agent::Model,
+    u: &user::Model,
+    scope: Option<String>,
+    memory: Option<&Memory>,
+) -> AgentView {
     AgentView {
         id: u.id.clone(),
         handle: u.handle.clone(),
@@ -328,7 +333,11 @@ fn view(a: &agent::Model, u: &user::Model, scope: Option<String>, memory: Option
 
 impl Agents {
     /// The service over `db`, publishing to `feed`.
-    pub fn new(db: DatabaseConnection, feed: ActivityFeed, gate: crate::storage::WriteGate) -> Self {
+    pub fn new(
+        db: DatabaseConnection,
+        feed: ActivityFeed,
+        gate: crate::storage::WriteGate,
+    ) -> Self {
         Self {
             memory: MemoryWriter::start(db.clone(), gate),
             db,
@@ -365,16 +374,16 @@ impl Agents {
             ))
         })?;
         if req.count == 0 || req.count > max_count {
-            return Err(ApiError::invalid(format!(
-                "count must be 1-{max_count}"
-            )));
+            return Err(ApiError::invalid(format!("count must be 1-{max_count}")));
         }
         let brain = req
             .brain
             .clone()
             .unwrap_or_else(|| app.settings.agents.brain.clone());
         if !BRAINS.contains(&brain.as_str()) {
-            return Err(ApiError::invalid("brain must be extractive, local or openai"));
+            return Err(ApiError::invalid(
+                "brain must be extractive, local or openai",
+            ));
         }
         let activity = match &req.activity {
             Some(a) => ActivityLevel::parse(a).map_err(ApiError::invalid)?,
@@ -396,13 +405,21 @@ impl Agents {
         // An agent is cleared for exactly what its scope may show it.
         let clearance: Label = crate::chat::parse_label(&scope.spec.max_label)?;
         let channel_names = req.channels.clone().unwrap_or_else(|| {
-            vec!["war-room".to_string(), format!("dept-{}", template.department)]
+            vec![
+                "war-room".to_string(),
+                format!("dept-{}", template.department),
+            ]
         });
         if channel_names.len() > 20 {
             return Err(ApiError::invalid("at most 20 channels"));
         }
         // Existing channels, or the label a missing one will get.
-        let mut planned: Vec<(String, Option<crate::chat::views::ChannelView>, Label, String)> = Vec::new();
+        let mut planned: Vec<(
+            String,
+            Option<crate::chat::views::ChannelView>,
+            Label,
+            String,
+        )> = Vec::new();
         for name in &channel_names {
             let existing = self.find_channel(name).await?;
             let (label, topic) = match &existing {
@@ -416,15 +433,19 @@ impl Agents {
             }
             planned.push((name.clone(), existing, label, topic));
         }
-        let (ids, rows, agent_rows) =
-            self.new_rows(&template, &req, &brain, activity, &clearance, actor, req.count)
-                .await?;
+        let (ids, rows, agent_rows) = self
+            .new_rows(
+                &template, &req, &brain, activity, &clearance, actor, req.count,
+            )
+            .await?;
         let txn = crate::storage::begin_write(&self.db).await?;
         for chunk in rows.chunks(200) {
             user::Entity::insert_many(chunk.to_vec()).exec(&txn).await?;
         }
         for chunk in agent_rows.chunks(200) {
-            agent::Entity::insert_many(chunk.to_vec()).exec(&txn).await?;
+            agent::Entity::insert_many(chunk.to_vec())
+                .exec(&txn)
+                .await?;
         }
         app.knowledge
             .assign_scopes_in(&txn, &ids, &scope.id)
@@ -561,7 +582,7 @@ impl Agents {
         use futures_util::stream::{self, StreamExt};
         let total = ids.len();
         let mut done = 0;
-        let mut joins = stream::iter(ids.to_vec().into_iter().map(|id| async move {
+        let mut joins = stream::iter(ids.iter().cloned().map(|id| async move {
             let p = app
                 .directory
                 .get(&id)
@@ -583,7 +604,11 @@ impl Agents {
         Ok(())
     }
 
-    async fn scope_names(&self, app: &AppState, ids: &[String]) -> ApiResult<HashMap<String, String>> {
+    async fn scope_names(
+        &self,
+        app: &AppState,
+        ids: &[String],
+    ) -> ApiResult<HashMap<String, String>> {
         app.knowledge.scope_names_of(ids).await
     }
 
@@ -676,12 +701,20 @@ impl Agents {
             .await?
             .ok_or_else(|| ApiError::not_found("agent"))?;
         if row.status == Status::Retired.as_str() && status != Status::Retired {
-            return Err(ApiError::conflict("a retired agent cannot come back; spawn a new one"));
+            return Err(ApiError::conflict(
+                "a retired agent cannot come back; spawn a new one",
+            ));
         }
         let txn = crate::storage::begin_write(&self.db).await?;
         agent::Entity::update_many()
-            .col_expr(agent::Column::Status, sea_orm::sea_query::Expr::value(status.as_str()))
-            .col_expr(agent::Column::UpdatedAt, sea_orm::sea_query::Expr::value(chrono::Utc::now()))
+            .col_expr(
+                agent::Column::Status,
+                sea_orm::sea_query::Expr::value(status.as_str()),
+            )
+            .col_expr(
+                agent::Column::UpdatedAt,
+                sea_orm::sea_query::Expr::value(chrono::Utc::now()),
+            )
             .filter(agent::Column::UserId.eq(id))
             .exec(&txn)
             .await?;
@@ -704,7 +737,13 @@ impl Agents {
             );
         }
         app.audit
-            .record(Some(&actor.id), &format!("agent.{}", status.as_str()), id, "ok", serde_json::json!({}))
+            .record(
+                Some(&actor.id),
+                &format!("agent.{}", status.as_str()),
+                id,
+                "ok",
+                serde_json::json!({}),
+            )
             .await;
         self.get(app, id).await
     }
@@ -728,7 +767,10 @@ impl Agents {
         let next_after = (rows.len() as u64 == limit)
             .then(|| rows.last().map(|r| r.user_id.clone()))
             .flatten();
-        let rows: Vec<agent::Model> = rows.into_iter().filter(|r| shard.owns(&r.user_id)).collect();
+        let rows: Vec<agent::Model> = rows
+            .into_iter()
+            .filter(|r| shard.owns(&r.user_id))
+            .collect();
         let ids: Vec<String> = rows.iter().map(|r| r.user_id.clone()).collect();
         let mut channels: HashMap<String, Vec<String>> = HashMap::new();
         let mut handles: HashMap<String, (String, String)> = HashMap::new();

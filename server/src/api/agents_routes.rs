@@ -176,7 +176,7 @@ pub async fn agent_messages(
         }
         out.extend(crate::chat::views_for(&app, &p, &f, rows).await?);
     }
-    out.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    out.sort_by_key(|m| std::cmp::Reverse(m.created_at));
     Ok(Json(out))
 }
 
@@ -237,7 +237,13 @@ pub async fn agent_token(
         .filter(|a| a.kind == UserKind::Agent && a.active)
         .ok_or_else(|| ApiError::not_found("active agent"))?;
     app.audit
-        .record(Some(&p.id), "agent.token", &agent.id, "ok", serde_json::json!({}))
+        .record(
+            Some(&p.id),
+            "agent.token",
+            &agent.id,
+            "ok",
+            serde_json::json!({}),
+        )
         .await;
     Ok(Json(AgentToken {
         access_token: app.auth.issue_access(&agent.id),

@@ -621,6 +621,34 @@ pub async fn post(
     channel_id: &str,
     req: PostMessage,
 ) -> ApiResult<(MessageView, bool)> {
+    let (outcome, req_citations) = post_stored(app, p, channel_id, req).await?;
+    let author = app
+        .directory
+        .get(&outcome.message.author_id)
+        .await?
+        .ok_or_else(|| ApiError::internal("author vanished"))?;
+    let mut view = MessageView::new(&outcome.message, &author);
+    view.citations = if outcome.created {
+        // Just stored: they are the ones checked.
+        req_citations
+    } else {
+        app.knowledge
+            .citations_of(std::slice::from_ref(&view.id))
+            .await?
+            .remove(&view.id)
+            .unwrap_or_default()
+    };
+    Ok((view, outcome.created))
+}
+
+/// Check, authorize and store a post; returns the stored row (not rendered)
+/// and the ids of the chunks it cites. Agents post through this.
+pub async fn post_stored(
+    app: &AppState,
+    p: &Arc<Principal>,
+    channel_id: &str,
+    req: PostMessage,
+) -> ApiResult<(PostOutcome, Vec<String>)> {
     let body = check_body(app, &req.body)?;
     if let Some(k) = &req.idempotency_key {
         if k.is_empty() || k.len() > 128 || !k.bytes().all(|b| b.is_ascii_graphic()) {
@@ -631,10 +659,14 @@ pub async fn post(
     }
     if let Some(b) = &req.brain {
         if p.kind != crate::principal::UserKind::Agent {
-            return Err(ApiError::invalid("only agents say which brain wrote a message"));
+            return Err(ApiError::invalid(
+                "only agents say which brain wrote a message",
+            ));
         }
         if !["extractive", "local", "openai"].contains(&b.as_str()) {
-            return Err(ApiError::invalid("brain must be extractive, local or openai"));
+            return Err(ApiError::invalid(
+                "brain must be extractive, local or openai",
+            ));
         }
     }
     if !app.post_limiter.allow(&p.id) {
@@ -725,23 +757,7 @@ pub async fn post(
             "idempotency_key was already used for a message in another channel",
         ));
     }
-    let author = app
-        .directory
-        .get(&outcome.message.author_id)
-        .await?
-        .ok_or_else(|| ApiError::internal("author vanished"))?;
-    let mut view = MessageView::new(&outcome.message, &author);
-    view.citations = if outcome.created {
-        // Just stored: they are the ones checked above.
-        req_citations
-    } else {
-        app.knowledge
-            .citations_of(std::slice::from_ref(&view.id))
-            .await?
-            .remove(&view.id)
-            .unwrap_or_default()
-    };
-    Ok((view, outcome.created))
+    Ok((outcome, req_citations))
 }
 
 async fn mention_ids(app: &AppState, body: &str) -> ApiResult<Vec<String>> {
@@ -967,6 +983,40 @@ pub async fn message_facts(
         return Err(ApiError::not_found("message"));
     }
     Ok((m, f))
+}
+
+/// One message as stored, if `p` may read it (404 otherwise), decided on
+/// the cached channel facts: what an agent reads when it is woken.
+pub async fn read_message(
+    app: &AppState,
+    p: &Principal,
+    message_id: &str,
+) -> ApiResult<message::Model> {
+    let Some(m) = message::Entity::find_by_id(message_id.to_string())
+        .one(&app.db)
+        .await?
+    else {
+        return Err(ApiError::not_found("message"));
+    };
+    let cached = app
+        .channels
+        .get(&app.db, &m.channel_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("message"))?;
+    let ctx = ChannelCtx {
+        is_member: cached.members.contains(&p.id),
+        is_owner: cached.attrs.created_by == p.id,
+        msg_label: Some(parse_label(&m.label)?),
+        ..Default::default()
+    };
+    if m.deleted
+        || !app
+            .authz
+            .channel(p, ChannelAction::ReadMessage, &cached.attrs, &ctx)
+    {
+        return Err(ApiError::not_found("message"));
+    }
+    Ok(m)
 }
 
 /// One message.

@@ -600,7 +600,9 @@ impl Knowledge {
             .all(&self.db)
             .await
             .map_err(internal)?;
-        let txn = crate::storage::begin_write(&self.db).await.map_err(internal)?;
+        let txn = crate::storage::begin_write(&self.db)
+            .await
+            .map_err(internal)?;
         chunk::Entity::delete_many()
             .filter(chunk::Column::DocumentId.eq(id))
             .exec(&txn)
@@ -641,7 +643,9 @@ impl Knowledge {
         let _write = self.write.lock().await;
         let doc = self.document(id).await?;
         let old = doc.label.clone();
-        let txn = crate::storage::begin_write(&self.db).await.map_err(internal)?;
+        let txn = crate::storage::begin_write(&self.db)
+            .await
+            .map_err(internal)?;
         let mut am: document::ActiveModel = doc.clone().into();
         am.label = Set(label.to_string());
         am.level = Set(label.level.rank());
@@ -828,7 +832,9 @@ impl Knowledge {
         audit: &Audit,
     ) -> ApiResult<Option<Scope>> {
         self.forget_scopes();
-        let txn = crate::storage::begin_write(&self.db).await.map_err(internal)?;
+        let txn = crate::storage::begin_write(&self.db)
+            .await
+            .map_err(internal)?;
         principal_scope::Entity::delete_by_id(user_id)
             .exec(&txn)
             .await
@@ -872,10 +878,12 @@ impl Knowledge {
         self.forget_scopes();
         let now = chrono::Utc::now();
         for chunk in user_ids.chunks(300) {
-            principal_scope::Entity::insert_many(chunk.iter().map(|u| principal_scope::ActiveModel {
-                user_id: Set(u.clone()),
-                scope_id: Set(scope_id.to_string()),
-                assigned_at: Set(now),
+            principal_scope::Entity::insert_many(chunk.iter().map(|u| {
+                principal_scope::ActiveModel {
+                    user_id: Set(u.clone()),
+                    scope_id: Set(scope_id.to_string()),
+                    assigned_at: Set(now),
+                }
             }))
             .exec(txn)
             .await
@@ -910,7 +918,12 @@ impl Knowledge {
 
     /// The scope a principal retrieves through, if any.
     pub async fn scope_of(&self, user_id: &str) -> ApiResult<Option<Scope>> {
-        if let Some((at, s)) = self.scope_cache.lock().expect("scope cache lock").get(user_id) {
+        if let Some((at, s)) = self
+            .scope_cache
+            .lock()
+            .expect("scope cache lock")
+            .get(user_id)
+        {
             if at.elapsed() < SCOPE_TTL {
                 return Ok(s.clone());
             }
