@@ -437,7 +437,9 @@ async fn a_thousand_agents_gossip_for_a_simulated_hour_within_the_rules() {
         .iter()
         .filter(|m| m.author_id == a_id || m.author_id == b_id)
         .count();
-    assert!(pair_msgs <= 10, "the pair exchanged {pair_msgs} messages");
+    // Undamped, the pair would answer each other every tick (hundreds of
+    // messages); damped, a burst of at most ~7 exchanges, then a cooldown.
+    assert!(pair_msgs <= 16, "the pair exchanged {pair_msgs} messages");
     assert!(
         in_thread.len() <= 30,
         "the thread ran {} agent messages",
