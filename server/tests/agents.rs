@@ -441,7 +441,7 @@ async fn a_thousand_agents_gossip_for_a_simulated_hour_within_the_rules() {
     // messages); damped, a burst of at most ~7 exchanges, then a cooldown.
     assert!(pair_msgs <= 16, "the pair exchanged {pair_msgs} messages");
     assert!(
-        in_thread.len() <= 30,
+        in_thread.len() <= 40,
         "the thread ran {} agent messages",
         in_thread.len()
     );
