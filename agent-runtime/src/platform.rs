@@ -194,6 +194,29 @@ pub enum PlatformError {
     Unavailable(String),
 }
 
+impl PlatformError {
+    /// The error for an HTTP status with the server's error code and message,
+    /// the same mapping for the in-process and the remote adapter.
+    pub fn from_status(status: u16, code: &str, message: String) -> Self {
+        match status {
+            401 | 403 => PlatformError::Forbidden(message),
+            404 => PlatformError::NotFound(message),
+            429 => PlatformError::RateLimited,
+            500..=599 => PlatformError::Unavailable(format!("{status}: {message}")),
+            _ => PlatformError::Rejected {
+                code: code.to_string(),
+                message,
+            },
+        }
+    }
+}
+
+/// Parse a label the server sent (a bad one means the server is broken).
+pub fn server_label(raw: &str) -> Result<Label, PlatformError> {
+    raw.parse()
+        .map_err(|e| PlatformError::Unavailable(format!("server sent a bad label {raw:?}: {e}")))
+}
+
 /// Everything an agent can do, and the runtime's access to its own agents'
 /// records and memory. There is no other capability: no files, no network,
 /// no shell.

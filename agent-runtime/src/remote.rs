@@ -20,8 +20,8 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use crate::label::Label;
 use crate::memory::Memory;
 use crate::platform::{
-    Activity, AgentRecord, ChannelInfo, Draft, Evidence, Observed, Platform, PlatformError, Posted,
-    Shard,
+    server_label, Activity, AgentRecord, ChannelInfo, Draft, Evidence, Observed, Platform,
+    PlatformError, Posted, Shard,
 };
 
 /// How the worker authenticates as the operator.
@@ -99,16 +99,11 @@ struct AgentPage {
     next_after: Option<String>,
 }
 
-fn parse_label(raw: &str) -> Result<Label, PlatformError> {
-    raw.parse()
-        .map_err(|e| PlatformError::Unavailable(format!("server sent a bad label {raw:?}: {e}")))
-}
-
 impl TryFrom<MessageBody> for Observed {
     type Error = PlatformError;
     fn try_from(m: MessageBody) -> Result<Self, PlatformError> {
         Ok(Observed {
-            label: parse_label(&m.label)?,
+            label: server_label(&m.label)?,
             message_id: m.id,
             channel_id: m.channel_id,
             seq: m.seq,
@@ -125,7 +120,7 @@ impl TryFrom<ChannelBody> for ChannelInfo {
     type Error = PlatformError;
     fn try_from(c: ChannelBody) -> Result<Self, PlatformError> {
         Ok(ChannelInfo {
-            label: parse_label(&c.label)?,
+            label: server_label(&c.label)?,
             id: c.id,
             name: c.name,
             is_member: c.is_member,
@@ -136,6 +131,16 @@ impl TryFrom<ChannelBody> for ChannelInfo {
 
 type FeedSocket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The server's `{"type":"error"}` frame on the activity feed.
+fn feed_refused(frame: &Value) -> PlatformError {
+    PlatformError::Forbidden(
+        frame["message"]
+            .as_str()
+            .unwrap_or("activity feed refused")
+            .to_string(),
+    )
+}
 
 /// Tokens are renewed this long before they expire.
 const RENEW_MARGIN: Duration = Duration::from_secs(60);
@@ -289,19 +294,14 @@ impl RemoteAdapter {
 }
 
 fn error_for(status: StatusCode, body: &[u8]) -> PlatformError {
+    // The server's error envelope: {"error": {"code": ..., "message": ...}}.
     let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let code = v["code"].as_str().unwrap_or("error").to_string();
-    let message = v["message"]
+    let code = v["error"]["code"].as_str().unwrap_or("error");
+    let message = v["error"]["message"]
         .as_str()
         .map(str::to_string)
         .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(200).collect());
-    match status {
-        StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => PlatformError::Forbidden(message),
-        StatusCode::NOT_FOUND => PlatformError::NotFound(message),
-        StatusCode::TOO_MANY_REQUESTS => PlatformError::RateLimited,
-        s if s.is_server_error() => PlatformError::Unavailable(format!("{status}: {message}")),
-        _ => PlatformError::Rejected { code, message },
-    }
+    PlatformError::from_status(status.as_u16(), code, message)
 }
 
 #[async_trait::async_trait]
@@ -412,7 +412,7 @@ impl Platform for RemoteAdapter {
             .into_iter()
             .map(|c| {
                 Ok(Evidence {
-                    label: parse_label(&c.label)?,
+                    label: server_label(&c.label)?,
                     chunk_id: c.chunk_id,
                     document_title: c.title,
                     document_path: c.document_path,
@@ -527,14 +527,7 @@ impl RemoteAdapter {
                     let v: Value = serde_json::from_str(t.as_str()).unwrap_or(Value::Null);
                     match v["type"].as_str() {
                         Some("activity_subscribed") => return Ok(()),
-                        Some("error") => {
-                            return Err(PlatformError::Forbidden(
-                                v["message"]
-                                    .as_str()
-                                    .unwrap_or("activity feed refused")
-                                    .to_string(),
-                            ))
-                        }
+                        Some("error") => return Err(feed_refused(&v)),
                         _ => {}
                     }
                 }
@@ -576,14 +569,7 @@ impl RemoteAdapter {
                         }
                     }
                 }
-                Some("error") => {
-                    return Err(PlatformError::Forbidden(
-                        v["message"]
-                            .as_str()
-                            .unwrap_or("activity feed refused")
-                            .to_string(),
-                    ))
-                }
+                Some("error") => return Err(feed_refused(&v)),
                 _ => {}
             }
         }

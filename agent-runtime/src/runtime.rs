@@ -332,17 +332,7 @@ impl Runtime {
         let n = due.len();
         let mut tasks = tokio::task::JoinSet::new();
         for act in due {
-            let permit = self
-                .turns_gate
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("the turn gate is never closed");
-            let rt = self.clone();
-            tasks.spawn(async move {
-                rt.run_turn(act, now).await;
-                drop(permit);
-            });
+            tasks.spawn(self.slot_for(act, now).await);
         }
         while tasks.join_next().await.is_some() {}
         n
@@ -397,18 +387,7 @@ impl Runtime {
                 continue;
             }
             for act in due {
-                let permit = self
-                    .turns_gate
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .expect("the turn gate is never closed");
-                let rt = self.clone();
-                let at = now;
-                tasks.spawn(async move {
-                    rt.run_turn(act, at).await;
-                    drop(permit);
-                });
+                tasks.spawn(self.slot_for(act, now).await);
             }
             while tasks.try_join_next().is_some() {}
         }
@@ -451,14 +430,7 @@ impl Runtime {
                 .expect("scheduler lock")
                 .due(now, self.turns_gate.available_permits().max(1));
             for act in due {
-                let Ok(permit) = self.turns_gate.clone().acquire_owned().await else {
-                    break;
-                };
-                let rt = self.clone();
-                tokio::spawn(async move {
-                    rt.run_turn(act, now).await;
-                    drop(permit);
-                });
+                tokio::spawn(self.slot_for(act, now).await);
             }
         }
         // Wait for turns in flight.
@@ -466,6 +438,25 @@ impl Runtime {
             .turns_gate
             .acquire_many(self.cfg.max_concurrent_turns.max(1) as u32)
             .await;
+    }
+
+    /// Wait for a free turn slot; returns the turn, which frees the slot when done.
+    async fn slot_for(
+        self: &Arc<Self>,
+        act: Activation,
+        now: Millis,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let permit = self
+            .turns_gate
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the turn gate is never closed");
+        let rt = self.clone();
+        async move {
+            rt.run_turn(act, now).await;
+            drop(permit);
+        }
     }
 
     async fn run_turn(&self, act: Activation, now: Millis) {

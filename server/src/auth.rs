@@ -36,6 +36,16 @@ fn argon2() -> Argon2<'static> {
     )
 }
 
+/// A random alphanumeric password of `len` characters (generated logins).
+pub fn random_password(len: usize) -> String {
+    use rand::Rng;
+    rand::thread_rng()
+        .sample_iter(&rand::distributions::Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}
+
 /// Hash a password with argon2id and a random salt (CPU-heavy: call from a
 /// blocking thread).
 pub fn hash_password(password: &str) -> String {

@@ -733,7 +733,6 @@ pub async fn seed_demo_agents(
     data_dir: &std::path::Path,
     brain: &str,
 ) -> anyhow::Result<(String, Option<Kickoff>)> {
-    use rand::Rng;
     let mut kickoff = None;
     let logins = data_dir.join("demo-logins.txt");
     let (existing, _) = app.agents.list(app, None, None, 0, 1).await.map_err(api)?;
@@ -755,11 +754,7 @@ pub async fn seed_demo_agents(
         ));
     }
     let admin = admin(app, "admin").await?;
-    let password: String = rand::thread_rng()
-        .sample_iter(&rand::distributions::Alphanumeric)
-        .take(16)
-        .map(char::from)
-        .collect();
+    let password = crate::auth::random_password(16);
     let mut people = Vec::new();
     for (handle, role, dept, clearance) in [
         ("lena", "leader", None, "confidential"),

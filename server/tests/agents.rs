@@ -368,21 +368,7 @@ async fn a_thousand_agents_gossip_for_a_simulated_hour_within_the_rules() {
     .await;
     let a = pair["agents"][0].clone();
     let b = pair["agents"][1].clone();
-    let war_room = channel::Entity::find()
-        .filter(channel::Column::Name.eq("war-room"))
-        .one(&app.running.app.db)
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
-    let r = app
-        .post(
-            &format!("/api/v1/channels/{war_room}/join"),
-            &human.token,
-            json!({}),
-        )
-        .await;
-    assert!(r.status.is_success(), "{:?}", r.json);
+    let war_room = join_war_room(&app, &human).await;
     let mut cfg = runtime_config(6);
     cfg.scheduler.turns_per_minute = 60.0;
     cfg.scheduler.burst = 60.0;
@@ -492,6 +478,26 @@ async fn a_thousand_agents_gossip_for_a_simulated_hour_within_the_rules() {
     assert!(!after["cursors"].as_array().unwrap().is_empty());
     check_invariants(&app).await;
     app.stop().await;
+}
+
+/// The id of #war-room (created by spawning), after `person` joined it.
+async fn join_war_room(app: &TestApp, person: &User) -> String {
+    let id = channel::Entity::find()
+        .filter(channel::Column::Name.eq("war-room"))
+        .one(&app.running.app.db)
+        .await
+        .unwrap()
+        .expect("spawning created #war-room")
+        .id;
+    let r = app
+        .post(
+            &format!("/api/v1/channels/{id}/join"),
+            &person.token,
+            json!({}),
+        )
+        .await;
+    assert!(r.status.is_success(), "{:?}", r.json);
+    id
 }
 
 async fn hr_chunk(app: &TestApp, restricted: bool) -> String {
@@ -678,19 +684,7 @@ async fn security_case_16_a_flooding_agent_is_rate_limited_and_others_keep_posti
     .await;
     let agent = out["agents"][0]["id"].as_str().unwrap().to_string();
     let token = agent_token(&app, &admin, &agent).await;
-    let war_room = channel::Entity::find()
-        .filter(channel::Column::Name.eq("war-room"))
-        .one(&app.running.app.db)
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
-    app.post(
-        &format!("/api/v1/channels/{war_room}/join"),
-        &human.token,
-        json!({}),
-    )
-    .await;
+    let war_room = join_war_room(&app, &human).await;
     let mut limited = 0;
     for i in 0..40 {
         let r = app
@@ -735,19 +729,7 @@ async fn remote_workers_in_two_shards_run_every_agent_once_over_the_public_api()
         json!({"template": "finance-manager", "count": 20, "activity": "high"}),
     )
     .await;
-    let war_room = channel::Entity::find()
-        .filter(channel::Column::Name.eq("war-room"))
-        .one(&app.running.app.db)
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
-    app.post(
-        &format!("/api/v1/channels/{war_room}/join"),
-        &human.token,
-        json!({}),
-    )
-    .await;
+    let war_room = join_war_room(&app, &human).await;
     let mut workers = Vec::new();
     for i in 0..2 {
         let op = Operator::Password {
@@ -839,19 +821,7 @@ async fn the_worker_binary_runs_a_shard_against_a_live_server() {
         json!({"template": "sales-analyst", "count": 4}),
     )
     .await;
-    let war_room = channel::Entity::find()
-        .filter(channel::Column::Name.eq("war-room"))
-        .one(&app.running.app.db)
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
-    app.post(
-        &format!("/api/v1/channels/{war_room}/join"),
-        &human.token,
-        json!({}),
-    )
-    .await;
+    let war_room = join_war_room(&app, &human).await;
     // Bad input is refused with a reason.
     let bad = std::process::Command::new(&worker)
         .args(["--shard", "3/2"])

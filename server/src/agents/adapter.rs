@@ -5,13 +5,12 @@
 
 use std::sync::Arc;
 
-use axum::http::StatusCode;
 use tokio::sync::mpsc;
 use warroom_agent_runtime::label::Label;
 use warroom_agent_runtime::memory::Memory;
 use warroom_agent_runtime::platform::{
-    Activity, AgentRecord, ChannelInfo, Draft, Evidence, Observed, Platform, PlatformError, Posted,
-    Shard,
+    server_label, Activity, AgentRecord, ChannelInfo, Draft, Evidence, Observed, Platform,
+    PlatformError, Posted, Shard,
 };
 
 use crate::app::App;
@@ -39,7 +38,7 @@ impl InProcess {
             .map_err(platform_error)?
             .ok_or_else(|| PlatformError::Unavailable("author vanished".into()))?;
         Ok(Observed {
-            label: label(&m.label)?,
+            label: server_label(&m.label)?,
             message_id: m.id,
             channel_id: m.channel_id,
             seq: m.seq,
@@ -76,26 +75,12 @@ impl InProcess {
 
 /// Map a service error to the port's error.
 pub fn platform_error(e: ApiError) -> PlatformError {
-    match e.status {
-        StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => PlatformError::Forbidden(e.message),
-        StatusCode::NOT_FOUND => PlatformError::NotFound(e.message),
-        StatusCode::TOO_MANY_REQUESTS => PlatformError::RateLimited,
-        s if s.is_server_error() => PlatformError::Unavailable(e.message),
-        _ => PlatformError::Rejected {
-            code: e.code.to_string(),
-            message: e.message,
-        },
-    }
-}
-
-fn label(raw: &str) -> Result<Label, PlatformError> {
-    raw.parse()
-        .map_err(|e| PlatformError::Unavailable(format!("stored label {raw:?}: {e}")))
+    PlatformError::from_status(e.status.as_u16(), e.code, e.message)
 }
 
 fn channel_info(c: ChannelView) -> Result<ChannelInfo, PlatformError> {
     Ok(ChannelInfo {
-        label: label(&c.label)?,
+        label: server_label(&c.label)?,
         id: c.id,
         name: c.name,
         is_member: c.is_member,
@@ -204,7 +189,7 @@ impl Platform for InProcess {
             .into_iter()
             .map(|c| {
                 Ok(Evidence {
-                    label: label(&c.label)?,
+                    label: server_label(&c.label)?,
                     chunk_id: c.chunk_id,
                     document_title: c.title,
                     document_path: c.document_path,

@@ -308,7 +308,6 @@ pub async fn new_user_from(
 
 /// Create the first admin if there are no users yet; returns how to log in.
 pub async fn ensure_first_admin(app: &App, data_dir: &std::path::Path) -> anyhow::Result<String> {
-    use rand::Rng;
     use sea_orm::{EntityTrait, PaginatorTrait};
     let users = crate::storage::entities::user::Entity::find()
         .count(&app.db)
@@ -324,11 +323,7 @@ pub async fn ensure_first_admin(app: &App, data_dir: &std::path::Path) -> anyhow
             "Log in with an existing account (create more with `warroom users create`).".into()
         });
     }
-    let password: String = rand::thread_rng()
-        .sample_iter(&rand::distributions::Alphanumeric)
-        .take(20)
-        .map(char::from)
-        .collect();
+    let password = crate::auth::random_password(20);
     let req = users_create_request(
         "admin".into(),
         "admin".into(),
