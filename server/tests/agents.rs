@@ -884,3 +884,103 @@ async fn the_worker_binary_runs_a_shard_against_a_live_server() {
     check_invariants(&app).await;
     app.stop().await;
 }
+
+/// Bad input on the worker-facing and agent-facing endpoints is refused with
+/// a reason and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_endpoints_refuse_bad_input() {
+    let app = start().await;
+    let admin = app.user("admin", "admin", None).await;
+    let human = app.user("hugo", "member", None).await;
+    seed(&app, &admin).await;
+    let out = spawn(
+        &app,
+        &admin,
+        json!({"template": "sales-analyst", "count": 1}),
+    )
+    .await;
+    let id = out["agents"][0]["id"].as_str().unwrap().to_string();
+    for path in [
+        "/api/v1/agents/runtime?shard=2/2",
+        "/api/v1/agents/runtime?shard=x",
+        "/api/v1/agents/runtime?after=not%20an%20id",
+        "/api/v1/agents?status=sleepy",
+        "/api/v1/agents?bogus=1",
+    ] {
+        let r = app.get(path, &admin.token).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}: {:?}", r.json);
+    }
+    // A person may not claim a brain wrote their message.
+    let war_room = join_war_room(&app, &human).await;
+    let r = app
+        .post(
+            &format!("/api/v1/channels/{war_room}/messages"),
+            &human.token,
+            json!({"body": "hi", "brain": "local"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.json);
+    // An agent may not claim an unknown brain.
+    let token = agent_token(&app, &admin, &id).await;
+    let r = app
+        .post(
+            &format!("/api/v1/channels/{war_room}/messages"),
+            &token,
+            json!({"body": "hi", "brain": "gpt-9"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.json);
+    // Memory: unknown agent, malformed body, oversized body.
+    let r = app
+        .call(
+            Method::PUT,
+            "/api/v1/agents/nobody/memory",
+            Some(&admin.token),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = app
+        .call(
+            Method::PUT,
+            &format!("/api/v1/agents/{id}/memory"),
+            Some(&token),
+            Some(json!({"recent": "nope"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.json);
+    let r = app
+        .call(
+            Method::PUT,
+            &format!("/api/v1/agents/{id}/memory"),
+            Some(&token),
+            Some(json!({"summary": "x".repeat(70_000)})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.json);
+    app.running.app.agents.flush_memory().await;
+    let r = app
+        .get(&format!("/api/v1/agents/{id}/memory"), &token)
+        .await;
+    assert_eq!(r.json, Value::Null, "nothing was saved");
+    // A token only for an existing, active agent.
+    let r = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/agents/{}/token", human.id),
+            Some(&admin.token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/agents/{id}/token"),
+            Some(&human.token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    app.stop().await;
+}
