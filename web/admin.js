@@ -4,7 +4,7 @@
 // refuses every one of these calls to other roles; the UI only hides them.
 
 import { api } from './api.js';
-import { h, mount, icon, avatar, labelChip, deptChip, fmt, toast, dialog, empty, debounce } from './dom.js';
+import { h, mount, icon, avatar, labelChip, deptChip, safeHtml, fmt, toast, dialog, empty, debounce } from './dom.js';
 import { pageHeader } from './app.js';
 
 const LEVELS = ['public', 'internal', 'confidential', 'restricted'];
@@ -40,6 +40,11 @@ function table(headers, rows, cls = '') {
 
 // ---------------------------------------------------------------- dashboard
 
+// A message's text without its Markdown, from the server's sanitized HTML.
+function plain(m) {
+  return safeHtml(h('div'), m.body_html || '').textContent.replace(/\s+/g, ' ').trim();
+}
+
 async function dashboard(ctx, main) {
   const active = stat('Active agents', '—', 'of all agents', 'bot');
   const rate = stat('Messages / minute', '0', 'last 60 seconds, live', 'pulse');
@@ -74,7 +79,7 @@ async function dashboard(ctx, main) {
       const c = m && ctx.channels.get(m.channel_id);
       return h('a.thread-row', { href: m ? `#/c/${m.channel_id}/m/${m.id}` : '#/admin/dashboard' },
         h('span.thread-count', String(n)),
-        h('span.thread-text', m ? (m.body || '(deleted)').slice(0, 110) : id),
+        h('span.thread-text', m ? plain(m).slice(0, 110) || '(deleted)' : id),
         c ? h('span.muted', `#${c.name}`) : null);
     }));
     mount(threads, rows);
@@ -102,6 +107,7 @@ async function dashboard(ctx, main) {
       if (a.author_is_agent) agentPosts += 1;
       if (a.thread_root) threadCounts.set(a.thread_root, (threadCounts.get(a.thread_root) || 0) + 1);
       const c = ctx.channels.get(a.channel_id);
+      feed.querySelector('.waiting')?.remove();
       feed.prepend(h('li', h('span.feed-time', fmt.time(new Date().toISOString())),
         a.author_is_agent ? h('span.chip.agent-badge', 'Agent') : h('span.chip', 'Person'),
         h('span', a.thread_root ? 'replied in a thread in ' : 'posted in '),
@@ -121,7 +127,7 @@ async function dashboard(ctx, main) {
     clearInterval(tick);
   };
   drawSpark();
-  mount(feed, h('li.muted', 'Waiting for new messages…'));
+  mount(feed, h('li.muted.waiting', 'Waiting for new messages…'));
 
   const [all, act, audit] = await Promise.all([
     api('/agents', { query: { limit: 1 } }).catch(() => ({ total: 0 })),
@@ -130,7 +136,7 @@ async function dashboard(ctx, main) {
   ]);
   active.v.textContent = fmt.num(act.total);
   active.s.textContent = `of ${fmt.num(all.total)} agents`;
-  const bad = audit.filter((r) => r.outcome !== 'ok');
+  const bad = audit.filter((r) => /deni|refus|block|fail|reject|forbid/i.test(r.outcome));
   blocked.v.textContent = fmt.num(bad.length);
   mount(denials, bad.length ? table(['When', 'Who', 'Action', 'Target', 'Outcome', 'Why'], bad.slice(0, 12).map((r) => h('tr',
     h('td', fmt.ago(r.at)), h('td.mono', r.actor_id ? r.actor_id.slice(0, 8) : 'system'), h('td', h('code', r.action)),
@@ -157,7 +163,7 @@ async function agents(ctx, main) {
   const body = h('div');
   const load = async () => {
     const r = await api('/agents', { query: { limit: 200, status: filter.value || undefined } });
-    mount(body, r.agents.length ? [h('p.muted', `${fmt.num(r.total)} agents${r.total > r.agents.length ? `, first ${r.agents.length} shown` : ''}`),
+    mount(body, r.agents.length ? [h('p.muted', `${fmt.num(r.total)} agent${r.total === 1 ? '' : 's'}${r.total > r.agents.length ? `, first ${r.agents.length} shown` : ''}`),
       table(['Agent', 'Department', 'Brain', 'Scope', 'Budget / h', 'Activity', 'Status', ''], r.agents.map((a) => agentRow(ctx, a, load)))]
       : empty('No agents', 'Spawn agents from a template to start the conversation.'));
   };
@@ -259,7 +265,7 @@ async function agentDetail(ctx, main, id) {
           kv('Retrievals', fmt.num(st.retrievals || 0)), kv('Stayed silent', fmt.num(st.silent || 0)))),
         h('section.card', h('h2', 'Recent messages'), msgs.length ? h('div.results.compact', msgs.map((m) => h('a.result', { href: `#/c/${m.channel_id}/m/${m.id}` },
           h('div.result-meta', h('span.muted', fmt.full(m.created_at)), labelChip(m.label), m.citations && m.citations.length ? h('span.chip', `${m.citations.length} sources`) : null),
-          h('div.result-body', (m.body || '').slice(0, 280))))) : h('p.muted', 'No messages yet.')))));
+          h('div.result-body', plain(m).slice(0, 280))))) : h('p.muted', 'No messages yet.')))));
 }
 
 // ---------------------------------------------------------------- scopes

@@ -97,7 +97,7 @@ function onEvent(ctx, ev) {
       return;
     }
     case 'message.edited':
-      if (ev.message) updateMessage(ctx, ev.message);
+      if (ev.message) updateMessage(ctx, edited(ev.message));
       return;
     case 'message.deleted':
       updateMessage(ctx, { id: ev.message_id, deleted: true, body: '', body_html: '' });
@@ -256,6 +256,7 @@ function fillMessage(ctx, el, m, where) {
       authorLine(m),
       showLabel ? h('div.msg-label', labelChip(m.label)) : null,
       bodyEl(m),
+      m.edited_at && !m.deleted ? h('span.msg-edited.inline', { title: fmt.full(m.edited_at) }, '(edited)') : null,
       m.deleted ? null : citationsEl(m),
       reactionBar(ctx, m),
       replies),
@@ -264,6 +265,13 @@ function fillMessage(ctx, el, m, where) {
 
 function allMessageEls(id) {
   return document.querySelectorAll(`.msg[data-id="${CSS.escape(id)}"]`);
+}
+
+// What an edit changes: events and edit responses carry the message without its
+// reactions, replies or citations, which must not be reset.
+function edited(m) {
+  const { id, body, body_html, edited_at, deleted, label } = m;
+  return { id, body, body_html, edited_at, deleted, label };
 }
 
 function updateMessage(ctx, patch) {
@@ -305,7 +313,7 @@ function startEdit(ctx, el) {
     if (!text || text === m.body) return cancel();
     try {
       const v = await api(`/messages/${m.id}`, { method: 'PATCH', body: { body: text } });
-      updateMessage(ctx, v);
+      updateMessage(ctx, edited(v));
     } catch (e) {
       toast(e.message, 'error');
     }
@@ -358,6 +366,7 @@ function regroup(list) {
 // ---------------------------------------------------------------- channel view
 
 export function leaveChannel(ctx) {
+  if (view) clearInterval(view.presenceTimer);
   if (view && view.transient) ctx.live.unsubscribe(view.cid);
   view = null;
 }
@@ -396,7 +405,8 @@ function buildView(ctx, main, c) {
   const typing = h('div.typing', { 'aria-live': 'polite' });
   const latest = h('button.jump-latest', { hidden: true, onclick: () => loadLatest(ctx) }, icon('arrowDown'), 'Jump to latest');
   const topicEl = h('span.topic', c.topic || '');
-  const members = h('button.btn.btn-ghost.btn-sm.members-btn', { onclick: () => showMembers(ctx, c) }, icon('users'), h('span', 'Members'));
+  const presenceEl = h('span', 'Members');
+  const members = h('button.btn.btn-ghost.btn-sm.members-btn', { onclick: () => showMembers(ctx, c) }, icon('users'), presenceEl);
   const composer = c.is_member && !c.archived ? composerEl(ctx, c.id, null) : joinBar(ctx, c);
   mount(main,
     pageHeader(
@@ -404,8 +414,10 @@ function buildView(ctx, main, c) {
       topicEl,
       h('div.head-actions', members, h('a.icon-btn', { href: '#/search', title: 'Search (Ctrl+K)', 'aria-label': 'Search' }, icon('search')))),
     h('div.channel-body', scroller, latest, typing, composer));
-  view = { cid: c.id, c, list, scroller, typing, latest, topicEl, msgs: new Map(), oldest: null, newest: null, hasOlder: false, hasNewer: false, loading: false, typers: new Map() };
+  view = { cid: c.id, c, list, scroller, typing, latest, topicEl, presenceEl, online: new Set(), msgs: new Map(), oldest: null, newest: null, hasOlder: false, hasNewer: false, loading: false, typers: new Map() };
   scroller.addEventListener('scroll', () => onScroll(ctx));
+  refreshPresence();
+  view.presenceTimer = setInterval(refreshPresence, 30000);
 }
 
 function joinBar(ctx, c) {
@@ -596,6 +608,22 @@ const markRead = debounce(async (ctx) => {
   }
 }, 600);
 
+/** Members and who of them is connected now (presence). */
+async function refreshPresence() {
+  const v = view;
+  if (!v) return;
+  try {
+    const [members, p] = await Promise.all([api(`/channels/${v.cid}/members`), api(`/channels/${v.cid}/presence`)]);
+    if (view !== v) return;
+    v.online = new Set(p.online);
+    const people = members.filter((m) => m.kind !== 'agent').length;
+    mount(v.presenceEl, `${members.length}`, h('span.presence-online', h('i.online-dot'), `${v.online.size}`));
+    v.presenceEl.parentElement.title = `${members.length} members (${people} people, ${members.length - people} agents), ${v.online.size} online now`;
+  } catch {
+    // Presence is a hint; the channel works without it.
+  }
+}
+
 function showTyping(handle) {
   const v = view;
   clearTimeout(v.typers.get(handle));
@@ -773,7 +801,9 @@ async function showMembers(ctx, c) {
   const members = await api(`/channels/${c.id}/members`);
   const people = members.filter((m) => m.kind !== 'agent');
   const agents = members.filter((m) => m.kind === 'agent');
-  const row = (u) => h('div.member', avatar(u, 'sm'), h('div', h('div.member-name', u.display_name), h('div.muted', `@${u.handle}`)),
+  const online = view && view.cid === c.id ? view.online : new Set();
+  const row = (u) => h('div.member', { class: online.has(u.id) ? 'is-online' : '' }, h('span.avatar-wrap', avatar(u, 'sm'), online.has(u.id) ? h('i.online-dot', { title: 'Online' }) : null),
+    h('div', h('div.member-name', u.display_name), h('div.muted', `@${u.handle}`)),
     u.kind === 'agent' ? deptChip(u.department) : null);
   mount(pane,
     h('header.pane-head', h('div', h('h2', 'Members'), h('span.muted', `${members.length} in ${c.visibility === 'direct' ? 'this conversation' : '#' + c.name}`)),

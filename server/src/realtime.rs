@@ -289,6 +289,16 @@ impl Hub {
         true
     }
 
+    /// Which of `user_ids` have an open connection now (presence).
+    pub fn online(&self, user_ids: &[String]) -> Vec<String> {
+        let inner = self.inner.read().expect("hub lock");
+        user_ids
+            .iter()
+            .filter(|u| inner.by_user.contains_key(u.as_str()))
+            .cloned()
+            .collect()
+    }
+
     /// Whether anyone is subscribed to a channel.
     pub fn has_subscribers(&self, channel_id: &str) -> bool {
         self.inner

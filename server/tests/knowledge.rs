@@ -641,3 +641,50 @@ async fn bad_retrieval_and_scope_input_is_refused(app: &TestApp) {
 }
 
 on_both_backends!(bad_retrieval_and_scope_input_is_refused);
+
+/// Readers of a message can open what it cites (`GET /messages/{id}/citations`): document,
+/// heading and label always; the chunk's text only while they are cleared for its label.
+/// Someone who may not read the message learns nothing.
+async fn readers_open_cited_chunks_within_their_clearance(app: &TestApp) {
+    let (admin, agent) = seed(app).await;
+    let reader = app.user("rita", "member", Some("internal")).await;
+    let outsider = app.user("olga", "member", Some("internal")).await;
+    let (doc, chunk) = chunk_of(app, &admin, "sales").await;
+    let ch = app.channel(&admin, "cited", "private", None).await;
+    for u in [&agent, &reader] {
+        let r = app
+            .post(
+                &format!("/api/v1/channels/{ch}/invite"),
+                &admin.token,
+                json!({"user_id": u.id}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.json);
+    }
+    let posted = app
+        .post(
+            &format!("/api/v1/channels/{ch}/messages"),
+            &agent.token,
+            json!({"body": "Renewal worth it", "citations": [chunk]}),
+        )
+        .await;
+    assert_eq!(posted.status, StatusCode::CREATED, "{:?}", posted.json);
+    let path = format!(
+        "/api/v1/messages/{}/citations",
+        posted.json["id"].as_str().unwrap()
+    );
+    let r = app.get(&path, &reader.token).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
+    let c = &r.json[0];
+    assert_eq!(c["chunk_id"], json!(chunk));
+    assert_eq!(c["document_id"], json!(doc));
+    assert_eq!(c["label"], json!("internal"));
+    assert_eq!(c["redacted"], json!(false));
+    assert!(c["document_path"].as_str().unwrap().starts_with("sales/"));
+    assert!(c["text"].as_str().unwrap().contains("account"), "{c:?}");
+    // A non-member of the private channel: as if the message did not exist.
+    let r = app.get(&path, &outsider.token).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{:?}", r.json);
+}
+
+on_both_backends!(readers_open_cited_chunks_within_their_clearance);

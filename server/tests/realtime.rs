@@ -422,7 +422,41 @@ async fn typing_and_membership_notices(app: &TestApp) {
     assert_eq!(left["user_id"], b.id.as_str());
 }
 
+/// Presence: a channel's members with an open socket, only for those who may read it.
+async fn presence_lists_connected_members(app: &TestApp) {
+    let a = app.user("present", "member", None).await;
+    let b = app.user("absent", "member", None).await;
+    let outsider = app.user("nosy", "member", None).await;
+    let ch = app.channel(&a, "desk", "private", None).await;
+    app.post(
+        &format!("/api/v1/channels/{ch}/invite"),
+        &a.token,
+        json!({"user_id": b.id}),
+    )
+    .await;
+    let path = format!("/api/v1/channels/{ch}/presence");
+    let online = |r: &common::Resp| r.json["online"].clone();
+    assert_eq!(online(&app.get(&path, &a.token).await), json!([]));
+    let wa = app.ws(&a).await;
+    assert_eq!(online(&app.get(&path, &b.token).await), json!([a.id]));
+    assert_eq!(
+        app.get(&path, &outsider.token).await.status,
+        StatusCode::NOT_FOUND
+    );
+    drop(wa);
+    let mut gone = false;
+    for _ in 0..50 {
+        if online(&app.get(&path, &b.token).await) == json!([]) {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "a closed socket leaves presence");
+}
+
 on_both_backends!(
+    presence_lists_connected_members,
     private_channel_events_reach_members_only,
     resume_after_disconnect_has_no_gaps_or_duplicates,
     upgrade_checks_origin_and_token,

@@ -16,6 +16,7 @@ const users = {}; // handle -> {id, token}
 let war; // #war-room
 let agent; // {id, handle, token}
 let chunkId;
+let agentMessage; // the agent's cited post
 
 const DOC = `---
 title: Sales pipeline Q3
@@ -55,7 +56,7 @@ before(async () => {
   const a = spawned.agents[0];
   const tok = await server.ok(admin, 'POST', `/agents/${a.id}/token`);
   agent = { id: a.id, handle: a.handle, token: tok.access_token };
-  await server.ok(agent.token, 'POST', `/channels/${war.id}/messages`, {
+  agentMessage = await server.ok(agent.token, 'POST', `/channels/${war.id}/messages`, {
     body: 'Risk: the V4 deals in the north slipped two weeks after the supplier changed the housing; three customers want new dates.',
     citations: [chunkId], brain: 'extractive',
   });
@@ -213,7 +214,7 @@ test('a message with <script>, an external image and a javascript: link renders 
   await server.ok(users.sam.token, 'POST', `/channels/${war.id}/messages`, { body: hostile });
   const m = msg(page, 'Hostile');
   await m.waitFor({ timeout: 5000 });
-  await m.locator('a').first().click().catch(() => {});
+  await m.locator('.msg-body a').first().click().catch(() => {});
   await page.waitForTimeout(300);
   assert.equal(await page.evaluate(() => window.__pwned), undefined, 'no script ran');
   assert.equal(await m.locator('.msg-body script, .msg-body img, .msg-body [onerror], .msg-body [onclick]').count(), 0);
@@ -258,7 +259,7 @@ test('a member cannot open admin pages, and the server refuses the data', async 
     await page.waitForSelector('.empty h3:has-text("You do not have access")');
   }
   assert.equal(await page.locator('.admin-nav').count(), 0);
-  for (const p of ['/scopes', '/users', '/agents', '/audit', '/documents']) {
+  for (const p of ['/scopes', '/agents', '/audit', '/documents', '/agents/templates']) {
     const r = await server.api(users.sam.token, 'GET', p);
     assert.equal(r.status, 403, `GET ${p} as a member`);
   }
@@ -288,7 +289,7 @@ test('a leader opens a digest and follows an evidence link to its message', asyn
   const page = await newPage(browser);
   await uiLogin(page, server.url, 'lena', PASSWORD, `#/digests/${d.id}`);
   await page.waitForSelector('.digest');
-  await shot(page, '07-digest');
+  await shot(page, '07c-digest-real');
   if (!withEvidence) {
     await page.context().close();
     t.skip('the digest of the seeded conversation has no insight with evidence');
@@ -303,10 +304,55 @@ test('a leader opens a digest and follows an evidence link to its message', asyn
   await page.context().close();
 });
 
+// A digest as the insights API (issue 5) returns it, with hostile chart markup.
+function sampleDigest() {
+  const ev = (m, excerpt) => ({
+    message_id: m.id, channel: 'war-room', channel_id: m.channel_id, author: m.author.handle, author_name: m.author.display_name,
+    posted_at: m.created_at, excerpt, link: `#/c/${m.channel_id}/m/${m.id}`,
+    citations: [{ document_path: 'sales/pipeline-q3.md', chunk_id: chunkId, quote: 'slipped by two weeks', label: 'internal' }],
+  });
+  const bars = [['sales', 42], ['engineering', 31], ['finance', 18], ['hr', 9]].map(([d, n], i) =>
+    `<rect x="${10 + i * 70}" y="${120 - n * 2}" width="48" height="${n * 2}" fill="#6366f1"/><text x="${34 + i * 70}" y="138" text-anchor="middle" font-size="11">${d}</text>`).join('');
+  return {
+    id: 'd-2026-47', version: 1, period: { from: '2026-11-16T00:00:00Z', to: '2026-11-23T00:00:00Z' }, created_at: new Date().toISOString(),
+    label: 'internal', redacted: false,
+    insights: [
+      { kind: 'risk', rank: 1, title: 'V4 deliveries slip after the housing change', summary: 'Sales sees slipped deals in the north while engineering is still qualifying the new supplier housing.', why: 'Three customers are waiting for new dates; the quarter forecast assumes October delivery.', departments: ['sales', 'engineering'], confidence: 0.82, trend: 'growing', label: 'internal', evidence: [ev(agentMessage, 'the V4 deals in the north slipped two weeks')] },
+      { kind: 'opportunity', rank: 1, title: 'Offer early V4 units to waiting customers', summary: 'Engineering has qualified units from the old housing; sales could place them with the three waiting customers.', why: 'Keeps 14 deals in the quarter.', departments: ['sales', 'engineering'], confidence: 0.61, trend: 'new', label: 'internal', evidence: [ev(agentMessage, 'three customers want new dates')] },
+    ],
+    charts: {
+      activity_svg: `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 300 145" onload="window.__pwned=5"><script>window.__pwned=6</script><image href="https://evil.example/c.png" width="10" height="10"/>${bars}</svg>`,
+      trend_svg: '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 300 145"><polyline points="10,120 80,100 150,70 220,60 290,30" fill="none" stroke="#dc2626" stroke-width="3"/><polyline points="10,130 80,125 150,110 220,90 290,95" fill="none" stroke="#16a34a" stroke-width="3"/></svg>',
+    },
+  };
+}
+
+test('a leader reads a digest (API contract of issue 5, served by the test) and follows evidence to the message', async () => {
+  const page = await newPage(browser);
+  const d = sampleDigest();
+  await page.route('**/api/v1/insights/digests', (r) => r.fulfill({ json: { digests: [{ id: d.id, version: 1, period: d.period, created_at: d.created_at, label: 'internal', redacted: false, counts: { risk: 1, opportunity: 1 } }] } }));
+  await page.route(`**/api/v1/insights/digests/${d.id}`, (r) => r.fulfill({ json: d }));
+  await uiLogin(page, server.url, 'lena', PASSWORD, '#/digests');
+  await page.click(`.digest-card[data-digest="${d.id}"]`);
+  await page.waitForSelector('.insight.is-risk');
+  assert.equal(await page.locator('.chart svg').count(), 2, 'both charts drawn');
+  assert.equal(await page.locator('.chart svg script, .chart svg image, .chart svg [onload]').count(), 0, 'chart markup sanitized');
+  await page.locator('.insight.is-risk .citations-toggle').click();
+  await page.locator('.insight.is-opportunity .citations-toggle').click();
+  await shot(page, '07-digest');
+  assert.equal(await page.evaluate(() => window.__pwned), undefined);
+  assert.deepEqual(page.requests.filter((u) => !u.startsWith(server.url)), []);
+  await page.click(`.insight.is-risk .evidence[data-message="${agentMessage.id}"] a.evidence-link`);
+  await page.waitForSelector(`.msg.highlight[data-id="${agentMessage.id}"]`, { timeout: 10000 });
+  await shot(page, '07b-evidence-message');
+  await page.context().close();
+});
+
 test('the digest page degrades to an empty state without the insights API', async () => {
   const page = await newPage(browser);
+  await page.route('**/api/v1/insights/**', (r) => r.fulfill({ status: 404, json: { error: { code: 'not_found', message: 'route not found' } } }));
   await uiLogin(page, server.url, 'lena', PASSWORD, '#/digests');
-  await page.waitForSelector('.page-body .lead');
+  await page.waitForSelector('.empty h3:has-text("not available yet")');
   await page.context().close();
 });
 
@@ -317,9 +363,11 @@ test('search finds a message and jumps to it; phone width keeps the app usable',
   await page.waitForSelector('.result');
   await page.click('.result >> nth=0');
   await page.waitForSelector('.msg.highlight');
-  await shot(page, '08-phone-channel');
+  await shot(page, '08-phone-thread');
+  await page.click('.pane button[aria-label="Close thread"]');
+  await shot(page, '09-phone-channel');
   await page.click('.menu-btn');
   await page.waitForSelector('.nav-open .sidebar');
-  await shot(page, '09-phone-nav');
+  await shot(page, '10-phone-nav');
   await page.context().close();
 });

@@ -68,6 +68,7 @@ pub fn routes() -> Router<App> {
         .route("/channels/{id}/invite", post(invite))
         .route("/channels/{id}/archive", post(archive))
         .route("/channels/{id}/members", get(members))
+        .route("/channels/{id}/presence", get(presence))
         .route("/channels/{id}/read", post(mark_read))
         .route(
             "/channels/{id}/messages",
@@ -202,6 +203,30 @@ pub async fn members(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Vec<AuthorView>>> {
     Ok(Json(chat::members(&app, &p, check_id(&id)?).await?))
+}
+
+/// Who of a channel's members is connected now.
+#[derive(Serialize, ToSchema)]
+pub struct Presence {
+    /// Ids of members with an open WebSocket.
+    pub online: Vec<String>,
+}
+
+/// Members of a channel who are connected now (presence), for those who may read it.
+#[utoipa::path(get, path = "/api/v1/channels/{id}/presence", responses((status = 200, body = Presence)), security(("bearer" = [])))]
+pub async fn presence(
+    State(app): State<App>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Presence>> {
+    let ids: Vec<String> = chat::members(&app, &p, check_id(&id)?)
+        .await?
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    Ok(Json(Presence {
+        online: app.hub.online(&ids),
+    }))
 }
 
 /// Mark the channel read up to `seq`.

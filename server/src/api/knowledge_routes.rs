@@ -17,7 +17,7 @@ use crate::authz::SystemAction;
 use crate::chat::parse_label;
 use crate::error::{ApiError, ApiResult};
 use crate::knowledge::scope::{parse_slug, Scope, ScopeSpec};
-use crate::knowledge::{IngestMeta, IngestOutcome, Retrieval, ScopePreview};
+use crate::knowledge::{CitedChunk, IngestMeta, IngestOutcome, Retrieval, ScopePreview};
 use crate::storage::entities::document;
 
 pub fn routes(max_file_bytes: usize) -> Router<App> {
@@ -39,6 +39,7 @@ pub fn routes(max_file_bytes: usize) -> Router<App> {
         .route("/scopes/{id}/preview", get(preview_scope))
         .route("/users/{id}/scope", get(get_user_scope).put(assign_scope))
         .route("/retrieve", post(retrieve))
+        .route("/messages/{id}/citations", get(message_citations))
 }
 
 /// A document as listed.
@@ -468,4 +469,16 @@ pub async fn retrieve(
         .retrieve(&p, &req.query, req.k.unwrap_or(5), &app.audit)
         .await?;
     Ok(Json(r))
+}
+
+/// The document chunks a message cites, for anyone who may read the message: document,
+/// heading and label always; the text only within the reader's clearance.
+#[utoipa::path(get, path = "/api/v1/messages/{id}/citations", responses((status = 200, body = [CitedChunk]), (status = 404, body = crate::error::ErrorBody)), security(("bearer" = [])))]
+pub async fn message_citations(
+    State(app): State<App>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<CitedChunk>>> {
+    let m = crate::chat::get_message(&app, &p, check_id(&id)?).await?;
+    Ok(Json(app.knowledge.cited_chunks(&p, &m.citations).await?))
 }

@@ -6,6 +6,7 @@ pub mod auth_routes;
 pub mod chat_routes;
 pub mod knowledge_routes;
 pub mod users_routes;
+pub mod web;
 pub mod ws;
 
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
@@ -127,7 +128,7 @@ pub fn check_id(id: &str) -> Result<&str, ApiError> {
         auth_routes::login, auth_routes::refresh, auth_routes::logout, auth_routes::keys,
         chat_routes::list_channels, chat_routes::create_channel, chat_routes::get_channel,
         chat_routes::join, chat_routes::leave, chat_routes::invite, chat_routes::archive,
-        chat_routes::update_channel, chat_routes::members, chat_routes::mark_read, chat_routes::open_dm,
+        chat_routes::update_channel, chat_routes::members, chat_routes::presence, chat_routes::mark_read, chat_routes::open_dm,
         chat_routes::post_message, chat_routes::list_messages, chat_routes::get_message,
         chat_routes::edit_message, chat_routes::delete_message, chat_routes::thread,
         chat_routes::add_reaction, chat_routes::remove_reaction, chat_routes::mentions, chat_routes::search,
@@ -138,7 +139,7 @@ pub fn check_id(id: &str) -> Result<&str, ApiError> {
         knowledge_routes::list_scopes, knowledge_routes::create_scope, knowledge_routes::get_scope,
         knowledge_routes::update_scope, knowledge_routes::delete_scope, knowledge_routes::preview_scope,
         knowledge_routes::preview_spec, knowledge_routes::get_user_scope, knowledge_routes::assign_scope,
-        knowledge_routes::retrieve,
+        knowledge_routes::retrieve, knowledge_routes::message_citations,
         agents_routes::templates, agents_routes::spawn_agents, agents_routes::list_agents,
         agents_routes::get_agent, agents_routes::set_status, agents_routes::agent_messages,
         agents_routes::runtime_agents, agents_routes::agent_token, agents_routes::get_memory,
@@ -201,10 +202,6 @@ async fn openapi_json() -> Response {
     Json(openapi()).into_response()
 }
 
-async fn index() -> Html<&'static str> {
-    Html(include_str!("../../../web/index.html"))
-}
-
 async fn not_found() -> ApiError {
     ApiError::not_found("route")
 }
@@ -265,7 +262,7 @@ pub fn router(app: App) -> Router {
         .route("/ws", get(ws::ws_upgrade))
         .route("/openapi.json", get(openapi_json));
     Router::new()
-        .route("/", get(index))
+        .merge(web::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

@@ -91,6 +91,15 @@ impl RetrievedChunk {
     }
 }
 
+/// A chunk cited by a message, as one reader sees it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CitedChunk {
+    #[serde(flatten)]
+    pub chunk: RetrievedChunk,
+    /// True when the text is withheld because the reader is not cleared for the label.
+    pub redacted: bool,
+}
+
 /// The result of a retrieval.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Retrieval {
@@ -1295,6 +1304,39 @@ impl Knowledge {
             out.push((id.clone(), d.id.clone()));
         }
         Ok((out, join))
+    }
+
+    /// The chunks a message cites, as its reader sees them: each with its document and
+    /// label, the text only when the reader is cleared for the chunk's current label (the
+    /// reader may already read the message, whose label reaches the cited labels, but a
+    /// reclassification can raise a chunk after the fact). Chunks that no longer exist are
+    /// left out.
+    pub async fn cited_chunks(
+        &self,
+        reader: &Principal,
+        chunk_ids: &[String],
+    ) -> ApiResult<Vec<CitedChunk>> {
+        let (rows, docs) = self.chunks_with_documents(chunk_ids).await?;
+        let mut out = Vec::new();
+        for id in chunk_ids {
+            let Some(c) = rows.get(id) else { continue };
+            let Some(d) = docs.get(&c.document_id) else {
+                continue;
+            };
+            let cleared = d
+                .label
+                .parse::<Label>()
+                .is_ok_and(|l| l.within(&reader.clearance));
+            let mut chunk = RetrievedChunk::new(c, d, 0.0);
+            if !cleared {
+                chunk.text = String::new();
+            }
+            out.push(CitedChunk {
+                chunk,
+                redacted: !cleared,
+            });
+        }
+        Ok(out)
     }
 
     /// The chunk ids each of `message_ids` cites.
