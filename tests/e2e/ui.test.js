@@ -163,7 +163,7 @@ test('one can edit and delete one\'s own message', async () => {
   await a.press('.composer-input', 'ArrowUp');
   await a.fill('.edit-box', `${text} (fixed)`);
   await a.press('.edit-box', 'Enter');
-  await msg(a, `${text} (fixed)`).locator('.msg-edited').waitFor({ timeout: 5000 });
+  await msg(a, `${text} (fixed)`).locator('.msg-edited:visible').waitFor({ timeout: 5000 });
   await msg(a, `${text} (fixed)`).hover();
   await msg(a, `${text} (fixed)`).locator('button[aria-label="Delete message"]').click();
   await a.click('dialog .btn-danger');
