@@ -37,7 +37,14 @@ trap 'rm -f "$log"' EXIT
 set +e
 cargo test --workspace --locked 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+# The web UI in headless Chromium (installs node, chromium and playwright-core when missing).
+bash scripts/e2e.sh 2>&1 | tee -a "$log"
+e2e=${PIPESTATUS[0]}
 set -e
-# One closing line for the whole suite (the last cargo line is a doc-test run).
-awk '/^test result:/ {p += $4; f += $6} END {printf "tests: %d passed, %d failed\n", p, f}' "$log"
+[ "$status" -eq 0 ] && status=$e2e
+# One closing line for the whole suite: cargo's "test result:" lines (the last is a
+# doc-test run) plus node's "# pass N" / "# fail N" / "# skipped N" from the browser tests.
+awk '/^test result:/ {p += $4; f += $6; s += $8}
+     /^# pass / {p += $3} /^# fail / {f += $3} /^# skipped / {s += $3}
+     END {printf "tests: %d passed, %d failed, %d skipped\n", p, f, s}' "$log"
 exit "$status"
