@@ -83,7 +83,7 @@ function insightEl(i) {
       toggle.setAttribute('aria-expanded', String(!evidence.hidden));
       toggle.classList.toggle('open', !evidence.hidden);
     },
-  }, icon('book'), `${(i.evidence || []).length} pieces of evidence`, icon('chevron', 'chev'));
+  }, icon('book'), `${(i.evidence || []).length} ${(i.evidence || []).length === 1 ? 'piece' : 'pieces'} of evidence`, icon('chevron', 'chev'));
   return h(`article.insight.${i.kind === 'risk' ? 'is-risk' : 'is-opportunity'}`, { dataset: { rank: String(i.rank) } },
     h('div.insight-rank', `#${i.rank}`),
     h('div.insight-main',

@@ -100,11 +100,14 @@ test('a person logs in and sees channels, unread counts and the strict CSP', asy
   await page.context().close();
 });
 
-test('a message posted in one browser appears live in another, with typing shown', async () => {
+test('a message posted in one browser appears live in another, with typing and unread counts', async () => {
   const a = await newPage(browser);
   const b = await newPage(browser);
+  const c = await newPage(browser);
   await openWarRoom(a, 'sam');
   await openWarRoom(b, 'erin');
+  await uiLogin(c, server.url, 'lena', PASSWORD, '#/mentions');
+  await c.waitForSelector('.page-head h1:has-text("Mentions")');
   const text = `Live hello ${Date.now()}`;
   await a.fill('.composer-input', text);
   await b.waitForSelector('.typing:has-text("sam is typing")', { timeout: 5000 });
@@ -113,8 +116,14 @@ test('a message posted in one browser appears live in another, with typing shown
   assert.equal(await msg(a, text).count(), 1, 'the sender sees it once');
   assert.equal(await msg(b, text).count(), 1, 'the other person sees it once');
   await shot(b, '01-channel');
+  // lena is elsewhere: #war-room shows an unread badge, cleared when she opens it.
+  await c.waitForSelector('.channel-item[data-channel="war-room"] .badge', { timeout: 5000 });
+  await c.click('.channel-item[data-channel="war-room"]');
+  await msg(c, text).waitFor();
+  await c.waitForSelector('.channel-item[data-channel="war-room"] .badge', { state: 'detached' });
   await a.context().close();
   await b.context().close();
+  await c.context().close();
 });
 
 test('a thread reply shows in the thread pane and as a reply count for others', async () => {
@@ -191,7 +200,7 @@ test('after the server drops the socket the client resumes with no gap and no du
 });
 
 test('an agent\'s message shows persona, department and its citation with document and label', async () => {
-  const page = await newPage(browser);
+  const page = await newPage(browser, { colorScheme: 'dark' });
   await openWarRoom(page, 'lena');
   const m = msg(page, 'slipped two weeks');
   await m.locator('.agent-badge').waitFor();
@@ -202,7 +211,7 @@ test('an agent\'s message shows persona, department and its citation with docume
   assert.match(await card.innerText(), /sales\/pipeline-q3\.md/);
   assert.equal(await card.locator('.chip.label-internal').count(), 1);
   assert.match(await card.locator('.chunk-text').innerText(), /supplier/);
-  await shot(page, '03-agent-citation');
+  await shot(page, '03-agent-citation-dark');
   await page.context().close();
 });
 
@@ -368,6 +377,7 @@ test('search finds a message and jumps to it; phone width keeps the app usable',
   await shot(page, '09-phone-channel');
   await page.click('.menu-btn');
   await page.waitForSelector('.nav-open .sidebar');
+  await page.waitForTimeout(400); // the drawer slides in
   await shot(page, '10-phone-nav');
   await page.context().close();
 });
