@@ -33,6 +33,9 @@ export async function startServer() {
     WARROOM_AUTH__LOGIN_PER_IP_PER_MINUTE: '10000',
     WARROOM_AUTH__LOGIN_PER_HANDLE_PER_MINUTE: '1000',
     WARROOM_AGENTS__RUN_IN_PROCESS: 'false',
+    // The tests post in bursts; posting limits have their own server tests.
+    WARROOM_LIMITS__POSTS_PER_SECOND: '1000',
+    WARROOM_LIMITS__POST_BURST: '1000',
     WARROOM_LOG: 'warn',
   };
   const made = spawnSync(bin, ['users', 'create', '--handle', 'admin', '--role', 'admin', '--display-name', 'Ada Admin', '--clearance', 'restricted', '--password-stdin'],

@@ -215,6 +215,35 @@ test('an agent\'s message shows persona, department and its citation with docume
   await page.context().close();
 });
 
+test('scrolling up loads older messages, and a link to an old message loads the page around it', async () => {
+  const ch = await server.ok(users.sam.token, 'POST', '/channels', { name: 'history', visibility: 'public' });
+  await server.ok(users.erin.token, 'POST', `/channels/${ch.id}/join`);
+  const ids = [];
+  for (let i = 1; i <= 130; i += 1) {
+    const who = i % 2 ? users.sam : users.erin;
+    ids.push((await server.ok(who.token, 'POST', `/channels/${ch.id}/messages`, { body: `history ${i}` })).id);
+  }
+  const page = await newPage(browser);
+  await uiLogin(page, server.url, 'erin', PASSWORD, `#/c/${ch.id}`);
+  await msg(page, 'history 130').waitFor();
+  assert.equal(await page.locator(`.msg[data-id="${ids[0]}"]`).count(), 0, 'the first message is not in the latest page');
+  for (let i = 0; i < 10 && !(await page.locator('.channel-intro').count()); i += 1) {
+    await page.evaluate(() => { document.querySelector('.scroller').scrollTop = 0; });
+    await page.waitForTimeout(300);
+  }
+  await page.locator('.msg[data-id="' + ids[0] + '"]').waitFor({ timeout: 5000 });
+  const bodies = await page.$$eval('.messages .msg-body', (els) => els.map((e) => e.textContent));
+  assert.deepEqual(bodies, ids.map((_, i) => `history ${i + 1}`), 'every message once, in order');
+  // A link to message 7 (an evidence link, say) from elsewhere: loaded around it and highlighted.
+  await page.goto(`${server.url}/#/search`);
+  await page.goto(`${server.url}/#/c/${ch.id}/m/${ids[6]}`);
+  await page.waitForSelector(`.msg.highlight[data-id="${ids[6]}"]`);
+  await page.waitForSelector('.jump-latest:not([hidden])');
+  await page.click('.jump-latest');
+  await msg(page, 'history 130').waitFor();
+  await page.context().close();
+});
+
 test('a message with <script>, an external image and a javascript: link renders harmless', async () => {
   const page = await newPage(browser);
   await openWarRoom(page, 'erin');
@@ -246,8 +275,14 @@ test('an admin creates a scope and sees its live preview', async () => {
   const stored = await server.ok(admin, 'GET', '/scopes/sales-forecast');
   assert.deepEqual(stored.departments, ['sales']);
   await page.goto(`${server.url}/#/admin/agents`);
-  await page.waitForSelector(`tr[data-agent="${agent.handle}"]`);
+  const row = page.locator(`tr[data-agent="${agent.handle}"]`);
+  await row.waitFor();
   await shot(page, '05-admin-agents');
+  await row.locator('button:has-text("Pause")').click();
+  await page.locator(`tr[data-agent="${agent.handle}"] .status-paused`).waitFor();
+  assert.equal((await server.ok(admin, 'GET', `/agents/${agent.id}`)).status, 'paused');
+  await page.locator(`tr[data-agent="${agent.handle}"] button:has-text("Resume")`).click();
+  await page.locator(`tr[data-agent="${agent.handle}"] .status-active`).waitFor();
   await page.goto(`${server.url}/#/admin/dashboard`);
   await page.waitForSelector('.stats .stat-value');
   await server.ok(users.sam.token, 'POST', `/channels/${war.id}/messages`, { body: 'Dashboard tick' });
@@ -305,9 +340,8 @@ test('a leader opens a digest and follows an evidence link to its message', asyn
     return;
   }
   const ev = withEvidence.evidence[0];
-  const card = page.locator(`.insight[data-rank="${withEvidence.rank}"]`).first();
-  await card.locator('.citations-toggle').click();
-  await card.locator(`.evidence[data-message="${ev.message_id}"] a.evidence-link`).click();
+  for (const toggle of await page.locator('.insight .citations-toggle').all()) await toggle.click();
+  await page.locator(`.evidence[data-message="${ev.message_id}"] a.evidence-link`).first().click();
   await page.waitForSelector(`.msg.highlight[data-id="${ev.message_id}"]`, { timeout: 10000 });
   assert.match(page.url(), new RegExp(`#/c/[\\w-]+/m/${ev.message_id}$`));
   await page.context().close();
