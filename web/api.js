@@ -70,6 +70,12 @@ export async function login(handle, password) {
 /** Exchange the refresh token for new tokens (one request at a time). */
 export async function refresh() {
   if (refreshing) return refreshing;
+  // Another tab may have rotated the tokens already: its refresh token replaced ours.
+  const stored = load();
+  if (stored && session && stored.refresh_token !== session.refresh_token) {
+    session = stored;
+    if (stored.expires_at - Date.now() > 30000) return undefined;
+  }
   refreshing = (async () => {
     const r = await fetch('/api/v1/auth/refresh', {
       method: 'POST',
