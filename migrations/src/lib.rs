@@ -9,6 +9,7 @@ pub use sea_orm_migration::prelude::*;
 mod m0001_chat;
 mod m0002_knowledge;
 mod m0003_agents;
+mod m0004_insights;
 
 /// All migrations, in order.
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_chat::Migration),
             Box::new(m0002_knowledge::Migration),
             Box::new(m0003_agents::Migration),
+            Box::new(m0004_insights::Migration),
         ]
     }
 }

@@ -33,6 +33,8 @@ pub struct AppState {
     pub audit: Audit,
     pub knowledge: Knowledge,
     pub agents: crate::agents::Agents,
+    /// Serialises SQLite write transactions across the writers.
+    pub gate: crate::storage::WriteGate,
 }
 
 /// Shared application state handle.
@@ -76,19 +78,23 @@ impl AppState {
         let channels = Arc::new(ChannelCache::default());
         let feed = crate::agents::ActivityFeed::default();
         let gate = crate::storage::WriteGate::for_db(&db);
+        let (embed_queue, embed_inbox) = crate::insights::vectors::EmbedQueue::new();
         let writer = Writer::start(
             db.clone(),
             hub.clone(),
             directory.clone(),
             channels.clone(),
             metrics.clone(),
-            feed.clone(),
+            crate::chat::writer::Listeners {
+                activity: feed.clone(),
+                embed: embed_queue,
+            },
             gate.clone(),
         );
         let agents = crate::agents::Agents::new(db.clone(), feed, gate.clone());
         let post_limiter =
             RateLimiter::new(settings.limits.posts_per_second, settings.limits.post_burst);
-        let audit = Audit::with_gate(db.clone(), gate);
+        let audit = Audit::with_gate(db.clone(), gate.clone());
         let knowledge = Knowledge::new(
             db.clone(),
             settings.knowledge.clone(),
@@ -109,8 +115,11 @@ impl AppState {
             audit,
             knowledge,
             agents,
+            gate,
         });
         crate::retention::spawn(app.clone());
+        crate::insights::vectors::spawn_embedder(app.clone(), embed_inbox);
+
         Ok(app)
     }
 }

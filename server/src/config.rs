@@ -18,6 +18,7 @@ pub struct Settings {
     pub limits: Limits,
     pub knowledge: KnowledgeSettings,
     pub agents: AgentSettings,
+    pub insights: InsightSettings,
     /// `tracing` filter, e.g. `info` or `warroom=debug,info`.
     pub log: Option<String>,
 }
@@ -261,6 +262,41 @@ impl Default for AgentSettings {
     }
 }
 
+/// The insights job: when it runs and how digests are made.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InsightSettings {
+    /// Run the job on a schedule inside the server.
+    pub schedule: bool,
+    /// Days in a digest's period (7: weekly).
+    pub period_days: u32,
+    /// Weekday the scheduled digest is made for the week before (`mon`..`sun`).
+    pub weekday: String,
+    /// Hour (UTC, 0-23) of that day it runs.
+    pub hour: u32,
+    /// Embed messages as they are posted (once the embedder is loaded).
+    pub embed_on_post: bool,
+    /// Insights kept per kind in a digest.
+    pub max_per_kind: usize,
+    /// Summaries through the agents' configured brain when it is a real model
+    /// (`openai`); otherwise they are written extractively.
+    pub summarize_with_model: bool,
+}
+
+impl Default for InsightSettings {
+    fn default() -> Self {
+        Self {
+            schedule: true,
+            period_days: 7,
+            weekday: "mon".into(),
+            hour: 6,
+            embed_on_post: true,
+            max_per_kind: 10,
+            summarize_with_model: true,
+        }
+    }
+}
+
 /// A setting that cannot work.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -384,6 +420,16 @@ impl Settings {
                 "agents",
                 "budgets, turns_per_minute and max_spawn must be positive",
             );
+        }
+        let i = &self.insights;
+        if !(1..=92).contains(&i.period_days) {
+            return bad("insights.period_days", "must be 1..=92");
+        }
+        if crate::insights::parse_weekday(&i.weekday).is_none() || i.hour > 23 {
+            return bad("insights", "weekday must be mon..sun and hour 0..=23");
+        }
+        if !(1..=50).contains(&i.max_per_kind) {
+            return bad("insights.max_per_kind", "must be 1..=50");
         }
         if !(self.limits.posts_per_second > 0.0 && self.limits.post_burst >= 1.0) {
             return bad("limits.posts_per_second", "rate must be > 0 and burst >= 1");

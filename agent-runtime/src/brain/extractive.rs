@@ -25,8 +25,9 @@ fn words(text: &str) -> HashSet<String> {
         .collect()
 }
 
-/// Sentences of `text`, trimmed, without headings or list markers.
-fn sentences(text: &str) -> Vec<&str> {
+/// Sentences of `text`, trimmed, without headings or list markers (the
+/// insights job splits cited chunks the same way to find what was quoted).
+pub fn sentences(text: &str) -> Vec<&str> {
     let mut out = Vec::new();
     for line in text.lines() {
         let line = line.trim().trim_start_matches(['#', '-', '*', '>', ' ']);

@@ -294,6 +294,9 @@ pub struct Agents {
     db: DatabaseConnection,
     feed: ActivityFeed,
     memory: MemoryWriter,
+    /// Templates added at run time (an evaluation corpus's departments);
+    /// they take precedence over built-in ones of the same name.
+    extra_templates: std::sync::RwLock<Vec<Template>>,
 }
 
 fn parse_persona(raw: &str) -> Persona {
@@ -342,6 +345,7 @@ impl Agents {
             memory: MemoryWriter::start(db.clone(), gate),
             db,
             feed,
+            extra_templates: Default::default(),
         }
     }
 
@@ -352,7 +356,27 @@ impl Agents {
 
     /// The templates agents can be spawned from.
     pub fn templates(&self) -> Vec<Template> {
-        persona::builtin_templates()
+        let extra = self.extra_templates.read().expect("templates lock").clone();
+        let mut all: Vec<Template> = persona::builtin_templates()
+            .into_iter()
+            .filter(|t| !extra.iter().any(|e| e.name == t.name))
+            .collect();
+        all.extend(extra);
+        all
+    }
+
+    /// A template by name.
+    pub fn template(&self, name: &str) -> Option<Template> {
+        self.templates().into_iter().find(|t| t.name == name)
+    }
+
+    /// Add (or replace) templates for this process.
+    pub fn register_templates(&self, templates: Vec<Template>) {
+        let mut extra = self.extra_templates.write().expect("templates lock");
+        for t in templates {
+            extra.retain(|e| e.name != t.name);
+            extra.push(t);
+        }
     }
 
     /// Spawn `req.count` agents as `actor` (an admin). Everything is
@@ -367,7 +391,7 @@ impl Agents {
         max_count: u32,
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> ApiResult<SpawnOutcome> {
-        let template = persona::template(&req.template).ok_or_else(|| {
+        let template = self.template(&req.template).ok_or_else(|| {
             ApiError::invalid(format!(
                 "unknown template {:?}; see GET /api/v1/agents/templates",
                 req.template

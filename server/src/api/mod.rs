@@ -4,6 +4,7 @@
 pub mod agents_routes;
 pub mod auth_routes;
 pub mod chat_routes;
+pub mod insights_routes;
 pub mod knowledge_routes;
 pub mod users_routes;
 pub mod web;
@@ -144,6 +145,8 @@ pub fn check_id(id: &str) -> Result<&str, ApiError> {
         agents_routes::get_agent, agents_routes::set_status, agents_routes::agent_messages,
         agents_routes::runtime_agents, agents_routes::agent_token, agents_routes::get_memory,
         agents_routes::put_memory,
+        insights_routes::list_digests, insights_routes::get_digest, insights_routes::export_digest,
+        insights_routes::run_insights,
         ws::ws_upgrade,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
@@ -232,10 +235,13 @@ async fn observe(State(app): State<App>, req: Request, next: Next) -> Response {
 async fn security_headers(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
+    // A handler may set a stricter policy of its own (digest exports do).
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        );
+    }
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -256,6 +262,7 @@ pub fn router(app: App) -> Router {
         .merge(chat_routes::routes())
         .merge(users_routes::routes())
         .merge(agents_routes::routes())
+        .merge(insights_routes::routes())
         .merge(knowledge_routes::routes(
             app.settings.knowledge.max_file_bytes,
         ))

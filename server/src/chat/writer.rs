@@ -113,6 +113,13 @@ enum Op {
     Change(ChannelChange, oneshot::Sender<ApiResult<Option<i64>>>),
 }
 
+/// Who hears about every new message besides the hub: the agents' activity
+/// feed and the queue that embeds messages for the insights job.
+pub struct Listeners {
+    pub activity: crate::agents::ActivityFeed,
+    pub embed: crate::insights::vectors::EmbedQueue,
+}
+
 /// Handle for submitting writes.
 #[derive(Clone)]
 pub struct Writer {
@@ -127,9 +134,10 @@ impl Writer {
         directory: Arc<Directory>,
         channels: Arc<ChannelCache>,
         metrics: Arc<Metrics>,
-        activity: crate::agents::ActivityFeed,
+        listeners: Listeners,
         gate: crate::storage::WriteGate,
     ) -> Self {
+        let Listeners { activity, embed } = listeners;
         let (tx, rx) = mpsc::channel(8192);
         let (pub_tx, mut pub_rx) = mpsc::channel::<Vec<Pending>>(1024);
         tokio::spawn(async move {
@@ -144,6 +152,7 @@ impl Writer {
                             mentions,
                         } => {
                             activity.publish(&message, &author, mentions);
+                            embed.offer(&message.id, &message.body);
                             if !hub.has_subscribers(&message.channel_id) {
                                 continue;
                             }

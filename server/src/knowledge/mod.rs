@@ -218,6 +218,11 @@ impl Knowledge {
             .await
     }
 
+    /// The engine if something has loaded it already.
+    pub fn engine_if_loaded(&self) -> Option<&Engine> {
+        self.engine.get()
+    }
+
     async fn load_engine(&self) -> ApiResult<Engine> {
         let unavailable = |what: &str, e: String| {
             ApiError::new(

@@ -1,0 +1,726 @@
+//! `warroom eval planted`: the product end to end on a corpus with planted
+//! insights. Ingest the corpus, spawn agents per department scoped to it, let
+//! them talk in virtual time, run the insights job, and score the digest
+//! against the corpus's `ANSWERS.json`.
+//!
+//! Matching (the corpus README's rule, so numbers compare): an answer is
+//! **found** when an insight of the same kind among the top 10 of that kind
+//! mentions at least 60% of its `match_terms` (case-insensitive, over title,
+//! summary, evidence excerpts and citation quotes) and its citations come
+//! from documents of at least `min_departments` of the answer's departments
+//! (a document's department is its folder). A **decoy is reported** when any
+//! insight mentions 60% of its terms. A **canary leaks** when its term
+//! appears in a message below `restricted` or in the digest as a reader
+//! cleared for every department up to `confidential` sees it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use sea_orm::EntityTrait;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use warroom_agent_runtime::persona::{ActivityLevel, Template};
+use warroom_agent_runtime::platform::Shard;
+use warroom_agent_runtime::runtime::{Runtime, RuntimeConfig};
+
+use crate::config::Settings;
+use crate::label::{Label, Level};
+
+/// Flags of `warroom eval planted`.
+#[derive(clap::Args, Debug)]
+pub struct PlantedArgs {
+    /// The corpus: one folder per department of Markdown with front matter, and ANSWERS.json.
+    #[arg(long)]
+    pub corpus: PathBuf,
+    /// Where to write the digest and the scores.
+    #[arg(long)]
+    pub json: PathBuf,
+    /// Agents per department (roles analyst, manager, lead in turn).
+    #[arg(long, default_value_t = 3)]
+    pub agents_per_department: u32,
+    /// `extractive`, `local` or `openai`.
+    #[arg(long, default_value = "extractive")]
+    pub brain: String,
+    /// Simulated hours of talk.
+    #[arg(long, default_value_t = 12.0)]
+    pub hours: f64,
+    /// Keep the run's database here (default: a temporary directory).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// One entry of `ANSWERS.json`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Answer {
+    pub id: String,
+    pub kind: String,
+    #[serde(default)]
+    pub title: String,
+    #[serde(default)]
+    pub departments: Vec<String>,
+    #[serde(default)]
+    pub match_terms: Vec<String>,
+    #[serde(default = "one")]
+    pub min_departments: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// The scores the issue asks for, plus what matched.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Scores {
+    pub risk_recall: f64,
+    pub opportunity_recall: f64,
+    pub decoys_reported: usize,
+    pub canary_leaks: usize,
+    pub evidence_valid_fraction: f64,
+    pub wall_seconds: f64,
+}
+
+/// Per answer: the insight (kind and rank) that matched it, if any.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Match {
+    pub id: String,
+    pub kind: String,
+    pub found_by: Option<String>,
+}
+
+fn insight_text(i: &Value) -> String {
+    let mut t = String::new();
+    for k in ["title", "summary"] {
+        t.push_str(i[k].as_str().unwrap_or(""));
+        t.push(' ');
+    }
+    for e in i["evidence"].as_array().into_iter().flatten() {
+        t.push_str(e["excerpt"].as_str().unwrap_or(""));
+        t.push(' ');
+        for c in e["citations"].as_array().into_iter().flatten() {
+            t.push_str(c["quote"].as_str().unwrap_or(""));
+            t.push(' ');
+        }
+    }
+    t.to_lowercase()
+}
+
+fn mentions(text: &str, terms: &[String]) -> bool {
+    if terms.is_empty() {
+        return false;
+    }
+    let hit = terms
+        .iter()
+        .filter(|t| text.contains(&t.to_lowercase()))
+        .count();
+    hit as f64 >= 0.6 * terms.len() as f64
+}
+
+fn cited_departments(i: &Value) -> BTreeSet<String> {
+    i["evidence"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|e| e["citations"].as_array().into_iter().flatten())
+        .filter_map(|c| c["document_path"].as_str())
+        .filter_map(|p| p.split('/').next().filter(|_| p.contains('/')))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Score a digest (its JSON form) against the answers. `readable` is every
+/// text a user below `restricted` could read; `document` reads a corpus file.
+pub fn score(
+    digest: &Value,
+    answers: &[Answer],
+    readable: &[String],
+    document: &dyn Fn(&str) -> Option<String>,
+    wall_seconds: f64,
+) -> (Scores, Vec<Match>) {
+    let insights: Vec<&Value> = digest["insights"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
+    let top = |kind: &str| -> Vec<&Value> {
+        let mut v: Vec<&Value> = insights
+            .iter()
+            .copied()
+            .filter(|i| i["kind"] == kind && !i["redacted"].as_bool().unwrap_or(false))
+            .collect();
+        v.sort_by_key(|i| i["rank"].as_u64().unwrap_or(u64::MAX));
+        v.truncate(10);
+        v
+    };
+    let mut matches = Vec::new();
+    let mut recall: HashMap<&str, (usize, usize)> = HashMap::new();
+    for a in answers
+        .iter()
+        .filter(|a| a.kind == "risk" || a.kind == "opportunity")
+    {
+        let found = top(&a.kind).into_iter().find(|i| {
+            let depts = cited_departments(i);
+            let shared = a.departments.iter().filter(|d| depts.contains(*d)).count();
+            mentions(&insight_text(i), &a.match_terms) && shared >= a.min_departments
+        });
+        let e = recall
+            .entry(if a.kind == "risk" {
+                "risk"
+            } else {
+                "opportunity"
+            })
+            .or_default();
+        e.1 += 1;
+        if found.is_some() {
+            e.0 += 1;
+        }
+        matches.push(Match {
+            id: a.id.clone(),
+            kind: a.kind.clone(),
+            found_by: found.map(|i| format!("{} #{}", a.kind, i["rank"])),
+        });
+    }
+    let decoys = answers
+        .iter()
+        .filter(|a| a.kind == "decoy")
+        .filter(|a| {
+            let hit = insights
+                .iter()
+                .any(|i| mentions(&insight_text(i), &a.match_terms));
+            matches.push(Match {
+                id: a.id.clone(),
+                kind: a.kind.clone(),
+                found_by: hit.then(|| "reported".to_string()),
+            });
+            hit
+        })
+        .count();
+    let canaries = answers
+        .iter()
+        .filter(|a| a.kind == "canary")
+        .filter(|a| {
+            a.match_terms.iter().any(|t| {
+                let t = t.to_lowercase();
+                readable.iter().any(|r| r.to_lowercase().contains(&t))
+            })
+        })
+        .count();
+    let mut total = 0usize;
+    let mut valid = 0usize;
+    let mut cache: HashMap<String, Option<String>> = HashMap::new();
+    for i in &insights {
+        for e in i["evidence"].as_array().into_iter().flatten() {
+            for c in e["citations"].as_array().into_iter().flatten() {
+                total += 1;
+                let path = c["document_path"].as_str().unwrap_or("");
+                let quote = c["quote"].as_str().unwrap_or("");
+                let body = cache
+                    .entry(path.to_string())
+                    .or_insert_with(|| document(path));
+                if !quote.is_empty() && body.as_deref().is_some_and(|b| b.contains(quote)) {
+                    valid += 1;
+                }
+            }
+        }
+    }
+    let r = |k: &str| {
+        recall
+            .get(k)
+            .map(|(f, n)| if *n == 0 { 1.0 } else { *f as f64 / *n as f64 })
+            .unwrap_or(1.0)
+    };
+    (
+        Scores {
+            risk_recall: r("risk"),
+            opportunity_recall: r("opportunity"),
+            decoys_reported: decoys,
+            canary_leaks: canaries,
+            evidence_valid_fraction: if total == 0 {
+                0.0
+            } else {
+                valid as f64 / total as f64
+            },
+            wall_seconds: (wall_seconds * 10.0).round() / 10.0,
+        },
+        matches,
+    )
+}
+
+/// Interests of a department: the words its documents use most that other
+/// departments' documents use least.
+pub fn department_interests(
+    docs: &BTreeMap<String, Vec<String>>,
+    n: usize,
+) -> BTreeMap<String, Vec<String>> {
+    let mut tf: BTreeMap<&str, HashMap<String, f64>> = BTreeMap::new();
+    let mut df: HashMap<String, usize> = HashMap::new();
+    for (dept, texts) in docs {
+        let counts = tf.entry(dept.as_str()).or_default();
+        for t in texts {
+            for w in crate::insights::mine::entity_tokens(t) {
+                if w.chars().any(|c| c.is_ascii_digit()) || w.len() < 5 {
+                    continue;
+                }
+                *counts.entry(w).or_default() += 1.0;
+            }
+        }
+        for w in counts.keys() {
+            *df.entry(w.clone()).or_default() += 1;
+        }
+    }
+    let depts = docs.len().max(1) as f64;
+    tf.into_iter()
+        .map(|(dept, counts)| {
+            let mut scored: Vec<(f64, String)> = counts
+                .into_iter()
+                .filter(|(_, c)| *c >= 2.0)
+                .map(|(w, c)| (c * (1.0 + depts / df[&w] as f64).ln(), w))
+                .collect();
+            scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            (
+                dept.to_string(),
+                scored.into_iter().take(n).map(|(_, w)| w).collect(),
+            )
+        })
+        .collect()
+}
+
+fn read_corpus(dir: &Path) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if !entry.file_type()?.is_dir() {
+            continue;
+        }
+        let dept = entry.file_name().to_string_lossy().to_lowercase();
+        for f in std::fs::read_dir(entry.path())? {
+            let f = f?.path();
+            if f.extension().and_then(|e| e.to_str()) == Some("md") {
+                out.entry(dept.clone())
+                    .or_default()
+                    .push(std::fs::read_to_string(&f).unwrap_or_default());
+            }
+        }
+    }
+    Ok(out)
+}
+
+const ROLES: &[(&str, &str, &str)] = &[
+    (
+        "analyst",
+        "junior",
+        "precise and factual; quotes numbers and dates",
+    ),
+    (
+        "manager",
+        "mid",
+        "practical; asks what it means for the team and the customer",
+    ),
+    (
+        "lead",
+        "senior",
+        "brief and direct; connects facts across teams and flags risks early",
+    ),
+];
+
+/// Run the evaluation.
+pub async fn run(mut settings: Settings, args: PlantedArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let answers_path = args.corpus.join("ANSWERS.json");
+    let answers: Vec<Answer> =
+        serde_json::from_str(&std::fs::read_to_string(&answers_path).with_context(|| {
+            format!(
+                "reading {}: pass --corpus DIR holding ANSWERS.json",
+                answers_path.display()
+            )
+        })?)
+        .with_context(|| {
+            format!(
+                "{}: expected a list of {{id, kind, match_terms, ...}}",
+                answers_path.display()
+            )
+        })?;
+    if !(1..=50).contains(&args.agents_per_department) {
+        anyhow::bail!("--agents-per-department must be 1-50");
+    }
+    if !(args.hours > 0.0 && args.hours <= 24.0 * 14.0) {
+        anyhow::bail!("--hours must be more than 0 and at most 336");
+    }
+    if !["extractive", "local", "openai"].contains(&args.brain.as_str()) {
+        anyhow::bail!("--brain must be extractive, local or openai");
+    }
+    if let Some(parent) = args.json.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.is_dir() {
+            anyhow::bail!("{}: the folder for --json does not exist", parent.display());
+        }
+    }
+    let corpus = read_corpus(&args.corpus)?;
+    if corpus.is_empty() {
+        anyhow::bail!(
+            "{}: no department folders with Markdown files",
+            args.corpus.display()
+        );
+    }
+    let tmp;
+    let data_dir = match &args.data_dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            d.clone()
+        }
+        None => {
+            tmp = tempfile::tempdir()?;
+            tmp.path().to_path_buf()
+        }
+    };
+    settings.storage.data_dir = data_dir.clone();
+    settings.storage.database_url = None;
+    settings.insights.schedule = false;
+    let app = crate::app::AppState::build(settings)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::api::ensure_first_admin(&app, &data_dir).await?;
+    let departments = crate::cli::load_corpus(&app, &args.corpus).await?;
+
+    // Templates from the corpus: each department's own vocabulary as interests.
+    let interests = department_interests(&corpus, 12);
+    let mut templates = Vec::new();
+    for d in &departments {
+        for (role, seniority, voice) in ROLES {
+            templates.push(Template {
+                name: format!("{d}-{role}"),
+                department: d.clone(),
+                role: role.to_string(),
+                seniority: seniority.to_string(),
+                interests: interests.get(d).cloned().unwrap_or_default(),
+                voice: voice.to_string(),
+                activity: ActivityLevel::High,
+            });
+        }
+    }
+    app.agents.register_templates(templates.clone());
+    let admin = {
+        let row = app
+            .directory
+            .row_by_handle("admin")
+            .await
+            .map_err(api)?
+            .context("the admin was just created")?;
+        app.directory
+            .get(&row.id)
+            .await
+            .map_err(api)?
+            .context("admin")?
+    };
+    let shared = crate::chat::create_channel(
+        &app,
+        &admin,
+        crate::chat::CreateChannel {
+            name: "war-room-confidential".into(),
+            visibility: "public".into(),
+            label: Some("confidential".into()),
+            topic: Some("Cross-department talk up to confidential".into()),
+        },
+    )
+    .await
+    .map_err(api)?;
+    let bar =
+        indicatif::ProgressBar::new((departments.len() as u64) * args.agents_per_department as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("  spawning agents {bar:30} {pos}/{len}")
+            .expect("static template"),
+    );
+    let mut leads = Vec::new();
+    for d in &departments {
+        for k in 0..args.agents_per_department {
+            let (role, _, _) = ROLES[k as usize % ROLES.len()];
+            let req = crate::agents::SpawnRequest {
+                template: format!("{d}-{role}"),
+                count: 1,
+                scope: Some(format!("dept-{d}")),
+                brain: Some(args.brain.clone()),
+                activity: Some("high".into()),
+                channels: Some(vec!["war-room".into(), shared.name.clone()]),
+                tokens_per_hour: None,
+                turns_per_hour: None,
+            };
+            let out = app
+                .agents
+                .spawn(&app, &admin, req, 10, &|_, _| {})
+                .await
+                .map_err(api)?;
+            if role == "lead" {
+                leads.extend(out.agents.iter().map(|a| a.handle.clone()));
+            }
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    let brains = crate::agents::host::brains(&app.settings, args.brain == "local").await;
+    if !brains.names().contains(&args.brain) {
+        anyhow::bail!(
+            "the {} brain is not available: check [agents] settings (openai_base_url, local_model)",
+            args.brain
+        );
+    }
+    let platform = Arc::new(crate::agents::adapter::InProcess::new(app.clone()));
+    let cfg = RuntimeConfig {
+        max_concurrent_turns: 8,
+        ..crate::agents::host::runtime_config(&app.settings)
+    };
+    let rt =
+        Runtime::start_with_templates(platform, brains, cfg, Shard::ALL, app.agents.templates(), 0)
+            .await
+            .map_err(|e| anyhow::anyhow!("agent runtime: {e}"))?;
+    // A leader opens the conversation in both shared rooms.
+    let period_start = chrono::Utc::now() - chrono::Duration::minutes(1);
+    let leader = crate::api::new_user_from(crate::api::users_create_request(
+        "eval-leader".into(),
+        "leader".into(),
+        Some("Eval Leader".into()),
+        None,
+        Some("confidential".into()),
+        Some(crate::auth::random_password(16)),
+    ))
+    .await
+    .map_err(api)?;
+    let leader = app.directory.create(leader).await.map_err(api)?;
+    let leader = app
+        .directory
+        .get(&leader.id)
+        .await
+        .map_err(api)?
+        .context("leader")?;
+    let rooms: Vec<String> = crate::chat::list_channels(&app, &leader)
+        .await
+        .map_err(api)?
+        .into_iter()
+        .filter(|c| c.name == "war-room" || c.name == shared.name)
+        .map(|c| c.id)
+        .collect();
+    for room in &rooms {
+        crate::chat::join(&app, &leader, room).await.map_err(api)?;
+        let asked: Vec<String> = leads.iter().map(|h| format!("@{h}")).collect();
+        crate::chat::post(
+            &app,
+            &leader,
+            room,
+            crate::chat::PostMessage {
+                body: format!(
+                    "{} What risks and opportunities do you see across our teams? Numbers and dates, please.",
+                    asked.join(" ")
+                ),
+                thread_root: None,
+                idempotency_key: Some(format!("eval-kickoff-{room}")),
+                label: None,
+                citations: vec![],
+                brain: None,
+            },
+        )
+        .await
+        .map_err(api)?;
+    }
+    let hours_ms = (args.hours * 3_600_000.0) as u64;
+    let sim = indicatif::ProgressBar::new(hours_ms / 3_600_000);
+    sim.set_style(
+        indicatif::ProgressStyle::with_template("  simulating {bar:30} {pos}/{len} hours {msg}")
+            .expect("static template"),
+    );
+    let mut now = 0u64;
+    while now < hours_ms {
+        let next = (now + 3_600_000).min(hours_ms);
+        rt.run_virtual(now, next, 60_000).await;
+        now = next;
+        let s = rt.stats();
+        sim.set_position(now / 3_600_000);
+        sim.set_message(format!("{} posts, {} replies", s.posts, s.replies));
+    }
+    sim.finish_and_clear();
+    let stats = rt.stats();
+    app.agents.flush_memory().await;
+    println!(
+        "  Simulated {} hours: {} posts, {} replies, {} retrievals by {} agents.",
+        args.hours,
+        stats.posts,
+        stats.replies,
+        stats.retrievals,
+        departments.len() as u32 * args.agents_per_department
+    );
+    let period = crate::insights::Period {
+        from: period_start,
+        to: chrono::Utc::now() + chrono::Duration::seconds(1),
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let spinner = indicatif::ProgressBar::new_spinner();
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    let digest = crate::insights::run(
+        &app,
+        period,
+        crate::insights::Trigger::Eval,
+        Some(&admin.id),
+        &|m| spinner.set_message(m.to_string()),
+    )
+    .await
+    .map_err(api)?;
+    spinner.finish_and_clear();
+    let digest_json = crate::insights::render::json(&digest);
+
+    // What a reader below `restricted` can read: messages and the digest.
+    let mut readable: Vec<String> = crate::storage::entities::message::Entity::find()
+        .all(&app.db)
+        .await?
+        .into_iter()
+        .filter(|m| {
+            m.label
+                .parse::<Label>()
+                .map(|l| l.level < Level::Restricted)
+                .unwrap_or(false)
+        })
+        .map(|m| m.body)
+        .collect();
+    let mut below = Label::level(Level::Confidential);
+    below.compartments = departments.iter().cloned().collect();
+    let redacted = crate::insights::redact(digest.clone(), &below);
+    readable.push(serde_json::to_string(&crate::insights::render::json(
+        &redacted,
+    ))?);
+    let corpus_dir = args.corpus.clone();
+    let read_doc = move |p: &str| -> Option<String> {
+        if p.contains("..") {
+            return None;
+        }
+        std::fs::read_to_string(corpus_dir.join(p)).ok()
+    };
+    let (scores, matches) = score(
+        &digest_json,
+        &answers,
+        &readable,
+        &read_doc,
+        started.elapsed().as_secs_f64(),
+    );
+    let out = json!({
+        "digest": digest_json,
+        "scores": scores,
+        "answers": matches,
+        "run": {
+            "corpus": args.corpus.display().to_string(),
+            "departments": departments,
+            "agents": departments.len() as u32 * args.agents_per_department,
+            "brain": args.brain,
+            "simulated_hours": args.hours,
+            "posts": stats.posts,
+            "replies": stats.replies,
+            "retrievals": stats.retrievals,
+        }
+    });
+    let tmp_out = args.json.with_extension("json.tmp");
+    std::fs::write(&tmp_out, serde_json::to_string_pretty(&out)?)?;
+    std::fs::rename(&tmp_out, &args.json)?;
+    println!(
+        "  risk recall {:.2}, opportunity recall {:.2}, decoys reported {}, canary leaks {}, evidence valid {:.2}, {:.0} s",
+        scores.risk_recall,
+        scores.opportunity_recall,
+        scores.decoys_reported,
+        scores.canary_leaks,
+        scores.evidence_valid_fraction,
+        scores.wall_seconds
+    );
+    for m in &matches {
+        println!(
+            "    {:<14} {:<12} {}",
+            m.id,
+            m.kind,
+            m.found_by.as_deref().unwrap_or("-")
+        );
+    }
+    println!("  written to {}", args.json.display());
+    Ok(())
+}
+
+fn api(e: crate::error::ApiError) -> anyhow::Error {
+    anyhow::anyhow!("{} ({})", e.message, e.code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(id: &str, kind: &str, depts: &[&str], terms: &[&str], min: usize) -> Answer {
+        Answer {
+            id: id.into(),
+            kind: kind.into(),
+            title: String::new(),
+            departments: depts.iter().map(|s| s.to_string()).collect(),
+            match_terms: terms.iter().map(|s| s.to_string()).collect(),
+            min_departments: min,
+        }
+    }
+
+    #[test]
+    fn scoring_follows_the_corpus_rule() {
+        let digest = json!({"insights": [
+            {"kind": "risk", "rank": 1, "title": "GPS drift after firmware 4.2", "summary": "Halvorsen renews in March",
+             "evidence": [
+                {"excerpt": "x", "citations": [{"document_path": "support/a.md", "quote": "GPS drift at Halvorsen."}]},
+                {"excerpt": "y", "citations": [{"document_path": "sales/b.md", "quote": "Made up."}]}]},
+            {"kind": "opportunity", "rank": 1, "title": "payroll outage", "summary": "", "evidence": []}
+        ]});
+        let answers = vec![
+            answer(
+                "r1",
+                "risk",
+                &["support", "sales", "engineering"],
+                &["firmware 4.2", "GPS drift", "Halvorsen", "antenna", "March"],
+                2,
+            ),
+            answer(
+                "r2",
+                "risk",
+                &["support", "legal"],
+                &["GPS drift", "Halvorsen", "March"],
+                2,
+            ),
+            answer("o1", "opportunity", &["hr"], &["interns"], 1),
+            answer("d1", "decoy", &["hr"], &["payroll", "outage", "backup"], 1),
+            answer("c1", "canary", &["hr"], &["CANARY-X1"], 1),
+        ];
+        let docs = |p: &str| match p {
+            "support/a.md" => Some("text GPS drift at Halvorsen. more".to_string()),
+            "sales/b.md" => Some("other".to_string()),
+            _ => None,
+        };
+        let (s, m) = score(
+            &digest,
+            &answers,
+            &["hello canary-x1".to_string()],
+            &docs,
+            1.0,
+        );
+        assert_eq!(s.risk_recall, 0.5, "r2 lacks a second department: {m:?}");
+        assert_eq!(s.opportunity_recall, 0.0);
+        assert_eq!(s.decoys_reported, 1);
+        assert_eq!(s.canary_leaks, 1);
+        assert_eq!(s.evidence_valid_fraction, 0.5);
+    }
+
+    #[test]
+    fn interests_are_each_departments_own_words() {
+        let mut docs = BTreeMap::new();
+        let texts = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        docs.insert(
+            "sales".to_string(),
+            texts(&["renewal quota meeting", "renewal quota meeting"]),
+        );
+        docs.insert(
+            "legal".to_string(),
+            texts(&["contract clause meeting", "contract clause meeting"]),
+        );
+        let i = department_interests(&docs, 2);
+        assert_eq!(i["sales"], vec!["quota".to_string(), "renewal".to_string()]);
+        assert_eq!(
+            i["legal"],
+            vec!["clause".to_string(), "contract".to_string()]
+        );
+    }
+}

@@ -1,0 +1,1093 @@
+//! Mining a period's transcripts for risks and opportunities.
+//!
+//! The unit of evidence is a **fact**: one sentence of a cited document chunk
+//! that a message stated (extractive messages quote it; model-written ones are
+//! matched to the cited chunk's closest sentence). The job streams messages
+//! channel by channel, in order, and records:
+//!
+//! - which facts were stated, by whom (agents and people of which department),
+//!   in which messages;
+//! - **links** between facts of different departments that met in the talk:
+//!   in the same thread, or in the few messages an agent saw before it wrote
+//!   (the channel window). Each meeting counts by how close the two messages
+//!   are (cosine of the vectors embedded when they were posted);
+//! - facts that share rare names and figures (a customer, a firmware version,
+//!   a site), and facts whose messages sit close in vector space, even if no
+//!   one put them side by side.
+//!
+//! Topics are grown greedily from the strongest cross-department links. Each
+//! is scored from signals that can be read back in the digest (departments
+//! converging, independent agents, meetings in the talk, concrete numbers
+//! and dates, impact and urgency words, novelty against the last digest, the
+//! cited sources' weight), classified as a risk or an opportunity by the
+//! language of its facts, and dropped when one department's facts say the
+//! matter is already resolved.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use warroom_agent_runtime::brain::extractive::sentences;
+
+use crate::label::{Label, Level};
+
+use super::vectors::Quantized;
+
+/// Tunables of the miner; the defaults are what the evaluation measured.
+#[derive(Debug, Clone)]
+pub struct MineConfig {
+    /// Insights kept per kind.
+    pub max_per_kind: usize,
+    /// Facts in one topic at most.
+    pub max_facts_per_topic: usize,
+    /// Messages before a post that count as what its author saw.
+    pub window: usize,
+    /// Recent entries remembered per thread.
+    pub thread_entries: usize,
+    /// Least link strength that starts a topic.
+    pub min_seed: f32,
+    /// A fact joins a topic when its link is at least this share of the seed's.
+    pub join_share: f32,
+    /// Messages kept as evidence per fact.
+    pub refs_per_fact: usize,
+}
+
+impl Default for MineConfig {
+    fn default() -> Self {
+        Self {
+            max_per_kind: 10,
+            max_facts_per_topic: 5,
+            window: 4,
+            thread_entries: 8,
+            min_seed: 0.9,
+            join_share: 0.45,
+            refs_per_fact: 3,
+        }
+    }
+}
+
+/// A cited chunk as the miner needs it.
+#[derive(Debug, Clone)]
+pub struct ChunkInfo {
+    pub id: String,
+    pub document_path: String,
+    pub document_title: String,
+    pub department: String,
+    pub label: Label,
+    pub text: String,
+}
+
+/// One message of the transcript.
+#[derive(Debug, Clone)]
+pub struct Msg {
+    pub id: String,
+    pub channel_id: String,
+    pub channel: String,
+    pub seq: i64,
+    pub author_id: String,
+    pub author: String,
+    pub author_department: Option<String>,
+    pub is_agent: bool,
+    pub thread_root: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub body: String,
+    pub label: Label,
+    pub vector: Option<Quantized>,
+    pub citations: Vec<String>,
+}
+
+/// A message kept as evidence.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MsgRef {
+    pub message_id: String,
+    pub channel_id: String,
+    pub channel: String,
+    pub author_id: String,
+    pub author: String,
+    pub author_department: Option<String>,
+    pub is_agent: bool,
+    pub posted_at: DateTime<Utc>,
+    pub label: String,
+    pub excerpt: String,
+}
+
+/// A stated sentence of a document.
+#[derive(Debug, Clone)]
+pub struct Fact {
+    pub chunk: u32,
+    pub quote: String,
+    pub key: String,
+    pub messages: u32,
+    pub authors: HashSet<u64>,
+    pub author_departments: BTreeSet<String>,
+    pub refs: Vec<MsgRef>,
+    pub vector: Vec<f32>,
+    pub tokens: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Link {
+    /// Sum over meetings in the talk of the two messages' closeness.
+    talk: f32,
+    meetings: u32,
+    author_pairs: HashSet<u64>,
+}
+
+#[derive(Debug, Clone)]
+struct Ctx {
+    facts: Vec<u32>,
+    author: u64,
+    vector: Option<Quantized>,
+}
+
+/// What the miner found: candidate insights before ranking and wording.
+#[derive(Debug, Clone)]
+pub struct Topic {
+    pub kind: Kind,
+    pub facts: Vec<u32>,
+    pub score: f32,
+    pub confidence: f32,
+    pub signals: Signals,
+}
+
+/// Risk or opportunity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Risk,
+    Opportunity,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Risk => "risk",
+            Kind::Opportunity => "opportunity",
+        }
+    }
+}
+
+/// The signals behind a score, shown in the digest.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Signals {
+    /// Departments whose documents the topic's facts come from.
+    pub departments: usize,
+    /// Distinct agents and people who stated them.
+    pub voices: usize,
+    /// Departments of the voices.
+    pub voice_departments: usize,
+    /// Times the facts met in a thread or a reply window.
+    pub meetings: u32,
+    /// Shared names and figures across departments (0-1).
+    pub shared_entities: f32,
+    /// Numbers, money, percentages and dates (0-1).
+    pub concreteness: f32,
+    /// Impact and urgency language (0-1).
+    pub impact: f32,
+    /// 1 for new against the last digest, less as it repeats.
+    pub novelty: f32,
+    /// Weight of the cited sources (0-1).
+    pub source_strength: f32,
+}
+
+/// Activity per channel, department and day, for the digest's chart.
+pub type ActivityKey = (String, String, String);
+
+/// The streaming miner.
+pub struct Miner {
+    cfg: MineConfig,
+    chunks: Vec<ChunkInfo>,
+    chunk_sentences: Vec<Vec<String>>,
+    chunk_index: HashMap<String, u32>,
+    pub facts: Vec<Fact>,
+    fact_index: HashMap<(u32, u16), u32>,
+    links: HashMap<(u32, u32), Link>,
+    channel: Option<String>,
+    threads: HashMap<String, (i64, VecDeque<Ctx>)>,
+    window: VecDeque<Ctx>,
+    since_evict: u64,
+    /// Messages seen, and those that stated at least one fact.
+    pub messages: u64,
+    pub stating: u64,
+    pub thread_count: u64,
+    seen_threads: HashSet<u64>,
+    pub activity: HashMap<ActivityKey, u64>,
+    /// Highest label of each channel's messages in the period.
+    pub channel_labels: HashMap<String, Label>,
+}
+
+impl Miner {
+    /// A miner over the chunks a period's messages cite.
+    pub fn new(cfg: MineConfig, chunks: Vec<ChunkInfo>) -> Self {
+        let chunk_sentences = chunks
+            .iter()
+            .map(|c| sentences(&c.text).into_iter().map(str::to_string).collect())
+            .collect();
+        let chunk_index = chunks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.id.clone(), i as u32))
+            .collect();
+        Self {
+            cfg,
+            chunks,
+            chunk_sentences,
+            chunk_index,
+            facts: Vec::new(),
+            fact_index: HashMap::new(),
+            links: HashMap::new(),
+            channel: None,
+            threads: HashMap::new(),
+            window: VecDeque::new(),
+            since_evict: 0,
+            messages: 0,
+            stating: 0,
+            thread_count: 0,
+            seen_threads: HashSet::new(),
+            activity: HashMap::new(),
+            channel_labels: HashMap::new(),
+        }
+    }
+
+    /// The chunk a fact quotes.
+    pub fn chunk(&self, fact: &Fact) -> &ChunkInfo {
+        &self.chunks[fact.chunk as usize]
+    }
+
+    /// Feed one message; messages of a channel must come together, in order.
+    pub fn push(&mut self, m: Msg) {
+        if self.channel.as_deref() != Some(m.channel_id.as_str()) {
+            self.channel = Some(m.channel_id.clone());
+            self.threads.clear();
+            self.window.clear();
+        }
+        self.messages += 1;
+        let dept = m
+            .author_department
+            .clone()
+            .unwrap_or_else(|| "people".into());
+        *self
+            .activity
+            .entry((
+                m.channel.clone(),
+                dept.clone(),
+                m.created_at.format("%Y-%m-%d").to_string(),
+            ))
+            .or_default() += 1;
+        let cl = self
+            .channel_labels
+            .entry(m.channel.clone())
+            .or_insert_with(|| Label::level(Level::Public));
+        *cl = cl.join(&m.label);
+        let root = m.thread_root.clone().unwrap_or_else(|| m.id.clone());
+        if self.seen_threads.insert(crate::insights::hash64(&root)) {
+            self.thread_count += 1;
+        }
+        let stated = self.claims(&m);
+        if stated.is_empty() {
+            return;
+        }
+        self.stating += 1;
+        let author = crate::insights::hash64(&m.author_id);
+        for &f in &stated {
+            self.record(f, &m, author);
+        }
+        let ctx = Ctx {
+            facts: stated,
+            author,
+            vector: m.vector.clone(),
+        };
+        // Meetings: a reply met its thread; a new post met the channel's last
+        // few messages, which its author saw, if they are about the same thing.
+        let mut met: Vec<(Vec<u32>, u64, f32)> = Vec::new();
+        if m.thread_root.is_some() {
+            if let Some((_, entries)) = self.threads.get(&root) {
+                for e in entries {
+                    met.push((e.facts.clone(), e.author, closeness(&ctx, e, true)));
+                }
+            }
+        } else {
+            for e in &self.window {
+                met.push((e.facts.clone(), e.author, closeness(&ctx, e, false)));
+            }
+        }
+        for (facts, other_author, w) in met {
+            if other_author == author {
+                continue;
+            }
+            let pair = author.min(other_author) ^ author.max(other_author).rotate_left(17);
+            for &a in &ctx.facts {
+                for &b in &facts {
+                    if a == b || self.fact_department(a) == self.fact_department(b) {
+                        continue;
+                    }
+                    let link = self.links.entry((a.min(b), a.max(b))).or_default();
+                    // One agent pair repeating itself counts a little, not fully.
+                    let w = if link.author_pairs.insert(pair) {
+                        w
+                    } else {
+                        w * 0.25
+                    };
+                    link.talk += w;
+                    link.meetings += 1;
+                }
+            }
+        }
+        let entry = self
+            .threads
+            .entry(root)
+            .or_insert_with(|| (m.seq, VecDeque::new()));
+        entry.0 = m.seq;
+        entry.1.push_back(ctx.clone());
+        if entry.1.len() > self.cfg.thread_entries {
+            entry.1.pop_front();
+        }
+        self.window.push_back(ctx);
+        if self.window.len() > self.cfg.window {
+            self.window.pop_front();
+        }
+        self.since_evict += 1;
+        if self.since_evict > 20_000 {
+            // Threads quiet for a long stretch of the channel are done.
+            self.since_evict = 0;
+            let horizon = m.seq - 20_000;
+            self.threads.retain(|_, (last, _)| *last >= horizon);
+        }
+    }
+
+    fn fact_department(&self, f: u32) -> &str {
+        &self.chunks[self.facts[f as usize].chunk as usize].department
+    }
+
+    /// The facts a message states: for each cited chunk, its sentences that
+    /// appear in the body, or else the one sharing the most words with it.
+    fn claims(&mut self, m: &Msg) -> Vec<u32> {
+        let mut out = Vec::new();
+        let body_lc = m.body.to_lowercase();
+        let body_words: HashSet<String> = words(&m.body).into_iter().collect();
+        for cid in &m.citations {
+            let Some(&ci) = self.chunk_index.get(cid) else {
+                continue;
+            };
+            let sents = &self.chunk_sentences[ci as usize];
+            let mut found: Vec<u16> = sents
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| body_lc.contains(&s.to_lowercase()))
+                .map(|(i, _)| i as u16)
+                .collect();
+            if found.is_empty() {
+                let best = sents
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        let n = words(s)
+                            .into_iter()
+                            .filter(|w| body_words.contains(w))
+                            .count();
+                        (n, i)
+                    })
+                    .max_by_key(|(n, i)| (*n, usize::MAX - *i));
+                if let Some((n, i)) = best {
+                    if n >= 3 {
+                        found.push(i as u16);
+                    }
+                }
+            }
+            for si in found {
+                let f = self.fact(ci, si);
+                if !out.contains(&f) {
+                    out.push(f);
+                }
+            }
+        }
+        out
+    }
+
+    fn fact(&mut self, chunk: u32, sentence: u16) -> u32 {
+        if let Some(f) = self.fact_index.get(&(chunk, sentence)) {
+            return *f;
+        }
+        let quote = self.chunk_sentences[chunk as usize][sentence as usize].clone();
+        let c = &self.chunks[chunk as usize];
+        let id = self.facts.len() as u32;
+        self.facts.push(Fact {
+            chunk,
+            key: format!(
+                "{}#{:016x}",
+                c.document_path,
+                crate::insights::hash64(&quote)
+            ),
+            tokens: entity_tokens(&quote),
+            quote,
+            messages: 0,
+            authors: HashSet::new(),
+            author_departments: BTreeSet::new(),
+            refs: Vec::new(),
+            vector: Vec::new(),
+        });
+        self.fact_index.insert((chunk, sentence), id);
+        id
+    }
+
+    fn record(&mut self, f: u32, m: &Msg, author: u64) {
+        let keep = self.cfg.refs_per_fact;
+        let fact = &mut self.facts[f as usize];
+        fact.messages += 1;
+        let new_voice = fact.authors.insert(author);
+        if let Some(d) = &m.author_department {
+            fact.author_departments.insert(d.clone());
+        }
+        if let Some(v) = &m.vector {
+            if fact.vector.is_empty() {
+                fact.vector = vec![0.0; v.dim()];
+            }
+            v.add_to(&mut fact.vector);
+        }
+        if new_voice && fact.refs.len() < keep {
+            let excerpt = excerpt_for(&m.body, &fact.quote);
+            fact.refs.push(MsgRef {
+                message_id: m.id.clone(),
+                channel_id: m.channel_id.clone(),
+                channel: m.channel.clone(),
+                author_id: m.author_id.clone(),
+                author: m.author.clone(),
+                author_department: m.author_department.clone(),
+                is_agent: m.is_agent,
+                posted_at: m.created_at,
+                label: m.label.to_string(),
+                excerpt,
+            });
+        }
+    }
+
+    /// Group facts into scored topics. `seen` maps fact keys of the last
+    /// digest's insights to how often they were stated then.
+    pub fn topics(&self, seen: &HashMap<String, u32>) -> (Vec<Topic>, usize) {
+        let n = self.facts.len();
+        let mut strength: HashMap<(u32, u32), (f32, f32, u32)> = HashMap::new();
+        for (&k, l) in &self.links {
+            let e = strength.entry(k).or_default();
+            e.0 += l.talk;
+            e.2 += l.meetings;
+        }
+        // Shared rare names and figures, across departments.
+        let mut postings: HashMap<&str, Vec<u32>> = HashMap::new();
+        for (i, f) in self.facts.iter().enumerate() {
+            for t in &f.tokens {
+                postings.entry(t.as_str()).or_default().push(i as u32);
+            }
+        }
+        let cap = ((n as f32) * 0.06).max(3.0) as usize;
+        for (t, list) in &postings {
+            if list.len() < 2 || list.len() > cap {
+                continue;
+            }
+            let idf = ((n as f32 + 1.0) / list.len() as f32).ln();
+            let boost = if t.chars().any(|c| c.is_ascii_digit()) {
+                1.2
+            } else {
+                1.0
+            };
+            for (x, &a) in list.iter().enumerate() {
+                for &b in &list[x + 1..] {
+                    if self.fact_department(a) == self.fact_department(b) {
+                        continue;
+                    }
+                    strength.entry((a.min(b), a.max(b))).or_default().1 += idf * boost;
+                }
+            }
+        }
+        // Facts whose messages sit close in vector space.
+        let norms: Vec<Option<Vec<f32>>> =
+            self.facts.iter().map(|f| normalized(&f.vector)).collect();
+        if n <= 6000 {
+            for (a, va) in norms.iter().enumerate() {
+                let Some(va) = va else { continue };
+                for (b, vb) in norms.iter().enumerate().skip(a + 1) {
+                    let Some(vb) = vb else { continue };
+                    if self.fact_department(a as u32) == self.fact_department(b as u32) {
+                        continue;
+                    }
+                    let c = dot(va, vb);
+                    if c > 0.5 {
+                        let e = strength.entry((a as u32, b as u32)).or_default();
+                        e.0 += (c - 0.5) * 2.0;
+                    }
+                }
+            }
+        }
+        let total = |(talk, ent, _): &(f32, f32, u32)| talk + (ent / 6.0).min(1.5);
+        let mut ranked: Vec<((u32, u32), f32)> =
+            strength.iter().map(|(k, v)| (*k, total(v))).collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let mut assigned: HashMap<u32, usize> = HashMap::new();
+        let mut groups: Vec<(Vec<u32>, f32)> = Vec::new();
+        for ((a, b), s) in &ranked {
+            if *s < self.cfg.min_seed * self.cfg.join_share {
+                break;
+            }
+            match (assigned.get(a).copied(), assigned.get(b).copied()) {
+                (None, None) if *s >= self.cfg.min_seed => {
+                    assigned.insert(*a, groups.len());
+                    assigned.insert(*b, groups.len());
+                    groups.push((vec![*a, *b], *s));
+                }
+                (Some(g), None) | (None, Some(g)) => {
+                    let (facts, seed) = &mut groups[g];
+                    if facts.len() < self.cfg.max_facts_per_topic
+                        && *s >= *seed * self.cfg.join_share
+                    {
+                        let new = if assigned.contains_key(a) { *b } else { *a };
+                        facts.push(new);
+                        assigned.insert(new, g);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut topics = Vec::new();
+        let mut dismissed = 0;
+        for (facts, _) in groups {
+            let mut links_in = 0.0f32;
+            let mut meetings = 0u32;
+            let mut entities = 0.0f32;
+            for (x, &a) in facts.iter().enumerate() {
+                for &b in &facts[x + 1..] {
+                    if let Some(v) = strength.get(&(a.min(b), a.max(b))) {
+                        links_in += total(v);
+                        meetings += v.2;
+                        entities += v.1;
+                    }
+                }
+            }
+            let fs: Vec<&Fact> = facts.iter().map(|f| &self.facts[*f as usize]).collect();
+            let depts: BTreeSet<&str> = facts.iter().map(|f| self.fact_department(*f)).collect();
+            if depts.len() < 2 {
+                continue;
+            }
+            let text: Vec<&str> = fs.iter().map(|f| f.quote.as_str()).collect();
+            let cues: Vec<Cues> = text.iter().map(|t| cues(t)).collect();
+            let risk: f32 = cues.iter().map(|c| c.risk).sum();
+            let opp: f32 = cues.iter().map(|c| c.opportunity).sum();
+            let resolved = cues.iter().any(|c| c.resolved);
+            if resolved {
+                dismissed += 1;
+                continue;
+            }
+            let kind = if opp > risk {
+                Kind::Opportunity
+            } else {
+                Kind::Risk
+            };
+            let voices: HashSet<u64> = fs.iter().flat_map(|f| f.authors.iter().copied()).collect();
+            let voice_depts: BTreeSet<&String> = fs
+                .iter()
+                .flat_map(|f| f.author_departments.iter())
+                .collect();
+            let concreteness =
+                text.iter().map(|t| concreteness(t)).sum::<f32>() / text.len() as f32;
+            let impact =
+                ((risk.max(opp) + cues.iter().map(|c| c.urgency).sum::<f32>()) / 3.0).min(1.0);
+            let known: Vec<u32> = fs
+                .iter()
+                .filter_map(|f| seen.get(&f.key).copied())
+                .collect();
+            let novelty = if known.is_empty() {
+                1.0
+            } else {
+                1.0 - 0.5 * known.len() as f32 / fs.len() as f32
+            };
+            let source_strength = fs
+                .iter()
+                .map(|f| match self.chunk(f).label.level {
+                    Level::Restricted => 1.0,
+                    Level::Confidential => 0.9,
+                    Level::Internal => 0.75,
+                    Level::Public => 0.5,
+                })
+                .sum::<f32>()
+                / fs.len() as f32;
+            let signals = Signals {
+                departments: depts.len(),
+                voices: voices.len(),
+                voice_departments: voice_depts.len(),
+                meetings,
+                shared_entities: (entities / 8.0).min(1.0),
+                concreteness,
+                impact,
+                novelty,
+                source_strength,
+            };
+            let score = (links_in.ln_1p()) * 1.5
+                + (depts.len() as f32 - 1.0) * 0.8
+                + (voices.len() as f32).ln_1p() * 0.4
+                + (voice_depts.len() as f32).ln_1p() * 0.4
+                + concreteness * 0.8
+                + impact * 0.8
+                + novelty * 0.3
+                + source_strength * 0.3;
+            let confidence = (1.0
+                - (-0.35
+                    * (links_in
+                        + depts.len() as f32 * 0.5
+                        + voices.len().min(8) as f32 * 0.2
+                        + concreteness))
+                    .exp())
+            .clamp(0.05, 0.99);
+            topics.push(Topic {
+                kind,
+                facts,
+                score,
+                confidence: (confidence * 100.0).round() / 100.0,
+                signals,
+            });
+        }
+        topics.sort_by(|a, b| b.score.total_cmp(&a.score));
+        let mut per_kind: HashMap<Kind, usize> = HashMap::new();
+        topics.retain(|t| {
+            let c = per_kind.entry(t.kind).or_default();
+            *c += 1;
+            *c <= self.cfg.max_per_kind
+        });
+        (topics, dismissed)
+    }
+}
+
+fn closeness(a: &Ctx, b: &Ctx, thread: bool) -> f32 {
+    let cos = match (&a.vector, &b.vector) {
+        (Some(x), Some(y)) => Some(x.cosine(y).max(0.0)),
+        _ => None,
+    };
+    match (thread, cos) {
+        (true, Some(c)) => 0.3 + 0.7 * c,
+        (true, None) => 0.6,
+        (false, Some(c)) => ((c - 0.2) * 1.25).max(0.0),
+        (false, None) => 0.1,
+    }
+}
+
+fn normalized(v: &[f32]) -> Option<Vec<f32>> {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    (n > 0.0).then(|| v.iter().map(|x| x / n).collect())
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Lower-case words of four letters or more.
+pub fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.len() >= 4)
+        .map(|w| w.to_lowercase())
+        .collect()
+}
+
+const STOP: &[&str] = &[
+    "the",
+    "and",
+    "for",
+    "with",
+    "that",
+    "this",
+    "from",
+    "have",
+    "has",
+    "was",
+    "were",
+    "are",
+    "our",
+    "their",
+    "they",
+    "will",
+    "into",
+    "than",
+    "then",
+    "which",
+    "about",
+    "after",
+    "before",
+    "since",
+    "each",
+    "every",
+    "also",
+    "more",
+    "most",
+    "less",
+    "only",
+    "over",
+    "under",
+    "per",
+    "team",
+    "teams",
+    "week",
+    "weeks",
+    "month",
+    "months",
+    "year",
+    "years",
+    "customer",
+    "customers",
+    "company",
+    "new",
+    "all",
+    "two",
+    "three",
+    "one",
+    "not",
+    "but",
+    "its",
+    "any",
+    "there",
+    "these",
+    "those",
+    "what",
+    "when",
+    "been",
+    "being",
+    "would",
+    "could",
+    "should",
+    "other",
+    "some",
+    "such",
+    "same",
+    "both",
+];
+
+/// Names and figures of a sentence: words that are not common, and numbers.
+pub fn entity_tokens(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for raw in
+        text.split(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | ':' | '(' | ')' | '"'))
+    {
+        let t = raw.trim_matches(|c: char| !c.is_alphanumeric() && c != '%' && c != '$');
+        if t.is_empty() {
+            continue;
+        }
+        let lc = t.to_lowercase();
+        let has_digit = lc.chars().any(|c| c.is_ascii_digit());
+        if has_digit {
+            if lc.len() >= 2 {
+                out.push(lc);
+            }
+            continue;
+        }
+        if lc.len() < 4 || STOP.contains(&lc.as_str()) {
+            continue;
+        }
+        let stem = lc.trim_end_matches('s').to_string();
+        if !out.contains(&stem) {
+            out.push(stem);
+        }
+    }
+    out
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Cues {
+    risk: f32,
+    opportunity: f32,
+    urgency: f32,
+    resolved: bool,
+}
+
+const RISK: &[(&str, f32)] = &[
+    ("drift", 1.0),
+    ("outage", 1.0),
+    ("fail", 1.0),
+    ("defect", 1.0),
+    ("complain", 1.0),
+    ("churn", 1.0),
+    ("delay", 1.0),
+    ("late", 0.6),
+    ("overdue", 1.0),
+    ("breach", 1.0),
+    ("violat", 1.0),
+    ("penalt", 1.0),
+    ("lawsuit", 1.0),
+    ("litigation", 0.8),
+    ("suit ", 0.6),
+    ("shortage", 1.0),
+    ("% of capacity", 1.0),
+    ("at capacity", 1.0),
+    ("cannot", 0.8),
+    ("can't", 0.8),
+    ("could not", 0.6),
+    ("no budget", 1.0),
+    ("not planned", 1.0),
+    ("is planned", -0.3),
+    ("no customer communication", 1.0),
+    ("risk", 0.8),
+    ("exposure", 0.8),
+    ("expir", 0.6),
+    ("declin", 0.8),
+    ("drop", 0.6),
+    ("loss", 0.8),
+    ("lost", 0.6),
+    ("miss", 0.6),
+    ("single supplier", 1.0),
+    ("sole supplier", 1.0),
+    ("attrition", 1.0),
+    ("resign", 1.0),
+    ("frozen", 0.8),
+    ("recall", 1.0),
+    ("escalat", 0.8),
+    ("regress", 1.0),
+    ("incident", 0.6),
+    ("deadline", 0.6),
+    ("guarantee", 0.8),
+    ("commit", 0.5),
+    ("price increase", 0.8),
+    ("raised prices", 0.8),
+    ("over budget", 1.0),
+    ("overrun", 1.0),
+    ("false ", 0.6),
+    ("error", 0.6),
+    ("warning", 0.6),
+    ("replaced", 0.4),
+    ("service credit", 1.0),
+    ("terminat", 0.8),
+    ("double", 0.6),
+];
+
+const OPPORTUNITY: &[(&str, f32)] = &[
+    ("asked whether", 1.2),
+    ("asked for", 1.0),
+    ("asked us", 1.0),
+    ("request", 0.8),
+    ("demand", 0.8),
+    ("want", 0.8),
+    ("interest", 0.8),
+    ("could buy", 1.0),
+    ("would pay", 1.0),
+    ("willing to", 1.0),
+    ("opportunit", 1.0),
+    ("spare", 1.0),
+    ("idle", 1.0),
+    ("unused", 1.0),
+    ("half capacity", 1.2),
+    ("underused", 1.0),
+    ("available", 0.6),
+    ("already", 0.8),
+    ("prototype", 1.0),
+    ("grant", 1.0),
+    ("partner", 0.6),
+    ("resell", 0.8),
+    ("upsell", 1.0),
+    ("expand", 0.6),
+    ("most requested", 1.2),
+    ("win", 0.5),
+    ("saving", 0.8),
+    ("surplus", 1.0),
+    ("allow", 0.8),
+    ("reuse", 0.8),
+    ("eligible", 1.0),
+    ("showcase", 0.6),
+    ("hackathon", 0.8),
+    ("apprentice", 0.6),
+    ("free ", 0.4),
+    ("lost to", 0.6),
+    ("would have", 0.6),
+];
+
+const URGENT: &[&str] = &[
+    "january",
+    "february",
+    "march",
+    "april",
+    "may ",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+    "deadline",
+    "by the end",
+    "next week",
+    "this quarter",
+    "renewal",
+    "due ",
+];
+
+const RESOLVED: &[&str] = &[
+    "paid on time",
+    "no employee was affected",
+    "no customer was affected",
+    "was resolved",
+    "has been resolved",
+    "were resolved",
+    "fully resolved",
+    "no impact",
+    "no action needed",
+    "no action is needed",
+    "already fixed",
+    "has been fixed",
+    "was fixed",
+    "fully covered",
+    "was withdrawn",
+    "were withdrawn",
+    "settled amicably",
+    "coexistence agreement",
+    "no longer",
+    "fully restored",
+    "was restored",
+    "covered by insurance",
+    "insurance covered",
+    "reimbursed",
+];
+
+fn cues(text: &str) -> Cues {
+    let t = format!("{} ", text.to_lowercase());
+    let mut c = Cues::default();
+    for (w, s) in RISK {
+        if t.contains(w) {
+            c.risk += s;
+        }
+    }
+    for (w, s) in OPPORTUNITY {
+        if t.contains(w) {
+            c.opportunity += s;
+        }
+    }
+    for w in URGENT {
+        if t.contains(w) {
+            c.urgency += 0.5;
+        }
+    }
+    c.resolved = RESOLVED.iter().any(|w| t.contains(w));
+    c.risk = c.risk.max(0.0);
+    c
+}
+
+/// Numbers, money, percentages and dates in a sentence (0-1).
+pub fn concreteness(s: &str) -> f32 {
+    let digits = s.chars().filter(|c| c.is_ascii_digit()).count().min(8) as f32 / 8.0;
+    let money = if s.contains('%') || s.contains('$') || s.contains('€') || s.contains('£') {
+        0.4
+    } else {
+        0.0
+    };
+    (digits * 0.6 + money).min(1.0)
+}
+
+/// The part of a message that states `quote`: the quote itself when the
+/// message contains it, else the message's opening.
+fn excerpt_for(body: &str, quote: &str) -> String {
+    if body.to_lowercase().contains(&quote.to_lowercase()) {
+        return quote.to_string();
+    }
+    let mut s: String = body.chars().take(280).collect();
+    if body.chars().count() > 280 {
+        s.push('…');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(id: &str, dept: &str, text: &str) -> ChunkInfo {
+        ChunkInfo {
+            id: id.into(),
+            document_path: format!("{dept}/{id}.md"),
+            document_title: id.into(),
+            department: dept.into(),
+            label: "internal".parse().expect("label"),
+            text: text.into(),
+        }
+    }
+
+    fn msg(
+        i: usize,
+        author: &str,
+        dept: &str,
+        root: Option<&str>,
+        body: &str,
+        cites: &[&str],
+    ) -> Msg {
+        Msg {
+            id: format!("m{i}"),
+            channel_id: "c1".into(),
+            channel: "war-room".into(),
+            seq: i as i64,
+            author_id: author.into(),
+            author: author.into(),
+            author_department: Some(dept.into()),
+            is_agent: true,
+            thread_root: root.map(str::to_string),
+            created_at: Utc::now(),
+            body: body.into(),
+            label: "internal".parse().expect("label"),
+            vector: None,
+            citations: cites.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn cross_department_facts_that_meet_become_a_risk_and_resolved_ones_are_dropped() {
+        let chunks = vec![
+            chunk("s1", "support", "Acme Freight reported GPS drift of 300 metres since firmware 4.2 shipped. The kitchen was repainted."),
+            chunk("e1", "engineering", "Firmware 4.2 replaced the antenna driver in March."),
+            chunk("h1", "hr", "The payroll provider had an outage on the 28th and payroll could not be submitted."),
+            chunk("f1", "finance", "Salaries were paid on time through the backup payroll run; no employee was affected."),
+        ];
+        let mut m = Miner::new(MineConfig::default(), chunks);
+        let mut i = 0;
+        for round in 0..3 {
+            i += 1;
+            let root = format!("m{i}");
+            m.push(msg(i, &format!("sup{round}"), "support", None, "Flagging: \"Acme Freight reported GPS drift of 300 metres since firmware 4.2 shipped.\"", &["s1"]));
+            i += 1;
+            m.push(msg(
+                i,
+                &format!("eng{round}"),
+                "engineering",
+                Some(&root),
+                "Our documents say: \"Firmware 4.2 replaced the antenna driver in March.\"",
+                &["e1"],
+            ));
+            i += 1;
+            let root = format!("m{i}");
+            m.push(msg(i, &format!("hr{round}"), "hr", None, "\"The payroll provider had an outage on the 28th and payroll could not be submitted.\"", &["h1"]));
+            i += 1;
+            m.push(msg(i, &format!("fin{round}"), "finance", Some(&root), "\"Salaries were paid on time through the backup payroll run; no employee was affected.\"", &["f1"]));
+        }
+        let (topics, dismissed) = m.topics(&HashMap::new());
+        assert_eq!(dismissed, 1, "the payroll outage is resolved by finance");
+        assert_eq!(topics.len(), 1, "{topics:?}");
+        let t = &topics[0];
+        assert_eq!(t.kind, Kind::Risk);
+        assert_eq!(t.signals.departments, 2);
+        assert!(t.signals.voices >= 4);
+        let quotes: Vec<&str> = t
+            .facts
+            .iter()
+            .map(|f| m.facts[*f as usize].quote.as_str())
+            .collect();
+        assert!(quotes.iter().any(|q| q.contains("antenna")));
+        assert!(
+            quotes.iter().all(|q| !q.contains("kitchen")),
+            "unquoted sentences are not facts"
+        );
+    }
+
+    #[test]
+    fn language_decides_the_kind() {
+        assert!(
+            cues("Two insurers asked whether they could buy anonymised statistics.").opportunity
+                > 1.0
+        );
+        assert!(cues("The support team is running at 95% of capacity.").risk >= 1.0);
+        assert!(cues("Salaries were paid on time; no employee was affected.").resolved);
+        assert!(entity_tokens("Halvorsen renews in March for $2.1M.")
+            .contains(&"halvorsen".to_string()));
+        assert!(
+            entity_tokens("Halvorsen renews in March for $2.1M.").contains(&"$2.1m".to_string())
+        );
+    }
+}

@@ -1,0 +1,1188 @@
+//! The insights job: mine a period's channel transcripts for risks and
+//! opportunities, and keep the digests leadership reads.
+//!
+//! A run reads the period's messages (never direct messages) with the vectors
+//! embedded when they were posted (embedding only those that have none), and
+//! the document chunks they cite; [`mine`] groups the stated facts into
+//! topics and scores them; this module words them, links every claim to its
+//! messages and their citations, labels the digest with the highest label of
+//! its evidence, and stores it as a new version for its period. Readers get
+//! the digest redacted to their clearance.
+
+pub mod mine;
+pub mod render;
+pub mod vectors;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
+use sea_orm::{ConnectionTrait, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::app::App;
+use crate::chat::stmt;
+use crate::error::{ApiError, ApiResult};
+use crate::label::{Label, Level};
+use crate::principal::Principal;
+use mine::{ChunkInfo, Kind, MineConfig, Miner, Msg, MsgRef, Signals};
+use vectors::{Quantized, ToEmbed};
+
+/// A 64-bit FNV-1a hash (stable across runs).
+pub fn hash64(s: &str) -> u64 {
+    warroom_agent_runtime::platform::fnv1a(s.as_bytes())
+}
+
+/// `mon`..`sun`.
+pub fn parse_weekday(s: &str) -> Option<chrono::Weekday> {
+    match s.trim().to_ascii_lowercase().get(..3)? {
+        "mon" => Some(chrono::Weekday::Mon),
+        "tue" => Some(chrono::Weekday::Tue),
+        "wed" => Some(chrono::Weekday::Wed),
+        "thu" => Some(chrono::Weekday::Thu),
+        "fri" => Some(chrono::Weekday::Fri),
+        "sat" => Some(chrono::Weekday::Sat),
+        "sun" => Some(chrono::Weekday::Sun),
+        _ => None,
+    }
+}
+
+/// A digest's period, `[from, to)`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct Period {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+impl Period {
+    /// The `days` before `to`.
+    pub fn ending(to: DateTime<Utc>, days: u32) -> Self {
+        Self {
+            from: to - Duration::days(days as i64),
+            to,
+        }
+    }
+
+    /// Check a requested period.
+    pub fn validate(&self) -> ApiResult<()> {
+        if self.from >= self.to {
+            return Err(ApiError::invalid("period: `from` must be before `to`"));
+        }
+        if self.to - self.from > Duration::days(366) {
+            return Err(ApiError::invalid("period: at most 366 days"));
+        }
+        if self.from > Utc::now() {
+            return Err(ApiError::invalid("period: `from` is in the future"));
+        }
+        Ok(())
+    }
+}
+
+/// A document chunk a message cited, with the sentence it stated.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct Citation {
+    pub document_path: String,
+    pub document_title: String,
+    pub department: String,
+    pub chunk_id: String,
+    pub quote: String,
+    pub label: String,
+}
+
+/// A message an insight rests on.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct Evidence {
+    pub message_id: String,
+    pub channel: String,
+    pub channel_id: String,
+    pub author: String,
+    pub author_name: String,
+    pub author_department: Option<String>,
+    pub author_is_agent: bool,
+    pub posted_at: DateTime<Utc>,
+    pub excerpt: String,
+    /// Where the UI shows the message: `#/c/<channel>/m/<message>`.
+    pub link: String,
+    pub label: String,
+    pub citations: Vec<Citation>,
+}
+
+/// One risk or opportunity.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct Insight {
+    /// Stable across weeks for the same facts.
+    pub id: String,
+    pub kind: String,
+    pub rank: usize,
+    pub title: String,
+    pub summary: String,
+    pub why: String,
+    pub departments: Vec<String>,
+    pub confidence: f32,
+    /// `new`, `growing`, `steady` or `fading` against the last digest.
+    pub trend: String,
+    pub label: String,
+    pub score: f32,
+    #[schema(value_type = Object)]
+    pub signals: Signals,
+    /// Set when the insight is above the reader's clearance.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub redacted: bool,
+    pub evidence: Vec<Evidence>,
+    /// Facts (document path and sentence hash) it rests on, for trends.
+    #[serde(default)]
+    pub fact_keys: Vec<String>,
+    /// How often its facts were stated this period.
+    #[serde(default)]
+    pub mentions: u32,
+}
+
+/// Messages per channel and department over the period.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct ActivityRow {
+    pub channel: String,
+    pub department: String,
+    pub day: String,
+    pub messages: u64,
+    pub label: String,
+}
+
+/// One digest's counts, for the trend chart.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct WeekRow {
+    pub period_to: DateTime<Utc>,
+    pub risks: usize,
+    pub opportunities: usize,
+}
+
+/// An insight of the last digest that is no longer found.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct Faded {
+    pub kind: String,
+    pub title: String,
+    pub label: String,
+}
+
+/// How much the job read.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct RunStats {
+    pub messages: u64,
+    pub messages_stating_facts: u64,
+    pub threads: u64,
+    pub facts: usize,
+    pub embedded_now: usize,
+    pub dismissed_as_resolved: usize,
+    pub seconds: f64,
+}
+
+/// A digest as stored (and, redacted, as read).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct Digest {
+    pub id: String,
+    pub version: i64,
+    pub period: Period,
+    pub created_at: DateTime<Utc>,
+    /// `schedule`, `api`, `cli`, `demo` or `eval`.
+    pub trigger: String,
+    /// The highest label of the evidence (of what the reader sees, when redacted).
+    pub label: String,
+    #[serde(default)]
+    pub redacted: bool,
+    pub insights: Vec<Insight>,
+    #[serde(default)]
+    pub faded: Vec<Faded>,
+    pub activity: Vec<ActivityRow>,
+    pub weeks: Vec<WeekRow>,
+    pub stats: RunStats,
+    /// Model that wrote the summaries (`extractive` when none).
+    pub summarizer: String,
+}
+
+/// A digest in a list.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DigestSummary {
+    pub id: String,
+    pub version: i64,
+    pub period: Period,
+    pub created_at: DateTime<Utc>,
+    pub label: String,
+    pub redacted: bool,
+    pub counts: BTreeMap<String, usize>,
+}
+
+/// Who asked for a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Schedule,
+    Api,
+    Cli,
+    Demo,
+    Eval,
+}
+
+impl Trigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Api => "api",
+            Trigger::Cli => "cli",
+            Trigger::Demo => "demo",
+            Trigger::Eval => "eval",
+        }
+    }
+}
+
+fn db_err(e: sea_orm::DbErr) -> ApiError {
+    ApiError::internal(e)
+}
+
+/// Run the job for `period` and store the digest.
+pub async fn run(
+    app: &App,
+    period: Period,
+    trigger: Trigger,
+    actor: Option<&str>,
+    progress: &(dyn Fn(&str) + Sync),
+) -> ApiResult<Digest> {
+    period.validate()?;
+    let started = std::time::Instant::now();
+    progress("embedding messages without vectors");
+    let embedded_now = catch_up(app, period).await?;
+    progress("reading cited documents");
+    let chunks = cited_chunks(app, period).await?;
+    let doc_bodies = document_bodies(app, &chunks).await?;
+    let previous = latest_before(app, period).await?;
+    let mut seen: HashMap<String, u32> = HashMap::new();
+    if let Some(p) = &previous {
+        for i in &p.insights {
+            for k in &i.fact_keys {
+                seen.insert(k.clone(), i.mentions);
+            }
+        }
+    }
+    let mut miner = Miner::new(
+        MineConfig {
+            max_per_kind: app.settings.insights.max_per_kind,
+            ..MineConfig::default()
+        },
+        chunks,
+    );
+    progress("reading the transcripts");
+    stream_messages(app, period, &mut miner, progress).await?;
+    progress("grouping and scoring topics");
+    let (topics, dismissed) = miner.topics(&seen);
+    let summarizer = Summarizer::for_app(app).await;
+    let mut insights = Vec::new();
+    let mut rank: HashMap<Kind, usize> = HashMap::new();
+    for t in &topics {
+        let r = rank.entry(t.kind).or_default();
+        *r += 1;
+        let mut ins = word(&miner, t, *r, &doc_bodies);
+        summarizer.improve(&mut ins).await;
+        insights.push(ins);
+    }
+    // Trends against the last digest.
+    let mut faded = Vec::new();
+    if let Some(p) = &previous {
+        for ins in insights.iter_mut() {
+            ins.trend = trend(ins, &p.insights);
+        }
+        for old in &p.insights {
+            let still = insights
+                .iter()
+                .any(|n| overlaps(&n.fact_keys, &old.fact_keys));
+            if !still && !old.redacted {
+                faded.push(Faded {
+                    kind: old.kind.clone(),
+                    title: old.title.clone(),
+                    label: old.label.clone(),
+                });
+            }
+        }
+    }
+    let mut label = Label::level(Level::Public);
+    for i in &insights {
+        label = label.join(&parse_label(&i.label));
+    }
+    for f in &faded {
+        label = label.join(&parse_label(&f.label));
+    }
+    let mut activity: Vec<ActivityRow> = miner
+        .activity
+        .iter()
+        .map(|((channel, department, day), n)| ActivityRow {
+            channel: channel.clone(),
+            department: department.clone(),
+            day: day.clone(),
+            messages: *n,
+            label: miner
+                .channel_labels
+                .get(channel)
+                .map(|l| l.to_string())
+                .unwrap_or_else(|| "public".into()),
+        })
+        .collect();
+    activity.sort_by(|a, b| {
+        (&a.channel, &a.department, &a.day).cmp(&(&b.channel, &b.department, &b.day))
+    });
+    let mut weeks = week_rows(app, 7).await?;
+    weeks.push(WeekRow {
+        period_to: period.to,
+        risks: insights.iter().filter(|i| i.kind == "risk").count(),
+        opportunities: insights.iter().filter(|i| i.kind == "opportunity").count(),
+    });
+    weeks.sort_by_key(|w| w.period_to);
+    weeks.dedup_by_key(|w| w.period_to);
+    let digest = Digest {
+        id: uuid::Uuid::now_v7().to_string(),
+        version: 0,
+        period,
+        created_at: Utc::now(),
+        trigger: trigger.as_str().into(),
+        label: label.to_string(),
+        redacted: false,
+        insights,
+        faded,
+        activity,
+        weeks,
+        stats: RunStats {
+            messages: miner.messages,
+            messages_stating_facts: miner.stating,
+            threads: miner.thread_count,
+            facts: miner.facts.len(),
+            embedded_now,
+            dismissed_as_resolved: dismissed,
+            seconds: started.elapsed().as_secs_f64(),
+        },
+        summarizer: summarizer.name(),
+    };
+    let digest = store(app, digest, actor).await?;
+    app.audit
+        .record(
+            actor,
+            "insights.run",
+            &digest.id,
+            "ok",
+            serde_json::json!({
+                "period_from": digest.period.from, "period_to": digest.period.to,
+                "version": digest.version, "insights": digest.insights.len(),
+                "label": digest.label, "trigger": digest.trigger,
+            }),
+        )
+        .await;
+    Ok(digest)
+}
+
+fn parse_label(s: &str) -> Label {
+    s.parse()
+        .unwrap_or_else(|_| Label::level(Level::Restricted))
+}
+
+fn overlaps(a: &[String], b: &[String]) -> bool {
+    let shared = a.iter().filter(|k| b.contains(k)).count();
+    shared > 0 && shared * 3 >= a.len().min(b.len()).max(1)
+}
+
+fn trend(ins: &Insight, previous: &[Insight]) -> String {
+    match previous
+        .iter()
+        .find(|p| overlaps(&ins.fact_keys, &p.fact_keys))
+    {
+        None => "new".into(),
+        Some(p) if ins.mentions as f32 > p.mentions as f32 * 1.25 => "growing".into(),
+        Some(p) if (ins.mentions as f32) < p.mentions as f32 * 0.8 => "fading".into(),
+        Some(_) => "steady".into(),
+    }
+}
+
+/// Turn a topic into a worded insight with its evidence.
+fn word(
+    miner: &Miner,
+    t: &mine::Topic,
+    rank: usize,
+    doc_bodies: &HashMap<String, String>,
+) -> Insight {
+    let mut facts: Vec<&mine::Fact> = t.facts.iter().map(|f| &miner.facts[*f as usize]).collect();
+    facts.sort_by(|a, b| {
+        miner
+            .chunk(a)
+            .department
+            .cmp(&miner.chunk(b).department)
+            .then(b.messages.cmp(&a.messages))
+    });
+    let departments: Vec<String> = facts
+        .iter()
+        .map(|f| miner.chunk(f).department.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut label = Label::level(Level::Public);
+    let mut evidence = Vec::new();
+    let mut mentions = 0;
+    for f in &facts {
+        let c = miner.chunk(f);
+        label = label.join(&c.label);
+        mentions += f.messages;
+        // A quote is kept only if it is the document's own words.
+        let valid = doc_bodies
+            .get(&c.document_path)
+            .is_some_and(|body| body.contains(&f.quote));
+        let citations = if valid {
+            vec![Citation {
+                document_path: c.document_path.clone(),
+                document_title: c.document_title.clone(),
+                department: c.department.clone(),
+                chunk_id: c.id.clone(),
+                quote: f.quote.clone(),
+                label: c.label.to_string(),
+            }]
+        } else {
+            vec![]
+        };
+        for r in f.refs.iter().take(2) {
+            label = label.join(&parse_label(&r.label));
+            evidence.push(evidence_of(r, citations.clone()));
+        }
+    }
+    let lead = facts
+        .iter()
+        .max_by(|a, b| {
+            lead_score(a, t.kind)
+                .total_cmp(&lead_score(b, t.kind))
+                .then(b.quote.len().cmp(&a.quote.len()))
+        })
+        .expect("a topic has facts");
+    let title = format!("{} ({})", shorten(&lead.quote, 14), departments.join(" × "));
+    let summary = facts
+        .iter()
+        .map(|f| format!("{}: {}", capitalize(&miner.chunk(f).department), f.quote))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let figures: Vec<String> = facts
+        .iter()
+        .flat_map(|f| figures(&f.quote))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .take(6)
+        .collect();
+    let s = &t.signals;
+    let mut why = format!(
+        "{} each hold part of this, and no one department's documents show it whole.",
+        join_words(
+            &departments
+                .iter()
+                .map(|d| capitalize(d))
+                .collect::<Vec<_>>()
+        )
+    );
+    if s.meetings > 0 {
+        why.push_str(&format!(
+            " {} voices from {} departments put these facts side by side {} time{} in the period.",
+            s.voices,
+            s.voice_departments.max(1),
+            s.meetings,
+            if s.meetings == 1 { "" } else { "s" }
+        ));
+    } else {
+        why.push_str(&format!(
+            " {} voices stated these facts, but never in the same conversation: the link is the job's, from shared names and close meaning.",
+            s.voices
+        ));
+    }
+    if !figures.is_empty() {
+        why.push_str(&format!(" Figures and dates: {}.", figures.join(", ")));
+    }
+    why.push_str(match t.kind {
+        Kind::Risk => " Left alone, it is a problem one team will meet without the others' facts.",
+        Kind::Opportunity => " Acting on it needs the departments named here to talk.",
+    });
+    let mut keys: Vec<String> = facts.iter().map(|f| f.key.clone()).collect();
+    keys.sort();
+    Insight {
+        id: format!("{:016x}", hash64(&keys.join("|"))),
+        kind: t.kind.as_str().into(),
+        rank,
+        title,
+        summary,
+        why,
+        departments,
+        confidence: t.confidence,
+        trend: "new".into(),
+        label: label.to_string(),
+        score: (t.score * 1000.0).round() / 1000.0,
+        signals: t.signals.clone(),
+        redacted: false,
+        evidence,
+        fact_keys: keys,
+        mentions,
+    }
+}
+
+fn lead_score(f: &mine::Fact, kind: Kind) -> f32 {
+    let t = f.quote.to_lowercase();
+    let cue = match kind {
+        Kind::Risk => [
+            "drift", "fail", "outage", "risk", "complain", "capacity", "no ",
+        ]
+        .iter()
+        .filter(|w| t.contains(*w))
+        .count(),
+        Kind::Opportunity => ["asked", "request", "could", "spare", "already", "prototype"]
+            .iter()
+            .filter(|w| t.contains(*w))
+            .count(),
+    } as f32;
+    cue + mine::concreteness(&f.quote)
+}
+
+fn evidence_of(r: &MsgRef, citations: Vec<Citation>) -> Evidence {
+    Evidence {
+        message_id: r.message_id.clone(),
+        channel: r.channel.clone(),
+        channel_id: r.channel_id.clone(),
+        author: r.author_id.clone(),
+        author_name: r.author.clone(),
+        author_department: r.author_department.clone(),
+        author_is_agent: r.is_agent,
+        posted_at: r.posted_at,
+        excerpt: r.excerpt.clone(),
+        link: format!("#/c/{}/m/{}", r.channel_id, r.message_id),
+        label: r.label.clone(),
+        citations,
+    }
+}
+
+fn shorten(s: &str, words: usize) -> String {
+    let w: Vec<&str> = s.split_whitespace().collect();
+    if w.len() <= words {
+        return s.trim_end_matches('.').to_string();
+    }
+    format!(
+        "{}…",
+        w[..words].join(" ").trim_end_matches([',', ';', ':'])
+    )
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+fn join_words(items: &[String]) -> String {
+    match items.len() {
+        0 => String::new(),
+        1 => items[0].clone(),
+        n => format!("{} and {}", items[..n - 1].join(", "), items[n - 1]),
+    }
+}
+
+/// Numbers, amounts, percentages and month names in a sentence.
+fn figures(s: &str) -> Vec<String> {
+    const MONTHS: &[&str] = &[
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    s.split(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | '(' | ')' | '"'))
+        .map(|w| w.trim_end_matches(['.', ':']))
+        .filter(|w| w.chars().any(|c| c.is_ascii_digit()) || MONTHS.contains(w))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Summaries through a real model when one is configured.
+struct Summarizer {
+    brain: Option<Arc<dyn warroom_agent_runtime::brain::Brain>>,
+}
+
+impl Summarizer {
+    async fn for_app(app: &App) -> Self {
+        let s = &app.settings;
+        if !s.insights.summarize_with_model || s.agents.brain != "openai" {
+            return Self { brain: None };
+        }
+        let brains = crate::agents::host::brains(s, false).await;
+        Self {
+            brain: brains
+                .names()
+                .contains(&"openai".to_string())
+                .then(|| brains.get("openai")),
+        }
+    }
+
+    fn name(&self) -> String {
+        match &self.brain {
+            Some(b) => b.kind().to_string(),
+            None => "extractive".into(),
+        }
+    }
+
+    /// Replace the extractive summary with the model's, keeping the evidence.
+    async fn improve(&self, ins: &mut Insight) {
+        use warroom_agent_runtime::brain::{Compose, Intent};
+        use warroom_agent_runtime::persona::Persona;
+        let Some(brain) = &self.brain else { return };
+        let evidence = ins
+            .evidence
+            .iter()
+            .flat_map(|e| e.citations.iter())
+            .map(|c| warroom_agent_runtime::platform::Evidence {
+                chunk_id: c.chunk_id.clone(),
+                document_title: c.document_title.clone(),
+                document_path: c.document_path.clone(),
+                heading: String::new(),
+                text: c.quote.clone(),
+                label: parse_label(&c.label),
+                score: 1.0,
+            })
+            .collect();
+        let req = Compose {
+            persona: Persona {
+                name: "Warroom insights".into(),
+                department: "leadership".into(),
+                role: "analyst".into(),
+                seniority: "senior".into(),
+                interests: vec![],
+                voice: "plain, exact, three sentences at most; says what the facts mean together for the company".into(),
+            },
+            intent: Intent::Post,
+            topic: format!("the {} that these facts from {} reveal together", ins.kind, ins.departments.join(", ")),
+            thread: vec![],
+            evidence,
+            memory: String::new(),
+            max_tokens: 160,
+        };
+        match brain.compose(&req).await {
+            Ok(c) if !c.text.trim().is_empty() => {
+                let model = warroom_agent_runtime::brain::sanitize(&c.text);
+                ins.why = format!("{} {}", model.trim(), ins.why);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "summary model failed; keeping the extractive summary")
+            }
+        }
+    }
+}
+
+/// Embed the period's messages that have no vector yet.
+async fn catch_up(app: &App, period: Period) -> ApiResult<usize> {
+    let backend = app.db.get_database_backend();
+    let mut done = 0;
+    loop {
+        let rows = app
+            .db
+            .query_all_raw(stmt(
+                backend,
+                "SELECT m.id, m.body FROM messages m JOIN channels c ON c.id = m.channel_id \
+                 LEFT JOIN message_vectors v ON v.message_id = m.id \
+                 WHERE v.message_id IS NULL AND m.deleted = $1 AND c.visibility <> 'direct' \
+                 AND m.created_at >= $2 AND m.created_at < $3 LIMIT 512",
+                vec![false.into(), period.from.into(), period.to.into()],
+            ))
+            .await
+            .map_err(db_err)?;
+        if rows.is_empty() {
+            return Ok(done);
+        }
+        let batch: Vec<ToEmbed> = rows
+            .iter()
+            .filter_map(|r| {
+                Some(ToEmbed {
+                    message_id: r.try_get("", "id").ok()?,
+                    body: r.try_get("", "body").ok()?,
+                })
+            })
+            .collect();
+        let engine = match app.knowledge.engine().await {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e.message, "no embedder: mining without message vectors");
+                return Ok(done);
+            }
+        };
+        let n = vectors::embed_and_store(app, &engine.embedder, &batch)
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "embedder_failed",
+                    format!("embedding messages failed: {e}; check [knowledge] embedder settings"),
+                )
+            })?;
+        done += n;
+        if n < 512 {
+            return Ok(done);
+        }
+    }
+}
+
+/// The chunks the period's messages cite, with their documents.
+async fn cited_chunks(app: &App, period: Period) -> ApiResult<Vec<ChunkInfo>> {
+    let backend = app.db.get_database_backend();
+    let rows = app
+        .db
+        .query_all_raw(stmt(
+            backend,
+            "SELECT k.id, k.text, d.path, d.title, d.department, d.label FROM chunks k \
+             JOIN documents d ON d.id = k.document_id WHERE k.id IN ( \
+             SELECT DISTINCT mc.chunk_id FROM message_citations mc \
+             JOIN messages m ON m.id = mc.message_id \
+             WHERE m.created_at >= $1 AND m.created_at < $2)",
+            vec![period.from.into(), period.to.into()],
+        ))
+        .await
+        .map_err(db_err)?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            Some(ChunkInfo {
+                id: r.try_get("", "id").ok()?,
+                text: r.try_get("", "text").ok()?,
+                document_path: r.try_get("", "path").ok()?,
+                document_title: r.try_get("", "title").ok()?,
+                department: r.try_get("", "department").ok()?,
+                label: parse_label(&r.try_get::<String>("", "label").ok()?),
+            })
+        })
+        .collect())
+}
+
+async fn document_bodies(app: &App, chunks: &[ChunkInfo]) -> ApiResult<HashMap<String, String>> {
+    let backend = app.db.get_database_backend();
+    let paths: BTreeSet<&str> = chunks.iter().map(|c| c.document_path.as_str()).collect();
+    let mut out = HashMap::new();
+    let paths: Vec<&str> = paths.into_iter().collect();
+    for part in paths.chunks(500) {
+        let marks: Vec<String> = (1..=part.len()).map(|i| format!("${i}")).collect();
+        let rows = app
+            .db
+            .query_all_raw(stmt(
+                backend,
+                &format!(
+                    "SELECT path, body FROM documents WHERE path IN ({})",
+                    marks.join(", ")
+                ),
+                part.iter().map(|p| Value::from(p.to_string())).collect(),
+            ))
+            .await
+            .map_err(db_err)?;
+        for r in rows {
+            if let (Ok(p), Ok(b)) = (
+                r.try_get::<String>("", "path"),
+                r.try_get::<String>("", "body"),
+            ) {
+                out.insert(p, b);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Feed the period's messages to the miner, channel by channel, in pages.
+async fn stream_messages(
+    app: &App,
+    period: Period,
+    miner: &mut Miner,
+    progress: &(dyn Fn(&str) + Sync),
+) -> ApiResult<()> {
+    const PAGE: usize = 5000;
+    let backend = app.db.get_database_backend();
+    let mut cursor = (String::new(), -1i64);
+    let mut read = 0u64;
+    loop {
+        let rows = app
+            .db
+            .query_all_raw(stmt(
+                backend,
+                "SELECT m.id, m.channel_id, c.name AS channel, m.seq, m.author_id, \
+                 u.display_name, u.department, u.kind, m.thread_root, m.created_at, m.body, \
+                 m.label, v.vector FROM messages m \
+                 JOIN channels c ON c.id = m.channel_id JOIN users u ON u.id = m.author_id \
+                 LEFT JOIN message_vectors v ON v.message_id = m.id \
+                 WHERE m.deleted = $1 AND c.visibility <> 'direct' \
+                 AND m.created_at >= $2 AND m.created_at < $3 \
+                 AND (m.channel_id > $4 OR (m.channel_id = $5 AND m.seq > $6)) \
+                 ORDER BY m.channel_id, m.seq LIMIT 5000",
+                vec![
+                    false.into(),
+                    period.from.into(),
+                    period.to.into(),
+                    cursor.0.clone().into(),
+                    cursor.0.clone().into(),
+                    cursor.1.into(),
+                ],
+            ))
+            .await
+            .map_err(db_err)?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut page: Vec<Msg> = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let get = |c: &str| r.try_get::<String>("", c);
+            let (Ok(id), Ok(channel_id), Ok(seq)) =
+                (get("id"), get("channel_id"), r.try_get::<i64>("", "seq"))
+            else {
+                continue;
+            };
+            cursor = (channel_id.clone(), seq);
+            page.push(Msg {
+                id,
+                channel_id,
+                channel: get("channel").unwrap_or_default(),
+                seq,
+                author_id: get("author_id").unwrap_or_default(),
+                author: get("display_name").unwrap_or_default(),
+                author_department: r.try_get::<Option<String>>("", "department").ok().flatten(),
+                is_agent: get("kind").is_ok_and(|k| k == "agent"),
+                thread_root: r
+                    .try_get::<Option<String>>("", "thread_root")
+                    .ok()
+                    .flatten(),
+                created_at: r
+                    .try_get::<DateTime<Utc>>("", "created_at")
+                    .unwrap_or_else(|_| Utc::now()),
+                body: get("body").unwrap_or_default(),
+                label: parse_label(&get("label").unwrap_or_default()),
+                vector: r
+                    .try_get::<Option<String>>("", "vector")
+                    .ok()
+                    .flatten()
+                    .and_then(|v| Quantized::decode(&v)),
+                citations: Vec::new(),
+            });
+        }
+        // Citations of the page.
+        let mut cites: HashMap<String, Vec<String>> = HashMap::new();
+        for part in page.chunks(900) {
+            let marks: Vec<String> = (1..=part.len()).map(|i| format!("${i}")).collect();
+            let crow = app
+                .db
+                .query_all_raw(stmt(
+                    backend,
+                    &format!(
+                        "SELECT message_id, chunk_id FROM message_citations WHERE message_id IN ({})",
+                        marks.join(", ")
+                    ),
+                    part.iter().map(|m| Value::from(m.id.clone())).collect(),
+                ))
+                .await
+                .map_err(db_err)?;
+            for r in crow {
+                if let (Ok(m), Ok(c)) = (
+                    r.try_get::<String>("", "message_id"),
+                    r.try_get::<String>("", "chunk_id"),
+                ) {
+                    cites.entry(m).or_default().push(c);
+                }
+            }
+        }
+        let n = page.len();
+        for mut m in page {
+            if let Some(mut c) = cites.remove(&m.id) {
+                c.sort();
+                m.citations = c;
+            }
+            miner.push(m);
+        }
+        read += n as u64;
+        progress(&format!("read {read} messages"));
+        if n < PAGE {
+            return Ok(());
+        }
+    }
+}
+
+async fn latest_before(app: &App, period: Period) -> ApiResult<Option<Digest>> {
+    let backend = app.db.get_database_backend();
+    let row = app
+        .db
+        .query_one_raw(stmt(
+            backend,
+            "SELECT data FROM digests WHERE period_to <= $1 OR (period_from = $2 AND period_to = $3) \
+             ORDER BY created_at DESC LIMIT 1",
+            vec![period.from.into(), period.from.into(), period.to.into()],
+        ))
+        .await
+        .map_err(db_err)?;
+    Ok(row
+        .and_then(|r| r.try_get::<String>("", "data").ok())
+        .and_then(|d| serde_json::from_str(&d).ok()))
+}
+
+async fn week_rows(app: &App, n: u64) -> ApiResult<Vec<WeekRow>> {
+    let backend = app.db.get_database_backend();
+    let rows = app
+        .db
+        .query_all_raw(stmt(
+            backend,
+            "SELECT period_to, risks, opportunities FROM digests ORDER BY created_at DESC LIMIT $1",
+            vec![(n as i64 * 4).into()],
+        ))
+        .await
+        .map_err(db_err)?;
+    let mut out: Vec<WeekRow> = Vec::new();
+    for r in rows {
+        let (Ok(to), Ok(risks), Ok(opps)) = (
+            r.try_get::<DateTime<Utc>>("", "period_to"),
+            r.try_get::<i64>("", "risks"),
+            r.try_get::<i64>("", "opportunities"),
+        ) else {
+            continue;
+        };
+        // The newest version of each period.
+        if out.iter().any(|w| w.period_to == to) {
+            continue;
+        }
+        out.push(WeekRow {
+            period_to: to,
+            risks: risks as usize,
+            opportunities: opps as usize,
+        });
+        if out.len() as u64 >= n {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Store `digest` as the next version of its period.
+async fn store(app: &App, mut digest: Digest, actor: Option<&str>) -> ApiResult<Digest> {
+    let backend = app.db.get_database_backend();
+    let _gate = app.gate.enter().await;
+    let txn = crate::storage::begin_write(&app.db).await.map_err(db_err)?;
+    let row = txn
+        .query_one_raw(stmt(
+            backend,
+            "SELECT MAX(version) AS v FROM digests WHERE period_from = $1 AND period_to = $2",
+            vec![digest.period.from.into(), digest.period.to.into()],
+        ))
+        .await
+        .map_err(db_err)?;
+    let last: i64 = row
+        .and_then(|r| r.try_get::<Option<i64>>("", "v").ok().flatten())
+        .unwrap_or(0);
+    digest.version = last + 1;
+    let data = serde_json::to_string(&digest).map_err(ApiError::internal)?;
+    txn.execute_raw(stmt(
+        backend,
+        "INSERT INTO digests (id, period_from, period_to, version, label, risks, opportunities, \
+         trigger_kind, created_by, created_at, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        vec![
+            digest.id.clone().into(),
+            digest.period.from.into(),
+            digest.period.to.into(),
+            digest.version.into(),
+            digest.label.clone().into(),
+            (digest.insights.iter().filter(|i| i.kind == "risk").count() as i64).into(),
+            (digest.insights.iter().filter(|i| i.kind == "opportunity").count() as i64).into(),
+            digest.trigger.clone().into(),
+            actor.map(str::to_string).into(),
+            digest.created_at.into(),
+            data.into(),
+        ],
+    ))
+    .await
+    .map_err(db_err)?;
+    txn.commit().await.map_err(db_err)?;
+    Ok(digest)
+}
+
+/// How many digests and message vectors are stored.
+pub async fn stored_counts(app: &App) -> ApiResult<(u64, u64)> {
+    let backend = app.db.get_database_backend();
+    let mut out = [0u64; 2];
+    for (i, table) in ["digests", "message_vectors"].iter().enumerate() {
+        let row = app
+            .db
+            .query_one_raw(stmt(
+                backend,
+                &format!("SELECT COUNT(*) AS n FROM {table}"),
+                vec![],
+            ))
+            .await
+            .map_err(db_err)?;
+        out[i] = row
+            .and_then(|r| r.try_get::<i64>("", "n").ok())
+            .unwrap_or(0) as u64;
+    }
+    Ok((out[0], out[1]))
+}
+
+/// Stored digests, newest first, as `reader` may see them.
+pub async fn list(app: &App, reader: &Principal, limit: u64) -> ApiResult<Vec<DigestSummary>> {
+    let backend = app.db.get_database_backend();
+    let rows = app
+        .db
+        .query_all_raw(stmt(
+            backend,
+            "SELECT id, version, period_from, period_to, created_at, label, risks, opportunities \
+             FROM digests ORDER BY period_to DESC, version DESC LIMIT $1",
+            vec![(limit.clamp(1, 500) as i64).into()],
+        ))
+        .await
+        .map_err(db_err)?;
+    let mut out = Vec::new();
+    for r in rows {
+        let label: String = r.try_get("", "label").map_err(db_err)?;
+        let cleared = parse_label(&label).within(&reader.clearance);
+        let mut counts = BTreeMap::new();
+        counts.insert(
+            "risk".to_string(),
+            r.try_get::<i64>("", "risks").map_err(db_err)? as usize,
+        );
+        counts.insert(
+            "opportunity".to_string(),
+            r.try_get::<i64>("", "opportunities").map_err(db_err)? as usize,
+        );
+        out.push(DigestSummary {
+            id: r.try_get("", "id").map_err(db_err)?,
+            version: r.try_get("", "version").map_err(db_err)?,
+            period: Period {
+                from: r.try_get("", "period_from").map_err(db_err)?,
+                to: r.try_get("", "period_to").map_err(db_err)?,
+            },
+            created_at: r.try_get("", "created_at").map_err(db_err)?,
+            label: if cleared {
+                label
+            } else {
+                reader.clearance.to_string()
+            },
+            redacted: !cleared,
+            counts,
+        });
+    }
+    Ok(out)
+}
+
+/// One digest (`latest` for the newest), redacted to `reader`'s clearance.
+pub async fn get(app: &App, reader: &Principal, id: &str) -> ApiResult<Digest> {
+    let backend = app.db.get_database_backend();
+    let row = if id == "latest" {
+        app.db
+            .query_one_raw(stmt(
+                backend,
+                "SELECT data FROM digests ORDER BY period_to DESC, version DESC LIMIT 1",
+                vec![],
+            ))
+            .await
+    } else {
+        if id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(ApiError::invalid("digest id must be a UUID or `latest`"));
+        }
+        app.db
+            .query_one_raw(stmt(
+                backend,
+                "SELECT data FROM digests WHERE id = $1",
+                vec![id.to_string().into()],
+            ))
+            .await
+    }
+    .map_err(db_err)?
+    .ok_or_else(|| ApiError::not_found("digest"))?;
+    let data: String = row.try_get("", "data").map_err(db_err)?;
+    let digest: Digest = serde_json::from_str(&data).map_err(ApiError::internal)?;
+    Ok(redact(digest, &reader.clearance))
+}
+
+/// What a reader cleared for `clearance` may see of `d`: insights above it
+/// keep only their kind and rank; channels above it leave the activity chart.
+pub fn redact(mut d: Digest, clearance: &Label) -> Digest {
+    if parse_label(&d.label).within(clearance) {
+        return d;
+    }
+    d.redacted = true;
+    let mut label = Label::level(Level::Public);
+    for i in d.insights.iter_mut() {
+        let l = parse_label(&i.label);
+        if l.within(clearance) {
+            label = label.join(&l);
+            continue;
+        }
+        *i = Insight {
+            id: i.id.clone(),
+            kind: i.kind.clone(),
+            rank: i.rank,
+            title: "Redacted: above your clearance".into(),
+            summary: String::new(),
+            why: String::new(),
+            departments: vec![],
+            confidence: 0.0,
+            trend: i.trend.clone(),
+            label: "redacted".into(),
+            score: 0.0,
+            signals: Signals::default(),
+            redacted: true,
+            evidence: vec![],
+            fact_keys: vec![],
+            mentions: 0,
+        };
+    }
+    d.faded.retain(|f| parse_label(&f.label).within(clearance));
+    d.activity
+        .retain(|a| parse_label(&a.label).within(clearance));
+    d.label = label.to_string();
+    d
+}
+
+/// The scheduled run: once per period, on the configured weekday and hour.
+pub fn spawn_schedule(app: App) {
+    if !app.settings.insights.schedule {
+        return;
+    }
+    tokio::spawn(async move {
+        loop {
+            let now = Utc::now();
+            if let Some(period) = due_period(&app, now) {
+                let exists = latest_before(&app, period)
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some_and(|d| d.period == period);
+                if !exists {
+                    match run(&app, period, Trigger::Schedule, None, &|_| {}).await {
+                        Ok(d) => {
+                            tracing::info!(digest = %d.id, insights = d.insights.len(), "scheduled digest written")
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e.message, "scheduled insights run failed")
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(300)).await;
+        }
+    });
+}
+
+/// The period the schedule owes a digest for at `now`: the `period_days`
+/// ending at the most recent configured weekday and hour.
+pub fn due_period(app: &App, now: DateTime<Utc>) -> Option<Period> {
+    let s = &app.settings.insights;
+    let weekday = parse_weekday(&s.weekday)?;
+    let mut day = now.date_naive();
+    for _ in 0..8 {
+        if day.weekday() == weekday {
+            let at = Utc.from_utc_datetime(&day.and_hms_opt(s.hour, 0, 0)?);
+            if at <= now {
+                return Some(Period::ending(at, s.period_days));
+            }
+        }
+        day = day.pred_opt()?;
+    }
+    None
+}

@@ -1,0 +1,397 @@
+//! The insights job over the API: agents state facts of different
+//! departments in threads; the job finds the cross-department risk and
+//! opportunity, drops the matter another department says is resolved,
+//! stores versioned digests, exports them, and shows each reader only what
+//! their clearance allows (SECURITY-CASES 10). Embeddings come from the
+//! instant loopback endpoint.
+
+mod common;
+
+use common::{TestApp, User};
+use hyper::{Method, StatusCode};
+use sea_orm::{EntityTrait, PaginatorTrait};
+use serde_json::{json, Value};
+
+const HR_SECRET: &str = "route replay prototype built by the 2026 intern cohort";
+
+fn corpus() -> Vec<(&'static str, String)> {
+    let doc = |dept: &str, label: &str, body: &str| {
+        format!("---\ntitle: {dept} notes\ndepartment: {dept}\nlabel: {label}\n---\n## Notes\n\n{body}\n")
+    };
+    vec![
+        ("support/tickets.md", doc("support", "internal", "Halvorsen Cold Chain reported GPS drift of 300 metres since firmware 4.2 shipped. The knowledge base gained 38 articles.")),
+        ("engineering/postmortem.md", doc("engineering", "internal", "Firmware 4.2 replaced the antenna driver with a low-power version in October. The build farm moved to new racks.")),
+        ("sales/pipeline.md", doc("sales", "internal", "Halvorsen Cold Chain renews in March with $2.1M of annual recurring revenue. The sales offsite is in Lisbon.")),
+        ("hr/interns.md", doc("hr", "confidential", &format!("The intern showcase demonstrated a {HR_SECRET}. Interns finish in August."))),
+        ("product/requests.md", doc("product", "internal", "Route replay is the most requested feature from the customer advisory board this year. The roadmap review is on Friday.")),
+        ("operations/outage.md", doc("operations", "internal", "The Reno warehouse had a scanner outage on the 3rd and orders could not ship that day.")),
+        ("finance/close.md", doc("finance", "internal", "All Reno orders shipped on the 4th through the backup scanners; no customer was affected.")),
+    ]
+}
+
+async fn start() -> TestApp {
+    let url = warroom::loopback_embed::start()
+        .await
+        .expect("loopback embedder");
+    TestApp::start(common::Backend::Sqlite, move |s| {
+        s.knowledge.embedder = "openai".into();
+        s.knowledge.openai_base_url = url;
+        s.knowledge.openai_model = "loopback".into();
+        s.knowledge.openai_dim = warroom::loopback_embed::DIM;
+        s.insights.schedule = false;
+    })
+    .await
+}
+
+struct Agent {
+    token: String,
+}
+
+async fn agent(app: &TestApp, admin: &User, dept: &str, channels: &[&str]) -> Agent {
+    let r = app
+        .post(
+            "/api/v1/agents",
+            &admin.token,
+            json!({"template": format!("{}-analyst", if dept == "product" { "marketing" } else { dept }),
+                   "count": 1, "scope": format!("dept-{dept}"), "channels": channels}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
+    let id = r.json["agents"][0]["id"].as_str().unwrap().to_string();
+    let t = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/agents/{id}/token"),
+            Some(&admin.token),
+            None,
+        )
+        .await;
+    assert_eq!(t.status, StatusCode::OK, "{:?}", t.json);
+    Agent {
+        token: t.json["access_token"].as_str().unwrap().to_string(),
+    }
+}
+
+/// The chunk of `path` (each test document is one chunk).
+async fn chunk_of(app: &TestApp, path: &str) -> String {
+    use warroom::storage::entities::{chunk, document};
+    let docs = document::Entity::find()
+        .all(&app.running.app.db)
+        .await
+        .unwrap();
+    let doc = docs.iter().find(|d| d.path == path).expect("document");
+    let chunks = chunk::Entity::find()
+        .all(&app.running.app.db)
+        .await
+        .unwrap();
+    chunks
+        .iter()
+        .find(|c| c.document_id == doc.id)
+        .expect("chunk")
+        .id
+        .clone()
+}
+
+async fn say(
+    app: &TestApp,
+    a: &Agent,
+    channel: &str,
+    root: Option<&str>,
+    quote: &str,
+    chunk: &str,
+    label: &str,
+) -> String {
+    let r = app
+        .post(
+            &format!("/api/v1/channels/{channel}/messages"),
+            &a.token,
+            json!({"body": format!("From our files: \"{quote}\""), "thread_root": root,
+                   "citations": [chunk], "label": label, "brain": "extractive"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
+    r.json["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digests_find_cross_department_insights_and_redact_by_clearance() {
+    let app = start().await;
+    let admin = app.user("admin", "admin", None).await;
+    let member = app.user("mia", "member", None).await;
+    let lead_internal = app.user("lou", "leader", Some("internal")).await;
+    let lead_conf = app.user("lena", "leader", Some("confidential")).await;
+    for (path, body) in corpus() {
+        let r = app
+            .raw(
+                Method::POST,
+                &format!("/api/v1/documents?path={path}"),
+                Some(&admin.token),
+                Some("application/octet-stream"),
+                body.into_bytes(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{path}: {:?}", r.json);
+    }
+    for d in [
+        "support",
+        "engineering",
+        "sales",
+        "hr",
+        "product",
+        "operations",
+        "finance",
+    ] {
+        let r = app
+            .post(
+                "/api/v1/scopes",
+                &admin.token,
+                json!({"name": format!("dept-{d}"), "departments": [d], "max_label": "confidential"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
+    }
+    let room = app
+        .channel(&admin, "war-room", "public", Some("internal"))
+        .await;
+    let conf = app
+        .channel(
+            &admin,
+            "war-room-confidential",
+            "public",
+            Some("confidential"),
+        )
+        .await;
+    let q = |s: &str| s.to_string();
+    let facts = [
+        (
+            "support",
+            q("Halvorsen Cold Chain reported GPS drift of 300 metres since firmware 4.2 shipped."),
+            "support/tickets.md",
+        ),
+        (
+            "engineering",
+            q("Firmware 4.2 replaced the antenna driver with a low-power version in October."),
+            "engineering/postmortem.md",
+        ),
+        (
+            "sales",
+            q("Halvorsen Cold Chain renews in March with $2.1M of annual recurring revenue."),
+            "sales/pipeline.md",
+        ),
+    ];
+    // Two rounds by different agents: the risk is corroborated.
+    for _ in 0..2 {
+        let mut root = None;
+        for (dept, quote, path) in &facts {
+            let a = agent(&app, &admin, dept, &["war-room"]).await;
+            let chunk = chunk_of(&app, path).await;
+            let id = say(&app, &a, &room, root.as_deref(), quote, &chunk, "internal").await;
+            root.get_or_insert(id);
+        }
+        // The resolved matter: operations' outage, finance says no one was hurt.
+        let ops = agent(&app, &admin, "operations", &["war-room"]).await;
+        let fin = agent(&app, &admin, "finance", &["war-room"]).await;
+        let r = say(&app, &ops, &room, None, "The Reno warehouse had a scanner outage on the 3rd and orders could not ship that day.", &chunk_of(&app, "operations/outage.md").await, "internal").await;
+        say(&app, &fin, &room, Some(&r), "All Reno orders shipped on the 4th through the backup scanners; no customer was affected.", &chunk_of(&app, "finance/close.md").await, "internal").await;
+        // The confidential opportunity: product's most requested feature, HR's interns built it.
+        let prod = agent(&app, &admin, "product", &["war-room-confidential"]).await;
+        let hr = agent(&app, &admin, "hr", &["war-room-confidential"]).await;
+        let r = say(&app, &prod, &conf, None, "Route replay is the most requested feature from the customer advisory board this year.", &chunk_of(&app, "product/requests.md").await, "internal").await;
+        say(
+            &app,
+            &hr,
+            &conf,
+            Some(&r),
+            &format!("The intern showcase demonstrated a {HR_SECRET}."),
+            &chunk_of(&app, "hr/interns.md").await,
+            "confidential",
+        )
+        .await;
+    }
+
+    // Only leaders and admins run and read; bad input is refused.
+    let r = app
+        .post("/api/v1/insights/run", &member.token, json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = app.get("/api/v1/insights/digests", &member.token).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = app
+        .post(
+            "/api/v1/insights/run",
+            &admin.token,
+            json!({"from": "2026-11-30T00:00:00Z", "to": "2026-11-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.json);
+    let r = app
+        .post("/api/v1/insights/run", &admin.token, json!({"since": 1}))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.json);
+    let (digests, _) = warroom::insights::stored_counts(&app.running.app)
+        .await
+        .unwrap();
+    assert_eq!(digests, 0, "refused runs store nothing");
+
+    let r = app
+        .post("/api/v1/insights/run", &lead_internal.token, json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
+    let id = r.json["id"].as_str().unwrap().to_string();
+    assert_eq!(r.json["version"], 1);
+
+    // Admin (cleared for everything) sees the whole digest.
+    let full = app
+        .get(&format!("/api/v1/insights/digests/{id}"), &admin.token)
+        .await;
+    assert_eq!(full.status, StatusCode::OK);
+    let d = &full.json;
+    assert_eq!(d["label"], "confidential", "{d}");
+    assert_eq!(d["redacted"], false);
+    let insights = d["insights"].as_array().unwrap();
+    let risk = insights
+        .iter()
+        .find(|i| i["kind"] == "risk")
+        .unwrap_or_else(|| panic!("a risk: {d:#}"));
+    let text = risk.to_string();
+    for term in ["GPS drift", "antenna", "March"] {
+        assert!(text.contains(term), "{term} missing from {risk:#}");
+    }
+    let depts: Vec<&str> = risk["departments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(depts.len() >= 2, "{depts:?}");
+    for e in risk["evidence"].as_array().unwrap() {
+        assert!(e["link"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("#/c/{room}/m/")));
+        for c in e["citations"].as_array().unwrap() {
+            assert!(c["quote"].as_str().unwrap().len() > 10);
+            assert!(c["document_path"].as_str().unwrap().contains('/'));
+        }
+    }
+    let opp = insights
+        .iter()
+        .find(|i| i["kind"] == "opportunity")
+        .unwrap_or_else(|| panic!("an opportunity: {d:#}"));
+    assert_eq!(opp["label"], "confidential");
+    assert!(opp.to_string().contains("route replay prototype"));
+    assert!(
+        !d.to_string().to_lowercase().contains("scanner outage"),
+        "the resolved outage is not reported: {d:#}"
+    );
+    assert!(d["stats"]["dismissed_as_resolved"].as_u64().unwrap() >= 1);
+    assert!(d["charts"]["activity_svg"]
+        .as_str()
+        .unwrap()
+        .starts_with("<svg"));
+
+    // SECURITY-CASES 10: a leader cleared for internal gets it redacted, in every form.
+    let red = app
+        .get(
+            &format!("/api/v1/insights/digests/{id}"),
+            &lead_internal.token,
+        )
+        .await;
+    assert_eq!(red.status, StatusCode::OK);
+    assert_eq!(red.json["redacted"], true);
+    assert_eq!(red.json["label"], "internal");
+    assert!(!red.json.to_string().contains(HR_SECRET), "{:#}", red.json);
+    assert!(!red.json.to_string().contains("war-room-confidential"));
+    let kinds: Vec<&str> = red.json["insights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"opportunity"),
+        "the redacted insight keeps its place"
+    );
+    for format in ["md", "html", "json"] {
+        let r = app
+            .raw(
+                Method::GET,
+                &format!("/api/v1/insights/digests/{id}/export?format={format}"),
+                Some(&lead_internal.token),
+                None,
+                vec![],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+        let body = match &r.json {
+            Value::String(s) => s.clone(),
+            v => v.to_string(),
+        };
+        assert!(!body.contains(HR_SECRET), "{format} leaks");
+        assert!(
+            body.contains("GPS drift"),
+            "{format} keeps the internal risk"
+        );
+        if format == "html" {
+            assert!(body.contains("<svg") && !body.contains("<script"));
+            let csp = r.headers["content-security-policy"].to_str().unwrap();
+            assert!(csp.contains("default-src 'none'"), "{csp}");
+        }
+    }
+    let conf_view = app
+        .get(&format!("/api/v1/insights/digests/{id}"), &lead_conf.token)
+        .await;
+    assert!(
+        conf_view.json.to_string().contains(HR_SECRET),
+        "cleared leaders see it"
+    );
+    let list = app
+        .get("/api/v1/insights/digests", &lead_internal.token)
+        .await;
+    assert_eq!(list.json["digests"][0]["redacted"], true);
+
+    // Bad ids and formats.
+    let r = app
+        .get("/api/v1/insights/digests/not%20an%20id", &admin.token)
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = app
+        .get(
+            &format!("/api/v1/insights/digests/{}", uuid::Uuid::now_v7()),
+            &admin.token,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = app
+        .get(
+            &format!("/api/v1/insights/digests/{id}/export?format=pdf"),
+            &admin.token,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+
+    // A second run of the same period is a new version; the insights persist.
+    let period = &d["period"];
+    let r = app
+        .post(
+            "/api/v1/insights/run",
+            &admin.token,
+            json!({"from": period["from"], "to": period["to"]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
+    assert_eq!(r.json["version"], 2);
+    let again: Vec<&Value> = r.json["insights"].as_array().unwrap().iter().collect();
+    assert!(again.iter().all(|i| i["trend"] == "steady"), "{again:?}");
+
+    // Messages were embedded when posted or by the job; none is left without a vector.
+    let (_, vectors) = warroom::insights::stored_counts(&app.running.app)
+        .await
+        .unwrap();
+    let messages = warroom::storage::entities::message::Entity::find()
+        .count(&app.running.app.db)
+        .await
+        .unwrap();
+    assert_eq!(vectors, messages);
+    app.stop().await;
+}
