@@ -149,6 +149,15 @@ function buildShell() {
   };
   document.addEventListener('keydown', (e) => {
     if (e.key === 'Escape' && !pane.hidden && !document.querySelector('dialog[open]')) ctx.closePane();
+    if (e.altKey && (e.key === 'ArrowUp' || e.key === 'ArrowDown')) {
+      // Alt+↑/↓: previous or next channel in the sidebar.
+      const items = [...shell.sidebar.querySelectorAll('.channel-item')];
+      if (!items.length) return;
+      e.preventDefault();
+      const i = items.findIndex((a) => a.classList.contains('active'));
+      const j = i < 0 ? 0 : (i + (e.key === 'ArrowDown' ? 1 : items.length - 1)) % items.length;
+      location.hash = items[j].getAttribute('href');
+    }
     if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === 'k') {
       e.preventDefault();
       ctx.go('#/search');

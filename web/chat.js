@@ -739,7 +739,7 @@ function composerEl(ctx, cid, threadRoot) {
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
       e.preventDefault();
       submit();
-    } else if (e.key === 'ArrowUp' && !ta.value) {
+    } else if (e.key === 'ArrowUp' && !ta.value && !e.altKey) {
       const scope = threadRoot ? ctx.shell.pane : view && view.list;
       const mine = scope ? [...scope.querySelectorAll('.msg')].filter((el) => el._m && isMine(ctx, el._m) && !el._m.deleted) : [];
       if (mine.length) {
@@ -751,7 +751,7 @@ function composerEl(ctx, cid, threadRoot) {
   ta.addEventListener('blur', () => setTimeout(() => { suggest.hidden = true; }, 150));
   const form = h('form.composer', { onsubmit: (e) => { e.preventDefault(); submit(); } }, suggest, ta, send);
   if (!threadRoot) setTimeout(() => ta.focus(), 0);
-  return h('div.composer-wrap', form, h('div.composer-hint', h('kbd', 'Enter'), ' to send · ', h('kbd', 'Shift+Enter'), ' new line · ', h('kbd', '@'), ' to mention · ', h('kbd', '↑'), ' to edit your last message'));
+  return h('div.composer-wrap', form, h('div.composer-hint', h('kbd', 'Enter'), ' to send · ', h('kbd', 'Shift+Enter'), ' new line · ', h('kbd', '@'), ' to mention · ', h('kbd', '↑'), ' to edit your last message · ', h('kbd', 'Alt+↑↓'), ' to switch channels'));
 }
 
 // ---------------------------------------------------------------- threads

@@ -241,6 +241,9 @@ test('scrolling up loads older messages, and a link to an old message loads the 
   await page.waitForSelector('.jump-latest:not([hidden])');
   await page.click('.jump-latest');
   await msg(page, 'history 130').waitFor();
+  // Alt+↓ from #history (sorted before #war-room) opens the next channel.
+  await page.keyboard.press('Alt+ArrowDown');
+  await page.waitForSelector('.channel-title h1:text-is("war-room")');
   await page.context().close();
 });
 
