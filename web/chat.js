@@ -142,9 +142,25 @@ function authorLine(m) {
     m.edited_at && !m.deleted ? h('span.msg-edited', { title: fmt.full(m.edited_at) }, '(edited)') : null);
 }
 
-function bodyEl(m) {
+function bodyEl(ctx, m) {
   if (m.deleted) return h('div.msg-body.deleted', 'This message was deleted.');
-  return safeHtml(h('div.msg-body.prose'), m.body_html || '');
+  return markMentions(ctx, safeHtml(h('div.msg-body.prose'), m.body_html || ''));
+}
+
+// Wrap @handles in the rendered text (outside code) so mentions stand out, one's own most.
+function markMentions(ctx, el) {
+  const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+  const hits = [];
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    if (/@[a-z0-9_.-]/i.test(n.textContent) && !n.parentElement.closest('code, pre, a')) hits.push(n);
+  }
+  for (const n of hits) {
+    const parts = n.textContent.split(/(@[a-z0-9_.-]+)/gi);
+    n.replaceWith(...parts.map((p) => (/^@[a-z0-9_.-]+$/i.test(p)
+      ? h('span.mention', { class: p.slice(1).toLowerCase() === ctx.me.handle ? 'me' : '' }, p)
+      : document.createTextNode(p))));
+  }
+  return el;
 }
 
 function reactionBar(ctx, m) {
@@ -255,7 +271,7 @@ function fillMessage(ctx, el, m, where) {
     h('div.msg-main',
       authorLine(m),
       showLabel ? h('div.msg-label', labelChip(m.label)) : null,
-      bodyEl(m),
+      bodyEl(ctx, m),
       m.edited_at && !m.deleted ? h('span.msg-edited.inline', { title: fmt.full(m.edited_at) }, '(edited)') : null,
       m.deleted ? null : citationsEl(m),
       reactionBar(ctx, m),

@@ -115,6 +115,7 @@ test('a message posted in one browser appears live in another, with typing and u
   await msg(b, text).waitFor({ timeout: 5000 });
   assert.equal(await msg(a, text).count(), 1, 'the sender sees it once');
   assert.equal(await msg(b, text).count(), 1, 'the other person sees it once');
+  assert.equal(await msg(a, 'engineering will check').locator('.mention.me').innerText(), '@sam', 'sam sees his mention marked');
   await shot(b, '01-channel');
   // lena is elsewhere: #war-room shows an unread badge, cleared when she opens it.
   await c.waitForSelector('.channel-item[data-channel="war-room"] .badge', { timeout: 5000 });
