@@ -314,6 +314,26 @@ test('a member cannot open admin pages, and the server refuses the data', async 
   await page.context().close();
 });
 
+// Sales and engineering agents quoting their documents about the same supplier
+// housing, in threads of #war-room: the kind of talk the insights job mines.
+async function seedCrossDepartmentTalk() {
+  const upload = async (path, body) => (await server.ok(admin, 'POST', `/documents?path=${path}`, undefined, { raw: body })).document_id;
+  const firstChunk = async (id) => (await server.ok(admin, 'GET', `/documents/${id}`)).chunks[0].id;
+  const sales = await firstChunk(await upload('sales/north.md', '---\ntitle: Northern region\ndepartment: sales\nlabel: internal\n---\n# North\n\nThe V4 sensor deals in the northern region slipped by two weeks because the supplier changed the housing. Three customers asked for a revised delivery date.\n'));
+  const eng = await firstChunk(await upload('engineering/housing.md', '---\ntitle: Housing qualification\ndepartment: engineering\nlabel: internal\n---\n# Housing\n\nThe new V4 housing from the supplier fails the IP67 water test in 12 percent of units since September. Qualification of the housing is blocked until the supplier fixes the gasket.\n'));
+  await server.ok(admin, 'POST', '/scopes', { name: 'dept-engineering', departments: ['engineering'], max_label: 'internal' });
+  const spawn = async (template, scope) => {
+    const r = await server.ok(admin, 'POST', '/agents', { template, count: 3, scope, brain: 'extractive', channels: ['war-room'] });
+    return Promise.all(r.agents.map(async (a) => (await server.ok(admin, 'POST', `/agents/${a.id}/token`)).access_token));
+  };
+  const sellers = await spawn('sales-analyst', 'dept-sales');
+  const engineers = await spawn('engineering-analyst', 'dept-engineering');
+  for (let r = 0; r < 3; r += 1) {
+    const root = await server.ok(sellers[r], 'POST', `/channels/${war.id}/messages`, { body: 'Flagging: "The V4 sensor deals in the northern region slipped by two weeks because the supplier changed the housing."', citations: [sales], brain: 'extractive' });
+    await server.ok(engineers[r], 'POST', `/channels/${war.id}/messages`, { body: 'Our documents say: "The new V4 housing from the supplier fails the IP67 water test in 12 percent of units since September."', citations: [eng], brain: 'extractive', thread_root: root.id });
+  }
+}
+
 test('a leader opens a digest and follows an evidence link to its message', async (t) => {
   const lena = users.lena.token;
   const list = await server.api(lena, 'GET', '/insights/digests');
@@ -322,6 +342,7 @@ test('a leader opens a digest and follows an evidence link to its message', asyn
     return;
   }
   assert.equal(list.status, 200);
+  await seedCrossDepartmentTalk();
   // A run over the last days covers the seeded conversation.
   const run = await server.api(lena, 'POST', '/insights/run', {});
   assert.equal(run.status, 201, `run: ${JSON.stringify(run.json)}`);
