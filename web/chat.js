@@ -883,6 +883,14 @@ export async function showBrowse(ctx, main) {
 
 const LABELS = ['public', 'internal', 'confidential', 'restricted'];
 
+// A channel the user just created or opened: follow it, list it, show it.
+function openJoined(ctx, c) {
+  ctx.channels.set(c.id, { ...c, is_member: true });
+  ctx.live.subscribe(c.id, c.last_seq);
+  ctx.refreshSidebar();
+  ctx.go(`#/c/${c.id}`);
+}
+
 export async function newChannel(ctx) {
   const name = h('input', { name: 'name', required: true, placeholder: 'e.g. launch-v4', pattern: '[a-z0-9._-]{1,64}' });
   const vis = h('select', { name: 'visibility' }, h('option', { value: 'public' }, 'Public — anyone cleared can join'), h('option', { value: 'private' }, 'Private — invite only'));
@@ -896,10 +904,7 @@ export async function newChannel(ctx) {
   if (!ok) return;
   try {
     const c = await api('/channels', { method: 'POST', body: { name: name.value, visibility: vis.value, label: label.value, topic: topic.value || undefined } });
-    ctx.channels.set(c.id, { ...c, is_member: true });
-    ctx.live.subscribe(c.id, c.last_seq);
-    ctx.refreshSidebar();
-    ctx.go(`#/c/${c.id}`);
+    openJoined(ctx, c);
   } catch (e) {
     toast(e.message, 'error');
   }
@@ -911,10 +916,7 @@ export async function newDm(ctx) {
   if (!ok) return;
   try {
     const c = await api('/dms', { method: 'POST', body: { handle: handle.value.trim().replace(/^@/, '') } });
-    ctx.channels.set(c.id, { ...c, is_member: true });
-    ctx.live.subscribe(c.id, c.last_seq);
-    ctx.refreshSidebar();
-    ctx.go(`#/c/${c.id}`);
+    openJoined(ctx, c);
   } catch (e) {
     toast(e.message, 'error');
   }

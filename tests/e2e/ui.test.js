@@ -163,6 +163,25 @@ test('a reaction is shown to everyone and can be taken back', async () => {
   await b.context().close();
 });
 
+test('a direct message and a new channel open from the sidebar', async () => {
+  const a = await newPage(browser);
+  await openWarRoom(a, 'sam');
+  await a.click('button[aria-label="New direct message"]');
+  await a.fill('dialog input[name="handle"]', 'erin');
+  await a.press('dialog input[name="handle"]', 'Enter');
+  await a.waitForSelector('.channel-title h1:text-is("erin")');
+  await a.fill('.composer-input', 'Private word about the housing');
+  await a.press('.composer-input', 'Enter');
+  await msg(a, 'Private word about the housing').waitFor();
+  assert.equal(await a.locator('.sidebar .channel-item[data-channel^="dm:"]').count(), 1);
+  await a.click('button[aria-label="New channel"]');
+  await a.fill('dialog input[name="name"]', 'launch-v4');
+  await a.click('dialog button:has-text("Create")');
+  await a.waitForSelector('.channel-title h1:text-is("launch-v4")');
+  await a.waitForSelector('.sidebar .channel-item[data-channel="launch-v4"]');
+  await a.context().close();
+});
+
 test('one can edit and delete one\'s own message', async () => {
   const a = await newPage(browser);
   await openWarRoom(a, 'sam');
@@ -424,8 +443,8 @@ test('search finds a message and jumps to it; phone width keeps the app usable',
   await page.waitForSelector('.result');
   await page.click('.result >> nth=0');
   await page.waitForSelector('.msg.highlight');
-  await shot(page, '08-phone-thread');
-  await page.click('.pane button[aria-label="Close thread"]');
+  await shot(page, '08-phone-result');
+  if (await page.locator('.pane:not([hidden])').count()) await page.click('.pane button[aria-label="Close thread"]');
   await shot(page, '09-phone-channel');
   await page.click('.menu-btn');
   await page.waitForSelector('.nav-open .sidebar');
