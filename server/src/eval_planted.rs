@@ -50,6 +50,9 @@ pub struct PlantedArgs {
     /// Keep the run's database here (default: a temporary directory).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Skip ingesting and talking: mine and score the run kept in `--data-dir`.
+    #[arg(long, requires = "data_dir")]
+    pub mine_only: bool,
 }
 
 /// One entry of `ANSWERS.json`.
@@ -380,175 +383,17 @@ pub async fn run(mut settings: Settings, args: PlantedArgs) -> anyhow::Result<()
     let app = crate::app::AppState::build(settings)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    crate::api::ensure_first_admin(&app, &data_dir).await?;
-    let departments = crate::cli::load_corpus(&app, &args.corpus).await?;
-
-    // Templates from the corpus: each department's own vocabulary as interests.
-    let interests = department_interests(&corpus, 12);
-    let mut templates = Vec::new();
-    for d in &departments {
-        for (role, seniority, voice) in ROLES {
-            templates.push(Template {
-                name: format!("{d}-{role}"),
-                department: d.clone(),
-                role: role.to_string(),
-                seniority: seniority.to_string(),
-                interests: interests.get(d).cloned().unwrap_or_default(),
-                voice: voice.to_string(),
-                activity: ActivityLevel::High,
-            });
-        }
-    }
-    app.agents.register_templates(templates.clone());
-    let admin = {
-        let row = app
-            .directory
-            .row_by_handle("admin")
-            .await
-            .map_err(api)?
-            .context("the admin was just created")?;
-        app.directory
-            .get(&row.id)
-            .await
-            .map_err(api)?
-            .context("admin")?
+    let (departments, sim) = if args.mine_only {
+        reuse(&app).await?
+    } else {
+        crate::api::ensure_first_admin(&app, &data_dir).await?;
+        let departments = crate::cli::load_corpus(&app, &args.corpus).await?;
+        let sim = simulate(&app, &args, &corpus, &departments).await?;
+        (departments, sim)
     };
-    let shared = crate::chat::create_channel(
-        &app,
-        &admin,
-        crate::chat::CreateChannel {
-            name: "war-room-confidential".into(),
-            visibility: "public".into(),
-            label: Some("confidential".into()),
-            topic: Some("Cross-department talk up to confidential".into()),
-        },
-    )
-    .await
-    .map_err(api)?;
-    let bar =
-        indicatif::ProgressBar::new((departments.len() as u64) * args.agents_per_department as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("  spawning agents {bar:30} {pos}/{len}")
-            .expect("static template"),
-    );
-    let mut leads = Vec::new();
-    for d in &departments {
-        for k in 0..args.agents_per_department {
-            let (role, _, _) = ROLES[k as usize % ROLES.len()];
-            let req = crate::agents::SpawnRequest {
-                template: format!("{d}-{role}"),
-                count: 1,
-                scope: Some(format!("dept-{d}")),
-                brain: Some(args.brain.clone()),
-                activity: Some("high".into()),
-                channels: Some(vec!["war-room".into(), shared.name.clone()]),
-                tokens_per_hour: None,
-                turns_per_hour: None,
-            };
-            let out = app
-                .agents
-                .spawn(&app, &admin, req, 10, &|_, _| {})
-                .await
-                .map_err(api)?;
-            if role == "lead" {
-                leads.extend(out.agents.iter().map(|a| a.handle.clone()));
-            }
-            bar.inc(1);
-        }
-    }
-    bar.finish_and_clear();
-    let brains = crate::agents::host::brains(&app.settings, args.brain == "local").await;
-    if !brains.names().contains(&args.brain) {
-        anyhow::bail!(
-            "the {} brain is not available: check [agents] settings (openai_base_url, local_model)",
-            args.brain
-        );
-    }
-    let platform = Arc::new(crate::agents::adapter::InProcess::new(app.clone()));
-    let cfg = RuntimeConfig {
-        max_concurrent_turns: 8,
-        ..crate::agents::host::runtime_config(&app.settings)
-    };
-    let rt =
-        Runtime::start_with_templates(platform, brains, cfg, Shard::ALL, app.agents.templates(), 0)
-            .await
-            .map_err(|e| anyhow::anyhow!("agent runtime: {e}"))?;
-    // A leader opens the conversation in both shared rooms.
-    let period_start = chrono::Utc::now() - chrono::Duration::minutes(1);
-    let leader = crate::api::new_user_from(crate::api::users_create_request(
-        "eval-leader".into(),
-        "leader".into(),
-        Some("Eval Leader".into()),
-        None,
-        Some("confidential".into()),
-        Some(crate::auth::random_password(16)),
-    ))
-    .await
-    .map_err(api)?;
-    let leader = app.directory.create(leader).await.map_err(api)?;
-    let leader = app
-        .directory
-        .get(&leader.id)
-        .await
-        .map_err(api)?
-        .context("leader")?;
-    let rooms: Vec<String> = crate::chat::list_channels(&app, &leader)
-        .await
-        .map_err(api)?
-        .into_iter()
-        .filter(|c| c.name == "war-room" || c.name == shared.name)
-        .map(|c| c.id)
-        .collect();
-    for room in &rooms {
-        crate::chat::join(&app, &leader, room).await.map_err(api)?;
-        let asked: Vec<String> = leads.iter().map(|h| format!("@{h}")).collect();
-        crate::chat::post(
-            &app,
-            &leader,
-            room,
-            crate::chat::PostMessage {
-                body: format!(
-                    "{} What risks and opportunities do you see across our teams? Numbers and dates, please.",
-                    asked.join(" ")
-                ),
-                thread_root: None,
-                idempotency_key: Some(format!("eval-kickoff-{room}")),
-                label: None,
-                citations: vec![],
-                brain: None,
-            },
-        )
-        .await
-        .map_err(api)?;
-    }
-    let hours_ms = (args.hours * 3_600_000.0) as u64;
-    let sim = indicatif::ProgressBar::new(hours_ms / 3_600_000);
-    sim.set_style(
-        indicatif::ProgressStyle::with_template("  simulating {bar:30} {pos}/{len} hours {msg}")
-            .expect("static template"),
-    );
-    let mut now = 0u64;
-    while now < hours_ms {
-        let next = (now + 3_600_000).min(hours_ms);
-        rt.run_virtual(now, next, 60_000).await;
-        now = next;
-        let s = rt.stats();
-        sim.set_position(now / 3_600_000);
-        sim.set_message(format!("{} posts, {} replies", s.posts, s.replies));
-    }
-    sim.finish_and_clear();
-    let stats = rt.stats();
-    app.agents.flush_memory().await;
-    println!(
-        "  Simulated {} hours: {} posts, {} replies, {} retrievals by {} agents.",
-        args.hours,
-        stats.posts,
-        stats.replies,
-        stats.retrievals,
-        departments.len() as u32 * args.agents_per_department
-    );
+    let admin_id = sim.admin_id.clone();
     let period = crate::insights::Period {
-        from: period_start,
+        from: sim.period_start,
         to: chrono::Utc::now() + chrono::Duration::seconds(1),
     };
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
@@ -558,7 +403,7 @@ pub async fn run(mut settings: Settings, args: PlantedArgs) -> anyhow::Result<()
         &app,
         period,
         crate::insights::Trigger::Eval,
-        Some(&admin.id),
+        Some(&admin_id),
         &|m| spinner.set_message(m.to_string()),
     )
     .await
@@ -609,9 +454,9 @@ pub async fn run(mut settings: Settings, args: PlantedArgs) -> anyhow::Result<()
             "agents": departments.len() as u32 * args.agents_per_department,
             "brain": args.brain,
             "simulated_hours": args.hours,
-            "posts": stats.posts,
-            "replies": stats.replies,
-            "retrievals": stats.retrievals,
+            "posts": sim.posts,
+            "replies": sim.replies,
+            "retrievals": sim.retrievals,
         }
     });
     let tmp_out = args.json.with_extension("json.tmp");
@@ -636,6 +481,240 @@ pub async fn run(mut settings: Settings, args: PlantedArgs) -> anyhow::Result<()
     }
     println!("  written to {}", args.json.display());
     Ok(())
+}
+
+/// What the simulation did.
+struct Sim {
+    admin_id: String,
+    period_start: chrono::DateTime<chrono::Utc>,
+    posts: u64,
+    replies: u64,
+    retrievals: u64,
+}
+
+/// A kept run (`--mine-only`): its departments and the whole span of its talk.
+async fn reuse(app: &crate::app::App) -> anyhow::Result<(BTreeSet<String>, Sim)> {
+    use sea_orm::QueryOrder;
+    let departments: BTreeSet<String> = app
+        .knowledge
+        .scopes()
+        .await
+        .map_err(api)?
+        .into_iter()
+        .filter_map(|s| s.spec.name.strip_prefix("dept-").map(str::to_string))
+        .collect();
+    let first = crate::storage::entities::message::Entity::find()
+        .order_by_asc(crate::storage::entities::message::Column::CreatedAt)
+        .one(&app.db)
+        .await?
+        .context("--mine-only: the data dir has no messages; run without it first")?;
+    let admin = app
+        .directory
+        .row_by_handle("admin")
+        .await
+        .map_err(api)?
+        .context("--mine-only: no admin in the data dir")?;
+    Ok((
+        departments,
+        Sim {
+            admin_id: admin.id,
+            period_start: first.created_at - chrono::Duration::seconds(1),
+            posts: 0,
+            replies: 0,
+            retrievals: 0,
+        },
+    ))
+}
+
+/// Spawn the agents and let them talk for `args.hours` of virtual time.
+async fn simulate(
+    app: &crate::app::App,
+    args: &PlantedArgs,
+    corpus: &BTreeMap<String, Vec<String>>,
+    departments: &BTreeSet<String>,
+) -> anyhow::Result<Sim> {
+    let started = Instant::now();
+    // Templates from the corpus: each department's own vocabulary as interests.
+    let interests = department_interests(corpus, 12);
+    let mut templates = Vec::new();
+    for d in departments {
+        for (role, seniority, voice) in ROLES {
+            templates.push(Template {
+                name: format!("{d}-{role}"),
+                department: d.clone(),
+                role: role.to_string(),
+                seniority: seniority.to_string(),
+                interests: interests.get(d).cloned().unwrap_or_default(),
+                voice: voice.to_string(),
+                activity: ActivityLevel::High,
+            });
+        }
+    }
+    app.agents.register_templates(templates.clone());
+    let admin = {
+        let row = app
+            .directory
+            .row_by_handle("admin")
+            .await
+            .map_err(api)?
+            .context("the admin was just created")?;
+        app.directory
+            .get(&row.id)
+            .await
+            .map_err(api)?
+            .context("admin")?
+    };
+    let shared = crate::chat::create_channel(
+        app,
+        &admin,
+        crate::chat::CreateChannel {
+            name: "war-room-confidential".into(),
+            visibility: "public".into(),
+            label: Some("confidential".into()),
+            topic: Some("Cross-department talk up to confidential".into()),
+        },
+    )
+    .await
+    .map_err(api)?;
+    let bar =
+        indicatif::ProgressBar::new((departments.len() as u64) * args.agents_per_department as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("  spawning agents {bar:30} {pos}/{len}")
+            .expect("static template"),
+    );
+    let mut leads = Vec::new();
+    for d in departments {
+        for k in 0..args.agents_per_department {
+            let (role, _, _) = ROLES[k as usize % ROLES.len()];
+            let req = crate::agents::SpawnRequest {
+                template: format!("{d}-{role}"),
+                count: 1,
+                scope: Some(format!("dept-{d}")),
+                brain: Some(args.brain.clone()),
+                activity: Some("high".into()),
+                channels: Some(vec!["war-room".into(), shared.name.clone()]),
+                tokens_per_hour: None,
+                turns_per_hour: None,
+            };
+            let out = app
+                .agents
+                .spawn(app, &admin, req, 10, &|_, _| {})
+                .await
+                .map_err(api)?;
+            if role == "lead" {
+                leads.extend(out.agents.iter().map(|a| a.handle.clone()));
+            }
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    let brains = crate::agents::host::brains(&app.settings, args.brain == "local").await;
+    if !brains.names().contains(&args.brain) {
+        anyhow::bail!(
+            "the {} brain is not available: check [agents] settings (openai_base_url, local_model)",
+            args.brain
+        );
+    }
+    let platform = Arc::new(crate::agents::adapter::InProcess::new(app.clone()));
+    let cfg = RuntimeConfig {
+        max_concurrent_turns: 8,
+        ..crate::agents::host::runtime_config(&app.settings)
+    };
+    let rt =
+        Runtime::start_with_templates(platform, brains, cfg, Shard::ALL, app.agents.templates(), 0)
+            .await
+            .map_err(|e| anyhow::anyhow!("agent runtime: {e}"))?;
+    // A leader opens the conversation in both shared rooms.
+    let period_start = chrono::Utc::now() - chrono::Duration::minutes(1);
+    let leader = crate::api::new_user_from(crate::api::users_create_request(
+        "eval-leader".into(),
+        "leader".into(),
+        Some("Eval Leader".into()),
+        None,
+        Some("confidential".into()),
+        Some(crate::auth::random_password(16)),
+    ))
+    .await
+    .map_err(api)?;
+    let leader = app.directory.create(leader).await.map_err(api)?;
+    let leader = app
+        .directory
+        .get(&leader.id)
+        .await
+        .map_err(api)?
+        .context("leader")?;
+    let rooms: Vec<String> = crate::chat::list_channels(app, &leader)
+        .await
+        .map_err(api)?
+        .into_iter()
+        .filter(|c| c.name == "war-room" || c.name == shared.name)
+        .map(|c| c.id)
+        .collect();
+    for room in &rooms {
+        crate::chat::join(app, &leader, room).await.map_err(api)?;
+        let asked: Vec<String> = leads.iter().map(|h| format!("@{h}")).collect();
+        crate::chat::post(
+            app,
+            &leader,
+            room,
+            crate::chat::PostMessage {
+                body: format!(
+                    "{} What risks and opportunities do you see across our teams? Numbers and dates, please.",
+                    asked.join(" ")
+                ),
+                thread_root: None,
+                idempotency_key: Some(format!("eval-kickoff-{room}")),
+                label: None,
+                citations: vec![],
+                brain: None,
+            },
+        )
+        .await
+        .map_err(api)?;
+    }
+    let hours_ms = (args.hours * 3_600_000.0) as u64;
+    let sim = indicatif::ProgressBar::new(hours_ms / 3_600_000);
+    sim.set_style(
+        indicatif::ProgressStyle::with_template("  simulating {bar:30} {pos}/{len} hours {msg}")
+            .expect("static template"),
+    );
+    let mut now = 0u64;
+    while now < hours_ms {
+        let next = (now + 3_600_000).min(hours_ms);
+        rt.run_virtual(now, next, 60_000).await;
+        now = next;
+        let s = rt.stats();
+        sim.set_position(now / 3_600_000);
+        sim.set_message(format!("{} posts, {} replies", s.posts, s.replies));
+        if sim.is_hidden() {
+            println!(
+                "  simulated {:.1} of {} hours: {} posts, {} replies ({:.0} s)",
+                now as f64 / 3_600_000.0,
+                args.hours,
+                s.posts,
+                s.replies,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    sim.finish_and_clear();
+    let stats = rt.stats();
+    app.agents.flush_memory().await;
+    println!(
+        "  Simulated {} hours: {} posts, {} replies, {} retrievals by {} agents.",
+        args.hours,
+        stats.posts,
+        stats.replies,
+        stats.retrievals,
+        departments.len() as u32 * args.agents_per_department
+    );
+    Ok(Sim {
+        admin_id: admin.id.clone(),
+        period_start,
+        posts: stats.posts,
+        replies: stats.replies,
+        retrievals: stats.retrievals,
+    })
 }
 
 fn api(e: crate::error::ApiError) -> anyhow::Error {

@@ -312,7 +312,7 @@ fn demo_loads_the_sample_company_and_prints_the_url() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(
-        out.contains("Sample company loaded: 2 documents, scopes dept-<name> for 2 departments"),
+        out.contains("Loaded 2 documents; scopes dept-<name> for 2 departments"),
         "{out}"
     );
     assert!(

@@ -56,11 +56,11 @@ impl Default for MineConfig {
     fn default() -> Self {
         Self {
             max_per_kind: 10,
-            max_facts_per_topic: 5,
+            max_facts_per_topic: 6,
             window: 4,
             thread_entries: 8,
-            min_seed: 0.9,
-            join_share: 0.45,
+            min_seed: 0.4,
+            join_share: 0.3,
             refs_per_fact: 3,
         }
     }
@@ -123,6 +123,10 @@ pub struct Fact {
     pub refs: Vec<MsgRef>,
     pub vector: Vec<f32>,
     pub tokens: Vec<String>,
+    /// The sentence appears in more than one document: template text.
+    pub boilerplate: bool,
+    /// Names, codes and versions in it (0-1).
+    pub specificity: f32,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -200,7 +204,9 @@ pub struct Miner {
     chunk_sentences: Vec<Vec<String>>,
     chunk_index: HashMap<String, u32>,
     pub facts: Vec<Fact>,
-    fact_index: HashMap<(u32, u16), u32>,
+    fact_index: HashMap<u64, u32>,
+    /// Documents each sentence (lower-cased) appears in.
+    sentence_docs: HashMap<u64, u32>,
     links: HashMap<(u32, u32), Link>,
     channel: Option<String>,
     threads: HashMap<String, (i64, VecDeque<Ctx>)>,
@@ -219,7 +225,7 @@ pub struct Miner {
 impl Miner {
     /// A miner over the chunks a period's messages cite.
     pub fn new(cfg: MineConfig, chunks: Vec<ChunkInfo>) -> Self {
-        let chunk_sentences = chunks
+        let chunk_sentences: Vec<Vec<String>> = chunks
             .iter()
             .map(|c| sentences(&c.text).into_iter().map(str::to_string).collect())
             .collect();
@@ -228,6 +234,17 @@ impl Miner {
             .enumerate()
             .map(|(i, c)| (c.id.clone(), i as u32))
             .collect();
+        let mut seen: HashSet<(u64, u64)> = HashSet::new();
+        let mut sentence_docs: HashMap<u64, u32> = HashMap::new();
+        for (c, sents) in chunks.iter().zip(&chunk_sentences) {
+            let doc = crate::insights::hash64(&c.document_path);
+            for s in sents.iter() {
+                let h = crate::insights::hash64(&s.to_lowercase());
+                if seen.insert((doc, h)) {
+                    *sentence_docs.entry(h).or_default() += 1;
+                }
+            }
+        }
         Self {
             cfg,
             chunks,
@@ -235,6 +252,7 @@ impl Miner {
             chunk_index,
             facts: Vec::new(),
             fact_index: HashMap::new(),
+            sentence_docs,
             links: HashMap::new(),
             channel: None,
             threads: HashMap::new(),
@@ -405,20 +423,27 @@ impl Miner {
     }
 
     fn fact(&mut self, chunk: u32, sentence: u16) -> u32 {
-        if let Some(f) = self.fact_index.get(&(chunk, sentence)) {
+        let quote = &self.chunk_sentences[chunk as usize][sentence as usize];
+        let lc = quote.to_lowercase();
+        let c = &self.chunks[chunk as usize];
+        // One fact per department and sentence, whichever document said it.
+        let key = crate::insights::hash64(&format!("{}\n{lc}", c.department));
+        if let Some(f) = self.fact_index.get(&key) {
             return *f;
         }
-        let quote = self.chunk_sentences[chunk as usize][sentence as usize].clone();
-        let c = &self.chunks[chunk as usize];
+        let docs = self
+            .sentence_docs
+            .get(&crate::insights::hash64(&lc))
+            .copied()
+            .unwrap_or(1);
+        let quote = quote.clone();
         let id = self.facts.len() as u32;
         self.facts.push(Fact {
             chunk,
-            key: format!(
-                "{}#{:016x}",
-                c.document_path,
-                crate::insights::hash64(&quote)
-            ),
+            key: format!("{}#{:016x}", c.department, key),
             tokens: entity_tokens(&quote),
+            boilerplate: docs >= 2,
+            specificity: specificity(&quote),
             quote,
             messages: 0,
             authors: HashSet::new(),
@@ -426,7 +451,7 @@ impl Miner {
             refs: Vec::new(),
             vector: Vec::new(),
         });
-        self.fact_index.insert((chunk, sentence), id);
+        self.fact_index.insert(key, id);
         id
     }
 
@@ -466,9 +491,13 @@ impl Miner {
     pub fn topics(&self, seen: &HashMap<String, u32>) -> (Vec<Topic>, usize) {
         let n = self.facts.len();
         let mut strength: HashMap<(u32, u32), (f32, f32, u32)> = HashMap::new();
-        for (&k, l) in &self.links {
-            let e = strength.entry(k).or_default();
-            e.0 += l.talk;
+        // Meetings in the talk, against what two facts this common would
+        // meet by chance: a sentence every agent repeats meets everything.
+        for (&(a, b), l) in &self.links {
+            let ma = self.facts[a as usize].messages.max(1) as f32;
+            let mb = self.facts[b as usize].messages.max(1) as f32;
+            let e = strength.entry((a, b)).or_default();
+            e.0 += (3.0 * l.talk / (ma * mb).sqrt()).min(3.0);
             e.2 += l.meetings;
         }
         // Shared rare names and figures, across departments.
@@ -510,17 +539,36 @@ impl Miner {
                         continue;
                     }
                     let c = dot(va, vb);
-                    if c > 0.5 {
+                    if c > 0.3 {
                         let e = strength.entry((a as u32, b as u32)).or_default();
-                        e.0 += (c - 0.5) * 2.0;
+                        e.0 += (c - 0.3) * 3.0;
                     }
                 }
             }
         }
-        let total = |(talk, ent, _): &(f32, f32, u32)| talk + (ent / 6.0).min(1.5);
-        let mut ranked: Vec<((u32, u32), f32)> =
-            strength.iter().map(|(k, v)| (*k, total(v))).collect();
+        let quality = |f: u32| {
+            let f = &self.facts[f as usize];
+            (if f.boilerplate { 0.35 } else { 1.0 }) * (0.6 + 0.4 * f.specificity)
+        };
+        let total_of = |(a, b): (u32, u32), (talk, ent, _): &(f32, f32, u32)| {
+            (talk + (ent / 6.0).min(1.5)) * quality(a) * quality(b)
+        };
+        let mut ranked: Vec<((u32, u32), f32)> = strength
+            .iter()
+            .map(|(k, v)| (*k, total_of(*k, v)))
+            .collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        for ((a, b), v) in ranked.iter().take(60) {
+            let parts = strength[&(*a, *b)];
+            tracing::debug!(
+                strength = v,
+                talk = parts.0,
+                entities = parts.1,
+                a = %self.facts[*a as usize].quote,
+                b = %self.facts[*b as usize].quote,
+                "link"
+            );
+        }
         let mut assigned: HashMap<u32, usize> = HashMap::new();
         let mut groups: Vec<(Vec<u32>, f32)> = Vec::new();
         for ((a, b), s) in &ranked {
@@ -554,8 +602,9 @@ impl Miner {
             let mut entities = 0.0f32;
             for (x, &a) in facts.iter().enumerate() {
                 for &b in &facts[x + 1..] {
-                    if let Some(v) = strength.get(&(a.min(b), a.max(b))) {
-                        links_in += total(v);
+                    let k = (a.min(b), a.max(b));
+                    if let Some(v) = strength.get(&k) {
+                        links_in += total_of(k, v);
                         meetings += v.2;
                         entities += v.1;
                     }
@@ -619,7 +668,9 @@ impl Miner {
                 novelty,
                 source_strength,
             };
+            let specific = fs.iter().map(|f| f.specificity).sum::<f32>() / fs.len() as f32;
             let score = (links_in.ln_1p()) * 1.5
+                + specific
                 + (depts.len() as f32 - 1.0) * 0.8
                 + (voices.len() as f32).ln_1p() * 0.4
                 + (voice_depts.len() as f32).ln_1p() * 0.4
@@ -754,6 +805,30 @@ const STOP: &[&str] = &[
     "such",
     "same",
     "both",
+    "asked",
+    "whether",
+    "second",
+    "every",
+    "within",
+    "during",
+    "across",
+    "first",
+    "last",
+    "next",
+    "working",
+    "review",
+    "reviewed",
+    "monthly",
+    "weekly",
+    "quarter",
+    "plan",
+    "now",
+    "still",
+    "them",
+    "your",
+    "open",
+    "runs",
+    "held",
 ];
 
 /// Names and figures of a sentence: words that are not common, and numbers.
@@ -961,6 +1036,57 @@ fn cues(text: &str) -> Cues {
     c.resolved = RESOLVED.iter().any(|w| t.contains(w));
     c.risk = c.risk.max(0.0);
     c
+}
+
+const COMMON_CAPS: &[&str] = &[
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+    "The",
+    "Our",
+    "We",
+    "All",
+    "Each",
+    "From",
+    "At",
+    "No",
+];
+
+/// Names, codes and versions in a sentence (0-1): capitalised words past
+/// the first, and tokens mixing letters with digits or dots.
+pub fn specificity(s: &str) -> f32 {
+    let mut n = 0;
+    for (i, raw) in s.split_whitespace().enumerate() {
+        let w = raw.trim_matches(|c: char| !c.is_alphanumeric());
+        if w.is_empty() {
+            continue;
+        }
+        let code = w.chars().any(|c| c.is_ascii_digit())
+            && (w.chars().any(|c| c.is_alphabetic()) || w.contains('.'));
+        let name = i > 0
+            && w.chars().next().is_some_and(|c| c.is_uppercase())
+            && !COMMON_CAPS.contains(&w);
+        if code || name {
+            n += 1;
+        }
+    }
+    (n as f32 / 3.0).min(1.0)
 }
 
 /// Numbers, money, percentages and dates in a sentence (0-1).

@@ -270,6 +270,32 @@ pub async fn run(
     );
     progress("reading the transcripts");
     stream_messages(app, period, &mut miner, progress).await?;
+    // The stated sentences themselves (bounded by the documents, not the
+    // talk): what links facts no one put side by side is their meaning.
+    progress("embedding the stated facts");
+    if !miner.facts.is_empty() {
+        match app.knowledge.embedder().await {
+            Ok(embedder) => {
+                let texts: Vec<String> = miner.facts.iter().map(|f| f.quote.clone()).collect();
+                let mut at = 0;
+                for part in texts.chunks(256) {
+                    match embedder.embed(part).await {
+                        Ok(vs) => {
+                            for v in vs {
+                                miner.facts[at].vector = v;
+                                at += 1;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "facts not embedded; linking them by the talk's vectors");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e.message, "no embedder for facts"),
+        }
+    }
     progress("grouping and scoring topics");
     let (topics, dismissed) = miner.topics(&seen);
     let summarizer = Summarizer::for_app(app).await;
@@ -707,14 +733,14 @@ async fn catch_up(app: &App, period: Period) -> ApiResult<usize> {
                 })
             })
             .collect();
-        let engine = match app.knowledge.engine().await {
+        let embedder = match app.knowledge.embedder().await {
             Ok(e) => e,
             Err(e) => {
                 tracing::warn!(error = %e.message, "no embedder: mining without message vectors");
                 return Ok(done);
             }
         };
-        let n = vectors::embed_and_store(app, &engine.embedder, &batch)
+        let n = vectors::embed_and_store(app, &embedder, &batch)
             .await
             .map_err(|e| {
                 ApiError::new(

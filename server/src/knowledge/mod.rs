@@ -218,9 +218,61 @@ impl Knowledge {
             .await
     }
 
+    /// The embedder: the engine's, or (when the vector store cannot be
+    /// opened, e.g. a server holds it) the embedder alone.
+    pub async fn embedder(&self) -> ApiResult<Arc<dyn Embedder>> {
+        match self.engine().await {
+            Ok(e) => Ok(e.embedder.clone()),
+            Err(_) => Ok(self.load_embedder().await?.0),
+        }
+    }
+
     /// The engine if something has loaded it already.
     pub fn engine_if_loaded(&self) -> Option<&Engine> {
         self.engine.get()
+    }
+
+    async fn load_embedder(&self) -> ApiResult<(Arc<dyn Embedder>, Arc<dyn TokenCounter>)> {
+        let unavailable = |what: &str, e: String| {
+            ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "knowledge_unavailable",
+                format!("{what}: {e}"),
+            )
+        };
+        let s = &self.settings;
+        let pair: (Arc<dyn Embedder>, Arc<dyn TokenCounter>) = match s.embedder.as_str() {
+            "openai" => {
+                let e = OpenAiEmbedder::new(OpenAiSettings {
+                    base_url: s.openai_base_url.clone(),
+                    model: s.openai_model.clone(),
+                    api_key: s.openai_api_key.clone(),
+                    dim: s.openai_dim,
+                    batch: 64,
+                    timeout: Duration::from_secs(s.openai_timeout_secs),
+                })
+                .map_err(|e| unavailable("embedder", e.to_string()))?;
+                (Arc::new(e), Arc::new(ApproxTokens))
+            }
+            _ => {
+                let models_dir = s.models_dir();
+                let fetch = s.fetch_models;
+                let model = tokio::task::spawn_blocking(move || {
+                    let dir = if fetch {
+                        models::ensure(&models_dir, &models::MINILM).map_err(|e| e.to_string())?
+                    } else {
+                        models::model_dir(&models_dir, &models::MINILM)
+                    };
+                    MiniLm::load(&dir).map_err(|e| e.to_string())
+                })
+                .await
+                .map_err(internal)?
+                .map_err(|e| unavailable("embedding model", e))?;
+                let model = Arc::new(model);
+                (model.clone(), model)
+            }
+        };
+        Ok(pair)
     }
 
     async fn load_engine(&self) -> ApiResult<Engine> {
@@ -232,39 +284,7 @@ impl Knowledge {
             )
         };
         let s = &self.settings;
-        let (embedder, counter): (Arc<dyn Embedder>, Arc<dyn TokenCounter>) =
-            match s.embedder.as_str() {
-                "openai" => {
-                    let e = OpenAiEmbedder::new(OpenAiSettings {
-                        base_url: s.openai_base_url.clone(),
-                        model: s.openai_model.clone(),
-                        api_key: s.openai_api_key.clone(),
-                        dim: s.openai_dim,
-                        batch: 64,
-                        timeout: Duration::from_secs(s.openai_timeout_secs),
-                    })
-                    .map_err(|e| unavailable("embedder", e.to_string()))?;
-                    (Arc::new(e), Arc::new(ApproxTokens))
-                }
-                _ => {
-                    let models_dir = s.models_dir();
-                    let fetch = s.fetch_models;
-                    let model = tokio::task::spawn_blocking(move || {
-                        let dir = if fetch {
-                            models::ensure(&models_dir, &models::MINILM)
-                                .map_err(|e| e.to_string())?
-                        } else {
-                            models::model_dir(&models_dir, &models::MINILM)
-                        };
-                        MiniLm::load(&dir).map_err(|e| e.to_string())
-                    })
-                    .await
-                    .map_err(internal)?
-                    .map_err(|e| unavailable("embedding model", e))?;
-                    let model = Arc::new(model);
-                    (model.clone(), model)
-                }
-            };
+        let (embedder, counter) = self.load_embedder().await?;
         let dim = embedder.dim();
         let store: Arc<dyn VectorStore> = match s.vector_store.as_str() {
             "qdrant" => Arc::new(
