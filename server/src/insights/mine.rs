@@ -60,7 +60,7 @@ impl Default for MineConfig {
             window: 4,
             thread_entries: 8,
             min_seed: 0.4,
-            join_share: 0.3,
+            join_share: 0.45,
             refs_per_fact: 3,
         }
     }
@@ -569,34 +569,52 @@ impl Miner {
                 "link"
             );
         }
-        let mut assigned: HashMap<u32, usize> = HashMap::new();
+        // Every strong link seeds its own topic (a fact may serve several),
+        // grown by the facts most strongly linked to it; near-duplicate
+        // topics are dropped after scoring.
         let mut groups: Vec<(Vec<u32>, f32)> = Vec::new();
         for ((a, b), s) in &ranked {
-            if *s < self.cfg.min_seed * self.cfg.join_share {
+            if *s < self.cfg.min_seed || groups.len() >= 200 {
                 break;
             }
-            match (assigned.get(a).copied(), assigned.get(b).copied()) {
-                (None, None) if *s >= self.cfg.min_seed => {
-                    assigned.insert(*a, groups.len());
-                    assigned.insert(*b, groups.len());
-                    groups.push((vec![*a, *b], *s));
+            if groups.iter().any(|(g, _)| g.contains(a) && g.contains(b)) {
+                continue;
+            }
+            let mut facts = vec![*a, *b];
+            for ((x, y), s2) in &ranked {
+                if *s2 < *s * self.cfg.join_share || facts.len() >= self.cfg.max_facts_per_topic {
+                    break;
                 }
-                (Some(g), None) | (None, Some(g)) => {
-                    let (facts, seed) = &mut groups[g];
-                    if facts.len() < self.cfg.max_facts_per_topic
-                        && *s >= *seed * self.cfg.join_share
-                    {
-                        let new = if assigned.contains_key(a) { *b } else { *a };
-                        facts.push(new);
-                        assigned.insert(new, g);
-                    }
-                }
-                _ => {}
+                // Grown from the seed pair only, so a topic does not drift
+                // from fact to fact into another matter.
+                let seed = |f: &u32| f == a || f == b;
+                let new = match (seed(x), seed(y)) {
+                    (true, false) if !facts.contains(y) => *y,
+                    (false, true) if !facts.contains(x) => *x,
+                    _ => continue,
+                };
+                facts.push(new);
+            }
+            groups.push((facts, *s));
+        }
+        // A matter another department says is resolved: the resolving fact
+        // and the one it answers are settled, in every topic.
+        let mut settled: HashSet<u32> = HashSet::new();
+        for (facts, _) in &groups {
+            if facts[..2]
+                .iter()
+                .any(|f| cues(&self.facts[*f as usize].quote).resolved)
+            {
+                settled.extend(&facts[..2]);
             }
         }
         let mut topics = Vec::new();
         let mut dismissed = 0;
         for (facts, _) in groups {
+            if facts.iter().any(|f| settled.contains(f)) {
+                dismissed += 1;
+                continue;
+            }
             let mut links_in = 0.0f32;
             let mut meetings = 0u32;
             let mut entities = 0.0f32;
@@ -624,7 +642,10 @@ impl Miner {
                 dismissed += 1;
                 continue;
             }
-            let kind = if opp > risk {
+            // The seed pair's words decide; the rest only break a tie.
+            let seed_risk = cues[0].risk + cues[1].risk;
+            let seed_opp = cues[0].opportunity + cues[1].opportunity;
+            let kind = if seed_opp > seed_risk || (seed_opp == seed_risk && opp > risk) {
                 Kind::Opportunity
             } else {
                 Kind::Risk
@@ -695,12 +716,21 @@ impl Miner {
             });
         }
         topics.sort_by(|a, b| b.score.total_cmp(&a.score));
+        let mut kept: Vec<Topic> = Vec::new();
         let mut per_kind: HashMap<Kind, usize> = HashMap::new();
-        topics.retain(|t| {
+        for t in topics {
+            let dup = kept.iter().any(|k| {
+                let shared = t.facts.iter().filter(|f| k.facts.contains(f)).count();
+                shared * 2 > t.facts.len().min(k.facts.len())
+            });
             let c = per_kind.entry(t.kind).or_default();
+            if dup || *c >= self.cfg.max_per_kind {
+                continue;
+            }
             *c += 1;
-            *c <= self.cfg.max_per_kind
-        });
+            kept.push(t);
+        }
+        let topics = kept;
         (topics, dismissed)
     }
 }
@@ -892,7 +922,7 @@ const RISK: &[(&str, f32)] = &[
     ("could not", 0.6),
     ("no budget", 1.0),
     ("not planned", 1.0),
-    ("is planned", -0.3),
+    ("standard plan", 0.5),
     ("no customer communication", 1.0),
     ("risk", 0.8),
     ("exposure", 0.8),
