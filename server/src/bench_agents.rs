@@ -50,11 +50,16 @@ pub struct AgentsBenchArgs {
 
 /// Resident set size of this process, bytes.
 pub fn rss_bytes() -> u64 {
+    proc_status_bytes("VmRSS:")
+}
+
+/// A size field of `/proc/self/status` (`VmRSS:`, `VmHWM:`), bytes; 0 off Linux.
+pub fn proc_status_bytes(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<u64>().ok())
         })

@@ -46,16 +46,7 @@ const DIM: usize = 384;
 
 /// Peak resident set size since the last reset, bytes.
 fn peak_rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(0)
+    crate::bench_agents::proc_status_bytes("VmHWM:")
 }
 
 /// Reset the peak to the current size (Linux: `5` to clear_refs).
@@ -176,23 +167,11 @@ async fn exec(app: &crate::app::App, sql: &str, values: Vec<Value>) -> anyhow::R
 }
 
 fn insert_sql(table: &str, cols: &[&str], rows: usize) -> String {
-    let mut sql = format!("INSERT INTO {table} ({}) VALUES ", cols.join(", "));
-    let mut k = 0;
-    for r in 0..rows {
-        if r > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        for c in 0..cols.len() {
-            if c > 0 {
-                sql.push_str(", ");
-            }
-            k += 1;
-            sql.push_str(&format!("${k}"));
-        }
-        sql.push(')');
-    }
-    sql
+    format!(
+        "INSERT INTO {table} ({}) VALUES {}",
+        cols.join(", "),
+        crate::chat::placeholders(rows, cols.len())
+    )
 }
 
 async fn generate(

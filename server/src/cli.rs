@@ -417,7 +417,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     }
 }
 
-fn api(e: crate::error::ApiError) -> anyhow::Error {
+pub(crate) fn api(e: crate::error::ApiError) -> anyhow::Error {
     anyhow::anyhow!("{} ({})", e.message, e.code)
 }
 
@@ -428,27 +428,45 @@ async fn offline_app(settings: Settings) -> anyhow::Result<crate::app::App> {
         .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-/// An admin by handle, to act as.
-async fn admin(
+/// A user by handle, to act as, who must be allowed `action`.
+async fn acting_as(
     app: &crate::app::App,
     handle: &str,
+    action: crate::authz::SystemAction,
+    missing: &str,
+    refused: &str,
 ) -> anyhow::Result<std::sync::Arc<crate::principal::Principal>> {
-    let row = app.directory.row_by_handle(handle).await.map_err(api)?.ok_or_else(|| {
-        anyhow::anyhow!("no user {handle:?}: create an admin first (warroom users create --role admin) or pass --as")
-    })?;
+    let row = app
+        .directory
+        .row_by_handle(handle)
+        .await
+        .map_err(api)?
+        .ok_or_else(|| anyhow::anyhow!("no user {handle:?}: {missing}"))?;
     let p = app
         .directory
         .get(&row.id)
         .await
         .map_err(api)?
         .expect("row exists");
-    if !app
-        .authz
-        .system(&p, crate::authz::SystemAction::AgentManage)
-    {
-        anyhow::bail!("{handle} may not manage agents: act as an admin with --as");
+    if !app.authz.system(&p, action) {
+        anyhow::bail!("{handle} {refused}");
     }
     Ok(p)
+}
+
+/// An admin by handle, to act as.
+pub(crate) async fn admin(
+    app: &crate::app::App,
+    handle: &str,
+) -> anyhow::Result<std::sync::Arc<crate::principal::Principal>> {
+    acting_as(
+        app,
+        handle,
+        crate::authz::SystemAction::AgentManage,
+        "create an admin first (warroom users create --role admin) or pass --as",
+        "may not manage agents: act as an admin with --as",
+    )
+    .await
 }
 
 /// A leader or admin by handle, to read or run insights as.
@@ -456,27 +474,14 @@ async fn reader(
     app: &crate::app::App,
     handle: &str,
 ) -> anyhow::Result<std::sync::Arc<crate::principal::Principal>> {
-    let row = app
-        .directory
-        .row_by_handle(handle)
-        .await
-        .map_err(api)?
-        .ok_or_else(|| {
-            anyhow::anyhow!("no user {handle:?}: pass --as with a leader or admin handle")
-        })?;
-    let p = app
-        .directory
-        .get(&row.id)
-        .await
-        .map_err(api)?
-        .expect("row exists");
-    if !app
-        .authz
-        .system(&p, crate::authz::SystemAction::InsightsRead)
-    {
-        anyhow::bail!("{handle} may not read digests: act as a leader or admin with --as");
-    }
-    Ok(p)
+    acting_as(
+        app,
+        handle,
+        crate::authz::SystemAction::InsightsRead,
+        "pass --as with a leader or admin handle",
+        "may not read digests: act as a leader or admin with --as",
+    )
+    .await
 }
 
 /// `2026-11-23` (midnight UTC) or RFC 3339.

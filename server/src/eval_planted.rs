@@ -26,6 +26,7 @@ use warroom_agent_runtime::persona::{ActivityLevel, Template};
 use warroom_agent_runtime::platform::Shard;
 use warroom_agent_runtime::runtime::{Runtime, RuntimeConfig};
 
+use crate::cli::api;
 use crate::config::Settings;
 use crate::label::{Label, Level};
 
@@ -551,19 +552,7 @@ async fn simulate(
         }
     }
     app.agents.register_templates(templates.clone());
-    let admin = {
-        let row = app
-            .directory
-            .row_by_handle("admin")
-            .await
-            .map_err(api)?
-            .context("the admin was just created")?;
-        app.directory
-            .get(&row.id)
-            .await
-            .map_err(api)?
-            .context("admin")?
-    };
+    let admin = crate::cli::admin(app, "admin").await?;
     let shared = crate::chat::create_channel(
         app,
         &admin,
@@ -715,10 +704,6 @@ async fn simulate(
         replies: stats.replies,
         retrievals: stats.retrievals,
     })
-}
-
-fn api(e: crate::error::ApiError) -> anyhow::Error {
-    anyhow::anyhow!("{} ({})", e.message, e.code)
 }
 
 #[cfg(test)]

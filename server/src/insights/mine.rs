@@ -202,6 +202,8 @@ pub struct Miner {
     cfg: MineConfig,
     chunks: Vec<ChunkInfo>,
     chunk_sentences: Vec<Vec<String>>,
+    /// The same, lower-cased once (every message is matched against them).
+    chunk_sentences_lc: Vec<Vec<String>>,
     chunk_index: HashMap<String, u32>,
     pub facts: Vec<Fact>,
     fact_index: HashMap<u64, u32>,
@@ -229,6 +231,10 @@ impl Miner {
             .iter()
             .map(|c| sentences(&c.text).into_iter().map(str::to_string).collect())
             .collect();
+        let chunk_sentences_lc: Vec<Vec<String>> = chunk_sentences
+            .iter()
+            .map(|v| v.iter().map(|s| s.to_lowercase()).collect())
+            .collect();
         let chunk_index = chunks
             .iter()
             .enumerate()
@@ -236,10 +242,10 @@ impl Miner {
             .collect();
         let mut seen: HashSet<(u64, u64)> = HashSet::new();
         let mut sentence_docs: HashMap<u64, u32> = HashMap::new();
-        for (c, sents) in chunks.iter().zip(&chunk_sentences) {
+        for (c, sents) in chunks.iter().zip(&chunk_sentences_lc) {
             let doc = crate::insights::hash64(&c.document_path);
             for s in sents.iter() {
-                let h = crate::insights::hash64(&s.to_lowercase());
+                let h = crate::insights::hash64(s);
                 if seen.insert((doc, h)) {
                     *sentence_docs.entry(h).or_default() += 1;
                 }
@@ -249,6 +255,7 @@ impl Miner {
             cfg,
             chunks,
             chunk_sentences,
+            chunk_sentences_lc,
             chunk_index,
             facts: Vec::new(),
             fact_index: HashMap::new(),
@@ -388,10 +395,10 @@ impl Miner {
                 continue;
             };
             let sents = &self.chunk_sentences[ci as usize];
-            let mut found: Vec<u16> = sents
+            let mut found: Vec<u16> = self.chunk_sentences_lc[ci as usize]
                 .iter()
                 .enumerate()
-                .filter(|(_, s)| body_lc.contains(&s.to_lowercase()))
+                .filter(|(_, s)| body_lc.contains(s.as_str()))
                 .map(|(i, _)| i as u16)
                 .collect();
             if found.is_empty() {
@@ -424,7 +431,7 @@ impl Miner {
 
     fn fact(&mut self, chunk: u32, sentence: u16) -> u32 {
         let quote = &self.chunk_sentences[chunk as usize][sentence as usize];
-        let lc = quote.to_lowercase();
+        let lc = &self.chunk_sentences_lc[chunk as usize][sentence as usize];
         let c = &self.chunks[chunk as usize];
         // One fact per department and sentence, whichever document said it.
         let key = crate::insights::hash64(&format!("{}\n{lc}", c.department));
@@ -433,7 +440,7 @@ impl Miner {
         }
         let docs = self
             .sentence_docs
-            .get(&crate::insights::hash64(&lc))
+            .get(&crate::insights::hash64(lc))
             .copied()
             .unwrap_or(1);
         let quote = quote.clone();
@@ -1068,7 +1075,8 @@ fn cues(text: &str) -> Cues {
     c
 }
 
-const COMMON_CAPS: &[&str] = &[
+/// Month names, as written in documents.
+pub const MONTHS: &[&str] = &[
     "January",
     "February",
     "March",
@@ -1081,6 +1089,10 @@ const COMMON_CAPS: &[&str] = &[
     "October",
     "November",
     "December",
+];
+
+/// Capitalised words that are not names (months are too).
+const COMMON_CAPS: &[&str] = &[
     "Monday",
     "Tuesday",
     "Wednesday",
@@ -1111,6 +1123,7 @@ pub fn specificity(s: &str) -> f32 {
             && (w.chars().any(|c| c.is_alphabetic()) || w.contains('.'));
         let name = i > 0
             && w.chars().next().is_some_and(|c| c.is_uppercase())
+            && !MONTHS.contains(&w)
             && !COMMON_CAPS.contains(&w);
         if code || name {
             n += 1;

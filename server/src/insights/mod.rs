@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::app::App;
-use crate::chat::stmt;
+use crate::chat::{placeholders, stmt};
 use crate::error::{ApiError, ApiResult};
 use crate::label::{Label, Level};
 use crate::principal::Principal;
@@ -608,23 +608,9 @@ fn join_words(items: &[String]) -> String {
 
 /// Numbers, amounts, percentages and month names in a sentence.
 fn figures(s: &str) -> Vec<String> {
-    const MONTHS: &[&str] = &[
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-    ];
     s.split(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | '(' | ')' | '"'))
         .map(|w| w.trim_end_matches(['.', ':']))
-        .filter(|w| w.chars().any(|c| c.is_ascii_digit()) || MONTHS.contains(w))
+        .filter(|w| w.chars().any(|c| c.is_ascii_digit()) || mine::MONTHS.contains(w))
         .map(str::to_string)
         .collect()
 }
@@ -793,14 +779,13 @@ async fn document_bodies(app: &App, chunks: &[ChunkInfo]) -> ApiResult<HashMap<S
     let mut out = HashMap::new();
     let paths: Vec<&str> = paths.into_iter().collect();
     for part in paths.chunks(500) {
-        let marks: Vec<String> = (1..=part.len()).map(|i| format!("${i}")).collect();
         let rows = app
             .db
             .query_all_raw(stmt(
                 backend,
                 &format!(
                     "SELECT path, body FROM documents WHERE path IN ({})",
-                    marks.join(", ")
+                    placeholders(part.len(), 0)
                 ),
                 part.iter().map(|p| Value::from(p.to_string())).collect(),
             ))
@@ -895,14 +880,13 @@ async fn stream_messages(
         // Citations of the page.
         let mut cites: HashMap<String, Vec<String>> = HashMap::new();
         for part in page.chunks(900) {
-            let marks: Vec<String> = (1..=part.len()).map(|i| format!("${i}")).collect();
             let crow = app
                 .db
                 .query_all_raw(stmt(
                     backend,
                     &format!(
                         "SELECT message_id, chunk_id FROM message_citations WHERE message_id IN ({})",
-                        marks.join(", ")
+                        placeholders(part.len(), 0)
                     ),
                     part.iter().map(|m| Value::from(m.id.clone())).collect(),
                 ))

@@ -10,7 +10,7 @@ use sea_orm::{ConnectionTrait, Value};
 use tokio::sync::mpsc;
 
 use crate::app::App;
-use crate::chat::stmt;
+use crate::chat::{placeholders, stmt};
 
 /// A vector as stored: `q[i] ≈ v[i] / scale`, with `|q[i]| <= 127`.
 #[derive(Debug, Clone, PartialEq)]
@@ -194,16 +194,12 @@ pub async fn store(
     let _gate = app.gate.enter().await;
     let txn = crate::storage::begin_write(&app.db).await?;
     for chunk in rows.chunks(200) {
-        let mut sql = String::from(
-            "INSERT INTO message_vectors (message_id, model, vector, created_at) VALUES ",
+        let mut sql = format!(
+            "INSERT INTO message_vectors (message_id, model, vector, created_at) VALUES {}",
+            placeholders(chunk.len(), 4)
         );
         let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 4);
-        for (i, (id, v)) in chunk.iter().enumerate() {
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            let b = i * 4;
-            sql.push_str(&format!("(${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4));
+        for (id, v) in chunk {
             values.push(id.clone().into());
             values.push(model.to_string().into());
             values.push(v.clone().into());
