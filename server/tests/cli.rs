@@ -408,3 +408,141 @@ fn demo_agents_answer(out: &str) -> bool {
     }
     false
 }
+
+#[test]
+fn insights_eval_and_bench_commands_refuse_bad_input_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    for (handle, role) in [("admin", "admin"), ("mia", "member")] {
+        let out = warroom(
+            dir.path(),
+            &[
+                "users",
+                "create",
+                "--handle",
+                handle,
+                "--role",
+                role,
+                "--password-stdin",
+            ],
+            Some("a long enough password\n"),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let refused = |args: &[&str], why: &str| {
+        let out = warroom(dir.path(), args, None);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(err.contains(why), "{args:?}: {err}");
+    };
+    refused(
+        &["insights", "run", "--from", "last tuesday"],
+        "is not a date",
+    );
+    refused(
+        &["insights", "run", "--out", "digest.pdf"],
+        ".md, .html or .json",
+    );
+    refused(&["insights", "run", "--as", "mia"], "may not read digests");
+    refused(&["insights", "run", "--as", "nobody"], "no user");
+    refused(
+        &[
+            "insights",
+            "run",
+            "--from",
+            "2026-11-30",
+            "--to",
+            "2026-11-01",
+        ],
+        "must be before",
+    );
+    refused(&["insights", "show", "--format", "pdf"], "md, html or json");
+    refused(&["insights", "show", "latest"], "not found");
+    let list = warroom(dir.path(), &["insights", "list"], None);
+    assert!(
+        String::from_utf8_lossy(&list.stdout).contains("no digests yet"),
+        "refused runs stored nothing"
+    );
+    // A valid run over an empty week stores version 1 and writes the file.
+    let file = dir.path().join("digest.html");
+    let ok = warroom(
+        dir.path(),
+        &["insights", "run", "--out", file.to_str().unwrap()],
+        None,
+    );
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("version 1"));
+    assert!(std::fs::read_to_string(&file).unwrap().contains("<svg"));
+
+    let corpus = tempfile::tempdir().unwrap();
+    refused(
+        &[
+            "eval",
+            "planted",
+            "--corpus",
+            corpus.path().to_str().unwrap(),
+            "--json",
+            "/tmp/x.json",
+        ],
+        "ANSWERS.json",
+    );
+    std::fs::write(corpus.path().join("ANSWERS.json"), "{\"not\": \"a list\"}").unwrap();
+    refused(
+        &[
+            "eval",
+            "planted",
+            "--corpus",
+            corpus.path().to_str().unwrap(),
+            "--json",
+            "/tmp/x.json",
+        ],
+        "expected a list",
+    );
+    std::fs::write(corpus.path().join("ANSWERS.json"), "[]").unwrap();
+    refused(
+        &[
+            "eval",
+            "planted",
+            "--corpus",
+            corpus.path().to_str().unwrap(),
+            "--json",
+            "/tmp/x.json",
+            "--hours",
+            "0",
+        ],
+        "--hours",
+    );
+    refused(
+        &[
+            "eval",
+            "planted",
+            "--corpus",
+            corpus.path().to_str().unwrap(),
+            "--json",
+            "/nope/x.json",
+        ],
+        "does not exist",
+    );
+    refused(
+        &[
+            "eval",
+            "planted",
+            "--corpus",
+            corpus.path().to_str().unwrap(),
+            "--json",
+            "/tmp/x.json",
+        ],
+        "no department folders",
+    );
+    refused(
+        &["bench", "insights", "--messages", "5"],
+        "--messages takes sizes",
+    );
+}
