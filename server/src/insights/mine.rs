@@ -497,7 +497,7 @@ impl Miner {
     /// digest's insights to how often they were stated then.
     pub fn topics(&self, seen: &HashMap<String, u32>) -> (Vec<Topic>, usize) {
         let n = self.facts.len();
-        let mut strength: HashMap<(u32, u32), (f32, f32, u32)> = HashMap::new();
+        let mut strength: HashMap<(u32, u32), (f32, f32, u32, f32)> = HashMap::new();
         // Meetings in the talk, against what two facts this common would
         // meet by chance: a sentence every agent repeats meets everything.
         for (&(a, b), l) in &self.links {
@@ -546,6 +546,12 @@ impl Miner {
                         continue;
                     }
                     let c = dot(va, vb);
+                    tracing::trace!(
+                        cosine = c,
+                        a = %self.facts[a].quote,
+                        b = %self.facts[b].quote,
+                        "meaning"
+                    );
                     if c > 0.3 {
                         let e = strength.entry((a as u32, b as u32)).or_default();
                         e.0 += (c - 0.3) * 3.0;
@@ -553,12 +559,45 @@ impl Miner {
                 }
             }
         }
+        // Facts that complete each other across departments even if no one
+        // put them side by side: a need one team heard and something another
+        // team has on hand (an opportunity), or a promise one team made and a
+        // practice of another that touches the same thing (a risk). Counted
+        // only as far as the two sentences are about the same thing.
+        let roles: Vec<Roles> = self.facts.iter().map(|f| roles(&f.quote)).collect();
+        let mut completes: HashMap<(u32, u32), Kind> = HashMap::new();
+        let cast: Vec<u32> = (0..n as u32)
+            .filter(|f| roles[*f as usize].any() && !self.facts[*f as usize].boilerplate)
+            .collect();
+        for (x, &a) in cast.iter().enumerate() {
+            for &b in &cast[x + 1..] {
+                if self.fact_department(a) == self.fact_department(b) {
+                    continue;
+                }
+                let (Some(va), Some(vb)) = (&norms[a as usize], &norms[b as usize]) else {
+                    continue;
+                };
+                let cosine = dot(va, vb);
+                let (fit, kind) = complement(roles[a as usize], roles[b as usize], cosine);
+                tracing::trace!(
+                    fit,
+                    cosine,
+                    a = %self.facts[a as usize].quote,
+                    b = %self.facts[b as usize].quote,
+                    "complement"
+                );
+                if let (true, Some(kind)) = (fit > 0.0, kind) {
+                    strength.entry((a.min(b), a.max(b))).or_default().3 += fit;
+                    completes.insert((a.min(b), a.max(b)), kind);
+                }
+            }
+        }
         let quality = |f: u32| {
             let f = &self.facts[f as usize];
             (if f.boilerplate { 0.35 } else { 1.0 }) * (0.6 + 0.4 * f.specificity)
         };
-        let total_of = |(a, b): (u32, u32), (talk, ent, _): &(f32, f32, u32)| {
-            (talk + (ent / 6.0).min(1.5)) * quality(a) * quality(b)
+        let total_of = |(a, b): (u32, u32), (talk, ent, _, fit): &(f32, f32, u32, f32)| {
+            (talk + (ent / 6.0).min(1.5) + fit * COMPLEMENT_WEIGHT) * quality(a) * quality(b)
         };
         let mut ranked: Vec<((u32, u32), f32)> = strength
             .iter()
@@ -571,6 +610,7 @@ impl Miner {
                 strength = v,
                 talk = parts.0,
                 entities = parts.1,
+                complement = parts.3,
                 a = %self.facts[*a as usize].quote,
                 b = %self.facts[*b as usize].quote,
                 "link"
@@ -579,17 +619,34 @@ impl Miner {
         // Every strong link seeds its own topic (a fact may serve several),
         // grown by the facts most strongly linked to it; near-duplicate
         // topics are dropped after scoring.
-        let mut groups: Vec<(Vec<u32>, f32)> = Vec::new();
+        // A pair that completes each other starts a topic only from facts
+        // no such topic has taken (what is on hand is matched to one need,
+        // the strongest first), and does so even below the seed strength.
+        let mut groups: Vec<(Vec<u32>, f32, Option<Kind>)> = Vec::new();
+        let mut taken: HashSet<u32> = HashSet::new();
         for ((a, b), s) in &ranked {
-            if *s < self.cfg.min_seed || groups.len() >= 200 {
+            if *s < MIN_COMPLEMENT_SEED.min(self.cfg.min_seed) || groups.len() >= 200 {
                 break;
             }
-            if groups.iter().any(|(g, _)| g.contains(a) && g.contains(b)) {
+            let completes_kind = completes.get(&(*a, *b)).copied();
+            let weak = *s < self.cfg.min_seed;
+            if (weak && completes_kind.is_none())
+                || (completes_kind.is_some() && (taken.contains(a) || taken.contains(b)))
+            {
+                continue;
+            }
+            if groups
+                .iter()
+                .any(|(g, _, _)| g.contains(a) && g.contains(b))
+            {
                 continue;
             }
             let mut facts = vec![*a, *b];
             for ((x, y), s2) in &ranked {
-                if *s2 < *s * self.cfg.join_share || facts.len() >= self.cfg.max_facts_per_topic {
+                if weak
+                    || *s2 < *s * self.cfg.join_share
+                    || facts.len() >= self.cfg.max_facts_per_topic
+                {
                     break;
                 }
                 // Grown from the seed pair only, so a topic does not drift
@@ -600,14 +657,23 @@ impl Miner {
                     (false, true) if !facts.contains(x) => *x,
                     _ => continue,
                 };
+                // What another pairing already put to use stays there, and
+                // a complement grows only a topic of the same making.
+                let link = completes.get(&(*x, *y)).copied();
+                if taken.contains(&new) || (link.is_some() && link != completes_kind) {
+                    continue;
+                }
                 facts.push(new);
             }
-            groups.push((facts, *s));
+            if completes_kind.is_some() {
+                taken.extend(&facts);
+            }
+            groups.push((facts, *s, completes_kind));
         }
         // A matter another department says is resolved: the resolving fact
         // and the one it answers are settled, in every topic.
         let mut settled: HashSet<u32> = HashSet::new();
-        for (facts, _) in &groups {
+        for (facts, _, _) in &groups {
             if facts[..2]
                 .iter()
                 .any(|f| cues(&self.facts[*f as usize].quote).resolved)
@@ -617,11 +683,24 @@ impl Miner {
         }
         let mut topics = Vec::new();
         let mut dismissed = 0;
-        for (facts, _) in groups {
-            if facts.iter().any(|f| settled.contains(f)) {
+        for (mut facts, seed, completes) in groups {
+            tracing::debug!(
+                seed,
+                ?completes,
+                facts = ?facts
+                    .iter()
+                    .map(|f| self.facts[*f as usize].quote.chars().take(50).collect::<String>())
+                    .collect::<Vec<_>>(),
+                settled = facts.iter().filter(|f| settled.contains(f)).count(),
+                "group"
+            );
+            // A settled pair dismisses the topic it seeds; a settled fact that
+            // only joined another topic leaves it.
+            if facts[..2].iter().any(|f| settled.contains(f)) {
                 dismissed += 1;
                 continue;
             }
+            facts.retain(|f| !settled.contains(f));
             let mut links_in = 0.0f32;
             let mut meetings = 0u32;
             let mut entities = 0.0f32;
@@ -652,7 +731,10 @@ impl Miner {
             // The seed pair's words decide; the rest only break a tie.
             let seed_risk = cues[0].risk + cues[1].risk;
             let seed_opp = cues[0].opportunity + cues[1].opportunity;
-            let kind = if seed_opp > seed_risk || (seed_opp == seed_risk && opp > risk) {
+            // A pair that completes each other says what it makes.
+            let kind = if let Some(kind) = completes {
+                kind
+            } else if seed_opp > seed_risk || (seed_opp == seed_risk && opp > risk) {
                 Kind::Opportunity
             } else {
                 Kind::Risk
@@ -731,6 +813,13 @@ impl Miner {
                 shared * 2 > t.facts.len().min(k.facts.len())
             });
             let c = per_kind.entry(t.kind).or_default();
+            tracing::debug!(
+                score = t.score,
+                kind = t.kind.as_str(),
+                dup,
+                first = %self.facts[t.facts[0] as usize].quote.chars().take(50).collect::<String>(),
+                "ranked"
+            );
             if dup || *c >= self.cfg.max_per_kind {
                 continue;
             }
@@ -773,6 +862,13 @@ pub fn words(text: &str) -> Vec<String> {
 }
 
 const STOP: &[&str] = &[
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
     "the",
     "and",
     "for",
@@ -1075,6 +1171,152 @@ fn cues(text: &str) -> Cues {
     c
 }
 
+/// What a sentence can bring to a pairing with another department's, each
+/// 0-1 by how plainly it says so.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct Roles {
+    /// Someone wants something: a customer's request, a partner's question.
+    need: f32,
+    /// Something on hand: spare capacity, work already done, a right held.
+    have: f32,
+    /// A promise made outside: a contract term, a guarantee.
+    promise: f32,
+    /// How something is actually done or where it goes: data copied,
+    /// stored or sent somewhere, work moved elsewhere.
+    practice: f32,
+}
+
+impl Roles {
+    fn any(self) -> bool {
+        self.need > 0.0 || self.have > 0.0 || self.promise > 0.0 || self.practice > 0.0
+    }
+}
+
+const NEED: &[(&str, f32)] = &[
+    ("asked whether", 1.0),
+    ("asked if", 1.0),
+    ("asked for", 1.0),
+    ("asked us", 1.0),
+    ("asking for", 1.0),
+    ("asking whether", 1.0),
+    ("most requested", 1.0),
+    ("requested", 0.8),
+    ("request for", 0.8),
+    ("requests for", 0.8),
+    ("would like", 0.7),
+    ("would pay", 1.0),
+    ("willing to pay", 1.0),
+    ("looking for", 0.7),
+    ("interested in", 0.7),
+    ("demand for", 0.8),
+    ("want to buy", 1.0),
+    ("could buy", 1.0),
+    ("enquir", 0.7),
+    ("inquir", 0.7),
+];
+
+const HAVE: &[(&str, f32)] = &[
+    ("spare", 1.0),
+    ("idle", 1.0),
+    ("underused", 1.0),
+    ("under-used", 1.0),
+    ("half capacity", 1.0),
+    ("half empty", 1.0),
+    ("surplus", 1.0),
+    ("excess capacity", 1.0),
+    ("free capacity", 1.0),
+    ("unused", 0.6),
+    ("prototype", 0.8),
+    ("already ", 0.7),
+    ("in stock", 0.7),
+    ("on hand", 0.7),
+    ("is available", 0.6),
+    ("are available", 0.6),
+    ("allow ", 0.6),
+    ("allows ", 0.6),
+    ("eligible", 0.7),
+];
+
+const PROMISE: &[(&str, f32)] = &[
+    ("guarantee", 1.0),
+    ("promised", 1.0),
+    ("committed to", 0.8),
+    ("commits to", 0.8),
+    ("contract requires", 1.0),
+    ("contractually", 1.0),
+    ("stays within", 0.8),
+    ("stay within", 0.8),
+    ("must remain", 0.8),
+    ("must stay", 0.8),
+    ("at all times", 0.6),
+];
+
+const PRACTICE: &[(&str, f32)] = &[
+    ("replicated", 1.0),
+    ("copied to", 1.0),
+    ("backed up", 1.0),
+    ("stored in", 0.8),
+    ("stored on", 0.8),
+    ("hosted in", 0.8),
+    ("hosted on", 0.8),
+    ("transferred to", 0.8),
+    ("sent to", 0.6),
+    ("moved to", 0.6),
+    ("processed in", 0.8),
+    ("routed through", 0.8),
+    ("shared with", 0.6),
+    ("outsourced", 0.8),
+    ("subcontract", 0.8),
+];
+
+fn roles(text: &str) -> Roles {
+    let t = format!("{} ", text.to_lowercase());
+    let strongest = |list: &[(&str, f32)]| {
+        list.iter()
+            .filter(|(w, _)| t.contains(w))
+            .map(|(_, s)| *s)
+            .fold(0.0f32, f32::max)
+    };
+    Roles {
+        need: strongest(NEED),
+        have: strongest(HAVE),
+        promise: strongest(PROMISE),
+        practice: strongest(PRACTICE),
+    }
+}
+
+/// How much a link counts when two facts complete each other.
+const COMPLEMENT_WEIGHT: f32 = 1.0;
+
+/// Least strength of a link made by a complement alone (no talk) that
+/// starts a topic; such a topic takes facts no stronger topic has.
+const MIN_COMPLEMENT_SEED: f32 = 0.2;
+
+/// How well two facts complete each other (0-1) and what they make, from
+/// their roles and the cosine of their sentences. A need met by something
+/// on hand rarely shares words with it, so meaning only adds; a promise and
+/// the practice that breaks it must be about the same thing.
+fn complement(a: Roles, b: Roles, cosine: f32) -> (f32, Option<Kind>) {
+    let ramp = |lo: f32, hi: f32| ((cosine - lo) / (hi - lo)).clamp(0.0, 1.0);
+    let mut best = (0.0f32, None);
+    let need_have = (a.need * b.have * (1.0 - b.need)).max(b.need * a.have * (1.0 - a.need));
+    if need_have > 0.0 {
+        let fit = need_have * (0.5 + 0.5 * ramp(0.0, 0.3));
+        if fit > best.0 {
+            best = (fit, Some(Kind::Opportunity));
+        }
+    }
+    let promised = (a.promise * b.practice * (1.0 - b.promise))
+        .max(b.promise * a.practice * (1.0 - a.promise));
+    if promised > 0.0 {
+        let fit = promised * ramp(0.1, 0.3);
+        if fit > best.0 {
+            best = (fit, Some(Kind::Risk));
+        }
+    }
+    best
+}
+
 /// Month names, as written in documents.
 pub const MONTHS: &[&str] = &[
     "January",
@@ -1242,6 +1484,90 @@ mod tests {
         assert!(
             quotes.iter().all(|q| !q.contains("kitchen")),
             "unquoted sentences are not facts"
+        );
+    }
+
+    #[test]
+    fn a_need_and_spare_capacity_in_two_departments_pair_up_without_meeting() {
+        let chunks = vec![
+            chunk(
+                "s1",
+                "sales",
+                "The Dunmore reseller asked whether we could ship pre-assembled starter kits.",
+            ),
+            chunk(
+                "o1",
+                "operations",
+                "The Leeds night shift runs at about half capacity on weekdays.",
+            ),
+            chunk(
+                "m1",
+                "marketing",
+                "The spring catalogue goes to print in the first week of April.",
+            ),
+        ];
+        let mut m = Miner::new(MineConfig::default(), chunks);
+        // Each fact stated in its own thread, by its own department: no meeting.
+        for (i, (c, body)) in [
+            (
+                "s1",
+                "\"The Dunmore reseller asked whether we could ship pre-assembled starter kits.\"",
+            ),
+            (
+                "o1",
+                "\"The Leeds night shift runs at about half capacity on weekdays.\"",
+            ),
+            (
+                "m1",
+                "\"The spring catalogue goes to print in the first week of April.\"",
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let dept = &m.chunks[i].department.clone();
+            m.push(msg(i * 10, &format!("{c}-agent"), dept, None, body, &[c]));
+        }
+        assert_eq!(m.facts.len(), 3);
+        let none = m.topics(&HashMap::new()).0;
+        assert!(none.is_empty(), "no vectors, no meeting: {none:?}");
+        // Sentence vectors that say the kits and the shift are loosely related
+        // (a need and what is on hand rarely share words), the catalogue not.
+        let vectors = [[1.0, 0.0, 0.0], [0.3, 0.95, 0.0], [0.25, 0.0, 0.97]];
+        for (f, v) in m.facts.iter_mut().zip(vectors) {
+            f.vector = v.to_vec();
+        }
+        let (topics, _) = m.topics(&HashMap::new());
+        assert_eq!(topics.len(), 1, "{topics:?}");
+        assert_eq!(topics[0].kind, Kind::Opportunity);
+        let quotes: Vec<&str> = topics[0]
+            .facts
+            .iter()
+            .map(|f| m.facts[*f as usize].quote.as_str())
+            .collect();
+        assert!(quotes.iter().any(|q| q.contains("Dunmore")), "{quotes:?}");
+        assert!(quotes.iter().any(|q| q.contains("Leeds")), "{quotes:?}");
+        // A promise and a practice need to be about the same thing.
+        let promise = roles("The Vannen contract guarantees that all data stays within Norway.");
+        let practice = roles("Nightly backups are copied to a bucket in Ohio.");
+        assert!(promise.promise > 0.0 && practice.practice > 0.0 && practice.promise == 0.0);
+        assert_eq!(complement(promise, practice, 0.05).0, 0.0);
+        assert_eq!(
+            complement(promise, practice, 0.4),
+            (1.0, Some(Kind::Risk)),
+            "a promise broken by a practice about the same thing"
+        );
+        let ask = roles("Two clinics asked whether we could host their archives.");
+        let spare = roles("The Leeds rack room has spare capacity for forty servers.");
+        assert_eq!(complement(ask, spare, -0.1).1, Some(Kind::Opportunity));
+        assert_eq!(
+            complement(ask, ask, 0.9).0,
+            0.0,
+            "two needs do not meet each other"
+        );
+        assert_eq!(
+            roles("Travel is reviewed against the per-team allowance."),
+            Roles::default()
         );
     }
 
