@@ -504,7 +504,10 @@ impl Miner {
             let ma = self.facts[a as usize].messages.max(1) as f32;
             let mb = self.facts[b as usize].messages.max(1) as f32;
             let e = strength.entry((a, b)).or_default();
-            e.0 += (3.0 * l.talk / (ma * mb).sqrt()).min(3.0);
+            // Two facts stated once each that met once prove little: a
+            // prior of a couple of statements each keeps that from counting
+            // as much as a pairing the talk keeps coming back to.
+            e.0 += (3.0 * l.talk / ((ma + TALK_PRIOR) * (mb + TALK_PRIOR)).sqrt()).min(3.0);
             e.2 += l.meetings;
         }
         // Shared rare names and figures, across departments.
@@ -594,7 +597,9 @@ impl Miner {
         }
         let quality = |f: u32| {
             let f = &self.facts[f as usize];
-            (if f.boilerplate { 0.35 } else { 1.0 }) * (0.6 + 0.4 * f.specificity)
+            (if f.boilerplate { 0.35 } else { 1.0 })
+                * (if f.quote.starts_with('|') { 0.5 } else { 1.0 })
+                * (0.6 + 0.4 * f.specificity)
         };
         let total_of = |(a, b): (u32, u32), (talk, ent, _, fit): &(f32, f32, u32, f32)| {
             (talk + (ent / 6.0).min(1.5) + fit * COMPLEMENT_WEIGHT) * quality(a) * quality(b)
@@ -781,7 +786,7 @@ impl Miner {
             let specific = fs.iter().map(|f| f.specificity).sum::<f32>() / fs.len() as f32;
             let score = (links_in.ln_1p()) * 1.5
                 + specific
-                + (depts.len() as f32 - 1.0) * 0.8
+                + (depts.len().min(3) as f32 - 1.0) * 0.8
                 + (voices.len() as f32).ln_1p() * 0.4
                 + (voice_depts.len() as f32).ln_1p() * 0.4
                 + concreteness * 0.8
@@ -1287,6 +1292,10 @@ fn roles(text: &str) -> Roles {
 
 /// How much a link counts when two facts complete each other.
 const COMPLEMENT_WEIGHT: f32 = 1.0;
+
+/// Statements added to each fact's count when talk meetings are divided
+/// by what two facts that common would meet by chance.
+const TALK_PRIOR: f32 = 2.0;
 
 /// Least strength of a link made by a complement alone (no talk) that
 /// starts a topic; such a topic takes facts no stronger topic has.
