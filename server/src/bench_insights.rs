@@ -80,6 +80,7 @@ pub async fn run(args: InsightsBenchArgs) -> anyhow::Result<()> {
         let out = json!({
             "benchmark": "insights",
             "machine": {"cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)},
+            "build": if cfg!(debug_assertions) { "debug" } else { "release" },
             "target": {"messages": 1_000_000, "seconds": 600, "messages_per_s": TARGET_PER_S},
             "runs": runs,
         });
