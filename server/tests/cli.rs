@@ -637,24 +637,21 @@ fn eval_planted_finds_what_a_small_corpus_plants_and_leaks_no_canary() {
     let data = tempfile::tempdir().unwrap();
     let out_file = data.path().join("eval.json");
     let run_dir = data.path().join("run");
-    let out = warroom(
-        data.path(),
-        &[
+    let eval = |extra: &[&str]| {
+        let mut args = vec![
             "eval",
             "planted",
             "--corpus",
             corpus.path().to_str().unwrap(),
             "--json",
             out_file.to_str().unwrap(),
-            "--agents-per-department",
-            "2",
-            "--hours",
-            "2",
             "--data-dir",
             run_dir.to_str().unwrap(),
-        ],
-        None,
-    );
+        ];
+        args.extend_from_slice(extra);
+        warroom(data.path(), &args, None)
+    };
+    let out = eval(&["--agents-per-department", "2", "--hours", "2"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -688,23 +685,16 @@ fn eval_planted_finds_what_a_small_corpus_plants_and_leaks_no_canary() {
     }
     assert!(!report.to_string().contains("CANARY-QX17"));
     // Mining the kept run again scores the same way.
-    let again = warroom(
-        data.path(),
-        &[
-            "eval",
-            "planted",
-            "--corpus",
-            corpus.path().to_str().unwrap(),
-            "--json",
-            out_file.to_str().unwrap(),
-            "--data-dir",
-            run_dir.to_str().unwrap(),
-            "--mine-only",
-        ],
-        None,
-    );
+    let again = eval(&["--mine-only"]);
     assert!(again.status.success());
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&out_file).unwrap()).unwrap();
-    assert_eq!(report["scores"]["opportunity_recall"], 1.0);
+    for key in [
+        "risk_recall",
+        "opportunity_recall",
+        "decoys_reported",
+        "canary_leaks",
+    ] {
+        assert_eq!(report["scores"][key], scores[key], "{key}");
+    }
 }

@@ -662,10 +662,22 @@ impl Miner {
                     (false, true) if !facts.contains(x) => *x,
                     _ => continue,
                 };
-                // What another pairing already put to use stays there, and
-                // a complement grows only a topic of the same making.
+                // What another pairing already put to use stays there, a
+                // complement grows only a topic of the same making, and a
+                // topic does not swallow a stronger one's seed pair.
                 let link = completes.get(&(*x, *y)).copied();
-                if taken.contains(&new) || (link.is_some() && link != completes_kind) {
+                let swallows = groups.iter().any(|(g, _, _)| {
+                    (g[0] == new && facts.contains(&g[1])) || (g[1] == new && facts.contains(&g[0]))
+                });
+                // A pairing grows only by more of the same pairing (another
+                // need for what is on hand, another practice breaking the
+                // promise), not by whatever its facts happened to meet.
+                let same_making = link == completes_kind;
+                if taken.contains(&new)
+                    || swallows
+                    || (link.is_some() && !same_making)
+                    || (completes_kind.is_some() && !same_making)
+                {
                     continue;
                 }
                 facts.push(new);
@@ -678,12 +690,15 @@ impl Miner {
         // A matter another department says is resolved: the resolving fact
         // and the one it answers are settled, in every topic.
         let mut settled: HashSet<u32> = HashSet::new();
+        // Its strongest pairing is the fact it answers; weaker ones are only
+        // dismissed (the resolving fact is in their seed), not settled.
+        let mut answered: HashSet<u32> = HashSet::new();
         for (facts, _, _) in &groups {
-            if facts[..2]
-                .iter()
-                .any(|f| cues(&self.facts[*f as usize].quote).resolved)
-            {
-                settled.extend(&facts[..2]);
+            for (i, f) in facts[..2].iter().enumerate() {
+                if cues(&self.facts[*f as usize].quote).resolved && answered.insert(*f) {
+                    settled.insert(*f);
+                    settled.insert(facts[1 - i]);
+                }
             }
         }
         let mut topics = Vec::new();
@@ -705,10 +720,17 @@ impl Miner {
                 dismissed += 1;
                 continue;
             }
-            facts.retain(|f| !settled.contains(f));
+            // A fact that says its matter is resolved leaves a topic it only
+            // joined; in the seed pair it dismisses the topic (below).
+            let seeds = [facts[0], facts[1]];
+            facts.retain(|f| {
+                seeds.contains(f)
+                    || !(settled.contains(f) || cues(&self.facts[*f as usize].quote).resolved)
+            });
             let mut links_in = 0.0f32;
             let mut meetings = 0u32;
             let mut entities = 0.0f32;
+            let mut completing = 0.0f32;
             for (x, &a) in facts.iter().enumerate() {
                 for &b in &facts[x + 1..] {
                     let k = (a.min(b), a.max(b));
@@ -716,6 +738,7 @@ impl Miner {
                         links_in += total_of(k, v);
                         meetings += v.2;
                         entities += v.1;
+                        completing = completing.max(v.3);
                     }
                 }
             }
@@ -792,7 +815,10 @@ impl Miner {
                 + concreteness * 0.8
                 + impact * 0.8
                 + novelty * 0.3
-                + source_strength * 0.3;
+                + source_strength * 0.3
+                // Facts that complete each other say why the topic matters,
+                // which talk alone (agents near each other) does not.
+                + completing * 1.5;
             let confidence = (1.0
                 - (-0.35
                     * (links_in
