@@ -672,7 +672,16 @@ impl Miner {
                 // A pairing grows only by more of the same pairing (another
                 // need for what is on hand, another practice breaking the
                 // promise), not by whatever its facts happened to meet.
-                let same_making = link == completes_kind;
+                // And by what serves the seed's need or breaks its promise:
+                // one resource still meets one need.
+                let serves = match completes_kind {
+                    Some(Kind::Opportunity) => {
+                        roles[new as usize].have > 0.0 && roles[new as usize].need == 0.0
+                    }
+                    Some(Kind::Risk) => roles[new as usize].practice > 0.0,
+                    None => true,
+                };
+                let same_making = link == completes_kind && serves;
                 if taken.contains(&new)
                     || swallows
                     || (link.is_some() && !same_making)
