@@ -129,6 +129,18 @@ pub struct Fact {
     pub specificity: f32,
 }
 
+/// What a link between two facts is made of.
+#[derive(Debug, Clone, Copy, Default)]
+struct Parts {
+    /// Meetings in the talk (against chance), plus closeness in meaning.
+    talk: f32,
+    /// Shared rare names and figures (idf-weighted).
+    entities: f32,
+    meetings: u32,
+    /// How well the two complete each other (0-1).
+    fit: f32,
+}
+
 #[derive(Debug, Clone, Default)]
 struct Link {
     /// Sum over meetings in the talk of the two messages' closeness.
@@ -497,7 +509,7 @@ impl Miner {
     /// digest's insights to how often they were stated then.
     pub fn topics(&self, seen: &HashMap<String, u32>) -> (Vec<Topic>, usize) {
         let n = self.facts.len();
-        let mut strength: HashMap<(u32, u32), (f32, f32, u32, f32)> = HashMap::new();
+        let mut strength: HashMap<(u32, u32), Parts> = HashMap::new();
         // Meetings in the talk, against what two facts this common would
         // meet by chance: a sentence every agent repeats meets everything.
         for (&(a, b), l) in &self.links {
@@ -507,8 +519,8 @@ impl Miner {
             // Two facts stated once each that met once prove little: a
             // prior of a couple of statements each keeps that from counting
             // as much as a pairing the talk keeps coming back to.
-            e.0 += (3.0 * l.talk / ((ma + TALK_PRIOR) * (mb + TALK_PRIOR)).sqrt()).min(3.0);
-            e.2 += l.meetings;
+            e.talk += (3.0 * l.talk / ((ma + TALK_PRIOR) * (mb + TALK_PRIOR)).sqrt()).min(3.0);
+            e.meetings += l.meetings;
         }
         // Shared rare names and figures, across departments.
         let mut postings: HashMap<&str, Vec<u32>> = HashMap::new();
@@ -533,7 +545,7 @@ impl Miner {
                     if self.fact_department(a) == self.fact_department(b) {
                         continue;
                     }
-                    strength.entry((a.min(b), a.max(b))).or_default().1 += idf * boost;
+                    strength.entry((a.min(b), a.max(b))).or_default().entities += idf * boost;
                 }
             }
         }
@@ -549,15 +561,9 @@ impl Miner {
                         continue;
                     }
                     let c = dot(va, vb);
-                    tracing::trace!(
-                        cosine = c,
-                        a = %self.facts[a].quote,
-                        b = %self.facts[b].quote,
-                        "meaning"
-                    );
                     if c > 0.3 {
                         let e = strength.entry((a as u32, b as u32)).or_default();
-                        e.0 += (c - 0.3) * 3.0;
+                        e.talk += (c - 0.3) * 3.0;
                     }
                 }
             }
@@ -568,6 +574,7 @@ impl Miner {
         // practice of another that touches the same thing (a risk). Counted
         // only as far as the two sentences are about the same thing.
         let roles: Vec<Roles> = self.facts.iter().map(|f| roles(&f.quote)).collect();
+        let fact_cues: Vec<Cues> = self.facts.iter().map(|f| cues(&f.quote)).collect();
         let mut completes: HashMap<(u32, u32), Kind> = HashMap::new();
         let cast: Vec<u32> = (0..n as u32)
             .filter(|f| roles[*f as usize].any() && !self.facts[*f as usize].boilerplate)
@@ -590,7 +597,7 @@ impl Miner {
                     "complement"
                 );
                 if let (true, Some(kind)) = (fit > 0.0, kind) {
-                    strength.entry((a.min(b), a.max(b))).or_default().3 += fit;
+                    strength.entry((a.min(b), a.max(b))).or_default().fit += fit;
                     completes.insert((a.min(b), a.max(b)), kind);
                 }
             }
@@ -601,8 +608,10 @@ impl Miner {
                 * (if f.quote.starts_with('|') { 0.5 } else { 1.0 })
                 * (0.6 + 0.4 * f.specificity)
         };
-        let total_of = |(a, b): (u32, u32), (talk, ent, _, fit): &(f32, f32, u32, f32)| {
-            (talk + (ent / 6.0).min(1.5) + fit * COMPLEMENT_WEIGHT) * quality(a) * quality(b)
+        let total_of = |(a, b): (u32, u32), p: &Parts| {
+            (p.talk + (p.entities / 6.0).min(1.5) + p.fit * COMPLEMENT_WEIGHT)
+                * quality(a)
+                * quality(b)
         };
         let mut ranked: Vec<((u32, u32), f32)> = strength
             .iter()
@@ -613,9 +622,9 @@ impl Miner {
             let parts = strength[&(*a, *b)];
             tracing::debug!(
                 strength = v,
-                talk = parts.0,
-                entities = parts.1,
-                complement = parts.3,
+                talk = parts.talk,
+                entities = parts.entities,
+                complement = parts.fit,
                 a = %self.facts[*a as usize].quote,
                 b = %self.facts[*b as usize].quote,
                 "link"
@@ -662,31 +671,24 @@ impl Miner {
                     (false, true) if !facts.contains(x) => *x,
                     _ => continue,
                 };
-                // What another pairing already put to use stays there, a
-                // complement grows only a topic of the same making, and a
-                // topic does not swallow a stronger one's seed pair.
-                let link = completes.get(&(*x, *y)).copied();
+                // What another pairing already put to use stays there, and
+                // a topic does not swallow a stronger one's seed pair.
                 let swallows = groups.iter().any(|(g, _, _)| {
                     (g[0] == new && facts.contains(&g[1])) || (g[1] == new && facts.contains(&g[0]))
                 });
-                // A pairing grows only by more of the same pairing (another
-                // need for what is on hand, another practice breaking the
-                // promise), not by whatever its facts happened to meet.
-                // And by what serves the seed's need or breaks its promise:
-                // one resource still meets one need.
-                let serves = match completes_kind {
-                    Some(Kind::Opportunity) => {
-                        roles[new as usize].have > 0.0 && roles[new as usize].need == 0.0
-                    }
-                    Some(Kind::Risk) => roles[new as usize].practice > 0.0,
-                    None => true,
-                };
-                let same_making = link == completes_kind && serves;
-                if taken.contains(&new)
-                    || swallows
-                    || (link.is_some() && !same_making)
-                    || (completes_kind.is_some() && !same_making)
-                {
+                // A pairing grows only by more of the same pairing: more of
+                // what is on hand for its need (one resource still meets one
+                // need), more practices breaking its promise. Other topics
+                // grow only by links that are no pairing.
+                let same_making = completes.get(&(*x, *y)).copied() == completes_kind
+                    && match completes_kind {
+                        Some(Kind::Opportunity) => {
+                            roles[new as usize].have > 0.0 && roles[new as usize].need == 0.0
+                        }
+                        Some(Kind::Risk) => roles[new as usize].practice > 0.0,
+                        None => true,
+                    };
+                if taken.contains(&new) || swallows || !same_making {
                     continue;
                 }
                 facts.push(new);
@@ -697,14 +699,14 @@ impl Miner {
             groups.push((facts, *s, completes_kind));
         }
         // A matter another department says is resolved: the resolving fact
-        // and the one it answers are settled, in every topic.
+        // and the one it answers (its strongest pairing) are settled, in
+        // every topic. Its weaker pairings are only dismissed below, since
+        // the resolving fact is in their seed.
         let mut settled: HashSet<u32> = HashSet::new();
-        // Its strongest pairing is the fact it answers; weaker ones are only
-        // dismissed (the resolving fact is in their seed), not settled.
         let mut answered: HashSet<u32> = HashSet::new();
         for (facts, _, _) in &groups {
             for (i, f) in facts[..2].iter().enumerate() {
-                if cues(&self.facts[*f as usize].quote).resolved && answered.insert(*f) {
+                if fact_cues[*f as usize].resolved && answered.insert(*f) {
                     settled.insert(*f);
                     settled.insert(facts[1 - i]);
                 }
@@ -733,8 +735,7 @@ impl Miner {
             // joined; in the seed pair it dismisses the topic (below).
             let seeds = [facts[0], facts[1]];
             facts.retain(|f| {
-                seeds.contains(f)
-                    || !(settled.contains(f) || cues(&self.facts[*f as usize].quote).resolved)
+                seeds.contains(f) || !(settled.contains(f) || fact_cues[*f as usize].resolved)
             });
             let mut links_in = 0.0f32;
             let mut meetings = 0u32;
@@ -745,9 +746,9 @@ impl Miner {
                     let k = (a.min(b), a.max(b));
                     if let Some(v) = strength.get(&k) {
                         links_in += total_of(k, v);
-                        meetings += v.2;
-                        entities += v.1;
-                        completing = completing.max(v.3);
+                        meetings += v.meetings;
+                        entities += v.entities;
+                        completing = completing.max(v.fit);
                     }
                 }
             }
@@ -757,7 +758,7 @@ impl Miner {
                 continue;
             }
             let text: Vec<&str> = fs.iter().map(|f| f.quote.as_str()).collect();
-            let cues: Vec<Cues> = text.iter().map(|t| cues(t)).collect();
+            let cues: Vec<Cues> = facts.iter().map(|f| fact_cues[*f as usize]).collect();
             let risk: f32 = cues.iter().map(|c| c.risk).sum();
             let opp: f32 = cues.iter().map(|c| c.opportunity).sum();
             let resolved = cues.iter().any(|c| c.resolved);
