@@ -6,6 +6,7 @@
 //! workers (`warroom-agents --shard i/n`) can run on other machines.
 
 pub mod brain;
+pub mod heard;
 pub mod label;
 pub mod memory;
 pub mod persona;

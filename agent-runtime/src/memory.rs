@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 pub const RECENT: usize = 12;
 /// Longest summary, in characters.
 pub const SUMMARY_CHARS: usize = 800;
+/// Quoted sentences remembered per agent, so it prefers what it has not said.
+pub const SAID: usize = 256;
 /// Longest note, in characters.
 const NOTE_CHARS: usize = 240;
 
@@ -50,6 +52,8 @@ pub struct Memory {
     pub stats: Stats,
     /// When the agent last took a turn (runtime clock, seconds).
     pub last_turn: Option<u64>,
+    /// Keys of the sentences the agent quoted, newest last (at most [`SAID`]).
+    pub said: Vec<u64>,
 }
 
 impl Memory {
@@ -66,6 +70,16 @@ impl Memory {
             let old = self.recent.remove(0);
             self.fold(&old);
         }
+    }
+
+    /// Remember that the agent quoted these sentences.
+    pub fn said(&mut self, keys: impl IntoIterator<Item = u64>) {
+        for k in keys {
+            self.said.retain(|x| *x != k);
+            self.said.push(k);
+        }
+        let over = self.said.len().saturating_sub(SAID);
+        self.said.drain(..over);
     }
 
     fn fold(&mut self, note: &Note) {

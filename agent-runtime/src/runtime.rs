@@ -18,6 +18,10 @@ use crate::persona::{builtin_templates, Template};
 use crate::platform::{Activity, ChannelInfo, Platform, PlatformError, Shard};
 use crate::scheduler::{Activation, Millis, SchedStats, Scheduler, SchedulerConfig};
 
+/// How long a channel remembers a quote: an hour, the span a reader scrolls
+/// back through before answering.
+const HEARD_WINDOW: Millis = 3_600_000;
+
 /// Runtime settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -194,6 +198,8 @@ pub struct Runtime {
     pub(crate) timings: Timings,
     shard: Shard,
     turns_gate: Arc<Semaphore>,
+    /// What each channel heard in the last hour, so agents do not repeat it.
+    pub(crate) heard: crate::heard::Heard,
 }
 
 /// Why the runtime could not start.
@@ -246,6 +252,7 @@ impl Runtime {
             counters: TurnCounters::default(),
             timings: Timings::default(),
             shard,
+            heard: crate::heard::Heard::new(HEARD_WINDOW),
         }))
     }
 

@@ -389,7 +389,10 @@ impl Scheduler {
                 .and_then(|id| self.index_of(id))
                 .or_else(|| self.authored.get(root).copied());
             if let Some(owner) = owner {
-                if Some(owner) != author && !woken.contains(&owner) {
+                if Some(owner) != author
+                    && !woken.contains(&owner)
+                    && !self.same_department(author, owner)
+                {
                     woken.push(owner);
                     self.enqueue(Activation {
                         agent: owner,
@@ -403,6 +406,11 @@ impl Scheduler {
             }
         }
         self.wake_interested(a, author, &channel, thread_root, &mut woken);
+    }
+
+    /// Whether two of our agents belong to one department.
+    fn same_department(&self, a: Option<u32>, b: u32) -> bool {
+        a.is_some_and(|a| self.template_of(a).department == self.template_of(b).department)
     }
 
     fn wake_interested(
@@ -429,17 +437,48 @@ impl Scheduler {
                 }
             }
         }
+        // Colleagues of one department hold the same documents: one answering
+        // another only echoes them. Other departments answer.
+        if let Some(a) = author {
+            let dept = &self.template_of(a).department;
+            templates.retain(|t| self.templates[*t as usize].department != *dept);
+        }
+        // Start at a random template so no department always answers first.
+        if !templates.is_empty() {
+            let start = self.rng.gen_range(0..templates.len());
+            templates.rotate_left(start);
+        }
+        // A new claim by one of our agents is also put to departments whose
+        // words did not match, in random order after those that did: their
+        // documents may hold the other half in other words. They answer only
+        // if their own evidence is about the same thing (the brain decides).
+        if let (Some(by), None) = (author, &a.thread_root) {
+            let dept = self.template_of(by).department.clone();
+            if let Some(by_t) = self.members.get(&cidx) {
+                let mut others: Vec<u16> = by_t
+                    .iter()
+                    .filter(|(t, list)| {
+                        !list.is_empty()
+                            && !templates.contains(t)
+                            && self.templates[**t as usize].department != dept
+                    })
+                    .map(|(t, _)| *t)
+                    .collect();
+                others.sort_unstable();
+                for i in (1..others.len()).rev() {
+                    others.swap(i, self.rng.gen_range(0..=i));
+                }
+                templates.extend(others);
+            }
+        }
         if templates.is_empty() {
             return;
         }
-        // Start at a random template so no department always answers first.
-        let start = self.rng.gen_range(0..templates.len());
         let mut picked = 0;
-        for k in 0..templates.len() {
+        for t in templates {
             if picked >= self.cfg.interest_wakes {
                 break;
             }
-            let t = templates[(start + k) % templates.len()];
             let Some(list) = self.members.get(&cidx).and_then(|m| m.get(&t)) else {
                 continue;
             };
@@ -790,6 +829,54 @@ mod tests {
         ));
         let due = s.due(1, 10);
         assert_eq!(due.iter().map(|a| a.agent).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(due[0].reason, Reason::Interest);
+    }
+
+    #[test]
+    fn colleagues_of_one_department_do_not_answer_each_other() {
+        let mut s = Scheduler::new(SchedulerConfig::default(), builtin_templates());
+        s.upsert(agent(0, "finance-analyst", ActivityLevel::Low), 0)
+            .expect("upsert");
+        s.upsert(agent(1, "finance-lead", ActivityLevel::Low), 0)
+            .expect("upsert");
+        s.upsert(agent(2, "sales-lead", ActivityLevel::Low), 0)
+            .expect("upsert");
+        s.finished(
+            1,
+            &TurnRecord {
+                tokens: 5,
+                posted: Some(("m0".into(), None)),
+                answered: None,
+            },
+            0,
+        );
+        // A finance agent replies to a finance lead's post about the forecast:
+        // neither the thread's owner nor another finance agent is woken.
+        s.on_activity(&activity(
+            "id-0",
+            "m1",
+            Some("m0"),
+            &[],
+            "The forecast margin and the quota for the pipeline look thin",
+        ));
+        let due = s.due(1, 10);
+        assert!(due.iter().all(|a| a.agent == 2), "{due:?}");
+        assert!(!due.is_empty(), "another department's agent answers");
+    }
+
+    #[test]
+    fn a_new_claim_is_put_to_other_departments_even_in_other_words() {
+        let mut s = Scheduler::new(SchedulerConfig::default(), builtin_templates());
+        s.upsert(agent(0, "finance-lead", ActivityLevel::Low), 0)
+            .expect("upsert");
+        s.upsert(agent(1, "finance-analyst", ActivityLevel::Low), 0)
+            .expect("upsert");
+        s.upsert(agent(2, "hr-lead", ActivityLevel::Low), 0)
+            .expect("upsert");
+        // No word of the claim is an HR interest, yet HR hears it; finance does not.
+        s.on_activity(&activity("id-0", "m1", None, &[], "Zyx qwv plorb"));
+        let due = s.due(1, 10);
+        assert_eq!(due.iter().map(|a| a.agent).collect::<Vec<_>>(), vec![2]);
         assert_eq!(due[0].reason, Reason::Interest);
     }
 

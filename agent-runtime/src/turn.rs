@@ -14,6 +14,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::brain::{sanitize, BrainError, Compose, Intent};
+use crate::heard::{sentence_key, stated};
 use crate::label::{Label, Level};
 use crate::memory::{Memory, Note};
 use crate::platform::{fnv1a, AgentRecord, ChannelInfo, Draft, Evidence, Observed, PlatformError};
@@ -54,7 +55,11 @@ pub(crate) async fn take_turn(
         (r, p)
     };
     let mut rng = StdRng::seed_from_u64(fnv1a(
-        format!("{}|{}|{:?}", record.id, now, act.message_id).as_bytes(),
+        format!(
+            "{}|{}|{}|{:?}",
+            rt.cfg.scheduler.seed, record.id, now, act.message_id
+        )
+        .as_bytes(),
     ));
     memory.stats.turns += 1;
     let plan = match decide(rt, act, &record, &persona.interests, memory, &mut rng).await {
@@ -99,7 +104,7 @@ pub(crate) async fn take_turn(
             remember(memory, &trigger);
         }
         Plan::Post { channel, topic } => {
-            let thread = recent(rt, &record, &channel, memory).await;
+            let thread = recent(rt, &record, &channel, memory, now).await;
             let (posted, tokens, bt) = compose_and_post(
                 rt,
                 &record,
@@ -111,6 +116,7 @@ pub(crate) async fn take_turn(
                 topic,
                 thread,
                 None,
+                now,
                 &mut rng,
             )
             .await;
@@ -137,6 +143,9 @@ pub(crate) async fn take_turn(
                 }
             }
             thread.push(trigger.clone());
+            for m in &thread {
+                rt.heard.hear(&channel.id, now, &m.body);
+            }
             let (posted, tokens, bt) = compose_and_post(
                 rt,
                 &record,
@@ -148,6 +157,7 @@ pub(crate) async fn take_turn(
                 topic,
                 thread,
                 Some(root.clone()),
+                now,
                 &mut rng,
             )
             .await;
@@ -370,6 +380,7 @@ async fn recent(
     record: &AgentRecord,
     channel: &ChannelInfo,
     memory: &mut Memory,
+    now: Millis,
 ) -> Vec<Observed> {
     let after = memory.cursor(&channel.id);
     match rt
@@ -380,6 +391,7 @@ async fn recent(
         Ok(list) => {
             for m in &list {
                 remember(memory, m);
+                rt.heard.hear(&channel.id, now, &m.body);
             }
             // Answer-worthy context: the last couple of messages by others.
             let mut others: Vec<Observed> = list
@@ -409,6 +421,7 @@ async fn compose_and_post(
     topic: String,
     thread: Vec<Observed>,
     thread_root: Option<String>,
+    now: Millis,
     rng: &mut StdRng,
 ) -> (Option<String>, u32, Duration) {
     let query = match thread.last() {
@@ -454,6 +467,8 @@ async fn compose_and_post(
         evidence: evidence.clone(),
         memory: mem_text,
         max_tokens: rt.cfg.max_tokens,
+        heard: rt.heard.recent(&channel.id, now),
+        said: memory.said.iter().copied().collect(),
     };
     let brain = rt.brains.get(brain_name);
     let started = Instant::now();
@@ -500,6 +515,7 @@ async fn compose_and_post(
             label = label.join(l);
         }
     }
+    let body_posted = body.clone();
     let draft = Draft {
         channel_id: channel.id.clone(),
         body,
@@ -513,6 +529,8 @@ async fn compose_and_post(
     match rt.platform.post(&record.id, draft).await {
         Ok(p) => {
             memory.advance(&channel.id, p.seq);
+            rt.heard.hear(&channel.id, now, &body_posted);
+            memory.said(stated(&body_posted).into_iter().map(sentence_key));
             if is_reply {
                 memory.stats.replies += 1;
                 rt.counters.replies.fetch_add(1, Ordering::Relaxed);

@@ -62,6 +62,8 @@ fn compose() -> Compose {
         }],
         memory: String::new(),
         max_tokens: 48,
+        heard: Default::default(),
+        said: Default::default(),
     }
 }
 

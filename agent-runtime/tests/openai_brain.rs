@@ -153,6 +153,8 @@ fn compose() -> Compose {
         }],
         memory: String::new(),
         max_tokens: 80,
+        heard: Default::default(),
+        said: Default::default(),
     }
 }
 

@@ -7,6 +7,7 @@
 use std::collections::HashSet;
 
 use super::{Brain, BrainError, Compose, Composed, Intent};
+use crate::heard::{sentence_key, stated};
 use crate::platform::fnv1a;
 
 /// The model-free brain.
@@ -25,12 +26,21 @@ fn words(text: &str) -> HashSet<String> {
         .collect()
 }
 
-/// Sentences of `text`, trimmed, without headings or list markers (the
-/// insights job splits cited chunks the same way to find what was quoted).
+/// Sentences of `text` that read as prose, trimmed, without headings or list
+/// markers (the insights job splits cited chunks the same way to find what
+/// was quoted). Table rows, checklist items and lead-ins to a list are not
+/// sentences: quoted alone in a chat they read as fragments.
 pub fn sentences(text: &str) -> Vec<&str> {
     let mut out = Vec::new();
     for line in text.lines() {
-        let line = line.trim().trim_start_matches(['#', '-', '*', '>', ' ']);
+        let raw = line.trim();
+        if raw.starts_with('|') {
+            continue;
+        }
+        let line = raw.trim_start_matches(['#', '-', '*', '>', ' ']);
+        if is_checklist_item(line) {
+            continue;
+        }
         let mut start = 0;
         let bytes = line.as_bytes();
         for (i, b) in bytes.iter().enumerate() {
@@ -46,8 +56,29 @@ pub fn sentences(text: &str) -> Vec<&str> {
         }
     }
     out.into_iter()
-        .filter(|s| s.len() >= 25 && s.len() <= 400)
+        .filter(|s| s.len() >= 25 && s.len() <= 400 && reads_as_prose(s))
         .collect()
+}
+
+fn is_checklist_item(line: &str) -> bool {
+    ["[ ]", "[x]", "[X]"].iter().any(|m| line.starts_with(m))
+}
+
+/// Whether a sentence reads as prose rather than a label, a heading or a list
+/// of names: it has at least five words, does not end by introducing a list,
+/// and at least a quarter of its words are lower-case. English prose carries
+/// lower-case function words (articles, prepositions, verbs) in nearly every
+/// clause; a title or a run of names has almost none.
+pub fn reads_as_prose(s: &str) -> bool {
+    let words: Vec<&str> = s.split_whitespace().collect();
+    if words.len() < 5 || s.trim_end().ends_with(':') {
+        return false;
+    }
+    let lower = words
+        .iter()
+        .filter(|w| w.chars().next().is_some_and(|c| c.is_lowercase()))
+        .count();
+    lower * 4 >= words.len()
 }
 
 fn concreteness(s: &str) -> f32 {
@@ -59,6 +90,10 @@ fn concreteness(s: &str) -> f32 {
     };
     digits * 0.15 + money * 0.5
 }
+
+/// How much a sentence the agent already quoted loses: as much as three words
+/// shared with the topic, so it comes back only when nothing new is close.
+const SAID_PENALTY: f32 = 3.0;
 
 const POST_OPENERS: &[&str] = &[
     "Worth knowing from the {dept} side:",
@@ -79,11 +114,45 @@ impl ExtractiveBrain {
         if let Some(last) = req.thread.last() {
             focus.extend(words(&last.body));
         }
+        // Answering another agent's claim: only with a sentence about the
+        // same thing, else stay silent rather than change the subject.
+        let claim: Option<HashSet<String>> = match (req.intent, req.thread.last()) {
+            (Intent::Reply, Some(last)) if last.author_is_agent => Some(
+                stated(&last.body)
+                    .into_iter()
+                    .flat_map(words)
+                    .filter(|w| w.len() >= 5)
+                    .collect(),
+            ),
+            _ => None,
+        };
         let mut scored: Vec<(f32, usize, &str)> = Vec::new();
         for (i, ev) in req.evidence.iter().enumerate() {
             for s in sentences(&ev.text) {
+                let key = sentence_key(s);
+                // The channel already carries it: saying it again adds nothing.
+                if req.heard.contains(&key) {
+                    continue;
+                }
+                // Two shared words of five letters or more: rarely both
+                // function words, so the two sentences are about one thing.
+                if let Some(claim) = &claim {
+                    let shared = words(s)
+                        .iter()
+                        .filter(|w| w.len() >= 5 && claim.contains(*w))
+                        .count();
+                    if shared < 2 {
+                        continue;
+                    }
+                }
                 let overlap = words(s).intersection(&focus).count() as f32;
-                let score = overlap + concreteness(s) + ev.score.max(0.0) * 0.5 - i as f32 * 0.1;
+                let mut score =
+                    overlap + concreteness(s) + ev.score.max(0.0) * 0.5 - i as f32 * 0.1;
+                // What the agent said before loses to anything new that fits
+                // about as well (one shared word is worth 1).
+                if req.said.contains(&key) {
+                    score -= SAID_PENALTY;
+                }
                 scored.push((score, i, s));
             }
         }
@@ -183,6 +252,8 @@ mod tests {
             evidence,
             memory: String::new(),
             max_tokens: 120,
+            heard: Default::default(),
+            said: Default::default(),
         }
     }
 

@@ -1078,6 +1078,8 @@ mod tests {
                 .collect(),
             memory: String::new(),
             max_tokens: 64,
+            heard: Default::default(),
+            said: Default::default(),
         }
     }
 

@@ -11,6 +11,8 @@ mod sanitize;
 
 pub use sanitize::sanitize;
 
+use std::collections::HashSet;
+
 use serde::{Deserialize, Serialize};
 
 use crate::persona::Persona;
@@ -42,6 +44,12 @@ pub struct Compose {
     pub memory: String,
     /// Upper bound on generated tokens.
     pub max_tokens: u32,
+    /// Keys ([`crate::heard::sentence_key`]) of the sentences the channel
+    /// heard lately: a brain does not quote them again.
+    pub heard: HashSet<u64>,
+    /// Keys of the sentences this agent quoted before: quoted again only when
+    /// nothing it has not said fits as well.
+    pub said: HashSet<u64>,
 }
 
 /// A brain's answer.

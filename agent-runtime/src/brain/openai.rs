@@ -192,7 +192,29 @@ impl Brain for OpenAiBrain {
     async fn compose(&self, req: &Compose) -> Result<Composed, BrainError> {
         let (system, user, used_evidence) = chat_prompt(req);
         let estimate = approx_tokens(&system) + approx_tokens(&user);
-        let request = self.request(system, user, req.max_tokens)?;
+        let (text, usage) = self.complete(system, user, req.max_tokens).await?;
+        let (prompt_tokens, completion_tokens) = usage.unwrap_or((estimate, approx_tokens(&text)));
+        Ok(Composed {
+            text,
+            used_evidence,
+            prompt_tokens,
+            completion_tokens,
+        })
+    }
+}
+
+impl OpenAiBrain {
+    /// One chat completion for a system and a user message, with the call
+    /// discipline of the brain: the reply's text, and the token usage when
+    /// the server reports it. Used for agents' messages and by the insights
+    /// job's judge.
+    pub async fn complete(
+        &self,
+        system: String,
+        user: String,
+        max_tokens: u32,
+    ) -> Result<(String, Option<(u32, u32)>), BrainError> {
+        let request = self.request(system, user, max_tokens)?;
         let attempts = self.settings.max_retries + 1;
         let mut retry = 0;
         let response = loop {
@@ -223,16 +245,10 @@ impl Brain for OpenAiBrain {
         if text.is_empty() {
             return Err(BrainError::NothingToSay);
         }
-        let (prompt_tokens, completion_tokens) = match response.usage {
-            Some(u) => (u.prompt_tokens, u.completion_tokens),
-            None => (estimate, approx_tokens(&text)),
-        };
-        Ok(Composed {
-            text,
-            used_evidence,
-            prompt_tokens,
-            completion_tokens,
-        })
+        let usage = response
+            .usage
+            .map(|u| (u.prompt_tokens, u.completion_tokens));
+        Ok((text, usage))
     }
 }
 
