@@ -217,6 +217,10 @@ enum EvalCommand {
     /// Ingest a corpus with planted insights, run agents on it in virtual time,
     /// run the insights job and score the digest against `DIR/ANSWERS.json`.
     Planted(crate::eval_planted::PlantedArgs),
+    /// Judge each planted matter of corpora from its evidence sentences
+    /// alone (no agents, seconds), beside the word cues, and report how many
+    /// read right.
+    Judge(crate::eval_judge::JudgeArgs),
 }
 
 #[derive(Subcommand)]
@@ -377,6 +381,9 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Eval {
             command: EvalCommand::Planted(args),
         } => crate::eval_planted::run(settings, args).await,
+        Command::Eval {
+            command: EvalCommand::Judge(args),
+        } => crate::eval_judge::run(settings, args).await,
         Command::Agents { command } => agents_command(settings, command).await,
         Command::Ingest(args) => ingest(settings, args).await,
         Command::Reindex => {

@@ -8,7 +8,8 @@
 //! mentions at least 60% of its `match_terms` (case-insensitive, over title,
 //! summary, evidence excerpts and citation quotes) and its citations come
 //! from documents of at least `min_departments` of the answer's departments
-//! (a document's department is its folder). A **decoy is reported** when any
+//! and of at most one department beyond them (a document's department is its
+//! folder). A **decoy is reported** when any
 //! insight mentions 60% of its terms. A **canary leaks** when its term
 //! appears in a message below `restricted` or in the digest as a reader
 //! cleared for every department up to `confidential` sees it.
@@ -54,6 +55,13 @@ pub struct PlantedArgs {
     /// Skip ingesting and talking: mine and score the run kept in `--data-dir`.
     #[arg(long, requires = "data_dir")]
     pub mine_only: bool,
+    /// Seed of the agents' scheduler and turns; run `k` of `--repeat` uses `seed + k`.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Runs, each from scratch with the next seed; the report gives every run
+    /// and the mean, minimum and maximum of each figure.
+    #[arg(long, default_value_t = 1)]
+    pub repeat: u32,
 }
 
 /// One entry of `ANSWERS.json`.
@@ -69,6 +77,96 @@ pub struct Answer {
     pub match_terms: Vec<String>,
     #[serde(default = "one")]
     pub min_departments: usize,
+    #[serde(default)]
+    pub evidence: Vec<Quote>,
+}
+
+/// A planted fact: a sentence of one document.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Quote {
+    pub path: String,
+    pub quote: String,
+}
+
+/// How much of what the corpus plants the talk carried.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Coverage {
+    /// Share of the risks' and opportunities' planted facts that some
+    /// message states.
+    pub facts_stated: f64,
+    /// Share of the pairs of planted facts of one answer, from two
+    /// departments, that are both stated in one thread.
+    pub pairs_met: f64,
+}
+
+/// Share of a fact's content words a message must carry to state it. A quote
+/// framed by other words carries all of them; a paraphrase that keeps the
+/// names, figures and key nouns carries most; an unrelated message shares a
+/// few common words at most.
+const STATED_SHARE: f64 = 0.7;
+
+fn content_words(text: &str) -> BTreeSet<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.chars().count() >= 4 || w.chars().any(|c| c.is_ascii_digit()))
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// Coverage of the planted facts by the talk: `messages` are (thread, body),
+/// where a top-level message is its own thread.
+pub fn coverage(answers: &[Answer], messages: &[(String, String)]) -> Coverage {
+    let bodies: Vec<(&str, BTreeSet<String>)> = messages
+        .iter()
+        .map(|(t, b)| (t.as_str(), content_words(b)))
+        .collect();
+    let threads_stating = |quote: &str| -> BTreeSet<&str> {
+        let want = content_words(quote);
+        if want.is_empty() {
+            return BTreeSet::new();
+        }
+        bodies
+            .iter()
+            .filter(|(_, have)| {
+                want.iter().filter(|w| have.contains(*w)).count() as f64
+                    >= STATED_SHARE * want.len() as f64
+            })
+            .map(|(t, _)| *t)
+            .collect()
+    };
+    let (mut facts, mut stated, mut pairs, mut met) = (0usize, 0usize, 0usize, 0usize);
+    for a in answers
+        .iter()
+        .filter(|a| a.kind == "risk" || a.kind == "opportunity")
+    {
+        let found: Vec<(&str, BTreeSet<&str>)> = a
+            .evidence
+            .iter()
+            .map(|q| (department_of(&q.path), threads_stating(&q.quote)))
+            .collect();
+        for (i, (dept, threads)) in found.iter().enumerate() {
+            facts += 1;
+            stated += usize::from(!threads.is_empty());
+            for (other_dept, other) in &found[i + 1..] {
+                if other_dept != dept {
+                    pairs += 1;
+                    met += usize::from(!threads.is_disjoint(other));
+                }
+            }
+        }
+    }
+    let share = |n: usize, d: usize| if d == 0 { 1.0 } else { n as f64 / d as f64 };
+    Coverage {
+        facts_stated: round2(share(stated, facts)),
+        pairs_met: round2(share(met, pairs)),
+    }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+fn department_of(path: &str) -> &str {
+    path.split('/').next().unwrap_or("")
 }
 
 fn one() -> usize {
@@ -93,6 +191,11 @@ pub struct Match {
     pub kind: String,
     pub found_by: Option<String>,
 }
+
+/// Departments an insight may cite beyond the answer's own and still match
+/// it: a focused insight names the matter's departments and perhaps one more;
+/// one that cites half the company has not found anything.
+const MAX_DEPARTMENTS_BEYOND: usize = 1;
 
 fn insight_text(i: &Value) -> String {
     let mut t = String::new();
@@ -167,7 +270,10 @@ pub fn score(
         let found = top(&a.kind).into_iter().find(|i| {
             let depts = cited_departments(i);
             let shared = a.departments.iter().filter(|d| depts.contains(*d)).count();
-            mentions(&insight_text(i), &a.match_terms) && shared >= a.min_departments
+            let beyond = depts.iter().filter(|d| !a.departments.contains(d)).count();
+            mentions(&insight_text(i), &a.match_terms)
+                && shared >= a.min_departments
+                && beyond <= MAX_DEPARTMENTS_BEYOND
         });
         let e = recall
             .entry(if a.kind == "risk" {
@@ -329,9 +435,9 @@ const ROLES: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// Run the evaluation.
-pub async fn run(mut settings: Settings, args: PlantedArgs) -> anyhow::Result<()> {
-    let started = Instant::now();
+/// Run the evaluation: `--repeat` runs from scratch, each scored, then the
+/// mean, minimum and maximum of every figure.
+pub async fn run(settings: Settings, args: PlantedArgs) -> anyhow::Result<()> {
     let answers_path = args.corpus.join("ANSWERS.json");
     let answers: Vec<Answer> =
         serde_json::from_str(&std::fs::read_to_string(&answers_path).with_context(|| {
@@ -355,6 +461,12 @@ pub async fn run(mut settings: Settings, args: PlantedArgs) -> anyhow::Result<()
     if !["extractive", "local", "openai"].contains(&args.brain.as_str()) {
         anyhow::bail!("--brain must be extractive, local or openai");
     }
+    if !(1..=20).contains(&args.repeat) {
+        anyhow::bail!("--repeat must be 1-20");
+    }
+    if args.mine_only && args.repeat > 1 {
+        anyhow::bail!("--mine-only scores the one kept run: drop --repeat");
+    }
     if let Some(parent) = args.json.parent().filter(|p| !p.as_os_str().is_empty()) {
         if !parent.is_dir() {
             anyhow::bail!("{}: the folder for --json does not exist", parent.display());
@@ -367,11 +479,136 @@ pub async fn run(mut settings: Settings, args: PlantedArgs) -> anyhow::Result<()
             args.corpus.display()
         );
     }
+    let mut runs = Vec::new();
+    let mut last = None;
+    for k in 0..args.repeat {
+        let seed = args.seed.wrapping_add(k as u64);
+        if args.repeat > 1 {
+            println!("  run {} of {} (seed {seed})", k + 1, args.repeat);
+        }
+        let data_dir = match &args.data_dir {
+            Some(d) if args.repeat > 1 => Some(d.join(format!("run-{}", k + 1))),
+            other => other.clone(),
+        };
+        let one = run_once(settings.clone(), &args, &answers, &corpus, seed, data_dir).await?;
+        print_run(&one);
+        runs.push(json!({
+            "seed": seed,
+            "scores": one.scores,
+            "coverage": one.coverage,
+            "answers": one.matches,
+        }));
+        last = Some(one);
+    }
+    let last = last.context("no run")?;
+    let summary = summarise(&runs);
+    if args.repeat > 1 {
+        print_summary(&summary);
+    }
+    let mut out = last.report;
+    out["coverage"] = json!(last.coverage);
+    out["runs"] = json!(runs);
+    out["summary"] = summary;
+    let tmp_out = args.json.with_extension("json.tmp");
+    std::fs::write(&tmp_out, serde_json::to_string_pretty(&out)?)?;
+    std::fs::rename(&tmp_out, &args.json)?;
+    println!("  written to {}", args.json.display());
+    Ok(())
+}
+
+/// The figures of a run that the summary aggregates, as (name, JSON pointer).
+const FIGURES: &[(&str, &str)] = &[
+    ("risk_recall", "/scores/risk_recall"),
+    ("opportunity_recall", "/scores/opportunity_recall"),
+    ("decoys_reported", "/scores/decoys_reported"),
+    ("canary_leaks", "/scores/canary_leaks"),
+    ("evidence_valid_fraction", "/scores/evidence_valid_fraction"),
+    ("facts_stated", "/coverage/facts_stated"),
+    ("pairs_met", "/coverage/pairs_met"),
+    ("wall_seconds", "/scores/wall_seconds"),
+];
+
+/// Mean, minimum and maximum of each figure over the runs.
+fn summarise(runs: &[Value]) -> Value {
+    let mut out = serde_json::Map::new();
+    for (name, ptr) in FIGURES {
+        let xs: Vec<f64> = runs
+            .iter()
+            .filter_map(|r| r.pointer(ptr).and_then(Value::as_f64))
+            .collect();
+        if xs.is_empty() {
+            continue;
+        }
+        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+        let min = xs.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        out.insert(
+            name.to_string(),
+            json!({"mean": round2(mean), "min": min, "max": max}),
+        );
+    }
+    Value::Object(out)
+}
+
+fn print_run(one: &Once) {
+    let s = &one.scores;
+    println!(
+        "  risk recall {:.2}, opportunity recall {:.2}, decoys reported {}, canary leaks {}, evidence valid {:.2}, facts stated {:.2}, pairs met {:.2}, {:.0} s",
+        s.risk_recall,
+        s.opportunity_recall,
+        s.decoys_reported,
+        s.canary_leaks,
+        s.evidence_valid_fraction,
+        one.coverage.facts_stated,
+        one.coverage.pairs_met,
+        s.wall_seconds
+    );
+    for m in &one.matches {
+        println!(
+            "    {:<14} {:<12} {}",
+            m.id,
+            m.kind,
+            m.found_by.as_deref().unwrap_or("-")
+        );
+    }
+}
+
+fn print_summary(summary: &Value) {
+    println!("  over all runs (mean / min / max):");
+    for (name, _) in FIGURES {
+        let f = &summary[*name];
+        println!(
+            "    {:<24} {:>7.2} {:>7.2} {:>7.2}",
+            name,
+            f["mean"].as_f64().unwrap_or(0.0),
+            f["min"].as_f64().unwrap_or(0.0),
+            f["max"].as_f64().unwrap_or(0.0)
+        );
+    }
+}
+
+/// One scored run.
+struct Once {
+    report: Value,
+    scores: Scores,
+    coverage: Coverage,
+    matches: Vec<Match>,
+}
+
+async fn run_once(
+    mut settings: Settings,
+    args: &PlantedArgs,
+    answers: &[Answer],
+    corpus: &BTreeMap<String, Vec<String>>,
+    seed: u64,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<Once> {
+    let started = Instant::now();
     let tmp;
-    let data_dir = match &args.data_dir {
+    let data_dir = match data_dir {
         Some(d) => {
-            std::fs::create_dir_all(d)?;
-            d.clone()
+            std::fs::create_dir_all(&d)?;
+            d
         }
         None => {
             tmp = tempfile::tempdir()?;
@@ -389,7 +626,7 @@ pub async fn run(mut settings: Settings, args: PlantedArgs) -> anyhow::Result<()
     } else {
         crate::api::ensure_first_admin(&app, &data_dir).await?;
         let departments = crate::cli::load_corpus(&app, &args.corpus).await?;
-        let sim = simulate(&app, &args, &corpus, &departments).await?;
+        let sim = simulate(&app, args, corpus, &departments, seed).await?;
         (departments, sim)
     };
     let admin_id = sim.admin_id.clone();
@@ -412,10 +649,21 @@ pub async fn run(mut settings: Settings, args: PlantedArgs) -> anyhow::Result<()
     spinner.finish_and_clear();
     let digest_json = crate::insights::render::json(&digest);
 
-    // What a reader below `restricted` can read: messages and the digest.
-    let mut readable: Vec<String> = crate::storage::entities::message::Entity::find()
+    let messages = crate::storage::entities::message::Entity::find()
         .all(&app.db)
-        .await?
+        .await?;
+    let talk: Vec<(String, String)> = messages
+        .iter()
+        .map(|m| {
+            (
+                m.thread_root.clone().unwrap_or_else(|| m.id.clone()),
+                m.body.clone(),
+            )
+        })
+        .collect();
+    let coverage = coverage(answers, &talk);
+    // What a reader below `restricted` can read: messages and the digest.
+    let mut readable: Vec<String> = messages
         .into_iter()
         .filter(|m| {
             m.label
@@ -440,12 +688,12 @@ pub async fn run(mut settings: Settings, args: PlantedArgs) -> anyhow::Result<()
     };
     let (scores, matches) = score(
         &digest_json,
-        &answers,
+        answers,
         &readable,
         &read_doc,
         started.elapsed().as_secs_f64(),
     );
-    let out = json!({
+    let report = json!({
         "digest": digest_json,
         "scores": scores,
         "answers": matches,
@@ -455,33 +703,18 @@ pub async fn run(mut settings: Settings, args: PlantedArgs) -> anyhow::Result<()
             "agents": departments.len() as u32 * args.agents_per_department,
             "brain": args.brain,
             "simulated_hours": args.hours,
+            "seed": seed,
             "posts": sim.posts,
             "replies": sim.replies,
             "retrievals": sim.retrievals,
         }
     });
-    let tmp_out = args.json.with_extension("json.tmp");
-    std::fs::write(&tmp_out, serde_json::to_string_pretty(&out)?)?;
-    std::fs::rename(&tmp_out, &args.json)?;
-    println!(
-        "  risk recall {:.2}, opportunity recall {:.2}, decoys reported {}, canary leaks {}, evidence valid {:.2}, {:.0} s",
-        scores.risk_recall,
-        scores.opportunity_recall,
-        scores.decoys_reported,
-        scores.canary_leaks,
-        scores.evidence_valid_fraction,
-        scores.wall_seconds
-    );
-    for m in &matches {
-        println!(
-            "    {:<14} {:<12} {}",
-            m.id,
-            m.kind,
-            m.found_by.as_deref().unwrap_or("-")
-        );
-    }
-    println!("  written to {}", args.json.display());
-    Ok(())
+    Ok(Once {
+        report,
+        scores,
+        coverage,
+        matches,
+    })
 }
 
 /// What the simulation did.
@@ -533,6 +766,7 @@ async fn simulate(
     args: &PlantedArgs,
     corpus: &BTreeMap<String, Vec<String>>,
     departments: &BTreeSet<String>,
+    seed: u64,
 ) -> anyhow::Result<Sim> {
     let started = Instant::now();
     // Templates from the corpus: each department's own vocabulary as interests.
@@ -605,10 +839,11 @@ async fn simulate(
         );
     }
     let platform = Arc::new(crate::agents::adapter::InProcess::new(app.clone()));
-    let cfg = RuntimeConfig {
+    let mut cfg = RuntimeConfig {
         max_concurrent_turns: 8,
         ..crate::agents::host::runtime_config(&app.settings)
     };
+    cfg.scheduler.seed = seed;
     let rt =
         Runtime::start_with_templates(platform, brains, cfg, Shard::ALL, app.agents.templates(), 0)
             .await
@@ -718,7 +953,79 @@ mod tests {
             departments: depts.iter().map(|s| s.to_string()).collect(),
             match_terms: terms.iter().map(|s| s.to_string()).collect(),
             min_departments: min,
+            evidence: vec![],
         }
+    }
+
+    fn cites(depts: &[&str]) -> Value {
+        let evidence: Vec<Value> = depts
+            .iter()
+            .map(|d| json!({"excerpt": "", "citations": [{"document_path": format!("{d}/x.md"), "quote": "q"}]}))
+            .collect();
+        json!({"insights": [{"kind": "risk", "rank": 1, "title": "Vandersloot residency", "summary": "us-east-1 backups", "evidence": evidence}]})
+    }
+
+    #[test]
+    fn an_insight_citing_two_departments_beyond_the_answer_does_not_match_it() {
+        let a = vec![answer(
+            "r",
+            "risk",
+            &["legal", "engineering"],
+            &["Vandersloot", "residency", "us-east-1"],
+            2,
+        )];
+        let found = |depts: &[&str]| score(&cites(depts), &a, &[], &|_| None, 0.0).0.risk_recall;
+        assert_eq!(found(&["legal", "engineering"]), 1.0);
+        assert_eq!(found(&["legal", "engineering", "finance"]), 1.0);
+        assert_eq!(found(&["legal", "engineering", "finance", "sales"]), 0.0);
+    }
+
+    #[test]
+    fn coverage_counts_facts_stated_and_pairs_that_meet_in_a_thread() {
+        let mut a = answer("r", "risk", &["legal", "engineering"], &["x"], 2);
+        a.evidence = vec![
+            Quote {
+                path: "legal/c.md".into(),
+                quote: "The Vandersloot contract keeps telemetry in the European Union.".into(),
+            },
+            Quote {
+                path: "engineering/p.md".into(),
+                quote: "Nightly backups are replicated to the us-east-1 bucket.".into(),
+            },
+        ];
+        let m = |t: &str, b: &str| (t.to_string(), b.to_string());
+        let apart = [
+            m(
+                "t1",
+                "Legal: \"The Vandersloot contract keeps telemetry in the European Union.\"",
+            ),
+            m(
+                "t2",
+                "From engineering: nightly backups are replicated to the us-east-1 bucket",
+            ),
+        ];
+        let c = coverage(std::slice::from_ref(&a), &apart);
+        assert_eq!((c.facts_stated, c.pairs_met), (1.0, 0.0));
+        let together = [apart[0].clone(), m("t1", &apart[1].1)];
+        let c = coverage(std::slice::from_ref(&a), &together);
+        assert_eq!((c.facts_stated, c.pairs_met), (1.0, 1.0));
+        let vague = [m("t1", "Backups and contracts matter to us all.")];
+        assert_eq!(coverage(&[a], &vague).facts_stated, 0.0);
+    }
+
+    #[test]
+    fn the_summary_gives_mean_min_and_max_of_each_figure() {
+        let runs = vec![
+            json!({"scores": {"risk_recall": 1.0, "decoys_reported": 0}, "coverage": {"pairs_met": 0.5}}),
+            json!({"scores": {"risk_recall": 0.5, "decoys_reported": 2}, "coverage": {"pairs_met": 0.25}}),
+        ];
+        let s = summarise(&runs);
+        assert_eq!(
+            s["risk_recall"],
+            json!({"mean": 0.75, "min": 0.5, "max": 1.0})
+        );
+        assert_eq!(s["decoys_reported"]["max"], 2.0);
+        assert_eq!(s["pairs_met"]["min"], 0.25);
     }
 
     #[test]

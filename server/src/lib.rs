@@ -17,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod directory;
 pub mod error;
+pub mod eval_judge;
 pub mod eval_planted;
 pub mod insights;
 pub mod knowledge;

@@ -1,0 +1,281 @@
+//! `warroom eval judge`: how well the insights judge reads planted matters,
+//! without agents or talk, in seconds. Every prose sentence of the corpus is
+//! a fact; each planted risk and opportunity is judged from its evidence
+//! sentences, each decoy from its alarm and the sentences near it, and
+//! pairs of ordinary sentences from two departments show how often routine
+//! text would be reported. The meaning judge is scored beside the word
+//! cues it replaces, on the same facts.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use warroom_agent_runtime::brain::extractive::sentences;
+
+use crate::config::Settings;
+use crate::eval_planted::Answer;
+use crate::insights::judge::{self, Facets, Hypotheses, Verdict};
+use crate::insights::mine::word_lean;
+
+/// Flags of `warroom eval judge`.
+#[derive(clap::Args, Debug)]
+pub struct JudgeArgs {
+    /// Corpora (folders of department folders with ANSWERS.json); repeat the flag.
+    #[arg(long = "corpus", required = true)]
+    pub corpora: Vec<PathBuf>,
+    /// Pairs of ordinary sentences judged per corpus.
+    #[arg(long, default_value_t = 60)]
+    pub background_pairs: usize,
+    /// Also write the figures here as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Print each planted matter's verdict and its facts' facets.
+    #[arg(long)]
+    pub explain: bool,
+}
+
+/// One corpus's facts: (department, sentence).
+fn facts_of(dir: &std::path::Path) -> anyhow::Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    let mut depts: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_dir())
+        .collect();
+    depts.sort_by_key(|e| e.file_name());
+    for d in depts {
+        let dept = d.file_name().to_string_lossy().to_lowercase();
+        let mut files: Vec<_> = std::fs::read_dir(d.path())?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("md"))
+            .collect();
+        files.sort();
+        for f in files {
+            let text = std::fs::read_to_string(&f)?;
+            let body = strip_front_matter(&text);
+            for s in sentences(body) {
+                out.push((dept.clone(), s.to_string()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn strip_front_matter(text: &str) -> &str {
+    let Some(rest) = text.strip_prefix("---") else {
+        return text;
+    };
+    match rest.find("\n---") {
+        Some(end) => rest[end + 4..].trim_start_matches(['-', '\n', '\r']),
+        None => text,
+    }
+}
+
+/// Tallies of one judge on one corpus.
+#[derive(Default, Debug, Clone, serde::Serialize)]
+struct Tally {
+    risks: usize,
+    risks_right: usize,
+    opportunities: usize,
+    opportunities_right: usize,
+    decoys: usize,
+    decoys_settled: usize,
+    planted_dismissed: usize,
+    background: usize,
+    background_reported: usize,
+}
+
+/// Run the judge evaluation.
+pub async fn run(mut settings: Settings, args: JudgeArgs) -> anyhow::Result<()> {
+    if !(1..=10_000).contains(&args.background_pairs) {
+        anyhow::bail!("--background-pairs must be 1-10000");
+    }
+    let tmp = tempfile::tempdir()?;
+    settings.storage.data_dir = tmp.path().to_path_buf();
+    settings.storage.database_url = None;
+    settings.insights.schedule = false;
+    let app = crate::app::AppState::build(settings)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let embedder = app
+        .knowledge
+        .embedder()
+        .await
+        .map_err(|e| anyhow::anyhow!("no sentence model: {}", e.message))?;
+    let hyp = Hypotheses::embed(embedder.as_ref()).await?.context(
+        "the sentence model does not read meaning (see the warning above): configure the default all-MiniLM-L6-v2 or a real embedding endpoint",
+    )?;
+    let mut report = BTreeMap::new();
+    println!(
+        "  {:<28} {:<8} {:>7} {:>7} {:>7} {:>9} {:>10}",
+        "corpus", "judge", "risks", "opps", "decoys", "planted", "background"
+    );
+    println!(
+        "  {:<28} {:<8} {:>7} {:>7} {:>7} {:>9} {:>10}",
+        "", "", "right", "right", "settled", "dismissed", "reported"
+    );
+    for dir in &args.corpora {
+        let answers_path = dir.join("ANSWERS.json");
+        let answers: Vec<Answer> = serde_json::from_str(
+            &std::fs::read_to_string(&answers_path)
+                .with_context(|| format!("reading {}", answers_path.display()))?,
+        )
+        .with_context(|| format!("{}: not an answer key", answers_path.display()))?;
+        let mut facts = facts_of(dir)?;
+        // Every planted sentence is a fact, even one the splitter would skip.
+        let mut index_of = |dept: &str, quote: &str| -> u32 {
+            match facts.iter().position(|(d, s)| d == dept && s == quote) {
+                Some(i) => i as u32,
+                None => {
+                    facts.push((dept.to_string(), quote.to_string()));
+                    facts.len() as u32 - 1
+                }
+            }
+        };
+        let mut cases: Vec<(String, Vec<u32>)> = Vec::new();
+        for a in &answers {
+            if !["risk", "opportunity", "decoy"].contains(&a.kind.as_str()) {
+                continue;
+            }
+            let ids = a
+                .evidence
+                .iter()
+                .map(|q| index_of(q.path.split('/').next().unwrap_or(""), &q.quote))
+                .collect();
+            cases.push((a.kind.clone(), ids));
+        }
+        let texts: Vec<String> = facts.iter().map(|(_, s)| s.clone()).collect();
+        let mut vectors: Vec<Option<Vec<f32>>> = Vec::with_capacity(texts.len());
+        for part in texts.chunks(256) {
+            for v in embedder.embed(part).await? {
+                vectors.push(Some(judge::unit(v)));
+            }
+        }
+        let mut facets: Vec<Facets> = vectors
+            .iter()
+            .map(|v| hyp.facets(v.as_deref().unwrap_or(&[])))
+            .collect();
+        judge::standardize(&mut facets);
+        let departments: Vec<&str> = facts.iter().map(|(d, _)| d.as_str()).collect();
+        let planted: std::collections::HashSet<u32> =
+            cases.iter().flat_map(|(_, f)| f.iter().copied()).collect();
+        let mut rng = StdRng::seed_from_u64(7);
+        let ordinary: Vec<u32> = (0..facts.len() as u32)
+            .filter(|f| !planted.contains(f))
+            .collect();
+        let mut background: Vec<Vec<u32>> = Vec::new();
+        for _ in 0..args.background_pairs * 20 {
+            if background.len() >= args.background_pairs || ordinary.len() < 2 {
+                break;
+            }
+            let a = ordinary[rng.gen_range(0..ordinary.len())];
+            let b = ordinary[rng.gen_range(0..ordinary.len())];
+            if departments[a as usize] != departments[b as usize] {
+                background.push(vec![a, b]);
+            }
+        }
+        let mut by_judge = BTreeMap::new();
+        for name in ["meaning", "words"] {
+            let verdict = |ids: &[u32]| -> Verdict {
+                if name == "meaning" {
+                    let prior: f32 = ids
+                        .iter()
+                        .map(|f| {
+                            let (r, o, _) = word_lean(&facts[*f as usize].1);
+                            r - o
+                        })
+                        .sum();
+                    judge::judge(ids, &facets, &vectors, &departments, prior).verdict
+                } else {
+                    let leans: Vec<(f32, f32, bool)> = ids
+                        .iter()
+                        .map(|f| word_lean(&facts[*f as usize].1))
+                        .collect();
+                    if let Some(i) = leans.iter().position(|l| l.2) {
+                        Verdict::Settled(ids[i])
+                    } else if leans.iter().map(|l| l.1 - l.0).sum::<f32>() > 0.0 {
+                        Verdict::Opportunity
+                    } else {
+                        Verdict::Risk
+                    }
+                }
+            };
+            let mut t = Tally::default();
+            for (kind, ids) in &cases {
+                let v = verdict(ids);
+                if args.explain && name == "meaning" {
+                    println!("    {kind} -> {v:?}");
+                    if let Verdict::Settled(g) = v {
+                        let j = judge::judge(ids, &facets, &vectors, &departments, 0.0);
+                        let x = facets[g as usize];
+                        println!(
+                            "      by: s {:5.2} r {:5.2} o {:5.2} ({}) [{}] {}",
+                            x.settled,
+                            x.risk,
+                            x.opportunity,
+                            j.reason,
+                            departments[g as usize],
+                            facts[g as usize].1.chars().take(80).collect::<String>()
+                        );
+                    }
+                    for f in ids {
+                        let x = facets[*f as usize];
+                        println!(
+                            "      r {:5.2} o {:5.2} s {:5.2} n {:5.2}  [{}] {}",
+                            x.risk,
+                            x.opportunity,
+                            x.settled,
+                            x.routine,
+                            departments[*f as usize],
+                            facts[*f as usize].1.chars().take(90).collect::<String>()
+                        );
+                    }
+                }
+                let dismissed = matches!(v, Verdict::Settled(_) | Verdict::Nothing);
+                match kind.as_str() {
+                    "risk" => {
+                        t.risks += 1;
+                        t.risks_right += usize::from(v == Verdict::Risk);
+                        t.planted_dismissed += usize::from(dismissed);
+                    }
+                    "opportunity" => {
+                        t.opportunities += 1;
+                        t.opportunities_right += usize::from(v == Verdict::Opportunity);
+                        t.planted_dismissed += usize::from(dismissed);
+                    }
+                    _ => {
+                        t.decoys += 1;
+                        t.decoys_settled += usize::from(matches!(v, Verdict::Settled(_)));
+                    }
+                }
+            }
+            for ids in &background {
+                t.background += 1;
+                t.background_reported +=
+                    usize::from(matches!(verdict(ids), Verdict::Risk | Verdict::Opportunity));
+            }
+            println!(
+                "  {:<28} {:<8} {:>7} {:>7} {:>7} {:>9} {:>10}",
+                dir.file_name().unwrap_or_default().to_string_lossy(),
+                name,
+                format!("{}/{}", t.risks_right, t.risks),
+                format!("{}/{}", t.opportunities_right, t.opportunities),
+                format!("{}/{}", t.decoys_settled, t.decoys),
+                format!("{}/{}", t.planted_dismissed, t.risks + t.opportunities),
+                format!("{}/{}", t.background_reported, t.background),
+            );
+            by_judge.insert(name, t);
+        }
+        report.insert(dir.display().to_string(), by_judge);
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&json!(report))?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("  written to {}", path.display());
+    }
+    Ok(())
+}
