@@ -57,11 +57,12 @@ async function run(ctx, main, btn) {
 
 const TREND = { new: '✦ new', growing: '▲ growing', steady: '■ steady', fading: '▼ fading' };
 
-function confidence(c) {
+function confidence(c, reason) {
   const pct = Math.round((Number(c) || 0) * 100);
   const fill = h('span.conf-fill');
   fill.style.width = `${pct}%`;
-  return h('span.confidence', { title: `Confidence ${pct}%` }, h('span.conf-bar', fill), h('span.conf-num', `${pct}%`));
+  const title = reason ? `Confidence ${pct}%: ${reason}` : `Confidence ${pct}%`;
+  return h('span.confidence', { title }, h('span.conf-bar', fill), h('span.conf-num', `${pct}%`));
 }
 
 function evidenceEl(ev) {
@@ -88,9 +89,10 @@ function insightEl(i) {
     h('div.insight-rank', `#${i.rank}`),
     h('div.insight-main',
       h('div.insight-head', h('span.chip.kind', i.kind === 'risk' ? 'Risk' : 'Opportunity'), h('h3', i.title), h('span.trend', { class: `trend-${i.trend}` }, TREND[i.trend] || i.trend || '')),
-      h('p.insight-summary', i.summary),
       i.why ? h('p.insight-why', h('strong', 'Why it matters: '), i.why) : null,
-      h('div.insight-meta', (i.departments || []).map(deptChip), confidence(i.confidence), i.label ? labelChip(i.label) : null),
+      h('p.insight-summary', h('strong', 'The facts: '), i.summary),
+      h('div.insight-meta', (i.departments || []).map(deptChip), confidence(i.confidence, i.confidence_reason), i.label ? labelChip(i.label) : null),
+      i.confidence_reason ? h('p.insight-confidence.muted', i.confidence_reason) : null,
       toggle, evidence));
 }
 

@@ -278,9 +278,15 @@ pub struct InsightSettings {
     pub embed_on_post: bool,
     /// Insights kept per kind in a digest.
     pub max_per_kind: usize,
-    /// Summaries through the agents' configured brain when it is a real model
-    /// (`openai`); otherwise they are written extractively.
+    /// Judgements and wording through the agents' configured brain when it is
+    /// a real model (`openai`): the model decides what each candidate is
+    /// (risk, opportunity, settled, nothing) and writes its headline and why.
     pub summarize_with_model: bool,
+    /// The in-process judge when no model is configured: `words` (the word
+    /// cues) or `meaning` (zero-shot by hypotheses embedded with the sentence
+    /// model). `warroom eval judge` measures both; with all-MiniLM-L6-v2 the
+    /// word cues read more planted matters right, so they are the default.
+    pub judge: String,
 }
 
 impl Default for InsightSettings {
@@ -293,6 +299,7 @@ impl Default for InsightSettings {
             embed_on_post: true,
             max_per_kind: 10,
             summarize_with_model: true,
+            judge: "words".into(),
         }
     }
 }
@@ -427,6 +434,9 @@ impl Settings {
         }
         if crate::insights::parse_weekday(&i.weekday).is_none() || i.hour > 23 {
             return bad("insights", "weekday must be mon..sun and hour 0..=23");
+        }
+        if !["words", "meaning"].contains(&i.judge.as_str()) {
+            return bad("insights.judge", "must be \"words\" or \"meaning\"");
         }
         if !(1..=50).contains(&i.max_per_kind) {
             return bad("insights.max_per_kind", "must be 1..=50");

@@ -113,13 +113,11 @@ async fn say(
     r.json["id"].as_str().unwrap().to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn digests_find_cross_department_insights_and_redact_by_clearance() {
-    let app = start().await;
-    let admin = app.user("admin", "admin", None).await;
-    let member = app.user("mia", "member", None).await;
-    let lead_internal = app.user("lou", "leader", Some("internal")).await;
-    let lead_conf = app.user("lena", "leader", Some("confidential")).await;
+/// The corpus, department scopes, two war rooms and two rounds of talk: a
+/// cross-department risk (support, engineering, sales), a settled outage
+/// (operations, finance) and a confidential opportunity (product, hr).
+/// Returns the ids of #war-room and #war-room-confidential.
+async fn seed_talk(app: &TestApp, admin: &User) -> (String, String) {
     for (path, body) in corpus() {
         let r = app
             .raw(
@@ -151,11 +149,11 @@ async fn digests_find_cross_department_insights_and_redact_by_clearance() {
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
     }
     let room = app
-        .channel(&admin, "war-room", "public", Some("internal"))
+        .channel(admin, "war-room", "public", Some("internal"))
         .await;
     let conf = app
         .channel(
-            &admin,
+            admin,
             "war-room-confidential",
             "public",
             Some("confidential"),
@@ -183,31 +181,43 @@ async fn digests_find_cross_department_insights_and_redact_by_clearance() {
     for _ in 0..2 {
         let mut root = None;
         for (dept, quote, path) in &facts {
-            let a = agent(&app, &admin, dept, &["war-room"]).await;
-            let chunk = chunk_of(&app, path).await;
-            let id = say(&app, &a, &room, root.as_deref(), quote, &chunk, "internal").await;
+            let a = agent(app, admin, dept, &["war-room"]).await;
+            let chunk = chunk_of(app, path).await;
+            let id = say(app, &a, &room, root.as_deref(), quote, &chunk, "internal").await;
             root.get_or_insert(id);
         }
         // The resolved matter: operations' outage, finance says no one was hurt.
-        let ops = agent(&app, &admin, "operations", &["war-room"]).await;
-        let fin = agent(&app, &admin, "finance", &["war-room"]).await;
-        let r = say(&app, &ops, &room, None, "The Reno warehouse had a scanner outage on the 3rd and orders could not ship that day.", &chunk_of(&app, "operations/outage.md").await, "internal").await;
-        say(&app, &fin, &room, Some(&r), "All Reno orders shipped on the 4th through the backup scanners; no customer was affected.", &chunk_of(&app, "finance/close.md").await, "internal").await;
+        let ops = agent(app, admin, "operations", &["war-room"]).await;
+        let fin = agent(app, admin, "finance", &["war-room"]).await;
+        let r = say(app, &ops, &room, None, "The Reno warehouse had a scanner outage on the 3rd and orders could not ship that day.", &chunk_of(app, "operations/outage.md").await, "internal").await;
+        say(app, &fin, &room, Some(&r), "All Reno orders shipped on the 4th through the backup scanners; no customer was affected.", &chunk_of(app, "finance/close.md").await, "internal").await;
         // The confidential opportunity: product's most requested feature, HR's interns built it.
-        let prod = agent(&app, &admin, "product", &["war-room-confidential"]).await;
-        let hr = agent(&app, &admin, "hr", &["war-room-confidential"]).await;
-        let r = say(&app, &prod, &conf, None, "Route replay is the most requested feature from the customer advisory board this year.", &chunk_of(&app, "product/requests.md").await, "internal").await;
+        let prod = agent(app, admin, "product", &["war-room-confidential"]).await;
+        let hr = agent(app, admin, "hr", &["war-room-confidential"]).await;
+        let r = say(app, &prod, &conf, None, "Route replay is the most requested feature from the customer advisory board this year.", &chunk_of(app, "product/requests.md").await, "internal").await;
         say(
-            &app,
+            app,
             &hr,
             &conf,
             Some(&r),
             &format!("The intern showcase demonstrated a {HR_SECRET}."),
-            &chunk_of(&app, "hr/interns.md").await,
+            &chunk_of(app, "hr/interns.md").await,
             "confidential",
         )
         .await;
     }
+
+    (room, conf)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digests_find_cross_department_insights_and_redact_by_clearance() {
+    let app = start().await;
+    let admin = app.user("admin", "admin", None).await;
+    let member = app.user("mia", "member", None).await;
+    let lead_internal = app.user("lou", "leader", Some("internal")).await;
+    let lead_conf = app.user("lena", "leader", Some("confidential")).await;
+    let (room, _conf) = seed_talk(&app, &admin).await;
 
     // Only leaders and admins run and read; bad input is refused.
     let r = app
@@ -394,4 +404,103 @@ async fn digests_find_cross_department_insights_and_redact_by_clearance() {
         .unwrap();
     assert_eq!(vectors, messages);
     app.stop().await;
+}
+
+/// A scripted OpenAI-compatible chat endpoint for the model judge: it reads
+/// the facts of each candidate and answers as a model would, in JSON.
+async fn judging_model() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::{routing::post, Json, Router};
+    let prompts = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = prompts.clone();
+    let app = Router::new().route(
+        "/v1/chat/completions",
+        post(move |Json(body): Json<Value>| {
+            let seen = seen.clone();
+            async move {
+                let user = body["messages"][1]["content"].as_str().unwrap_or("").to_string();
+                seen.lock().unwrap().push(user.clone());
+                let answer = if user.contains("Reno") {
+                    json!({"verdict": "settled", "headline": "", "why": "", "reason": "finance says every order shipped"})
+                } else if user.contains("GPS drift") || user.contains("Halvorsen") {
+                    json!({"verdict": "risk", "headline": "Halvorsen's March renewal meets firmware 4.2's GPS drift",
+                           "why": "Support sees drift, engineering changed the antenna driver, sales has the renewal in March. Fix the driver before the renewal talks.",
+                           "reason": "a defect reaches a renewing account"})
+                } else {
+                    json!({"verdict": "nothing", "headline": "", "why": "", "reason": "routine"})
+                };
+                Json(json!({
+                    "id": "judge-1", "object": "chat.completion", "created": 0, "model": "judge",
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.to_string()}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20}
+                }))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/v1"), prompts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_chat_model_judges_and_words_each_candidate() {
+    let embed_url = warroom::loopback_embed::start()
+        .await
+        .expect("loopback embedder");
+    let (chat_url, prompts) = judging_model().await;
+    let app = TestApp::start(common::Backend::Sqlite, move |s| {
+        s.knowledge.embedder = "openai".into();
+        s.knowledge.openai_base_url = embed_url;
+        s.knowledge.openai_model = "loopback".into();
+        s.knowledge.openai_dim = warroom::loopback_embed::DIM;
+        s.insights.schedule = false;
+        s.agents.brain = "openai".into();
+        s.agents.openai_base_url = Some(chat_url);
+        s.agents.openai_model = "judge".into();
+    })
+    .await;
+    let admin = app.user("admin", "admin", None).await;
+    seed_talk(&app, &admin).await;
+    let r = app
+        .post("/api/v1/insights/run", &admin.token, json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
+    let id = r.json["id"].as_str().unwrap().to_string();
+    let full = app
+        .get(&format!("/api/v1/insights/digests/{id}"), &admin.token)
+        .await;
+    let d = &full.json;
+    let insights = d["insights"].as_array().unwrap();
+    // The model's verdicts decide: only the risk it recognised is reported,
+    // with its headline and why; what it called settled or nothing is not.
+    assert_eq!(insights.len(), 1, "{d:#}");
+    let risk = &insights[0];
+    assert_eq!(risk["kind"], "risk");
+    assert_eq!(
+        risk["title"],
+        "Halvorsen's March renewal meets firmware 4.2's GPS drift"
+    );
+    assert!(risk["why"]
+        .as_str()
+        .unwrap()
+        .starts_with("Support sees drift"));
+    assert!(risk["confidence_reason"]
+        .as_str()
+        .unwrap()
+        .contains("(model)"));
+    assert_eq!(d["summarizer"], "openai");
+    assert!(d["stats"]["dismissed_as_resolved"].as_u64().unwrap() >= 1);
+    // The judge saw each candidate's facts as quoted data, and the facts of
+    // other departments near them.
+    let prompts = prompts.lock().unwrap();
+    assert!(!prompts.is_empty());
+    assert!(
+        prompts
+            .iter()
+            .all(|p| p.starts_with("Facts of the finding:\n> [")),
+        "{prompts:?}"
+    );
+    assert!(prompts
+        .iter()
+        .any(|p| p.contains("Nearby facts from other departments")));
 }

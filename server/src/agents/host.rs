@@ -67,17 +67,27 @@ pub async fn brains(settings: &Settings, want_local: bool) -> Brains {
             Err(e) => tracing::warn!(error = %e, "local brain failed to load"),
         }
     }
-    if let Some(url) = &a.openai_base_url {
-        let mut s = OpenAiBrainSettings::new(url.clone(), a.openai_model.clone());
-        s.api_key = a.openai_api_key.clone();
-        s.timeout = Duration::from_secs(a.openai_timeout_secs);
-        s.max_concurrency = a.openai_max_concurrency;
-        match OpenAiBrain::new(s) {
-            Ok(b) => brains = brains.with(Arc::new(b)),
-            Err(e) => tracing::warn!(error = %e, "openai brain unavailable"),
-        }
+    if let Some(b) = openai_brain(settings) {
+        brains = brains.with(Arc::new(b));
     }
     brains
+}
+
+/// The OpenAI-compatible chat endpoint of `[agents]`, if one is configured.
+pub fn openai_brain(settings: &Settings) -> Option<OpenAiBrain> {
+    let a = &settings.agents;
+    let url = a.openai_base_url.as_ref()?;
+    let mut s = OpenAiBrainSettings::new(url.clone(), a.openai_model.clone());
+    s.api_key = a.openai_api_key.clone();
+    s.timeout = Duration::from_secs(a.openai_timeout_secs);
+    s.max_concurrency = a.openai_max_concurrency;
+    match OpenAiBrain::new(s) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            tracing::warn!(error = %e, "openai brain unavailable");
+            None
+        }
+    }
 }
 
 impl AgentHost {

@@ -31,6 +31,7 @@ use warroom_agent_runtime::brain::extractive::sentences;
 
 use crate::label::{Label, Level};
 
+use super::judge::{self, Class, Facets, Verdict};
 use super::vectors::Quantized;
 
 /// Tunables of the miner; the defaults are what the evaluation measured.
@@ -164,6 +165,8 @@ pub struct Topic {
     pub score: f32,
     pub confidence: f32,
     pub signals: Signals,
+    /// Why the judge called it a risk or an opportunity.
+    pub reason: String,
 }
 
 /// Risk or opportunity.
@@ -234,6 +237,10 @@ pub struct Miner {
     pub activity: HashMap<ActivityKey, u64>,
     /// Highest label of each channel's messages in the period.
     pub channel_labels: HashMap<String, Label>,
+    /// What each fact reads as, from its meaning ([`super::judge`]); set
+    /// after the facts are embedded when `[insights] judge = "meaning"`.
+    /// Empty otherwise: then the word cues decide.
+    pub facets: Vec<Facets>,
 }
 
 impl Miner {
@@ -283,6 +290,7 @@ impl Miner {
             seen_threads: HashSet::new(),
             activity: HashMap::new(),
             channel_labels: HashMap::new(),
+            facets: Vec::new(),
         }
     }
 
@@ -575,6 +583,7 @@ impl Miner {
         // only as far as the two sentences are about the same thing.
         let roles: Vec<Roles> = self.facts.iter().map(|f| roles(&f.quote)).collect();
         let fact_cues: Vec<Cues> = self.facts.iter().map(|f| cues(&f.quote)).collect();
+        let departments: Vec<&str> = (0..n as u32).map(|f| self.fact_department(f)).collect();
         let mut completes: HashMap<(u32, u32), Kind> = HashMap::new();
         let cast: Vec<u32> = (0..n as u32)
             .filter(|f| roles[*f as usize].any() && !self.facts[*f as usize].boilerplate)
@@ -688,7 +697,22 @@ impl Miner {
                         Some(Kind::Risk) => roles[new as usize].practice > 0.0,
                         None => true,
                     };
-                if taken.contains(&new) || swallows || !same_making {
+                // A focused insight spans the matter's few departments: a
+                // new department joins only while there are fewer than
+                // MAX_DEPARTMENTS.
+                let widens = !facts
+                    .iter()
+                    .any(|f| self.fact_department(*f) == self.fact_department(new));
+                let depts_now = facts
+                    .iter()
+                    .map(|f| self.fact_department(*f))
+                    .collect::<BTreeSet<_>>()
+                    .len();
+                if taken.contains(&new)
+                    || swallows
+                    || !same_making
+                    || (widens && depts_now >= MAX_DEPARTMENTS)
+                {
                     continue;
                 }
                 facts.push(new);
@@ -704,9 +728,13 @@ impl Miner {
         // the resolving fact is in their seed.
         let mut settled: HashSet<u32> = HashSet::new();
         let mut answered: HashSet<u32> = HashSet::new();
+        let reads_settled = |f: u32| match self.facets.get(f as usize) {
+            Some(x) => x.class().0 == Class::Settled,
+            None => fact_cues[f as usize].resolved,
+        };
         for (facts, _, _) in &groups {
             for (i, f) in facts[..2].iter().enumerate() {
-                if fact_cues[*f as usize].resolved && answered.insert(*f) {
+                if reads_settled(*f) && answered.insert(*f) {
                     settled.insert(*f);
                     settled.insert(facts[1 - i]);
                 }
@@ -734,9 +762,7 @@ impl Miner {
             // A fact that says its matter is resolved leaves a topic it only
             // joined; in the seed pair it dismisses the topic (below).
             let seeds = [facts[0], facts[1]];
-            facts.retain(|f| {
-                seeds.contains(f) || !(settled.contains(f) || fact_cues[*f as usize].resolved)
-            });
+            facts.retain(|f| seeds.contains(f) || !(settled.contains(f) || reads_settled(*f)));
             let mut links_in = 0.0f32;
             let mut meetings = 0u32;
             let mut entities = 0.0f32;
@@ -761,21 +787,66 @@ impl Miner {
             let cues: Vec<Cues> = facts.iter().map(|f| fact_cues[*f as usize]).collect();
             let risk: f32 = cues.iter().map(|c| c.risk).sum();
             let opp: f32 = cues.iter().map(|c| c.opportunity).sum();
-            let resolved = cues.iter().any(|c| c.resolved);
-            if resolved {
-                dismissed += 1;
-                continue;
-            }
-            // The seed pair's words decide; the rest only break a tie.
             let seed_risk = cues[0].risk + cues[1].risk;
             let seed_opp = cues[0].opportunity + cues[1].opportunity;
-            // A pair that completes each other says what it makes.
-            let kind = if let Some(kind) = completes {
-                kind
-            } else if seed_opp > seed_risk || (seed_opp == seed_risk && opp > risk) {
-                Kind::Opportunity
+            let (kind, judged) = if self.facets.len() == n {
+                // Meaning decides, with the facts that could settle it.
+                let j = judge::judge(
+                    &facts,
+                    &self.facets,
+                    &norms,
+                    &departments,
+                    seed_risk - seed_opp,
+                );
+                tracing::debug!(verdict = ?j.verdict, confidence = j.confidence, reason = %j.reason, "judged");
+                match j.verdict {
+                    Verdict::Risk => (Kind::Risk, j),
+                    Verdict::Opportunity => (Kind::Opportunity, j),
+                    Verdict::Settled(_) | Verdict::Nothing => {
+                        dismissed += 1;
+                        continue;
+                    }
+                }
             } else {
-                Kind::Risk
+                // The word judge: cue words decide, a pairing that completes
+                // each other says what it makes, and the seed pair's words
+                // outweigh the rest. Its confidence is the links' alone.
+                if cues.iter().any(|c| c.resolved) {
+                    dismissed += 1;
+                    continue;
+                }
+                let (kind, reason) = match completes {
+                    Some(Kind::Opportunity) => (
+                        Kind::Opportunity,
+                        "a need one department heard meets something another has on hand"
+                            .to_string(),
+                    ),
+                    Some(Kind::Risk) => (
+                        Kind::Risk,
+                        "a promise one department made meets another's practice on the same thing"
+                            .to_string(),
+                    ),
+                    None if seed_opp > seed_risk || (seed_opp == seed_risk && opp > risk) => (
+                        Kind::Opportunity,
+                        "its facts speak of demand, capacity or gain".to_string(),
+                    ),
+                    None => (
+                        Kind::Risk,
+                        "its facts speak of failure, delay, shortfall or exposure".to_string(),
+                    ),
+                };
+                let verdict = match kind {
+                    Kind::Risk => Verdict::Risk,
+                    Kind::Opportunity => Verdict::Opportunity,
+                };
+                (
+                    kind,
+                    judge::Judgement {
+                        verdict,
+                        confidence: 1.0,
+                        reason,
+                    },
+                )
             };
             let voices: HashSet<u64> = fs.iter().flat_map(|f| f.authors.iter().copied()).collect();
             let voice_depts: BTreeSet<&String> = fs
@@ -784,8 +855,11 @@ impl Miner {
                 .collect();
             let concreteness =
                 text.iter().map(|t| concreteness(t)).sum::<f32>() / text.len() as f32;
-            let impact =
-                ((risk.max(opp) + cues.iter().map(|c| c.urgency).sum::<f32>()) / 3.0).min(1.0);
+            let impact = if self.facets.len() == n {
+                judged.confidence
+            } else {
+                ((risk.max(opp) + cues.iter().map(|c| c.urgency).sum::<f32>()) / 3.0).min(1.0)
+            };
             let known: Vec<u32> = fs
                 .iter()
                 .filter_map(|f| seen.get(&f.key).copied())
@@ -837,12 +911,15 @@ impl Miner {
                         + concreteness))
                     .exp())
             .clamp(0.05, 0.99);
+            // Sure only as far as both the links and the judge are.
+            let confidence = confidence * judged.confidence;
             topics.push(Topic {
                 kind,
                 facts,
                 score,
                 confidence: (confidence * 100.0).round() / 100.0,
                 signals,
+                reason: judged.reason,
             });
         }
         topics.sort_by(|a, b| b.score.total_cmp(&a.score));
@@ -1006,6 +1083,12 @@ const STOP: &[&str] = &[
 ];
 
 /// Names and figures of a sentence: words that are not common, and numbers.
+/// Whether a lower-case word is too common to name anything.
+pub fn is_stop_word(w: &str) -> bool {
+    STOP.contains(&w)
+}
+
+/// Lower-case names, figures and rare words of a sentence, stemmed.
 pub fn entity_tokens(text: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for raw in
@@ -1189,6 +1272,13 @@ const RESOLVED: &[&str] = &[
     "reimbursed",
 ];
 
+/// The word cues of a sentence: (risk, opportunity, says it is resolved).
+/// Only a weak prior for the judge, and the fallback without a sentence model.
+pub fn word_lean(text: &str) -> (f32, f32, bool) {
+    let c = cues(text);
+    (c.risk, c.opportunity, c.resolved)
+}
+
 fn cues(text: &str) -> Cues {
     let t = format!("{} ", text.to_lowercase());
     let mut c = Cues::default();
@@ -1328,6 +1418,10 @@ fn roles(text: &str) -> Roles {
 
 /// How much a link counts when two facts complete each other.
 const COMPLEMENT_WEIGHT: f32 = 1.0;
+
+/// Departments one insight spans at most: a matter's own two, and one more
+/// that adds a fact (the digest's reader acts with these few teams).
+const MAX_DEPARTMENTS: usize = 3;
 
 /// Statements added to each fact's count when talk meetings are divided
 /// by what two facts that common would meet by chance.

@@ -9,12 +9,13 @@
 //! its evidence, and stores it as a new version for its period. Readers get
 //! the digest redacted to their clearance.
 
+pub mod judge;
 pub mod mine;
 pub mod render;
 pub mod vectors;
+pub mod wording;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
 use sea_orm::{ConnectionTrait, Value};
@@ -120,6 +121,9 @@ pub struct Insight {
     pub why: String,
     pub departments: Vec<String>,
     pub confidence: f32,
+    /// Why the confidence is what it is: the judge's reading and the talk.
+    #[serde(default)]
+    pub confidence_reason: String,
     /// `new`, `growing`, `steady` or `fading` against the last digest.
     pub trend: String,
     pub label: String,
@@ -292,20 +296,86 @@ pub async fn run(
                         }
                     }
                 }
+                // What each fact reads as: judged by meaning when every
+                // fact has its sentence's vector.
+                if at == miner.facts.len() && app.settings.insights.judge == "meaning" {
+                    progress("judging what the facts are about");
+                    match judge::Hypotheses::embed(embedder.as_ref()).await {
+                        Ok(Some(h)) => {
+                            miner.facets =
+                                miner.facts.iter().map(|f| h.facets(&f.vector)).collect();
+                            judge::standardize(&mut miner.facets);
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "hypotheses not embedded; the word cues decide")
+                        }
+                    }
+                }
             }
             Err(e) => tracing::warn!(error = %e.message, "no embedder for facts"),
         }
     }
     progress("grouping and scoring topics");
-    let (topics, dismissed) = miner.topics(&seen);
-    let summarizer = Summarizer::for_app(app).await;
+    let (topics, mut dismissed) = miner.topics(&seen);
+    let model = model_judge(app);
+    let vocab = wording::Vocabulary::new(miner.facts.iter().map(|f| f.quote.as_str()));
     let mut insights = Vec::new();
     let mut rank: HashMap<Kind, usize> = HashMap::new();
-    for t in &topics {
+    for (i, topic) in topics.iter().enumerate() {
+        let mut t = topic.clone();
+        let mut proposed = None;
+        if let Some(judge) = &model {
+            progress(&format!(
+                "judging candidate {} of {} with the model",
+                i + 1,
+                topics.len()
+            ));
+            let facts: Vec<(String, String)> = t
+                .facts
+                .iter()
+                .map(|f| {
+                    let fact = &miner.facts[*f as usize];
+                    (miner.chunk(fact).department.clone(), fact.quote.clone())
+                })
+                .collect();
+            let nearby = nearest_elsewhere(&miner, &t.facts, NEARBY_FACTS);
+            match judge.judge(&facts, &nearby).await {
+                Ok(m) => {
+                    match m.verdict {
+                        judge::Verdict::Risk => t.kind = Kind::Risk,
+                        judge::Verdict::Opportunity => t.kind = Kind::Opportunity,
+                        judge::Verdict::Settled(_) | judge::Verdict::Nothing => {
+                            tracing::debug!(verdict = ?m.verdict, reason = %m.reason, "model dismissed a candidate");
+                            dismissed += 1;
+                            continue;
+                        }
+                    }
+                    proposed = Some(m);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "model judge failed; keeping the in-process judgement")
+                }
+            }
+        }
         let r = rank.entry(t.kind).or_default();
         *r += 1;
-        let mut ins = word(&miner, t, *r, &doc_bodies);
-        summarizer.improve(&mut ins).await;
+        let mut ins = word(&miner, &t, *r, &doc_bodies, &vocab);
+        if let Some(m) = proposed {
+            if !m.headline.is_empty() {
+                ins.title = m.headline;
+            }
+            if !m.why.is_empty() {
+                ins.why = m.why;
+            }
+            if !m.reason.is_empty() {
+                ins.confidence_reason = format!(
+                    "{} (model); {}",
+                    capitalize(m.reason.trim_end_matches('.')),
+                    ins.confidence_reason
+                );
+            }
+        }
         insights.push(ins);
     }
     // Trends against the last digest.
@@ -381,7 +451,11 @@ pub async fn run(
             dismissed_as_resolved: dismissed,
             seconds: started.elapsed().as_secs_f64(),
         },
-        summarizer: summarizer.name(),
+        summarizer: if model.is_some() {
+            "openai".into()
+        } else {
+            "extractive".into()
+        },
     };
     let digest = store(app, digest, actor).await?;
     app.audit
@@ -428,6 +502,7 @@ fn word(
     t: &mine::Topic,
     rank: usize,
     doc_bodies: &HashMap<String, String>,
+    vocab: &wording::Vocabulary,
 ) -> Insight {
     let mut facts: Vec<&mine::Fact> = t.facts.iter().map(|f| &miner.facts[*f as usize]).collect();
     facts.sort_by(|a, b| {
@@ -471,58 +546,53 @@ fn word(
             evidence.push(evidence_of(r, citations.clone()));
         }
     }
-    let lead = facts
+    // Each department's lead fact, the one that says most for this kind.
+    let mut leads: Vec<(String, String)> = Vec::new();
+    for d in &departments {
+        if let Some(f) = facts
+            .iter()
+            .filter(|f| &miner.chunk(f).department == d)
+            .max_by(|a, b| {
+                lead_score(a, t.kind)
+                    .total_cmp(&lead_score(b, t.kind))
+                    .then(b.quote.len().cmp(&a.quote.len()))
+            })
+        {
+            leads.push((d.clone(), f.quote.clone()));
+        }
+    }
+    let quotes: Vec<&str> = facts.iter().map(|f| f.quote.as_str()).collect();
+    let subject = wording::subject(&quotes, vocab);
+    let title = wording::headline(t.kind, &subject, &departments);
+    let summary = leads
         .iter()
-        .max_by(|a, b| {
-            lead_score(a, t.kind)
-                .total_cmp(&lead_score(b, t.kind))
-                .then(b.quote.len().cmp(&a.quote.len()))
-        })
-        .expect("a topic has facts");
-    let title = format!("{} ({})", shorten(&lead.quote, 14), departments.join(" × "));
-    let summary = facts
-        .iter()
-        .map(|f| format!("{}: {}", capitalize(&miner.chunk(f).department), f.quote))
+        .map(|(d, q)| format!("{}: {}", capitalize(d), q))
         .collect::<Vec<_>>()
         .join(" ");
-    let figures: Vec<String> = facts
+    let dates: Vec<String> = facts
         .iter()
         .flat_map(|f| figures(&f.quote))
+        .filter(|w| mine::MONTHS.iter().any(|m| w.starts_with(m)))
         .collect::<BTreeSet<_>>()
         .into_iter()
-        .take(6)
         .collect();
+    let why = wording::why(t.kind, &leads, &dates);
     let s = &t.signals;
-    let mut why = format!(
-        "{} each hold part of this, and no one department's documents show it whole.",
-        join_words(
-            &departments
-                .iter()
-                .map(|d| capitalize(d))
-                .collect::<Vec<_>>()
-        )
-    );
-    if s.meetings > 0 {
-        why.push_str(&format!(
-            " {} voices from {} departments put these facts side by side {} time{} in the period.",
+    let talk = if s.meetings > 0 {
+        format!(
+            "{} voices from {} departments put its facts side by side {} time{}",
             s.voices,
             s.voice_departments.max(1),
             s.meetings,
             if s.meetings == 1 { "" } else { "s" }
-        ));
+        )
     } else {
-        why.push_str(&format!(
-            " {} voices stated these facts, but never in the same conversation: the link is the job's, from shared names and close meaning.",
+        format!(
+            "{} voices stated its facts, never in one conversation; the link is shared names and close meaning",
             s.voices
-        ));
-    }
-    if !figures.is_empty() {
-        why.push_str(&format!(" Figures and dates: {}.", figures.join(", ")));
-    }
-    why.push_str(match t.kind {
-        Kind::Risk => " Left alone, it is a problem one team will meet without the others' facts.",
-        Kind::Opportunity => " Acting on it needs the departments named here to talk.",
-    });
+        )
+    };
+    let confidence_reason = format!("{}; {talk}.", capitalize(&t.reason));
     let mut keys: Vec<String> = facts.iter().map(|f| f.key.clone()).collect();
     keys.sort();
     Insight {
@@ -534,6 +604,7 @@ fn word(
         why,
         departments,
         confidence: t.confidence,
+        confidence_reason,
         trend: "new".into(),
         label: label.to_string(),
         score: (t.score * 1000.0).round() / 1000.0,
@@ -579,30 +650,11 @@ fn evidence_of(r: &MsgRef, citations: Vec<Citation>) -> Evidence {
     }
 }
 
-fn shorten(s: &str, words: usize) -> String {
-    let w: Vec<&str> = s.split_whitespace().collect();
-    if w.len() <= words {
-        return s.trim_end_matches('.').to_string();
-    }
-    format!(
-        "{}…",
-        w[..words].join(" ").trim_end_matches([',', ';', ':'])
-    )
-}
-
 fn capitalize(s: &str) -> String {
     let mut c = s.chars();
     match c.next() {
         Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
         None => String::new(),
-    }
-}
-
-fn join_words(items: &[String]) -> String {
-    match items.len() {
-        0 => String::new(),
-        1 => items[0].clone(),
-        n => format!("{} and {}", items[..n - 1].join(", "), items[n - 1]),
     }
 }
 
@@ -615,79 +667,58 @@ fn figures(s: &str) -> Vec<String> {
         .collect()
 }
 
-/// Summaries through a real model when one is configured.
-struct Summarizer {
-    brain: Option<Arc<dyn warroom_agent_runtime::brain::Brain>>,
+/// Facts of other departments a model judge sees beside a candidate.
+const NEARBY_FACTS: usize = 3;
+
+/// The chat-model judge, when the agents' brain is an OpenAI-compatible
+/// endpoint and `[insights] summarize_with_model` is on.
+fn model_judge(app: &App) -> Option<judge::ModelJudge> {
+    let s = &app.settings;
+    if !s.insights.summarize_with_model || s.agents.brain != "openai" {
+        return None;
+    }
+    crate::agents::host::openai_brain(s).map(judge::ModelJudge::new)
 }
 
-impl Summarizer {
-    async fn for_app(app: &App) -> Self {
-        let s = &app.settings;
-        if !s.insights.summarize_with_model || s.agents.brain != "openai" {
-            return Self { brain: None };
-        }
-        let brains = crate::agents::host::brains(s, false).await;
-        Self {
-            brain: brains
-                .names()
-                .contains(&"openai".to_string())
-                .then(|| brains.get("openai")),
-        }
-    }
-
-    fn name(&self) -> String {
-        match &self.brain {
-            Some(b) => b.kind().to_string(),
-            None => "extractive".into(),
-        }
-    }
-
-    /// Replace the extractive summary with the model's, keeping the evidence.
-    async fn improve(&self, ins: &mut Insight) {
-        use warroom_agent_runtime::brain::{Compose, Intent};
-        use warroom_agent_runtime::persona::Persona;
-        let Some(brain) = &self.brain else { return };
-        let evidence = ins
-            .evidence
-            .iter()
-            .flat_map(|e| e.citations.iter())
-            .map(|c| warroom_agent_runtime::platform::Evidence {
-                chunk_id: c.chunk_id.clone(),
-                document_title: c.document_title.clone(),
-                document_path: c.document_path.clone(),
-                heading: String::new(),
-                text: c.quote.clone(),
-                label: parse_label(&c.label),
-                score: 1.0,
-            })
-            .collect();
-        let req = Compose {
-            persona: Persona {
-                name: "Warroom insights".into(),
-                department: "leadership".into(),
-                role: "analyst".into(),
-                seniority: "senior".into(),
-                interests: vec![],
-                voice: "plain, exact, three sentences at most; says what the facts mean together for the company".into(),
-            },
-            intent: Intent::Post,
-            topic: format!("the {} that these facts from {} reveal together", ins.kind, ins.departments.join(", ")),
-            thread: vec![],
-            evidence,
-            memory: String::new(),
-            max_tokens: 160,
-        };
-        match brain.compose(&req).await {
-            Ok(c) if !c.text.trim().is_empty() => {
-                let model = warroom_agent_runtime::brain::sanitize(&c.text);
-                ins.why = format!("{} {}", model.trim(), ins.why);
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "summary model failed; keeping the extractive summary")
-            }
-        }
-    }
+/// The facts of departments outside `facts` closest in meaning to any of
+/// them: what could settle the matter, or show it is routine.
+fn nearest_elsewhere(miner: &Miner, facts: &[u32], k: usize) -> Vec<(String, String)> {
+    let depts: BTreeSet<&str> = facts
+        .iter()
+        .map(|f| miner.chunk(&miner.facts[*f as usize]).department.as_str())
+        .collect();
+    let unit = |v: &[f32]| judge::unit(v.to_vec());
+    let own: Vec<Vec<f32>> = facts
+        .iter()
+        .map(|f| &miner.facts[*f as usize].vector)
+        .filter(|v| !v.is_empty())
+        .map(|v| unit(v))
+        .collect();
+    let mut scored: Vec<(f32, usize)> = miner
+        .facts
+        .iter()
+        .enumerate()
+        .filter(|(_, g)| {
+            !g.vector.is_empty() && !depts.contains(miner.chunk(g).department.as_str())
+        })
+        .map(|(i, g)| {
+            let vg = unit(&g.vector);
+            let best = own
+                .iter()
+                .map(|v| v.iter().zip(&vg).map(|(a, b)| a * b).sum::<f32>())
+                .fold(f32::NEG_INFINITY, f32::max);
+            (best, i)
+        })
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    scored
+        .into_iter()
+        .take(k)
+        .map(|(_, i)| {
+            let g = &miner.facts[i];
+            (miner.chunk(g).department.clone(), g.quote.clone())
+        })
+        .collect()
 }
 
 /// Embed the period's messages that have no vector yet.
@@ -1132,6 +1163,7 @@ pub fn redact(mut d: Digest, clearance: &Label) -> Digest {
             why: String::new(),
             departments: vec![],
             confidence: 0.0,
+            confidence_reason: String::new(),
             trend: i.trend.clone(),
             label: "redacted".into(),
             score: 0.0,

@@ -161,6 +161,9 @@ fn markdown(d: &Digest) -> String {
                 md_text(&i.trend),
                 md_text(&i.label)
             );
+            if !i.confidence_reason.is_empty() {
+                let _ = writeln!(s, "- **Confidence:** {}", md_text(&i.confidence_reason));
+            }
             let _ = writeln!(s, "- **Summary:** {}", md_text(&i.summary));
             let _ = writeln!(s, "- **Why it matters:** {}", md_text(&i.why));
             let _ = writeln!(s, "- **Evidence:**");
@@ -411,8 +414,9 @@ fn html(d: &Digest) -> String {
             }
             let _ = write!(
                 s,
-                r#"<p class="meta">{} · confidence {:.2} · {} · <span class="chip">{}</span></p><p>{}</p><p class="why"><strong>Why it matters.</strong> {}</p><details><summary>Evidence ({} messages)</summary><ul>"#,
+                r#"<p class="meta">{} · <span title="{}">confidence {:.2}</span> · {} · <span class="chip">{}</span></p><p>{}</p><p class="why"><strong>Why it matters.</strong> {}</p><details><summary>Evidence ({} messages)</summary><ul>"#,
                 esc(&i.departments.join(" × ")),
+                esc(&i.confidence_reason),
                 i.confidence,
                 esc(&i.trend),
                 esc(&i.label),
