@@ -419,9 +419,11 @@ async fn judging_model() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>
             async move {
                 let user = body["messages"][1]["content"].as_str().unwrap_or("").to_string();
                 seen.lock().unwrap().push(user.clone());
-                let answer = if user.contains("Reno") {
+                // Judge by the finding's own facts; the nearby ones are context.
+                let own = user.split("Nearby facts").next().unwrap_or("").to_string();
+                let answer = if own.contains("Reno") {
                     json!({"verdict": "settled", "headline": "", "why": "", "reason": "finance says every order shipped"})
-                } else if user.contains("GPS drift") || user.contains("Halvorsen") {
+                } else if own.contains("GPS drift") || own.contains("Halvorsen") {
                     json!({"verdict": "risk", "headline": "Halvorsen's March renewal meets firmware 4.2's GPS drift",
                            "why": "Support sees drift, engineering changed the antenna driver, sales has the renewal in March. Fix the driver before the renewal talks.",
                            "reason": "a defect reaches a renewing account"})

