@@ -95,6 +95,10 @@ fn concreteness(s: &str) -> f32 {
 /// shared with the topic, so it comes back only when nothing new is close.
 const SAID_PENALTY: f32 = 3.0;
 
+/// What the channel heard in the last hour loses more than any topic
+/// overlap a sentence of a few hundred characters can gain.
+const HEARD_PENALTY: f32 = 100.0;
+
 const POST_OPENERS: &[&str] = &[
     "Worth knowing from the {dept} side:",
     "Flagging this from {dept}:",
@@ -130,10 +134,7 @@ impl ExtractiveBrain {
         for (i, ev) in req.evidence.iter().enumerate() {
             for s in sentences(&ev.text) {
                 let key = sentence_key(s);
-                // The channel already carries it: saying it again adds nothing.
-                if req.heard.contains(&key) {
-                    continue;
-                }
+
                 // Two shared words of five letters or more: rarely both
                 // function words, so the two sentences are about one thing.
                 if let Some(claim) = &claim {
@@ -152,6 +153,11 @@ impl ExtractiveBrain {
                 // about as well (one shared word is worth 1).
                 if req.said.contains(&key) {
                     score -= SAID_PENALTY;
+                }
+                // The channel already carries it: said again only when the
+                // agent's evidence holds nothing the channel has not heard.
+                if req.heard.contains(&key) {
+                    score -= HEARD_PENALTY;
                 }
                 scored.push((score, i, s));
             }
