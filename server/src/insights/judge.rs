@@ -17,6 +17,8 @@
 
 use warroom_knowledge::embed::{EmbedError, Embedder};
 
+use super::wording::capitalize;
+
 /// Descriptions of a risk: something could go wrong for the company.
 pub const RISK: &[&str] = &[
     "This could cause a loss, a delay, a failure or a breach for the company.",
@@ -375,14 +377,6 @@ pub fn judge(
 /// Cosine leads of 0.02 to 0.2 between hypotheses span unsure to sure.
 fn confidence_of(lead: f32) -> f32 {
     (0.5 + lead * 2.5).clamp(0.05, 0.95)
-}
-
-fn capitalize(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
-        None => String::new(),
-    }
 }
 
 /// `v` scaled to length 1 (unchanged if zero).

@@ -15,6 +15,8 @@ pub mod render;
 pub mod vectors;
 pub mod wording;
 
+use wording::capitalize;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
@@ -647,14 +649,6 @@ fn evidence_of(r: &MsgRef, citations: Vec<Citation>) -> Evidence {
         link: format!("#/c/{}/m/{}", r.channel_id, r.message_id),
         label: r.label.clone(),
         citations,
-    }
-}
-
-fn capitalize(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
-        None => String::new(),
     }
 }
 

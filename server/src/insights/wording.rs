@@ -247,7 +247,8 @@ fn cut(s: &str, max: usize) -> String {
     format!("{out}…")
 }
 
-fn capitalize(s: &str) -> String {
+/// `s` with its first letter upper-cased.
+pub(crate) fn capitalize(s: &str) -> String {
     let mut c = s.chars();
     match c.next() {
         Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
