@@ -663,6 +663,23 @@ function renderTyping() {
 
 // ---------------------------------------------------------------- composer
 
+// Waits before retrying a post that may not have arrived: the network failed,
+// the server is restarting (502-504) or asked to slow down (429).
+const POST_RETRY_MS = [500, 1500, 4000];
+
+/** Post a message, retrying transient failures with the same body and idempotency key. */
+async function postWithRetries(cid, body) {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await api(`/channels/${cid}/messages`, { method: 'POST', body });
+    } catch (e) {
+      const transient = e.status === undefined || [429, 502, 503, 504].includes(e.status);
+      if (!transient || attempt >= POST_RETRY_MS.length) throw e;
+      await new Promise((resolve) => setTimeout(resolve, POST_RETRY_MS[attempt]));
+    }
+  }
+}
+
 function composerEl(ctx, cid, threadRoot) {
   const c = ctx.channels.get(cid);
   const ta = h('textarea.composer-input', {
@@ -678,16 +695,19 @@ function composerEl(ctx, cid, threadRoot) {
     ta.style.height = 'auto';
     ta.style.height = `${Math.min(ta.scrollHeight, 220)}px`;
   };
+  // One idempotency key per message, kept across its retries (automatic ones,
+  // and the user sending the text put back after a failure), so a post the
+  // server stored but whose answer was lost is not stored twice.
+  const unsent = new Map(); // body → key, until the server acknowledges it
   const submit = async () => {
     const body = ta.value.trim();
     if (!body) return;
     ta.value = '';
     autosize();
+    if (!unsent.has(body)) unsent.set(body, crypto.randomUUID());
     try {
-      const m = await api(`/channels/${cid}/messages`, {
-        method: 'POST',
-        body: { body, thread_root: threadRoot || undefined, idempotency_key: crypto.randomUUID() },
-      });
+      const m = await postWithRetries(cid, { body, thread_root: threadRoot || undefined, idempotency_key: unsent.get(body) });
+      unsent.delete(body);
       if (threadRoot) addToThread(ctx, m);
       else if (view && view.cid === cid) receiveInView(ctx, m);
     } catch (e) {

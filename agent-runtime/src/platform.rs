@@ -4,6 +4,8 @@
 //! the server's in-process one and [`crate::remote::RemoteAdapter`] over the
 //! public HTTP + WebSocket API.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -71,10 +73,13 @@ pub struct Posted {
     pub seq: i64,
 }
 
-/// A new message somewhere, as the scheduler sees it: who, where, whom it
-/// mentions, and hashed words for interest matching. It carries no text, so
-/// the feed itself leaks nothing; an agent woken by it reads the message
-/// through [`Platform::observe`], authorized as itself.
+/// A new message somewhere, as the scheduler sees it: who, where, under
+/// which label, whom it mentions, and which of the subscriber's interest
+/// words it contains. It carries no text and no digest of text: the server
+/// matches words against the vocabulary the subscriber registered (see
+/// [`InterestMatcher`]) and sends only the ids that matched, and it sends the
+/// item only to a subscriber who may read the message. An agent woken by it
+/// reads the message through [`Platform::observe`], authorized as itself.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Activity {
     pub channel_id: String,
@@ -83,11 +88,137 @@ pub struct Activity {
     pub author_id: String,
     pub author_is_agent: bool,
     pub thread_root: Option<String>,
-    /// Who wrote the thread's first message, when the server still knows.
+    /// Who wrote the thread's first message, when the server still knows and
+    /// the subscriber may read that message too.
     #[serde(default)]
     pub thread_author_id: Option<String>,
+    /// The message's label: who may read the message may receive this item.
+    pub label: Label,
     pub mentions: Vec<String>,
-    pub terms: Vec<u32>,
+    /// Ids (positions in the registered vocabulary) of the subscriber's
+    /// interest words found in the message, in the order they occur.
+    #[serde(default)]
+    pub interests: Vec<u32>,
+}
+
+/// Words of a message looked at for interest matching: the first distinct
+/// ones only, so a long post costs no more to match than a short one (the
+/// opening of a post says what it is about).
+pub const WORDS_MATCHED: usize = 24;
+
+/// Most interest words one feed subscription may register. The built-in
+/// templates use under a hundred; a thousand leaves room for custom templates
+/// while each subscriber's map stays a few tens of kilobytes on the server.
+pub const MAX_INTERESTS: usize = 1024;
+
+/// Longest interest word, in characters: longer strings are not words.
+pub const MAX_INTEREST_CHARS: usize = 64;
+
+/// Shortest word that counts, in characters: shorter ones are mostly
+/// function words that would match everything.
+const MIN_WORD_CHARS: usize = 4;
+
+/// The words of `text` that interest matching looks at: lower-cased, at
+/// least four letters, deduplicated, the first `max` in order. They stay on
+/// the side that holds the text; only matched interest ids travel.
+pub fn match_words(text: &str, max: usize) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for w in text.split(|c: char| !c.is_alphanumeric()) {
+        if out.len() >= max {
+            break;
+        }
+        if w.chars().count() < MIN_WORD_CHARS {
+            continue;
+        }
+        let w = w.to_lowercase();
+        if !out.contains(&w) {
+            out.push(w);
+        }
+    }
+    out
+}
+
+/// Whether `word` can ever match a message word (one word of at least four
+/// letters, no longer than [`MAX_INTEREST_CHARS`]).
+pub fn is_matchable(word: &str) -> bool {
+    word.chars().count() <= MAX_INTEREST_CHARS && match_words(word, 2) == [word.to_lowercase()]
+}
+
+/// Why a feed subscriber's interest words were refused.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum InterestError {
+    #[error("{count} interest words: register at most {max} (drop rare words, or split the templates across workers)")]
+    TooMany { count: usize, max: usize },
+    #[error("interest word {index} is empty or longer than {max} characters: send single words")]
+    BadWord { index: usize, max: usize },
+    #[error("interest word {word:?} appears at {first} and {again}: send each word once (its position is its id)")]
+    Duplicate {
+        word: String,
+        first: u32,
+        again: u32,
+    },
+}
+
+/// A feed subscriber's interest vocabulary: word `i` has id `i`. The side
+/// that holds the text (the server) matches each message's words against it
+/// and passes on only the ids that matched, so nothing reversible about the
+/// text leaves it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InterestMatcher {
+    ids: HashMap<String, u32>,
+}
+
+impl InterestMatcher {
+    /// A matcher for `words` (case-insensitive), refusing more than
+    /// [`MAX_INTERESTS`], empty or overlong words, and repeats.
+    pub fn new(words: &[String]) -> Result<Self, InterestError> {
+        if words.len() > MAX_INTERESTS {
+            return Err(InterestError::TooMany {
+                count: words.len(),
+                max: MAX_INTERESTS,
+            });
+        }
+        let mut ids = HashMap::with_capacity(words.len());
+        for (i, w) in words.iter().enumerate() {
+            if w.is_empty() || w.chars().count() > MAX_INTEREST_CHARS {
+                return Err(InterestError::BadWord {
+                    index: i,
+                    max: MAX_INTEREST_CHARS,
+                });
+            }
+            let id = i as u32;
+            if let Some(first) = ids.insert(w.to_lowercase(), id) {
+                return Err(InterestError::Duplicate {
+                    word: w.clone(),
+                    first,
+                    again: id,
+                });
+            }
+        }
+        Ok(Self { ids })
+    }
+
+    /// Whether no word is registered (then nothing is ever matched).
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Ids of the registered words among `words` (as [`match_words`] gives
+    /// them), in the order they occur.
+    pub fn matches<S: AsRef<str>>(&self, words: &[S]) -> Vec<u32> {
+        if self.ids.is_empty() {
+            return Vec::new();
+        }
+        words
+            .iter()
+            .filter_map(|w| self.ids.get(w.as_ref()).copied())
+            .collect()
+    }
+
+    /// Ids of the registered words in `text`.
+    pub fn match_text(&self, text: &str) -> Vec<u32> {
+        self.matches(&match_words(text, WORDS_MATCHED))
+    }
 }
 
 /// A registered agent as the runtime needs it.
@@ -145,7 +276,7 @@ impl Shard {
     }
 }
 
-/// FNV-1a 64: a stable hash for sharding and term matching.
+/// FNV-1a 64: a stable hash for sharding (not a secret: never for text).
 pub fn fnv1a(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in bytes {
@@ -153,30 +284,6 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     h
-}
-
-/// Hashed, lower-cased words of at least four letters, deduplicated: what the
-/// activity feed carries instead of text. Both sides must use this function.
-pub fn terms(text: &str, max: usize) -> Vec<u32> {
-    let mut out: Vec<u32> = Vec::new();
-    for w in text.split(|c: char| !c.is_alphanumeric()) {
-        if w.chars().count() < 4 {
-            continue;
-        }
-        let h = term_hash(w);
-        if !out.contains(&h) {
-            out.push(h);
-            if out.len() >= max {
-                break;
-            }
-        }
-    }
-    out
-}
-
-/// The hash of one word, case-insensitively.
-pub fn term_hash(word: &str) -> u32 {
-    fnv1a(word.to_lowercase().as_bytes()) as u32
 }
 
 /// Why the platform refused or failed an action.
@@ -211,6 +318,15 @@ impl PlatformError {
     }
 }
 
+impl From<InterestError> for PlatformError {
+    fn from(e: InterestError) -> Self {
+        PlatformError::Rejected {
+            code: "invalid_input".into(),
+            message: e.to_string(),
+        }
+    }
+}
+
 /// Parse a label the server sent (a bad one means the server is broken).
 pub fn server_label(raw: &str) -> Result<Label, PlatformError> {
     raw.parse()
@@ -224,8 +340,9 @@ pub fn server_label(raw: &str) -> Result<Label, PlatformError> {
 pub trait Platform: Send + Sync + 'static {
     /// The agents of one shard (active and paused; not retired).
     async fn agents(&self, shard: Shard) -> Result<Vec<AgentRecord>, PlatformError>;
-    /// The feed of new messages, from now on.
-    async fn activity(&self) -> Result<mpsc::Receiver<Activity>, PlatformError>;
+    /// The feed of new messages, from now on, with matches against the
+    /// interest `words` (word `i` is reported as id `i`; see [`InterestMatcher`]).
+    async fn activity(&self, words: &[String]) -> Result<mpsc::Receiver<Activity>, PlatformError>;
     /// Channels the agent belongs to or may join.
     async fn channels(&self, agent: &str) -> Result<Vec<ChannelInfo>, PlatformError>;
     /// Messages in a channel after `after_seq`, oldest first, as the agent may read them.
@@ -282,10 +399,52 @@ mod tests {
     }
 
     #[test]
-    fn terms_are_case_insensitive_and_skip_short_words() {
-        let t = terms("The Supplier delay on the supplier of LIDAR", 10);
-        assert_eq!(t.len(), 3);
-        assert!(t.contains(&term_hash("lidar")));
-        assert!(!t.contains(&term_hash("the")));
+    fn match_words_are_case_insensitive_and_skip_short_words() {
+        let w = match_words("The Supplier delay on the supplier of LIDAR", 10);
+        assert_eq!(w, ["supplier", "delay", "lidar"]);
+        assert_eq!(match_words("alpha beta gamma delta", 2), ["alpha", "beta"]);
+    }
+
+    #[test]
+    fn the_matcher_reports_ids_of_registered_words_only() {
+        let vocab: Vec<String> = ["forecast", "Margin", "salary"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let m = InterestMatcher::new(&vocab).expect("valid vocabulary");
+        assert_eq!(
+            m.match_text("The MARGIN and the forecast look thin"),
+            [1, 0]
+        );
+        assert!(m.match_text("Nothing of interest here").is_empty());
+        assert!(InterestMatcher::default()
+            .match_text("forecast margin")
+            .is_empty());
+    }
+
+    #[test]
+    fn the_matcher_refuses_oversized_and_ambiguous_vocabularies() {
+        let many: Vec<String> = (0..=MAX_INTERESTS).map(|i| format!("word{i}")).collect();
+        assert!(matches!(
+            InterestMatcher::new(&many),
+            Err(InterestError::TooMany { .. })
+        ));
+        let twice = vec!["forecast".to_string(), "Forecast".to_string()];
+        assert!(matches!(
+            InterestMatcher::new(&twice),
+            Err(InterestError::Duplicate {
+                first: 0,
+                again: 1,
+                ..
+            })
+        ));
+        let long = vec!["x".repeat(MAX_INTEREST_CHARS + 1)];
+        assert!(matches!(
+            InterestMatcher::new(&long),
+            Err(InterestError::BadWord { index: 0, .. })
+        ));
+        assert!(is_matchable("Forecast"));
+        assert!(!is_matchable("AI"));
+        assert!(!is_matchable("cash flow"));
     }
 }

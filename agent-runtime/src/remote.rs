@@ -3,7 +3,9 @@
 //! operator (an admin account), lists its shard's agents, and obtains a
 //! short-lived access token for each agent it runs; every action is then
 //! made with the agent's own token, so the server authorizes it exactly as
-//! it would in process. The activity feed arrives over the WebSocket.
+//! it would in process. The activity feed arrives over the WebSocket: the
+//! worker registers its interest words when it subscribes, and the server
+//! sends only what the operator may read, with the ids of the words matched.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -20,8 +22,8 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use crate::label::Label;
 use crate::memory::Memory;
 use crate::platform::{
-    server_label, Activity, AgentRecord, ChannelInfo, Draft, Evidence, Observed, Platform,
-    PlatformError, Posted, Shard,
+    server_label, Activity, AgentRecord, ChannelInfo, Draft, Evidence, InterestMatcher, Observed,
+    Platform, PlatformError, Posted, Shard,
 };
 
 /// How the worker authenticates as the operator.
@@ -134,12 +136,17 @@ type FeedSocket =
 
 /// The server's `{"type":"error"}` frame on the activity feed.
 fn feed_refused(frame: &Value) -> PlatformError {
-    PlatformError::Forbidden(
-        frame["message"]
-            .as_str()
-            .unwrap_or("activity feed refused")
-            .to_string(),
-    )
+    let message = frame["message"]
+        .as_str()
+        .unwrap_or("activity feed refused")
+        .to_string();
+    match frame["code"].as_str() {
+        Some("invalid_input") => PlatformError::Rejected {
+            code: "invalid_input".into(),
+            message,
+        },
+        _ => PlatformError::Forbidden(message),
+    }
 }
 
 /// Tokens are renewed this long before they expire.
@@ -328,11 +335,14 @@ impl Platform for RemoteAdapter {
         Ok(out)
     }
 
-    async fn activity(&self) -> Result<mpsc::Receiver<Activity>, PlatformError> {
+    async fn activity(&self, words: &[String]) -> Result<mpsc::Receiver<Activity>, PlatformError> {
+        // Refuse here what the server would refuse, with the same words.
+        InterestMatcher::new(words)?;
+        let words = words.to_vec();
         let (tx, rx) = mpsc::channel(65_536);
         // The first subscription is made before returning, so nothing posted
         // after this call is missed; later reconnections happen quietly.
-        let first = self.subscribe_feed().await?;
+        let first = self.subscribe_feed(&words).await?;
         let base = self.base.clone();
         let adapter = RemoteAdapter::new(&base, self.operator.clone())?;
         tokio::spawn(async move {
@@ -344,7 +354,7 @@ impl Platform for RemoteAdapter {
                 }
                 let session = match ready.take() {
                     Some(ws) => Ok(ws),
-                    None => adapter.subscribe_feed().await,
+                    None => adapter.subscribe_feed(&words).await,
                 };
                 let result = match session {
                     Ok(ws) => adapter.feed_once(ws, &tx).await,
@@ -509,14 +519,16 @@ impl Platform for RemoteAdapter {
 }
 
 impl RemoteAdapter {
-    /// Open the WebSocket and subscribe to the activity feed; returns once
-    /// the server confirmed the subscription.
-    async fn subscribe_feed(&self) -> Result<FeedSocket, PlatformError> {
+    /// Open the WebSocket and subscribe to the activity feed with the
+    /// interest `words` the server matches for us; returns once the server
+    /// confirmed the subscription.
+    async fn subscribe_feed(&self, words: &[String]) -> Result<FeedSocket, PlatformError> {
         let token = self.operator_token().await?;
         let (mut ws, _) = tokio_tungstenite::connect_async(self.ws_url(&token))
             .await
             .map_err(|e| PlatformError::Unavailable(format!("websocket: {e}")))?;
-        ws.send(WsMessage::Text(r#"{"type":"agent_activity"}"#.into()))
+        let frame = json!({"type": "agent_activity", "interests": words}).to_string();
+        ws.send(WsMessage::Text(frame.into()))
             .await
             .map_err(|e| PlatformError::Unavailable(format!("websocket: {e}")))?;
         let wait = async {

@@ -232,8 +232,9 @@ impl Runtime {
         templates: Vec<Template>,
         now: Millis,
     ) -> Result<Arc<Self>, RuntimeError> {
-        let feed = platform.activity().await?;
         let mut sched = Scheduler::new(cfg.scheduler.clone(), templates);
+        // Subscribe before listing agents, so nothing posted meanwhile is missed.
+        let feed = platform.activity(sched.interest_words()).await?;
         for record in platform.agents(shard).await? {
             if let Err(e) = sched.upsert(record, now) {
                 tracing::warn!(error = %e, "agent skipped");

@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::persona::{ActivityLevel, Template};
-use crate::platform::{fnv1a, term_hash, Activity, AgentRecord};
+use crate::platform::{fnv1a, is_matchable, Activity, AgentRecord};
 
 /// Milliseconds on the runtime's clock.
 pub type Millis = u64;
@@ -157,8 +157,10 @@ pub struct Scheduler {
     channel_index: HashMap<Arc<str>, u32>,
     /// channel → template → member agents.
     members: HashMap<u32, HashMap<u16, Vec<u32>>>,
-    /// term hash → templates interested in it.
-    interests: HashMap<u32, Vec<u16>>,
+    /// The interest words registered with the activity feed (id = position).
+    vocabulary: Vec<String>,
+    /// Interest id → templates interested in it.
+    interests: Vec<Vec<u16>>,
     spontaneous: BinaryHeap<Reverse<(Millis, u32)>>,
     pending: VecDeque<Activation>,
     urgent: VecDeque<Activation>,
@@ -178,10 +180,14 @@ const AUTHORED_KEEP: usize = 200_000;
 impl Scheduler {
     /// An empty scheduler over these templates.
     pub fn new(cfg: SchedulerConfig, templates: Vec<Template>) -> Self {
-        let mut interests: HashMap<u32, Vec<u16>> = HashMap::new();
+        let vocabulary = interest_words(&templates);
+        let mut interests: Vec<Vec<u16>> = vec![Vec::new(); vocabulary.len()];
         for (i, t) in templates.iter().enumerate() {
             for w in &t.interests {
-                interests.entry(term_hash(w)).or_default().push(i as u16);
+                let w = w.to_lowercase();
+                if let Some(id) = vocabulary.iter().position(|v| *v == w) {
+                    interests[id].push(i as u16);
+                }
             }
         }
         Self {
@@ -193,6 +199,7 @@ impl Scheduler {
             channel_ids: Vec::new(),
             channel_index: HashMap::new(),
             members: HashMap::new(),
+            vocabulary,
             interests,
             spontaneous: BinaryHeap::new(),
             pending: VecDeque::new(),
@@ -210,6 +217,12 @@ impl Scheduler {
     /// The configuration.
     pub fn config(&self) -> &SchedulerConfig {
         &self.cfg
+    }
+
+    /// The interest words to register with the activity feed: the feed
+    /// reports matches as positions in this list.
+    pub fn interest_words(&self) -> &[String] {
+        &self.vocabulary
     }
 
     /// Counters so far.
@@ -428,8 +441,8 @@ impl Scheduler {
             return;
         };
         let mut templates: Vec<u16> = Vec::new();
-        for t in &a.terms {
-            if let Some(ts) = self.interests.get(t) {
+        for id in &a.interests {
+            if let Some(ts) = self.interests.get(*id as usize) {
                 for x in ts {
                     if !templates.contains(x) {
                         templates.push(*x);
@@ -699,6 +712,19 @@ impl Scheduler {
     }
 }
 
+/// The distinct, lower-cased interest words of `templates` that can match a
+/// message word, in template order.
+pub fn interest_words(templates: &[Template]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for w in templates.iter().flat_map(|t| &t.interests) {
+        let w = w.to_lowercase();
+        if is_matchable(&w) && !out.contains(&w) {
+            out.push(w);
+        }
+    }
+    out
+}
+
 fn nonzero(v: u32, default: u32) -> u32 {
     if v == 0 {
         default
@@ -742,6 +768,12 @@ mod tests {
         }
     }
 
+    /// What the server matches for a scheduler over the built-in templates.
+    fn matcher() -> crate::platform::InterestMatcher {
+        crate::platform::InterestMatcher::new(&interest_words(&builtin_templates()))
+            .expect("the built-in vocabulary is valid")
+    }
+
     fn activity(
         author: &str,
         msg: &str,
@@ -757,9 +789,30 @@ mod tests {
             author_is_agent: true,
             thread_root: root.map(str::to_string),
             thread_author_id: None,
+            label: crate::label::Label::level(crate::label::Level::Internal),
             mentions: mentions.iter().map(|s| s.to_string()).collect(),
-            terms: crate::platform::terms(text, 24),
+            interests: matcher().match_text(text),
         }
+    }
+
+    #[test]
+    fn the_builtin_vocabulary_registers_with_the_feed() {
+        let words = interest_words(&builtin_templates());
+        assert!(!words.is_empty() && words.len() <= crate::platform::MAX_INTERESTS);
+        assert!(crate::platform::InterestMatcher::new(&words).is_ok());
+        let s = Scheduler::new(SchedulerConfig::default(), builtin_templates());
+        assert_eq!(s.interest_words(), words.as_slice());
+    }
+
+    #[test]
+    fn interest_ids_the_scheduler_never_registered_wake_nobody() {
+        let mut s = Scheduler::new(SchedulerConfig::default(), builtin_templates());
+        s.upsert(agent(0, "finance-lead", ActivityLevel::Low), 0)
+            .expect("upsert");
+        let mut a = activity("human", "m1", None, &[], "nothing");
+        a.interests = vec![u32::MAX, s.interest_words().len() as u32];
+        s.on_activity(&a);
+        assert!(s.due(1, 10).is_empty());
     }
 
     #[test]

@@ -117,7 +117,6 @@ pub(crate) async fn take_turn(
                 thread,
                 None,
                 now,
-                &mut rng,
             )
             .await;
             brain_time = bt;
@@ -158,7 +157,6 @@ pub(crate) async fn take_turn(
                 thread,
                 Some(root.clone()),
                 now,
-                &mut rng,
             )
             .await;
             brain_time = bt;
@@ -168,6 +166,25 @@ pub(crate) async fn take_turn(
         }
     }
     (out, brain_time)
+}
+
+/// The idempotency key of a turn's post: the same for the same agent, turn,
+/// intent and place (channel and thread), so a post retried after its answer
+/// was lost, or a turn replayed after a restart from the last saved memory,
+/// is stored once; two turns never share a key. Nothing random goes in.
+fn idempotency_key(
+    agent: &str,
+    turn: u64,
+    intent: Intent,
+    channel: &str,
+    thread_root: Option<&str>,
+) -> String {
+    let intent = match intent {
+        Intent::Post => "post",
+        Intent::Reply => "reply",
+    };
+    let place = fnv1a(format!("{channel}|{}", thread_root.unwrap_or("")).as_bytes());
+    format!("{agent}:{turn}:{intent}:{place:016x}")
 }
 
 fn note_platform_error(rt: &Runtime, record: &AgentRecord, what: &str, e: &PlatformError) {
@@ -422,7 +439,6 @@ async fn compose_and_post(
     thread: Vec<Observed>,
     thread_root: Option<String>,
     now: Millis,
-    rng: &mut StdRng,
 ) -> (Option<String>, u32, Duration) {
     let query = match thread.last() {
         Some(m) => format!("{topic} {}", first_words(&m.body, 40)),
@@ -516,13 +532,20 @@ async fn compose_and_post(
         }
     }
     let body_posted = body.clone();
+    let key = idempotency_key(
+        &record.id,
+        memory.stats.turns,
+        intent,
+        &channel.id,
+        thread_root.as_deref(),
+    );
     let draft = Draft {
         channel_id: channel.id.clone(),
         body,
         thread_root,
         label,
         citations,
-        idempotency_key: format!("{}:{}:{}", record.id, memory.stats.turns, rng.gen::<u32>()),
+        idempotency_key: key,
         brain: brain_kind.to_string(),
     };
     let is_reply = draft.thread_root.is_some();
@@ -550,5 +573,36 @@ async fn compose_and_post(
             note_platform_error(rt, record, "post", &e);
             (None, tokens, brain_time)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idempotency_key_is_deterministic_per_agent_turn_intent_and_place() {
+        let agent = "0190a0b2-7c3d-7e4f-8a9b-0c1d2e3f4a5b";
+        let key = |turn, intent, root| idempotency_key(agent, turn, intent, "ch-1", root);
+        // A retried or replayed turn posts with the same key.
+        assert_eq!(key(7, Intent::Post, None), key(7, Intent::Post, None));
+        assert_eq!(
+            key(7, Intent::Reply, Some("m-1")),
+            key(7, Intent::Reply, Some("m-1"))
+        );
+        // Anything else that differs makes a different key.
+        let all = [
+            key(7, Intent::Post, None),
+            key(8, Intent::Post, None),
+            key(7, Intent::Reply, Some("m-1")),
+            key(7, Intent::Reply, Some("m-2")),
+            idempotency_key(agent, 7, Intent::Post, "ch-2", None),
+            idempotency_key("another-agent", 7, Intent::Post, "ch-1", None),
+        ];
+        let distinct: std::collections::HashSet<_> = all.iter().collect();
+        assert_eq!(distinct.len(), all.len(), "{all:?}");
+        // The server accepts 1-128 printable ASCII characters.
+        let longest = idempotency_key(agent, u64::MAX, Intent::Reply, "ch-1", Some("m-1"));
+        assert!(longest.len() <= 128 && longest.bytes().all(|b| b.is_ascii_graphic()));
     }
 }

@@ -10,6 +10,7 @@ mod m0001_chat;
 mod m0002_knowledge;
 mod m0003_agents;
 mod m0004_insights;
+mod m0005_security_review;
 
 /// All migrations, in order.
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_knowledge::Migration),
             Box::new(m0003_agents::Migration),
             Box::new(m0004_insights::Migration),
+            Box::new(m0005_security_review::Migration),
         ]
     }
 }

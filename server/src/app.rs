@@ -30,6 +30,10 @@ pub struct AppState {
     pub channels: Arc<ChannelCache>,
     pub metrics: Arc<Metrics>,
     pub post_limiter: RateLimiter,
+    /// Every authenticated API request, per user.
+    pub request_limiter: RateLimiter,
+    /// Frames clients send over WebSockets, per user.
+    pub ws_limiter: RateLimiter,
     pub audit: Audit,
     pub knowledge: Knowledge,
     pub agents: crate::agents::Agents,
@@ -94,7 +98,15 @@ impl AppState {
         let agents = crate::agents::Agents::new(db.clone(), feed, gate.clone());
         let post_limiter =
             RateLimiter::new(settings.limits.posts_per_second, settings.limits.post_burst);
-        let audit = Audit::with_gate(db.clone(), gate.clone());
+        let request_limiter = RateLimiter::new(
+            settings.limits.requests_per_second,
+            settings.limits.request_burst,
+        );
+        let ws_limiter = RateLimiter::new(
+            settings.limits.ws_frames_per_second,
+            settings.limits.ws_frame_burst,
+        );
+        let audit = Audit::open_with_gate(db.clone(), &settings.storage.data_dir, gate.clone())?;
         let knowledge = Knowledge::new(
             db.clone(),
             settings.knowledge.clone(),
@@ -112,6 +124,8 @@ impl AppState {
             channels,
             metrics,
             post_limiter,
+            request_limiter,
+            ws_limiter,
             audit,
             knowledge,
             agents,
@@ -146,6 +160,7 @@ impl Running {
         {
             abort.abort();
         }
+        let _ = self.app.audit.checkpoint().await; // anchors the whole log; failures are logged
     }
 }
 
@@ -154,6 +169,17 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let listener = TcpListener::bind(&settings.server.bind).await?;
     let addr = listener.local_addr()?;
     let app = AppState::build(settings).await?;
+    // Sessions ended before a restart stay ended; the policy set serving is on record.
+    crate::api::auth_routes::restore_ended_sessions(&app).await?;
+    app.audit
+        .record(
+            None,
+            "policy.load",
+            "policies",
+            "ok",
+            serde_json::json!({"policies": app.authz.policy_count(), "sha256": app.authz.digest()}),
+        )
+        .await;
     let router = crate::api::router(app.clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {

@@ -1,7 +1,8 @@
 //! Authorization: every API call and every event delivery is a Cedar request
 //! against the schema and policies in `policies/`. Policies are validated
-//! strictly when loaded; an invalid set is refused and the last good set stays
-//! in force (fail closed, never open).
+//! strictly when loaded, then must deny a fixed suite of requests the label
+//! barriers and admin limits forbid (SECURITY-CASES 30); a set failing either
+//! is refused and the last good set stays in force (fail closed, never open).
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use cedar_policy::{
     Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid,
     PolicySet, Request, RestrictedExpression, Schema, ValidationMode, Validator,
 };
+use sha2::{Digest, Sha256};
 
 use crate::label::Label;
 use crate::metrics::Metrics;
@@ -34,6 +36,8 @@ pub enum PolicyError {
     Parse { file: String, why: String },
     #[error("policies fail strict validation against the schema:\n{0}")]
     Validation(String),
+    #[error("the policies permit requests that every policy set must deny (label barriers, private channels and DMs, admin limits), so the set is refused:\n{0}\nnarrow or remove the permits named above, or restore the forbids they bypass")]
+    Permissive(String),
 }
 
 /// Actions on a channel (the resource is a `Channel`).
@@ -142,6 +146,8 @@ pub struct ChannelCtx {
 struct PolicyBundle {
     schema: Schema,
     policies: PolicySet,
+    /// SHA-256 of the schema and policy texts, for the audit log.
+    digest: String,
 }
 
 /// The Cedar policy engine with its currently active, validated policy set.
@@ -196,7 +202,25 @@ fn compile(schema_src: &str, files: &[(String, String)]) -> Result<PolicyBundle,
             .collect();
         return Err(PolicyError::Validation(errors.join("\n")));
     }
-    Ok(PolicyBundle { schema, policies })
+    let bundle = PolicyBundle {
+        schema,
+        policies,
+        digest: digest(schema_src, files),
+    };
+    barriers::check(&bundle)?;
+    Ok(bundle)
+}
+
+/// SHA-256 over the schema and the policy texts in load order (not their
+/// paths, so the same set hashes the same wherever it is installed).
+fn digest(schema_src: &str, files: &[(String, String)]) -> String {
+    let mut h = Sha256::new();
+    h.update(schema_src.as_bytes());
+    for (_, text) in files {
+        h.update([0u8]);
+        h.update(text.as_bytes());
+    }
+    hex::encode(h.finalize())
 }
 
 fn diagnostics(e: &cedar_policy::ParseErrors) -> String {
@@ -263,6 +287,11 @@ impl Authz {
                 ],
             )?,
         };
+        tracing::info!(
+            policies = bundle.policies.policies().count(),
+            sha256 = %bundle.digest,
+            "policy set validated and checked against the barrier suite"
+        );
         Ok(Self {
             source: dir.map(Path::to_path_buf),
             active: RwLock::new(Arc::new(bundle)),
@@ -272,7 +301,8 @@ impl Authz {
         })
     }
 
-    /// Re-read the policy directory. On any error the active set is kept and
+    /// Re-read the policy directory. On any error (including a set that
+    /// permits a request of the barrier suite) the active set is kept and
     /// the error returned; policies never fail open.
     pub fn reload(&self) -> Result<usize, PolicyError> {
         let Some(dir) = &self.source else {
@@ -284,6 +314,7 @@ impl Authz {
         let (schema, files) = read_dir(dir)?;
         let bundle = compile(&schema, &files)?;
         let n = bundle.policies.policies().count();
+        tracing::info!(policies = n, sha256 = %bundle.digest, "policy set reloaded");
         *self.active.write().expect("policy lock poisoned") = Arc::new(bundle);
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -300,96 +331,28 @@ impl Authz {
         self.bundle().policies.policies().count()
     }
 
+    /// SHA-256 (hex) of the active schema and policy texts, for the audit log.
+    pub fn digest(&self) -> String {
+        self.bundle().digest.clone()
+    }
+
     fn bundle(&self) -> Arc<PolicyBundle> {
         self.active.read().expect("policy lock poisoned").clone()
     }
 
-    fn user_entity(p: &Principal) -> Entity {
-        let attrs = HashMap::from([
-            (
-                "role".to_string(),
-                RestrictedExpression::new_string(p.role.as_str().into()),
-            ),
-            (
-                "kind".to_string(),
-                RestrictedExpression::new_string(p.kind.as_str().into()),
-            ),
-            (
-                "level".to_string(),
-                RestrictedExpression::new_long(p.clearance.level.rank()),
-            ),
-            (
-                "compartments".to_string(),
-                string_set(&p.clearance.compartments),
-            ),
-            (
-                "active".to_string(),
-                RestrictedExpression::new_bool(p.active),
-            ),
-        ]);
-        Entity::new(uid("Warroom::User", &p.id), attrs, HashSet::new())
-            .expect("user attributes are plain values")
-    }
-
-    fn channel_entity(c: &ChannelAttrs) -> Entity {
-        let attrs = HashMap::from([
-            (
-                "visibility".to_string(),
-                RestrictedExpression::new_string(c.visibility.as_str().into()),
-            ),
-            (
-                "level".to_string(),
-                RestrictedExpression::new_long(c.label.level.rank()),
-            ),
-            (
-                "compartments".to_string(),
-                string_set(&c.label.compartments),
-            ),
-            (
-                "archived".to_string(),
-                RestrictedExpression::new_bool(c.archived),
-            ),
-        ]);
-        Entity::new(uid("Warroom::Channel", &c.id), attrs, HashSet::new())
-            .expect("channel attributes are plain values")
-    }
-
-    fn decide(
-        &self,
-        principal: EntityUid,
-        action: &str,
-        resource: EntityUid,
-        context: Context,
-        entities: Vec<Entity>,
-    ) -> bool {
-        let bundle = self.bundle();
-        let request = match Request::new(
-            principal,
-            action_uid(action),
-            resource,
-            context,
-            Some(&bundle.schema),
-        ) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(action, error = %e, "authorization request does not match the schema; denying");
-                return false;
+    /// Decide `q` under the active set; a request that cannot be evaluated is denied.
+    fn decide(&self, q: Query) -> bool {
+        let action = q.action;
+        match evaluate(&self.authorizer, &self.bundle(), q) {
+            Ok(decision) => {
+                self.metrics.authz_decision(decision.allowed);
+                decision.allowed
             }
-        };
-        let entities = match Entities::from_entities(entities, None) {
-            Ok(e) => e,
             Err(e) => {
-                tracing::error!(action, error = %e, "authorization entities invalid; denying");
-                return false;
+                tracing::error!(action, error = %e, "authorization request could not be evaluated; denying");
+                false
             }
-        };
-        let allowed = self
-            .authorizer
-            .is_authorized(&request, &bundle.policies, &entities)
-            .decision()
-            == Decision::Allow;
-        self.metrics.authz_decision(allowed);
-        allowed
+        }
     }
 
     /// May `p` perform `action` on channel `c` given `ctx`?
@@ -400,6 +363,116 @@ impl Authz {
         c: &ChannelAttrs,
         ctx: &ChannelCtx,
     ) -> bool {
+        self.decide(Query::channel(p, action, c, ctx))
+    }
+
+    /// May `p` perform an administrative `action`?
+    pub fn system(&self, p: &Principal, action: SystemAction) -> bool {
+        self.decide(Query::system(p, action))
+    }
+
+    /// May `p` receive `chunk` when retrieving under `scope`? The re-check behind the
+    /// vector store's filter: scope and clearance are evaluated again, independently.
+    pub fn retrieve_chunk(&self, p: &Principal, scope: &ScopeRule, chunk: &ChunkAttrs) -> bool {
+        self.decide(Query::retrieve(p, scope, chunk))
+    }
+
+    /// May `p` open a direct conversation with `peer`?
+    pub fn direct_message(&self, p: &Principal, peer: &Principal) -> bool {
+        if p.id == peer.id {
+            return false;
+        }
+        self.decide(Query::direct_message(p, peer))
+    }
+}
+
+/// One authorization request, built the same way for live decisions and
+/// for the barrier suite.
+struct Query {
+    principal: EntityUid,
+    action: &'static str,
+    resource: EntityUid,
+    context: Context,
+    entities: Vec<Entity>,
+}
+
+/// What Cedar answered, and which policies made it so.
+struct Decided {
+    allowed: bool,
+    reasons: Vec<cedar_policy::PolicyId>,
+}
+
+/// Evaluate `q` under `bundle`; `Err` when the request does not fit the schema.
+fn evaluate(authorizer: &Authorizer, bundle: &PolicyBundle, q: Query) -> Result<Decided, String> {
+    let request = Request::new(
+        q.principal,
+        action_uid(q.action),
+        q.resource,
+        q.context,
+        Some(&bundle.schema),
+    )
+    .map_err(|e| format!("the request does not match the schema: {e}"))?;
+    let entities = Entities::from_entities(q.entities, None)
+        .map_err(|e| format!("the request's entities are invalid: {e}"))?;
+    let response = authorizer.is_authorized(&request, &bundle.policies, &entities);
+    Ok(Decided {
+        allowed: response.decision() == Decision::Allow,
+        reasons: response.diagnostics().reason().cloned().collect(),
+    })
+}
+
+fn user_entity(p: &Principal) -> Entity {
+    let attrs = HashMap::from([
+        (
+            "role".to_string(),
+            RestrictedExpression::new_string(p.role.as_str().into()),
+        ),
+        (
+            "kind".to_string(),
+            RestrictedExpression::new_string(p.kind.as_str().into()),
+        ),
+        (
+            "level".to_string(),
+            RestrictedExpression::new_long(p.clearance.level.rank()),
+        ),
+        (
+            "compartments".to_string(),
+            string_set(&p.clearance.compartments),
+        ),
+        (
+            "active".to_string(),
+            RestrictedExpression::new_bool(p.active),
+        ),
+    ]);
+    Entity::new(uid("Warroom::User", &p.id), attrs, HashSet::new())
+        .expect("user attributes are plain values")
+}
+
+fn channel_entity(c: &ChannelAttrs) -> Entity {
+    let attrs = HashMap::from([
+        (
+            "visibility".to_string(),
+            RestrictedExpression::new_string(c.visibility.as_str().into()),
+        ),
+        (
+            "level".to_string(),
+            RestrictedExpression::new_long(c.label.level.rank()),
+        ),
+        (
+            "compartments".to_string(),
+            string_set(&c.label.compartments),
+        ),
+        (
+            "archived".to_string(),
+            RestrictedExpression::new_bool(c.archived),
+        ),
+    ]);
+    Entity::new(uid("Warroom::Channel", &c.id), attrs, HashSet::new())
+        .expect("channel attributes are plain values")
+}
+
+impl Query {
+    fn channel(p: &Principal, action: ChannelAction, c: &ChannelAttrs, ctx: &ChannelCtx) -> Self {
         let msg = ctx
             .msg_label
             .clone()
@@ -431,32 +504,29 @@ impl Authz {
             ),
         ])
         .expect("context keys are unique");
-        self.decide(
-            uid("Warroom::User", &p.id),
-            action.cedar_name(),
-            uid("Warroom::Channel", &c.id),
+        Query {
+            principal: uid("Warroom::User", &p.id),
+            action: action.cedar_name(),
+            resource: uid("Warroom::Channel", &c.id),
             context,
-            vec![Self::user_entity(p), Self::channel_entity(c)],
-        )
+            entities: vec![user_entity(p), channel_entity(c)],
+        }
     }
 
-    /// May `p` perform an administrative `action`?
-    pub fn system(&self, p: &Principal, action: SystemAction) -> bool {
-        self.decide(
-            uid("Warroom::User", &p.id),
-            action.cedar_name(),
-            uid("Warroom::System", "warroom"),
-            Context::empty(),
-            vec![
-                Self::user_entity(p),
+    fn system(p: &Principal, action: SystemAction) -> Self {
+        Query {
+            principal: uid("Warroom::User", &p.id),
+            action: action.cedar_name(),
+            resource: uid("Warroom::System", "warroom"),
+            context: Context::empty(),
+            entities: vec![
+                user_entity(p),
                 Entity::new_no_attrs(uid("Warroom::System", "warroom"), HashSet::new()),
             ],
-        )
+        }
     }
 
-    /// May `p` receive `chunk` when retrieving under `scope`? The re-check behind the
-    /// vector store's filter: scope and clearance are evaluated again, independently.
-    pub fn retrieve_chunk(&self, p: &Principal, scope: &ScopeRule, chunk: &ChunkAttrs) -> bool {
+    fn retrieve(p: &Principal, scope: &ScopeRule, chunk: &ChunkAttrs) -> Self {
         let set = |items: &[String]| {
             RestrictedExpression::new_set(
                 items
@@ -521,27 +591,565 @@ impl Authz {
         let resource = uid("Warroom::Chunk", &chunk.id);
         let entity = Entity::new(resource.clone(), attrs, HashSet::new())
             .expect("chunk attributes are plain values");
-        self.decide(
-            uid("Warroom::User", &p.id),
-            "knowledge.retrieve",
+        Query {
+            principal: uid("Warroom::User", &p.id),
+            action: "knowledge.retrieve",
             resource,
             context,
-            vec![Self::user_entity(p), entity],
-        )
+            entities: vec![user_entity(p), entity],
+        }
     }
 
-    /// May `p` open a direct conversation with `peer`?
-    pub fn direct_message(&self, p: &Principal, peer: &Principal) -> bool {
-        if p.id == peer.id {
-            return false;
+    fn direct_message(p: &Principal, peer: &Principal) -> Self {
+        Query {
+            principal: uid("Warroom::User", &p.id),
+            action: "dm.create",
+            resource: uid("Warroom::User", &peer.id),
+            context: Context::empty(),
+            entities: vec![user_entity(p), user_entity(peer)],
         }
-        self.decide(
-            uid("Warroom::User", &p.id),
-            "dm.create",
-            uid("Warroom::User", &peer.id),
-            Context::empty(),
-            vec![Self::user_entity(p), Self::user_entity(peer)],
-        )
+    }
+}
+
+/// The requests every policy set must deny, whatever else it permits
+/// (SECURITY-CASES 30). Strict validation proves a set well-typed; this
+/// proves it keeps the label barriers, private channels and DMs, and the
+/// admin limits of the shipped policies. A set that permits any of these is
+/// refused at start and at reload, naming the request and the permit.
+mod barriers {
+    use super::*;
+    use crate::principal::{Role, UserKind, Visibility};
+
+    /// A request that must be denied, described for whoever deploys policies.
+    struct MustDeny {
+        what: &'static str,
+        query: Query,
+    }
+
+    /// Refuse `bundle` if it permits any request of the suite, or cannot
+    /// evaluate one (a schema that lost an attribute the server sends).
+    pub(super) fn check(bundle: &PolicyBundle) -> Result<(), PolicyError> {
+        let authorizer = Authorizer::new();
+        let mut wrong = Vec::new();
+        for probe in suite() {
+            match evaluate(&authorizer, bundle, probe.query) {
+                Ok(d) if d.allowed => wrong.push(format!(
+                    "  - {} (permitted by {})",
+                    probe.what,
+                    describe(bundle, &d.reasons)
+                )),
+                Ok(_) => {}
+                Err(e) => wrong.push(format!(
+                    "  - {}: cannot be evaluated, {e}; the schema must keep what the server sends",
+                    probe.what
+                )),
+            }
+        }
+        if wrong.is_empty() {
+            Ok(())
+        } else {
+            Err(PolicyError::Permissive(wrong.join("\n")))
+        }
+    }
+
+    /// Name policies by their `@id`, or by their text when they have none.
+    fn describe(bundle: &PolicyBundle, ids: &[cedar_policy::PolicyId]) -> String {
+        if ids.is_empty() {
+            return "no policy Cedar could name".into();
+        }
+        ids.iter()
+            .map(|id| match bundle.policies.policy(id) {
+                Some(p) => match p.annotation("id") {
+                    Some(name) => format!("@id(\"{name}\")"),
+                    None => format!("`{}`", one_line(&p.to_string(), 120)),
+                },
+                None => id.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn one_line(text: &str, max: usize) -> String {
+        let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        match flat.char_indices().nth(max) {
+            Some((cut, _)) => format!("{}...", &flat[..cut]),
+            None => flat,
+        }
+    }
+
+    fn user(name: &str, role: Role, clearance: &str) -> Principal {
+        Principal {
+            id: format!("barrier-probe-{name}"),
+            handle: name.into(),
+            display_name: name.into(),
+            role,
+            kind: if role == Role::Agent {
+                UserKind::Agent
+            } else {
+                UserKind::Human
+            },
+            department: None,
+            clearance: clearance.parse().expect("probe labels are valid"),
+            active: true,
+        }
+    }
+
+    fn deactivated(p: Principal) -> Principal {
+        Principal { active: false, ..p }
+    }
+
+    fn chan(name: &str, visibility: Visibility, label: &str, archived: bool) -> ChannelAttrs {
+        ChannelAttrs {
+            id: format!("barrier-probe-{name}"),
+            visibility,
+            label: label.parse().expect("probe labels are valid"),
+            archived,
+            created_by: "barrier-probe-owner".into(),
+        }
+    }
+
+    fn outsider() -> ChannelCtx {
+        ChannelCtx::default()
+    }
+
+    fn member() -> ChannelCtx {
+        ChannelCtx {
+            is_member: true,
+            ..Default::default()
+        }
+    }
+
+    fn with_msg(ctx: ChannelCtx, label: &str) -> ChannelCtx {
+        ChannelCtx {
+            msg_label: Some(label.parse().expect("probe labels are valid")),
+            ..ctx
+        }
+    }
+
+    fn broad_scope(max: &str) -> ScopeRule {
+        ScopeRule {
+            collections: None,
+            departments: None,
+            tags: None,
+            exclude_collections: Vec::new(),
+            exclude_departments: Vec::new(),
+            exclude_tags: Vec::new(),
+            max_label: max.parse().expect("probe labels are valid"),
+        }
+    }
+
+    fn chunk(collection: &str, department: &str, label: &str) -> ChunkAttrs {
+        ChunkAttrs {
+            id: format!("barrier-probe-{collection}-{department}"),
+            collection: collection.into(),
+            department: department.into(),
+            tags: vec!["probe".into()],
+            label: label.parse().expect("probe labels are valid"),
+        }
+    }
+
+    fn suite() -> Vec<MustDeny> {
+        use ChannelAction as A;
+        use SystemAction as S;
+        let member_internal = user("member", Role::Member, "internal");
+        let member_sales = user("sales", Role::Member, "confidential:sales");
+        let member_top = user("top", Role::Member, "restricted:hr,sales");
+        let admin_internal = user("admin", Role::Admin, "internal");
+        let admin_sales = user("admin-sales", Role::Admin, "confidential:sales");
+        let admin_top = user("admin-top", Role::Admin, "restricted:hr,sales");
+        let guest = user("guest", Role::Guest, "public");
+        let agent = user("agent", Role::Agent, "internal");
+        let public_internal = chan("public", Visibility::Public, "internal", false);
+        let public_confidential = chan("public-conf", Visibility::Public, "confidential", false);
+        let hr_room = chan("hr", Visibility::Private, "confidential:hr", false);
+        let private_internal = chan("private", Visibility::Private, "internal", false);
+        let dm = chan("dm", Visibility::Direct, "internal", false);
+        let archived = chan("archived", Visibility::Public, "internal", true);
+        let q = |what, query| MustDeny { what, query };
+        let ch = Query::channel;
+        vec![
+            // The label lattice, admins included.
+            q(
+                "a member reads a message above their clearance level",
+                ch(
+                    &member_internal,
+                    A::ReadMessage,
+                    &public_confidential,
+                    &with_msg(member(), "confidential"),
+                ),
+            ),
+            q(
+                "an admin reads a message above their clearance level",
+                ch(
+                    &admin_internal,
+                    A::ReadMessage,
+                    &public_confidential,
+                    &with_msg(member(), "confidential"),
+                ),
+            ),
+            q(
+                "a member reads a message in a compartment they are not cleared for",
+                ch(
+                    &member_sales,
+                    A::ReadMessage,
+                    &hr_room,
+                    &with_msg(member(), "confidential:hr"),
+                ),
+            ),
+            q(
+                "an admin reads a message in a compartment they are not cleared for",
+                ch(
+                    &admin_sales,
+                    A::ReadMessage,
+                    &hr_room,
+                    &with_msg(member(), "confidential:hr"),
+                ),
+            ),
+            q(
+                "a message above its channel's label is delivered",
+                ch(
+                    &member_top,
+                    A::ReadMessage,
+                    &public_internal,
+                    &with_msg(member(), "confidential"),
+                ),
+            ),
+            q(
+                "a member posts a message above its channel's label",
+                ch(
+                    &member_top,
+                    A::Post,
+                    &public_internal,
+                    &with_msg(member(), "confidential"),
+                ),
+            ),
+            q(
+                "an author edits a message up above its channel's label",
+                ch(
+                    &member_top,
+                    A::Edit,
+                    &public_internal,
+                    &with_msg(
+                        ChannelCtx {
+                            is_author: true,
+                            ..member()
+                        },
+                        "confidential:hr",
+                    ),
+                ),
+            ),
+            q(
+                "a member reads a public channel above their clearance",
+                ch(&member_internal, A::Read, &public_confidential, &outsider()),
+            ),
+            q(
+                "a member joins a public channel above their clearance",
+                ch(&member_internal, A::Join, &public_confidential, &outsider()),
+            ),
+            q(
+                "an uncleared user joins a channel they were invited to",
+                ch(
+                    &member_sales,
+                    A::Join,
+                    &hr_room,
+                    &ChannelCtx {
+                        invited: true,
+                        ..outsider()
+                    },
+                ),
+            ),
+            q(
+                "an admin invites into a channel above their clearance",
+                ch(&admin_internal, A::Invite, &hr_room, &outsider()),
+            ),
+            q(
+                "a member creates a channel above their clearance",
+                ch(
+                    &member_internal,
+                    A::Create,
+                    &public_confidential,
+                    &outsider(),
+                ),
+            ),
+            q(
+                "an admin posts in a channel above their clearance",
+                ch(
+                    &admin_sales,
+                    A::Post,
+                    &hr_room,
+                    &with_msg(member(), "internal"),
+                ),
+            ),
+            // Private channels and DMs are for their members only.
+            q(
+                "a member who is not in a private channel reads the private channel",
+                ch(&member_top, A::Read, &private_internal, &outsider()),
+            ),
+            q(
+                "a member who is not in a private channel reads its messages",
+                ch(
+                    &member_top,
+                    A::ReadMessage,
+                    &private_internal,
+                    &with_msg(outsider(), "internal"),
+                ),
+            ),
+            q(
+                "an admin who is not in a private channel reads its messages",
+                ch(
+                    &admin_top,
+                    A::ReadMessage,
+                    &private_internal,
+                    &with_msg(outsider(), "internal"),
+                ),
+            ),
+            q(
+                "a member who is not in a private channel posts to it",
+                ch(
+                    &member_top,
+                    A::Post,
+                    &private_internal,
+                    &with_msg(outsider(), "internal"),
+                ),
+            ),
+            q(
+                "a member joins a private channel uninvited",
+                ch(&member_top, A::Join, &private_internal, &outsider()),
+            ),
+            q(
+                "a member invites into a private channel they are not in",
+                ch(&member_top, A::Invite, &private_internal, &outsider()),
+            ),
+            q(
+                "a non-member reacts in a private channel",
+                ch(
+                    &member_top,
+                    A::React,
+                    &private_internal,
+                    &with_msg(outsider(), "internal"),
+                ),
+            ),
+            q(
+                "an admin who is not in a direct conversation reads it",
+                ch(&admin_top, A::Read, &dm, &outsider()),
+            ),
+            q(
+                "an admin who is not in a direct conversation reads its messages",
+                ch(
+                    &admin_top,
+                    A::ReadMessage,
+                    &dm,
+                    &with_msg(outsider(), "internal"),
+                ),
+            ),
+            q(
+                "someone joins a direct conversation, even invited",
+                ch(
+                    &admin_top,
+                    A::Join,
+                    &dm,
+                    &ChannelCtx {
+                        invited: true,
+                        ..outsider()
+                    },
+                ),
+            ),
+            q(
+                "a participant invites a third person into a direct conversation",
+                ch(&member_top, A::Invite, &dm, &member()),
+            ),
+            q(
+                "an admin archives a direct conversation",
+                ch(&admin_top, A::Archive, &dm, &outsider()),
+            ),
+            q(
+                "a guest reads a public channel they are not in",
+                ch(
+                    &guest,
+                    A::Read,
+                    &chan("public-open", Visibility::Public, "public", false),
+                    &outsider(),
+                ),
+            ),
+            q(
+                "a guest reads messages of a public channel they are not in",
+                ch(
+                    &guest,
+                    A::ReadMessage,
+                    &chan("public-open", Visibility::Public, "public", false),
+                    &with_msg(outsider(), "public"),
+                ),
+            ),
+            // Authors, owners and archives.
+            q(
+                "a member edits someone else's message",
+                ch(
+                    &member_top,
+                    A::Edit,
+                    &public_internal,
+                    &with_msg(member(), "internal"),
+                ),
+            ),
+            q(
+                "a member deletes someone else's message",
+                ch(
+                    &member_top,
+                    A::Delete,
+                    &public_internal,
+                    &with_msg(member(), "internal"),
+                ),
+            ),
+            q(
+                "a member renames a channel they do not own",
+                ch(&member_top, A::Update, &public_internal, &member()),
+            ),
+            q(
+                "a member posts to an archived channel",
+                ch(
+                    &member_top,
+                    A::Post,
+                    &archived,
+                    &with_msg(member(), "internal"),
+                ),
+            ),
+            q(
+                "a guest creates a channel",
+                ch(
+                    &guest,
+                    A::Create,
+                    &chan("guest-made", Visibility::Public, "public", false),
+                    &outsider(),
+                ),
+            ),
+            q(
+                "an agent creates a private channel",
+                ch(
+                    &agent,
+                    A::Create,
+                    &chan("agent-made", Visibility::Private, "internal", false),
+                    &outsider(),
+                ),
+            ),
+            // Deactivated principals do nothing.
+            q(
+                "a deactivated admin manages users",
+                Query::system(&deactivated(admin_top.clone()), S::UserManage),
+            ),
+            q(
+                "a deactivated member reads their own channel",
+                ch(
+                    &deactivated(member_top.clone()),
+                    A::ReadMessage,
+                    &public_internal,
+                    &with_msg(member(), "internal"),
+                ),
+            ),
+            q(
+                "a deactivated principal retrieves knowledge",
+                Query::retrieve(
+                    &deactivated(admin_top.clone()),
+                    &broad_scope("restricted:hr,sales"),
+                    &chunk("handbook", "hr", "internal"),
+                ),
+            ),
+            // Administration stays with admins (and leaders where shipped).
+            q(
+                "a member manages users",
+                Query::system(&member_top, S::UserManage),
+            ),
+            q(
+                "a member reads the audit log",
+                Query::system(&member_top, S::AuditRead),
+            ),
+            q(
+                "a member reloads the policies",
+                Query::system(&member_top, S::PolicyReload),
+            ),
+            q(
+                "a member manages documents",
+                Query::system(&member_top, S::DocumentManage),
+            ),
+            q(
+                "a member manages retrieval scopes",
+                Query::system(&member_top, S::ScopeManage),
+            ),
+            q(
+                "a member manages agents",
+                Query::system(&member_top, S::AgentManage),
+            ),
+            q(
+                "an agent manages agents",
+                Query::system(&agent, S::AgentManage),
+            ),
+            q(
+                "a member reads insight digests",
+                Query::system(&member_top, S::InsightsRead),
+            ),
+            q(
+                "a guest lists the directory",
+                Query::system(&guest, S::UserList),
+            ),
+            // Direct messages.
+            q(
+                "a guest opens a direct conversation",
+                Query::direct_message(&guest, &member_internal),
+            ),
+            q(
+                "someone opens a direct conversation with a guest",
+                Query::direct_message(&admin_top, &guest),
+            ),
+            q(
+                "someone opens a direct conversation with a deactivated user",
+                Query::direct_message(&member_internal, &deactivated(member_sales.clone())),
+            ),
+            // Retrieval: within clearance and within scope, admins included.
+            q(
+                "an agent retrieves a chunk above its clearance, whatever its scope",
+                Query::retrieve(
+                    &agent,
+                    &broad_scope("restricted:hr,sales"),
+                    &chunk("handbook", "hr", "confidential:hr"),
+                ),
+            ),
+            q(
+                "an admin retrieves a chunk in a compartment they are not cleared for",
+                Query::retrieve(
+                    &admin_sales,
+                    &broad_scope("restricted:hr,sales"),
+                    &chunk("payroll", "hr", "confidential:hr"),
+                ),
+            ),
+            q(
+                "a retrieval returns a chunk above its scope's label",
+                Query::retrieve(
+                    &member_top,
+                    &broad_scope("internal"),
+                    &chunk("payroll", "hr", "confidential:hr"),
+                ),
+            ),
+            q(
+                "a retrieval returns a chunk from a collection outside its scope",
+                Query::retrieve(
+                    &member_top,
+                    &ScopeRule {
+                        collections: Some(vec!["sales".into()]),
+                        ..broad_scope("restricted:hr,sales")
+                    },
+                    &chunk("payroll", "hr", "internal"),
+                ),
+            ),
+            q(
+                "a retrieval returns a chunk from an excluded department",
+                Query::retrieve(
+                    &member_top,
+                    &ScopeRule {
+                        exclude_departments: vec!["hr".into()],
+                        ..broad_scope("restricted:hr,sales")
+                    },
+                    &chunk("payroll", "hr", "internal"),
+                ),
+            ),
+        ]
     }
 }
 
@@ -579,6 +1187,117 @@ mod tests {
             .err()
             .expect("must be refused");
         assert!(err.to_string().contains("oops.cedar"), "{err}");
+    }
+
+    fn shipped_files() -> Vec<(String, String)> {
+        [
+            ("chat.cedar", EMBEDDED_POLICIES),
+            ("knowledge.cedar", EMBEDDED_KNOWLEDGE_POLICIES),
+            ("agents.cedar", EMBEDDED_AGENT_POLICIES),
+            ("insights.cedar", EMBEDDED_INSIGHT_POLICIES),
+        ]
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.to_string()))
+        .collect()
+    }
+
+    const PERMIT_EVERYTHING: &str = "permit(principal, action, resource);";
+
+    #[test]
+    fn the_shipped_policies_pass_the_barrier_suite() {
+        let bundle = compile(EMBEDDED_SCHEMA, &shipped_files()).expect("shipped set is accepted");
+        barriers::check(&bundle).expect("and denies every request of the suite");
+        assert_eq!(bundle.digest.len(), 64);
+        let authz = Authz::load(None, Arc::default()).unwrap();
+        assert_eq!(authz.digest(), bundle.digest, "same texts, same hash");
+    }
+
+    #[test]
+    fn a_blanket_permit_is_refused_naming_what_it_would_allow() {
+        let mut files = shipped_files();
+        files.push(("zz-open.cedar".into(), PERMIT_EVERYTHING.into()));
+        let err = compile(EMBEDDED_SCHEMA, &files)
+            .err()
+            .expect("valid Cedar, but permissive: must be refused");
+        assert!(matches!(err, PolicyError::Permissive(_)), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains("must deny"), "{msg}");
+        assert!(
+            msg.contains("a member who is not in a private channel reads its messages"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("permitted by `permit(principal, action, resource);`"),
+            "names the culprit: {msg}"
+        );
+    }
+
+    #[test]
+    fn dropping_a_label_forbid_is_refused() {
+        let mut files = shipped_files();
+        let chat = &mut files[0].1;
+        let start = chat
+            .find("@id(\"clearance-covers-channel\")")
+            .expect("the shipped chat policies have this forbid");
+        let end = start + chat[start..].find("};").expect("the forbid ends") + 2;
+        chat.replace_range(start..end, "");
+        let err = compile(EMBEDDED_SCHEMA, &files)
+            .err()
+            .expect("a set without the clearance forbid must be refused");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("a member joins a public channel above their clearance")
+                && msg.contains("@id(\"join-public\")"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_reload_with_a_permissive_set_keeps_the_old_set_active() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("warroom.cedarschema"), EMBEDDED_SCHEMA).unwrap();
+        for (name, text) in shipped_files() {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let authz = Authz::load(Some(dir.path()), Arc::default()).unwrap();
+        let (count, digest, generation) =
+            (authz.policy_count(), authz.digest(), authz.generation());
+        std::fs::write(dir.path().join("zz-open.cedar"), PERMIT_EVERYTHING).unwrap();
+        let err = authz.reload().expect_err("refused");
+        assert!(matches!(err, PolicyError::Permissive(_)), "{err}");
+        assert_eq!(authz.policy_count(), count);
+        assert_eq!(authz.digest(), digest, "the last good set stays active");
+        assert_eq!(authz.generation(), generation);
+        let outsider = Principal {
+            id: "u-out".into(),
+            handle: "out".into(),
+            display_name: "out".into(),
+            role: crate::principal::Role::Member,
+            kind: crate::principal::UserKind::Human,
+            department: None,
+            clearance: "restricted".parse().unwrap(),
+            active: true,
+        };
+        let board = ChannelAttrs {
+            id: "c-board".into(),
+            visibility: crate::principal::Visibility::Private,
+            label: "internal".parse().unwrap(),
+            archived: false,
+            created_by: "u-in".into(),
+        };
+        assert!(!authz.channel(
+            &outsider,
+            ChannelAction::Read,
+            &board,
+            &ChannelCtx::default()
+        ));
+        assert!(
+            Authz::load(Some(dir.path()), Arc::default()).is_err(),
+            "nor does a fresh start accept it"
+        );
+        std::fs::remove_file(dir.path().join("zz-open.cedar")).unwrap();
+        assert_eq!(authz.reload().unwrap(), count);
+        assert_eq!(authz.digest(), digest);
     }
 
     #[test]

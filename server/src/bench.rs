@@ -633,6 +633,7 @@ async fn group_commit_only(args: &ChatBenchArgs) -> anyhow::Result<(f64, f64)> {
                     mention_ids: Vec::new(),
                     citations: Vec::new(),
                     brain: None,
+                    direct: false,
                 };
                 if writer.post(post).await.is_ok() {
                     n += 1;

@@ -231,8 +231,67 @@ enum ModelsCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Check the audit log's hash chain.
+    /// Check the audit log: every record's keyed hash and link, and its head
+    /// against the signed checkpoint in the data directory (run it with the
+    /// server's configuration, which says where the audit key is).
     Verify,
+}
+
+/// Records that do not verify printed by `audit verify` at most; the rest
+/// are counted (one rewritten record can break every link after it).
+const AUDIT_PROBLEMS_SHOWN: usize = 20;
+
+/// `warroom audit verify`: report every problem found, exit non-zero if any.
+async fn audit_verify(settings: &Settings) -> anyhow::Result<()> {
+    let db = crate::storage::connect(settings).await?;
+    let dir = &settings.storage.data_dir;
+    let v = crate::audit::verify(&db, dir).await?;
+    // A cut-off tail or a bad checkpoint first: they are easy to miss behind
+    // a long list of records that no longer verify.
+    let (broken, others): (Vec<_>, Vec<_>) = v
+        .problems
+        .iter()
+        .partition(|p| matches!(p, crate::audit::Problem::Broken { .. }));
+    if let Some(first) = others.first().or(broken.first()) {
+        for p in &others {
+            eprintln!("  - {p}");
+        }
+        for p in broken.iter().take(AUDIT_PROBLEMS_SHOWN) {
+            eprintln!("  - {p}");
+        }
+        if broken.len() > AUDIT_PROBLEMS_SHOWN {
+            eprintln!(
+                "  ... and {} more records that do not verify",
+                broken.len() - AUDIT_PROBLEMS_SHOWN
+            );
+        }
+        anyhow::bail!(
+            "the audit log failed verification ({} problem(s)); first: {first}. Keep a copy of \
+             the database and the data directory as evidence before changing anything",
+            v.problems.len()
+        );
+    }
+    let mut line = format!("audit chain intact: {} records", v.records);
+    if v.legacy > 0 {
+        line.push_str(&format!(
+            " ({} legacy records, written before the chain was keyed, are checked with their \
+             plain SHA-256 hashes and signed by the first keyed record or checkpoint after them)",
+            v.legacy
+        ));
+    }
+    println!("{line}");
+    match v.checkpoint {
+        Some(seq) => {
+            println!("signed checkpoint at record {seq} verified: the tail is complete up to it")
+        }
+        None if v.records > 0 => println!(
+            "no checkpoint in {}: a removed tail cannot be detected here; run verify with the \
+             server's data directory",
+            dir.display()
+        ),
+        None => {}
+    }
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -338,7 +397,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 .create(new)
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-            crate::audit::Audit::new(db)
+            crate::audit::Audit::open(db, &settings.storage.data_dir)?
                 .record(
                     None,
                     "user.create",
@@ -355,16 +414,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Audit {
             command: AuditCommand::Verify,
-        } => {
-            let db = crate::storage::connect(&settings).await?;
-            match crate::audit::verify_chain(&db).await? {
-                Ok(n) => {
-                    println!("audit chain intact: {n} records");
-                    Ok(())
-                }
-                Err(id) => anyhow::bail!("audit chain broken at record {id}: the log was altered"),
-            }
-        }
+        } => audit_verify(&settings).await,
         Command::Bench {
             command: BenchCommand::Chat(args),
         } => crate::bench::chat(args).await,
@@ -551,7 +601,9 @@ async fn insights_command(settings: Settings, command: InsightsCommand) -> anyho
             .await
             .map_err(api)?;
             bar.finish_and_clear();
-            let d = crate::insights::redact(d, &p.clearance);
+            let d = crate::insights::redact_now(&app, d, &p)
+                .await
+                .map_err(api)?;
             println!(
                 "digest {} version {} for {} to {}: {} risks, {} opportunities (label {}), {} messages read in {:.1} s",
                 d.id,
@@ -761,7 +813,10 @@ async fn ingest(settings: Settings, args: IngestArgs) -> anyhow::Result<()> {
         anyhow::bail!("no .md, .txt, .html or .pdf files under the given paths");
     }
     let knowledge = offline_knowledge(&settings).await?;
-    let audit = crate::audit::Audit::new(crate::storage::connect(&settings).await?);
+    let audit = crate::audit::Audit::open(
+        crate::storage::connect(&settings).await?,
+        &settings.storage.data_dir,
+    )?;
     let bar = ProgressBar::new(files.len() as u64);
     bar.set_style(
         ProgressStyle::with_template(
@@ -773,15 +828,17 @@ async fn ingest(settings: Settings, args: IngestArgs) -> anyhow::Result<()> {
     let mut failures = Vec::new();
     for file in &files {
         bar.set_message(file.display().to_string());
-        let department = args.department.clone().or_else(|| {
-            file.parent()
-                .and_then(|d| d.file_name())
-                .map(|n| n.to_string_lossy().to_ascii_lowercase())
-        });
+        // The folder a file sits in names its department only when neither
+        // --department nor the file's front matter does.
+        let folder = file
+            .parent()
+            .and_then(|d| d.file_name())
+            .map(|n| n.to_string_lossy().to_ascii_lowercase());
         let meta = crate::knowledge::IngestMeta {
             collection: Some(args.collection.clone()),
             label: args.label.clone(),
-            department,
+            department: args.department.clone(),
+            fallback_department: folder,
             tags: args.tags.clone(),
         };
         let result = match std::fs::read(file) {
@@ -1054,9 +1111,9 @@ pub async fn seed_demo_agents(
         let row = app.directory.create(new).await.map_err(api)?;
         people.push(row.id);
     }
-    std::fs::write(
+    crate::storage::write_private(
         &logins,
-        format!("lena (leader), sam (sales), erin (engineering): password {password}\n"),
+        format!("lena (leader), sam (sales), erin (engineering): password {password}\n").as_bytes(),
     )?;
     let mut leads = Vec::new();
     let mut spawned = 0;

@@ -34,6 +34,10 @@ pub struct ServerSettings {
     pub allowed_origins: Vec<String>,
     /// Directory with the Cedar schema and policies.
     pub policy_dir: Option<PathBuf>,
+    /// Bearer token a Prometheus scraper sends for `/metrics`
+    /// (`Authorization: Bearer ...`). Unset: `/metrics` is off (404), since
+    /// counters describe who does what.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for ServerSettings {
@@ -42,6 +46,7 @@ impl Default for ServerSettings {
             bind: "127.0.0.1:8080".into(),
             allowed_origins: Vec::new(),
             policy_dir: None,
+            metrics_token: None,
         }
     }
 }
@@ -81,10 +86,20 @@ pub struct AuthSettings {
     pub access_ttl_secs: u64,
     /// Refresh token lifetime in seconds.
     pub refresh_ttl_secs: u64,
-    /// Failed-or-not login attempts allowed per handle per minute.
+    /// Failed logins allowed for one handle from one client address before
+    /// that pair must wait: one minute, doubling with each further failure
+    /// up to `login_backoff_max_secs`. Successes do not count, and one clears
+    /// the pair's failures; other addresses are never affected, so nobody can
+    /// lock someone else out.
     pub login_per_handle_per_minute: u32,
-    /// Login attempts allowed per client address per minute.
+    /// Login attempts (of any outcome) allowed per client address per minute.
     pub login_per_ip_per_minute: u32,
+    /// Longest wait imposed on a handle and address after repeated failures, seconds.
+    pub login_backoff_max_secs: u64,
+    /// Reverse proxies whose `X-Forwarded-For` names the client address (exact
+    /// IP addresses). Empty (the default): the header is ignored and the TCP
+    /// peer is the client, so clients cannot choose their own address.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for AuthSettings {
@@ -96,6 +111,8 @@ impl Default for AuthSettings {
             refresh_ttl_secs: 30 * 24 * 3600,
             login_per_handle_per_minute: 10,
             login_per_ip_per_minute: 60,
+            login_backoff_max_secs: 15 * 60,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -114,6 +131,17 @@ pub struct Limits {
     pub posts_per_second: f64,
     /// Burst of posts a user may make at once.
     pub post_burst: f64,
+    /// Sustained authenticated API requests per second per user (every write
+    /// and read: edits, reactions, retrievals, searches, token mints...).
+    /// Generous, since one worker account mints tokens for many agents.
+    pub requests_per_second: f64,
+    /// Burst of API requests a user may make at once.
+    pub request_burst: f64,
+    /// Sustained frames per second one user's WebSockets may send
+    /// (subscribe, resubscribe, activity requests, typing).
+    pub ws_frames_per_second: f64,
+    /// Burst of WebSocket frames a user may send at once.
+    pub ws_frame_burst: f64,
     /// Events queued per WebSocket connection before it counts as slow.
     pub ws_send_queue: usize,
     /// Channels one connection may subscribe to.
@@ -134,6 +162,10 @@ impl Default for Limits {
             max_message_chars: 8000,
             posts_per_second: 10.0,
             post_burst: 30.0,
+            requests_per_second: 200.0,
+            request_burst: 2000.0,
+            ws_frames_per_second: 50.0,
+            ws_frame_burst: 500.0,
             ws_send_queue: 4096,
             max_subscriptions: 2000,
             replay_max: 1000,
@@ -326,7 +358,8 @@ impl Settings {
                 .separator("__")
                 .try_parsing(true)
                 .list_separator(",")
-                .with_list_parse_key("server.allowed_origins"),
+                .with_list_parse_key("server.allowed_origins")
+                .with_list_parse_key("auth.trusted_proxies"),
         );
         let settings: Settings = builder.build()?.try_deserialize()?;
         settings.validate()?;
@@ -341,8 +374,31 @@ impl Settings {
                 why: why.to_string(),
             })
         };
+        if self
+            .server
+            .metrics_token
+            .as_deref()
+            .is_some_and(|t| t.len() < 16 || t.len() > 256 || t.contains(char::is_whitespace))
+        {
+            return bad(
+                "server.metrics_token",
+                "must be 16-256 characters without spaces (e.g. `openssl rand -hex 24`)",
+            );
+        }
         if self.auth.access_ttl_secs == 0 || self.auth.access_ttl_secs > 900 {
             return bad("auth.access_ttl_secs", "must be between 1 and 900 seconds");
+        }
+        if self.auth.login_per_handle_per_minute == 0 || self.auth.login_per_ip_per_minute == 0 {
+            return bad(
+                "auth.login_per_handle_per_minute",
+                "login limits must be positive (a zero limit refuses every login)",
+            );
+        }
+        if !(60..=24 * 3600).contains(&self.auth.login_backoff_max_secs) {
+            return bad(
+                "auth.login_backoff_max_secs",
+                "must be between 60 seconds and one day",
+            );
         }
         if self.limits.max_ws_message_bytes < 1024 || self.limits.max_ws_message_bytes > 16 << 20 {
             return bad(
@@ -440,6 +496,18 @@ impl Settings {
         }
         if !(1..=50).contains(&i.max_per_kind) {
             return bad("insights.max_per_kind", "must be 1..=50");
+        }
+        if !(self.limits.requests_per_second > 0.0 && self.limits.request_burst >= 1.0) {
+            return bad(
+                "limits.requests_per_second",
+                "rate must be > 0 and burst (limits.request_burst) >= 1",
+            );
+        }
+        if !(self.limits.ws_frames_per_second > 0.0 && self.limits.ws_frame_burst >= 1.0) {
+            return bad(
+                "limits.ws_frames_per_second",
+                "rate must be > 0 and burst (limits.ws_frame_burst) >= 1",
+            );
         }
         if !(self.limits.posts_per_second > 0.0 && self.limits.post_burst >= 1.0) {
             return bad("limits.posts_per_second", "rate must be > 0 and burst >= 1");

@@ -3,6 +3,7 @@
 //! and role changes take effect on the next request).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
@@ -44,7 +45,51 @@ pub fn parse_handle(raw: &str) -> ApiResult<String> {
 /// Users by id, cached.
 pub struct Directory {
     db: DatabaseConnection,
-    cache: RwLock<HashMap<String, Arc<Principal>>>,
+    cache: PrincipalCache,
+}
+
+/// Cached principals with a generation: a lookup that read the database
+/// before a change was invalidated never stores what it read after it, so a
+/// deactivation or downgrade cannot be undone by a concurrent request
+/// (SECURITY-CASES 26).
+#[derive(Default)]
+struct PrincipalCache {
+    map: RwLock<HashMap<String, Arc<Principal>>>,
+    generation: AtomicU64,
+}
+
+/// Most principals cached before the cache starts over.
+const CACHE_MAX: usize = 200_000;
+
+impl PrincipalCache {
+    fn get(&self, id: &str) -> Option<Arc<Principal>> {
+        self.map.read().expect("cache lock").get(id).cloned()
+    }
+
+    /// The generation to pass to [`PrincipalCache::store`]; read it before
+    /// reading the database.
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Cache `p` unless something was invalidated since `generation`.
+    fn store(&self, id: &str, p: Arc<Principal>, generation: u64) {
+        let mut map = self.map.write().expect("cache lock");
+        // Checked under the write lock: an invalidation bumps the generation
+        // before it takes the lock, so it is either seen here or runs after.
+        if self.generation.load(Ordering::SeqCst) != generation {
+            return;
+        }
+        if map.len() > CACHE_MAX {
+            map.clear();
+        }
+        map.insert(id.to_string(), p);
+    }
+
+    fn invalidate(&self, id: &str) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.map.write().expect("cache lock").remove(id);
+    }
 }
 
 impl Directory {
@@ -52,15 +97,16 @@ impl Directory {
     pub fn new(db: DatabaseConnection) -> Self {
         Self {
             db,
-            cache: RwLock::new(HashMap::new()),
+            cache: PrincipalCache::default(),
         }
     }
 
     /// The principal with this id, if any.
     pub async fn get(&self, id: &str) -> ApiResult<Option<Arc<Principal>>> {
-        if let Some(p) = self.cache.read().expect("cache lock").get(id) {
-            return Ok(Some(p.clone()));
+        if let Some(p) = self.cache.get(id) {
+            return Ok(Some(p));
         }
+        let generation = self.cache.generation();
         let Some(row) = user::Entity::find_by_id(id.to_string())
             .one(&self.db)
             .await?
@@ -68,11 +114,7 @@ impl Directory {
             return Ok(None);
         };
         let p = Arc::new(Principal::try_from(&row).map_err(ApiError::internal)?);
-        let mut cache = self.cache.write().expect("cache lock");
-        if cache.len() > 200_000 {
-            cache.clear();
-        }
-        cache.insert(id.to_string(), p.clone());
+        self.cache.store(id, p.clone(), generation);
         Ok(Some(p))
     }
 
@@ -100,7 +142,7 @@ impl Directory {
 
     /// Forget a cached principal after it changed.
     pub fn invalidate(&self, id: &str) {
-        self.cache.write().expect("cache lock").remove(id);
+        self.cache.invalidate(id);
     }
 
     /// Insert a user; a taken handle is a 409.
@@ -130,5 +172,42 @@ impl Directory {
                 ApiError::from(e)
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(clearance: &str, active: bool) -> Arc<Principal> {
+        Arc::new(Principal {
+            id: "u1".into(),
+            handle: "hana".into(),
+            display_name: "Hana".into(),
+            role: Role::Member,
+            kind: UserKind::Human,
+            department: None,
+            clearance: clearance.parse().unwrap(),
+            active,
+        })
+    }
+
+    /// Finding 4: a lookup that read the row before a deactivation committed
+    /// stored it after the invalidation, resurrecting the active account.
+    #[test]
+    fn finding_04_a_read_from_before_an_invalidation_is_not_cached() {
+        let cache = PrincipalCache::default();
+        // A request misses the cache and reads the row (still active)...
+        let generation = cache.generation();
+        let stale = principal("restricted:hr", true);
+        // ...meanwhile an admin deactivates and downgrades, commits, invalidates...
+        cache.invalidate("u1");
+        // ...then the first request stores what it read.
+        cache.store("u1", stale, generation);
+        assert!(cache.get("u1").is_none(), "stale principal resurrected");
+        // A read that started after the change is cached as usual.
+        let generation = cache.generation();
+        cache.store("u1", principal("internal", false), generation);
+        assert!(!cache.get("u1").unwrap().active);
     }
 }

@@ -1,43 +1,71 @@
-//! Per-user token buckets for posting.
+//! Keyed rate limits (the `governor` crate's GCRA): one limiter per class of
+//! work (posting, every other authenticated request, WebSocket frames from a
+//! client), each keyed by user.
 
-use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-/// A token bucket per key: `rate` tokens per second, up to `burst`.
+use governor::{DefaultKeyedRateLimiter, Quota};
+
+/// Keys kept before idle ones are dropped. Only keys whose bucket is full
+/// again are dropped: nobody's spent budget is forgiven by pruning.
+const PRUNE_ABOVE: usize = 500_000;
+
+/// A rate limit per key: `rate` per second sustained, bursts of `burst`.
 pub struct RateLimiter {
-    rate: f64,
-    burst: f64,
-    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+    inner: DefaultKeyedRateLimiter<String>,
+    prune_above: usize,
+    prune_every: Duration,
+    /// When keys were last pruned: a scan of every key runs at most once
+    /// per `prune_every`, however many are tracked.
+    pruned: Mutex<Instant>,
 }
 
+/// Shortest time between two scans for idle keys.
+const PRUNE_EVERY: Duration = Duration::from_secs(10);
+
 impl RateLimiter {
-    /// A limiter allowing `rate` per second with bursts of `burst`.
+    /// A limiter allowing `rate` per second with bursts of `burst` (at least
+    /// one; settings validation keeps both positive).
     pub fn new(rate: f64, burst: f64) -> Self {
+        let period = Duration::from_secs_f64(1.0 / rate.max(1e-6));
+        let burst =
+            NonZeroU32::new(burst.max(1.0).min(u32::MAX as f64) as u32).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::with_period(period)
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MAX))
+            .allow_burst(burst);
         Self {
-            rate,
-            burst,
-            buckets: Mutex::new(HashMap::new()),
+            inner: DefaultKeyedRateLimiter::keyed(quota),
+            prune_above: PRUNE_ABOVE,
+            prune_every: PRUNE_EVERY,
+            pruned: Mutex::new(Instant::now()),
         }
     }
 
-    /// Take one token for `key`; false when the bucket is empty.
+    /// Prune idle keys whenever more than `n` are tracked, with no pause
+    /// between scans (for tests).
+    pub fn prune_above(mut self, n: usize) -> Self {
+        self.prune_above = n;
+        self.prune_every = Duration::ZERO;
+        self
+    }
+
+    /// Take one cell for `key`; false when its budget is spent.
     pub fn allow(&self, key: &str) -> bool {
-        let now = Instant::now();
-        let mut b = self.buckets.lock().expect("limiter lock");
-        if b.len() > 500_000 {
-            b.clear();
+        if self.inner.len() > self.prune_above {
+            let mut pruned = self.pruned.lock().expect("prune lock");
+            if pruned.elapsed() >= self.prune_every {
+                self.inner.retain_recent();
+                *pruned = Instant::now();
+            }
         }
-        let entry = b.entry(key.to_string()).or_insert((self.burst, now));
-        let refill = now.duration_since(entry.1).as_secs_f64() * self.rate;
-        entry.0 = (entry.0 + refill).min(self.burst);
-        entry.1 = now;
-        if entry.0 >= 1.0 {
-            entry.0 -= 1.0;
-            true
-        } else {
-            false
-        }
+        self.inner.check_key(&key.to_string()).is_ok()
+    }
+
+    /// Keys currently tracked.
+    pub fn tracked(&self) -> usize {
+        self.inner.len()
     }
 }
 
@@ -51,5 +79,20 @@ mod tests {
         assert!(l.allow("a") && l.allow("a") && l.allow("a"));
         assert!(!l.allow("a"));
         assert!(l.allow("b"), "buckets are per key");
+    }
+
+    /// Finding 14: above 500k keys the old map was cleared, forgiving every
+    /// user's spent budget at once. Pruning now keeps spent buckets.
+    #[test]
+    fn finding_14_pruning_never_forgives_a_spent_budget() {
+        let l = RateLimiter::new(0.001, 2.0).prune_above(10);
+        assert!(l.allow("flooder") && l.allow("flooder"));
+        assert!(!l.allow("flooder"));
+        for i in 0..20 {
+            l.allow(&format!("k{i}"));
+        }
+        // Every call above 10 keys prunes; the flooder stays refused.
+        assert!(l.tracked() > 10);
+        assert!(!l.allow("flooder"));
     }
 }

@@ -24,7 +24,9 @@ use crate::principal::{ChannelAttrs, Principal};
 
 /// WebSocket close code: the send queue filled; resume from the last seq.
 pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
-/// WebSocket close code: the account was deactivated or logged out.
+/// WebSocket close code: the account was deactivated or its permissions
+/// changed, or the login session whose token opened the socket ended (logout,
+/// refresh-token reuse).
 pub const CLOSE_REVOKED: u16 = 4003;
 
 /// A committed channel event, serialized once for all recipients.
@@ -66,6 +68,12 @@ pub enum Outbound {
 pub struct Conn {
     pub id: u64,
     pub principal: Principal,
+    /// The login session whose access token opened the connection (`None`
+    /// for tokens issued outside a login, such as agents').
+    pub session: Option<String>,
+    /// Set once the connection streams the agent activity feed: one stream
+    /// per connection.
+    pub activity: std::sync::atomic::AtomicBool,
     tx: mpsc::Sender<Outbound>,
     close: watch::Sender<Option<CloseReason>>,
 }
@@ -176,10 +184,24 @@ impl Hub {
         }
     }
 
-    /// Register a connection; returns it with its outbound queue and close signal.
+    /// Register a connection outside any login session.
     pub fn connect(
         &self,
         principal: Principal,
+    ) -> (
+        Arc<Conn>,
+        mpsc::Receiver<Outbound>,
+        watch::Receiver<Option<CloseReason>>,
+    ) {
+        self.connect_session(principal, None)
+    }
+
+    /// Register a connection opened with a token of login session `session`;
+    /// returns it with its outbound queue and close signal.
+    pub fn connect_session(
+        &self,
+        principal: Principal,
+        session: Option<String>,
     ) -> (
         Arc<Conn>,
         mpsc::Receiver<Outbound>,
@@ -191,6 +213,8 @@ impl Hub {
         let conn = Arc::new(Conn {
             id,
             principal,
+            session,
+            activity: std::sync::atomic::AtomicBool::new(false),
             tx,
             close,
         });
@@ -230,6 +254,18 @@ impl Hub {
         for id in inner.by_user.get(user_id).into_iter().flatten() {
             if let Some(c) = inner.conns.get(id) {
                 c.close(reason.clone());
+            }
+        }
+    }
+
+    /// Close the connections `user_id` opened in login session `session`
+    /// (logout, refresh-token reuse); their other sessions stay open.
+    pub fn close_session(&self, user_id: &str, session: &str, reason: CloseReason) {
+        let inner = self.inner.read().expect("hub lock");
+        for id in inner.by_user.get(user_id).into_iter().flatten() {
+            match inner.conns.get(id) {
+                Some(c) if c.session.as_deref() == Some(session) => c.close(reason.clone()),
+                _ => {}
             }
         }
     }

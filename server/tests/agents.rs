@@ -136,7 +136,9 @@ async fn agent_token(app: &TestApp, admin: &User, id: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_api_validates_and_manages_lifecycle() {
     let app = start().await;
-    let admin = app.user("admin", "admin", None).await;
+    let admin = app
+        .user("admin", "admin", Some(common::ALL_DEPARTMENTS))
+        .await;
     let member = app.user("mia", "member", None).await;
     let leader = app.user("lea", "leader", None).await;
     seed(&app, &admin).await;
@@ -331,7 +333,9 @@ async fn check_invariants(app: &TestApp) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_agents_gossip_for_a_simulated_hour_within_the_rules() {
     let app = start().await;
-    let admin = app.user("admin", "admin", None).await;
+    let admin = app
+        .user("admin", "admin", Some(common::ALL_DEPARTMENTS))
+        .await;
     let human = app.user("hugo", "member", None).await;
     seed(&app, &admin).await;
     let all_hands = app
@@ -525,7 +529,9 @@ async fn hr_chunk(app: &TestApp, restricted: bool) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn security_cases_6_and_7_restricted_context_never_reaches_an_uncleared_channel() {
     let app = start().await;
-    let admin = app.user("admin", "admin", None).await;
+    let admin = app
+        .user("admin", "admin", Some(common::ALL_DEPARTMENTS))
+        .await;
     seed(&app, &admin).await;
     let all_hands = app
         .channel(&admin, "all-hands", "public", Some("internal"))
@@ -615,7 +621,9 @@ async fn security_cases_6_and_7_restricted_context_never_reaches_an_uncleared_ch
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn security_case_8_hr_text_cannot_be_dmed_to_a_sales_agent() {
     let app = start().await;
-    let admin = app.user("admin", "admin", None).await;
+    let admin = app
+        .user("admin", "admin", Some(common::ALL_DEPARTMENTS))
+        .await;
     seed(&app, &admin).await;
     let hr =
         spawn(&app, &admin, json!({"template": "hr-lead", "count": 1})).await["agents"][0].clone();
@@ -649,10 +657,27 @@ async fn security_case_8_hr_text_cannot_be_dmed_to_a_sales_agent() {
         )
         .await
         .unwrap_err();
+    // Refused by policy because of the label: the DM's label is the meet of
+    // both clearances, and confidential:hr is above it.
     assert!(
-        !matches!(e, warroom_agent_runtime::PlatformError::Unavailable(_)),
+        matches!(&e, warroom_agent_runtime::PlatformError::Forbidden(m)
+            if m.contains("post this message here") && m.contains("label")),
         "{e:?}"
     );
+    // The refusal is on record: who, where, and the label that did not fit.
+    let audit = app.get("/api/v1/audit?limit=500", &admin.token).await.json;
+    let entry = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| {
+            r["action"] == "Post"
+                && r["outcome"] == "denied"
+                && r["target"] == format!("channel:{dm}")
+        })
+        .unwrap_or_else(|| panic!("no audit entry for the refused DM: {audit:?}"));
+    assert_eq!(entry["actor_id"], hr["id"], "{entry:?}");
+    assert_eq!(entry["detail"]["msg_label"], "confidential:hr", "{entry:?}");
     // The recipient's context stays clean.
     let seen = platform
         .observe(sales["id"].as_str().unwrap(), &dm, 0, 50)
@@ -673,7 +698,9 @@ async fn security_case_16_a_flooding_agent_is_rate_limited_and_others_keep_posti
         s.limits.post_burst = 5.0;
     })
     .await;
-    let admin = app.user("admin", "admin", None).await;
+    let admin = app
+        .user("admin", "admin", Some(common::ALL_DEPARTMENTS))
+        .await;
     let human = app.user("hugo", "member", None).await;
     seed(&app, &admin).await;
     let out = spawn(
@@ -720,7 +747,9 @@ async fn security_case_16_a_flooding_agent_is_rate_limited_and_others_keep_posti
 async fn remote_workers_in_two_shards_run_every_agent_once_over_the_public_api() {
     use warroom_agent_runtime::remote::{Operator, RemoteAdapter};
     let app = start().await;
-    let admin = app.user("admin", "admin", None).await;
+    let admin = app
+        .user("admin", "admin", Some(common::ALL_DEPARTMENTS))
+        .await;
     let human = app.user("hugo", "member", None).await;
     seed(&app, &admin).await;
     let out = spawn(
@@ -812,7 +841,9 @@ async fn the_worker_binary_runs_a_shard_against_a_live_server() {
         worker.display()
     );
     let app = start().await;
-    let admin = app.user("admin", "admin", None).await;
+    let admin = app
+        .user("admin", "admin", Some(common::ALL_DEPARTMENTS))
+        .await;
     let human = app.user("hugo", "member", None).await;
     seed(&app, &admin).await;
     let out = spawn(
@@ -890,7 +921,9 @@ async fn the_worker_binary_runs_a_shard_against_a_live_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_endpoints_refuse_bad_input() {
     let app = start().await;
-    let admin = app.user("admin", "admin", None).await;
+    let admin = app
+        .user("admin", "admin", Some(common::ALL_DEPARTMENTS))
+        .await;
     let human = app.user("hugo", "member", None).await;
     seed(&app, &admin).await;
     let out = spawn(

@@ -213,7 +213,9 @@ async fn seed_talk(app: &TestApp, admin: &User) -> (String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn digests_find_cross_department_insights_and_redact_by_clearance() {
     let app = start().await;
-    let admin = app.user("admin", "admin", None).await;
+    let admin = app
+        .user("admin", "admin", Some(common::ALL_DEPARTMENTS))
+        .await;
     let member = app.user("mia", "member", None).await;
     let lead_internal = app.user("lou", "leader", Some("internal")).await;
     let lead_conf = app.user("lena", "leader", Some("confidential")).await;
@@ -461,7 +463,9 @@ async fn a_configured_chat_model_judges_and_words_each_candidate() {
         s.agents.openai_model = "judge".into();
     })
     .await;
-    let admin = app.user("admin", "admin", None).await;
+    let admin = app
+        .user("admin", "admin", Some(common::ALL_DEPARTMENTS))
+        .await;
     seed_talk(&app, &admin).await;
     let r = app
         .post("/api/v1/insights/run", &admin.token, json!({}))
@@ -505,4 +509,114 @@ async fn a_configured_chat_model_judges_and_words_each_candidate() {
     assert!(prompts
         .iter()
         .any(|p| p.contains("Nearby facts from other departments")));
+}
+
+/// Whether a message has a stored vector.
+async fn has_vector(app: &TestApp, message_id: &str) -> bool {
+    use sea_orm::ConnectionTrait;
+    let db = &app.running.app.db;
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        sea_orm::DbBackend::Postgres => {
+            "SELECT message_id FROM message_vectors WHERE message_id = $1"
+        }
+        _ => "SELECT message_id FROM message_vectors WHERE message_id = ?",
+    };
+    db.query_one_raw(sea_orm::Statement::from_sql_and_values(
+        backend,
+        sql,
+        [message_id.into()],
+    ))
+    .await
+    .unwrap()
+    .is_some()
+}
+
+/// Finding 13: digests froze labels when written, so a later
+/// reclassification did not redact them; DM bodies were embedded. Now a
+/// stored digest is redacted at read time from the current labels of its
+/// evidence, and direct messages are never embedded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_13_digests_redact_from_current_labels_and_dms_are_not_embedded() {
+    let app = start().await;
+    let admin = app
+        .user("admin", "admin", Some(common::ALL_DEPARTMENTS))
+        .await;
+    let lead_internal = app.user("lou", "leader", Some("internal")).await;
+    let (room, _conf) = seed_talk(&app, &admin).await;
+    let r = app
+        .post("/api/v1/insights/run", &admin.token, json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
+    let id = r.json["id"].as_str().unwrap().to_string();
+    let path = format!("/api/v1/insights/digests/{id}");
+    let before = app.get(&path, &lead_internal.token).await;
+    assert!(
+        before.json.to_string().contains("GPS drift"),
+        "the internal risk is readable at first: {:#}",
+        before.json
+    );
+    // Support's document becomes confidential: its quotes follow, and so does
+    // the stored digest, without a new run.
+    let docs = app
+        .get("/api/v1/documents?department=support", &admin.token)
+        .await;
+    let doc = docs.json[0]["id"].as_str().unwrap().to_string();
+    let r = app
+        .call(
+            Method::PUT,
+            &format!("/api/v1/documents/{doc}/label"),
+            Some(&admin.token),
+            Some(json!({"label": "confidential"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
+    let after = app.get(&path, &lead_internal.token).await;
+    assert_eq!(after.status, StatusCode::OK);
+    assert!(
+        !after.json.to_string().contains("GPS drift"),
+        "reclassified evidence still shown: {:#}",
+        after.json
+    );
+    assert_eq!(after.json["redacted"], true);
+    for format in ["md", "html", "json"] {
+        let r = app
+            .get(
+                &format!("{path}/export?format={format}"),
+                &lead_internal.token,
+            )
+            .await;
+        assert!(!r.json.to_string().contains("GPS drift"), "{format} export");
+    }
+    // A cleared reader still sees it.
+    let full = app.get(&path, &admin.token).await;
+    assert!(full.json.to_string().contains("GPS drift"));
+
+    // Direct messages are not embedded; a channel message posted after is.
+    let sam = app.user("sam", "member", None).await;
+    let dm = app
+        .post("/api/v1/dms", &admin.token, json!({"user_id": sam.id}))
+        .await;
+    assert!(dm.status.is_success(), "{:?}", dm.json);
+    let dm_id = dm.json["id"].as_str().unwrap().to_string();
+    let secret = app
+        .say(&admin, &dm_id, "Between us: the reorg lands in May.")
+        .await;
+    let public = app
+        .say(&admin, &room, "Reminder: the all-hands is on Thursday.")
+        .await;
+    let public_id = public["id"].as_str().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !has_vector(&app, public_id).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the channel message was never embedded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        !has_vector(&app, secret["id"].as_str().unwrap()).await,
+        "a direct message was embedded"
+    );
+    app.stop().await;
 }

@@ -249,7 +249,7 @@ fn run(leaky: bool) {
             authz,
         )
         .with_engine(engine);
-        let audit = Audit::new(db);
+        let audit = Audit::open(db, dir.path()).unwrap();
         let docs = corpus(&knowledge, &audit).await;
         (knowledge, audit, docs)
     });

@@ -217,9 +217,15 @@ async fn rbac_matrix(app: &TestApp) {
     };
     let mut actors = Vec::new();
     for role in ROLES {
-        // Everyone is cleared for the matrix channels' label.
+        // Everyone is cleared for the matrix channels' label; the admin also
+        // for the clearance a new member gets (nobody grants beyond their own).
+        let clearance = if role == "admin" {
+            "restricted"
+        } else {
+            "public"
+        };
         actors.push(
-            app.user(&format!("{role}-actor"), role, Some("public"))
+            app.user(&format!("{role}-actor"), role, Some(clearance))
                 .await,
         );
     }

@@ -34,9 +34,7 @@ pub fn sanitize(text: &str) -> String {
             _ => c,
         })
         .collect();
-    for broadcast in ["@everyone", "@channel", "@here", "@all"] {
-        out = out.replace(broadcast, broadcast.trim_start_matches('@'));
-    }
+    out = drop_broadcast_mentions(&out);
     out = out.replace("![", "[");
     let trimmed = out.trim();
     if trimmed.chars().count() > MAX_CHARS {
@@ -45,6 +43,29 @@ pub fn sanitize(text: &str) -> String {
     } else {
         trimmed.to_string()
     }
+}
+
+/// Mentions that would notify a whole channel, matched in any case
+/// (`@Everyone`, `@HERE`): their `@` is dropped.
+const BROADCASTS: [&str; 4] = ["everyone", "channel", "here", "all"];
+
+fn drop_broadcast_mentions(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('@') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let word_len = after
+            .find(|c: char| !c.is_alphanumeric() && c != '_' && c != '-')
+            .unwrap_or(after.len());
+        let word = &after[..word_len];
+        if !BROADCASTS.iter().any(|b| word.eq_ignore_ascii_case(b)) {
+            out.push('@');
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -59,6 +80,18 @@ mod tests {
         assert!(!s.contains("www.x.io"), "{s}");
         assert!(!s.contains("@everyone"), "{s}");
         assert!(!s.contains("!["), "{s}");
+    }
+
+    #[test]
+    fn finding_15_broadcast_mentions_are_dropped_in_any_case() {
+        let s = sanitize("ping @Everyone, @HERE and @All; @Channel! but not @alice or @herein");
+        for b in ["@Everyone", "@HERE", "@All", "@Channel"] {
+            assert!(!s.contains(b), "{b} kept in {s}");
+        }
+        assert!(
+            s.contains("Everyone") && s.contains("@alice") && s.contains("@herein"),
+            "{s}"
+        );
     }
 
     #[test]

@@ -9,8 +9,8 @@ use tokio::sync::mpsc;
 use warroom_agent_runtime::label::Label;
 use warroom_agent_runtime::memory::Memory;
 use warroom_agent_runtime::platform::{
-    server_label, Activity, AgentRecord, ChannelInfo, Draft, Evidence, Observed, Platform,
-    PlatformError, Posted, Shard,
+    server_label, Activity, AgentRecord, ChannelInfo, Draft, Evidence, InterestMatcher, Observed,
+    Platform, PlatformError, Posted, Shard,
 };
 
 use crate::app::App;
@@ -108,25 +108,9 @@ impl Platform for InProcess {
         }
     }
 
-    async fn activity(&self) -> Result<mpsc::Receiver<Activity>, PlatformError> {
-        let mut rx = self.app.agents.feed().subscribe();
-        let (tx, out) = mpsc::channel(65_536);
-        tokio::spawn(async move {
-            loop {
-                match rx.recv().await {
-                    Ok(a) => {
-                        if tx.send((*a).clone()).await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(missed = n, "agent runtime fell behind the activity feed");
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                }
-            }
-        });
-        Ok(out)
+    async fn activity(&self, words: &[String]) -> Result<mpsc::Receiver<Activity>, PlatformError> {
+        let interests = InterestMatcher::new(words)?;
+        Ok(self.app.agents.feed().in_process(interests))
     }
 
     async fn channels(&self, agent: &str) -> Result<Vec<ChannelInfo>, PlatformError> {

@@ -19,7 +19,9 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use utoipa::ToSchema;
 use warroom_agent_runtime::memory::Memory;
 use warroom_agent_runtime::persona::{self, ActivityLevel, Persona, Template};
-use warroom_agent_runtime::platform::{terms, Activity, AgentRecord, Shard};
+use warroom_agent_runtime::platform::{
+    match_words, Activity, AgentRecord, InterestMatcher, Shard, WORDS_MATCHED,
+};
 
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
@@ -28,20 +30,70 @@ use crate::principal::{Principal, Role, UserKind};
 use crate::storage::entities::{agent, agent_memory, membership, message, user};
 
 /// New messages, as metadata, to whoever runs agents (in process or remote).
+/// Subscribers get an [`Activity`] cut for them from each [`FeedItem`]: only
+/// for messages they may read, and with matches against their own interest
+/// words instead of anything derived from the text.
 #[derive(Clone)]
 pub struct ActivityFeed {
-    tx: broadcast::Sender<Arc<Activity>>,
-    /// Authors of recent top-level messages, so replies can wake them.
-    roots: Arc<Mutex<RecentAuthors>>,
+    tx: broadcast::Sender<Arc<FeedItem>>,
+    /// Authors and labels of recent top-level messages, so replies can wake them.
+    roots: Arc<Mutex<RecentRoots>>,
 }
 
 #[derive(Default)]
-struct RecentAuthors {
-    map: HashMap<String, String>,
+struct RecentRoots {
+    map: HashMap<String, (String, Label)>,
     order: std::collections::VecDeque<String>,
 }
 
 const RECENT_ROOTS: usize = 200_000;
+
+/// A committed message as the activity feed holds it inside the server. It
+/// never leaves the process as it is: [`FeedItem::for_reader`] makes each
+/// subscriber's [`Activity`].
+#[derive(Debug)]
+pub struct FeedItem {
+    /// What every reader of the message may learn (interests still empty).
+    activity: Activity,
+    /// The label of the thread's first message, when its author is known.
+    root_label: Option<Label>,
+    /// The message's words for interest matching; they stay in the server.
+    words: Vec<String>,
+}
+
+impl FeedItem {
+    /// The channel the message was posted in.
+    pub fn channel_id(&self) -> &str {
+        &self.activity.channel_id
+    }
+
+    /// The message's label.
+    pub fn label(&self) -> &Label {
+        &self.activity.label
+    }
+
+    /// The item for one subscriber: nothing unless `may_read` allows the
+    /// message's label (in its channel), the thread's author only if it also
+    /// allows the thread root's label, and the ids of the subscriber's
+    /// interest words the message contains.
+    pub fn for_reader(
+        &self,
+        mut may_read: impl FnMut(&Label) -> bool,
+        interests: &InterestMatcher,
+    ) -> Option<Activity> {
+        if !may_read(&self.activity.label) {
+            return None;
+        }
+        let mut a = self.activity.clone();
+        if let Some(root) = &self.root_label {
+            if !may_read(root) {
+                a.thread_author_id = None;
+            }
+        }
+        a.interests = interests.matches(&self.words);
+        Some(a)
+    }
+}
 
 impl Default for ActivityFeed {
     fn default() -> Self {
@@ -59,12 +111,21 @@ impl ActivityFeed {
         if self.tx.receiver_count() == 0 {
             return;
         }
-        let thread_author_id = {
+        // A label that does not parse cannot be checked: the item is not sent.
+        let label: Label = match m.label.parse() {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(message_id = %m.id, error = %e, "stored message label unreadable; left out of the activity feed");
+                return;
+            }
+        };
+        let thread_author = {
             let mut r = self.roots.lock().expect("roots lock");
             match &m.thread_root {
                 Some(root) => r.map.get(root).cloned(),
                 None => {
-                    r.map.insert(m.id.clone(), author.id.clone());
+                    r.map
+                        .insert(m.id.clone(), (author.id.clone(), label.clone()));
                     r.order.push_back(m.id.clone());
                     if r.order.len() > RECENT_ROOTS {
                         if let Some(old) = r.order.pop_front() {
@@ -75,22 +136,57 @@ impl ActivityFeed {
                 }
             }
         };
-        let _ = self.tx.send(Arc::new(Activity {
-            thread_author_id,
-            channel_id: m.channel_id.clone(),
-            seq: m.seq,
-            message_id: m.id.clone(),
-            author_id: author.id.clone(),
-            author_is_agent: author.kind == UserKind::Agent,
-            thread_root: m.thread_root.clone(),
-            mentions,
-            terms: terms(&m.body, 24),
+        let (thread_author_id, root_label) = thread_author.unzip();
+        let _ = self.tx.send(Arc::new(FeedItem {
+            activity: Activity {
+                thread_author_id,
+                channel_id: m.channel_id.clone(),
+                seq: m.seq,
+                message_id: m.id.clone(),
+                author_id: author.id.clone(),
+                author_is_agent: author.kind == UserKind::Agent,
+                thread_root: m.thread_root.clone(),
+                label,
+                mentions,
+                interests: Vec::new(),
+            },
+            root_label,
+            words: match_words(&m.body, WORDS_MATCHED),
         }));
     }
 
-    /// Listen from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Activity>> {
+    /// Listen from now on. Each item must go through
+    /// [`FeedItem::for_reader`] before it leaves the process.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<FeedItem>> {
         self.tx.subscribe()
+    }
+
+    /// The feed for the in-process agent runtime, matched against its
+    /// interest words. The runtime is the server itself and drives every
+    /// agent; each agent still reads a message only as itself.
+    pub fn in_process(&self, interests: InterestMatcher) -> mpsc::Receiver<Activity> {
+        let mut rx = self.subscribe();
+        let (tx, out) = mpsc::channel(65_536);
+        tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                match rx.recv().await {
+                    Ok(item) => {
+                        let Some(a) = item.for_reader(|_| true, &interests) else {
+                            continue;
+                        };
+                        if tx.send(a).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "agent runtime fell behind the activity feed");
+                    }
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        });
+        out
     }
 }
 
@@ -207,6 +303,8 @@ impl MemoryWriter {
         let (tx, mut rx) = mpsc::channel::<MemoryOp>(65_536);
         let pending: Arc<Mutex<HashMap<String, String>>> = Arc::default();
         let p2 = pending.clone();
+        // Weak, so the writer still ends when the last sender goes.
+        let requeue = tx.downgrade();
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut waiters = Vec::new();
@@ -224,16 +322,39 @@ impl MemoryWriter {
                         MemoryOp::Flush(w) => waiters.push(w),
                     }
                 }
+                // Pending memories stay readable until they are stored: a
+                // read between taking and committing them would see nothing.
                 let batch: Vec<(String, String)> = {
-                    let mut p = p2.lock().expect("memory lock");
+                    let p = p2.lock().expect("memory lock");
                     ids.iter()
-                        .filter_map(|id| p.remove(id).map(|d| (id.clone(), d)))
+                        .filter_map(|id| p.get(id).map(|d| (id.clone(), d.clone())))
                         .collect()
                 };
                 if !batch.is_empty() {
                     let _gate = gate.enter().await;
-                    if let Err(e) = write_memories(&db, &batch).await {
-                        tracing::error!(error = %e, n = batch.len(), "agent memories not saved");
+                    match write_memories(&db, &batch).await {
+                        Ok(()) => {
+                            let mut p = p2.lock().expect("memory lock");
+                            for (id, data) in &batch {
+                                if p.get(id) == Some(data) {
+                                    p.remove(id);
+                                } else {
+                                    // Saved again meanwhile: write the newer one next.
+                                    if let Some(tx) = requeue.upgrade() {
+                                        let _ = tx.try_send(MemoryOp::Save(id.clone()));
+                                    }
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            let mut p = p2.lock().expect("memory lock");
+                            for (id, data) in &batch {
+                                if p.get(id) == Some(data) {
+                                    p.remove(id);
+                                }
+                            }
+                            tracing::error!(error = %e, n = batch.len(), "agent memories not saved");
+                        }
                     }
                 }
                 for w in waiters {
@@ -591,6 +712,9 @@ impl Agents {
         Ok(channel::Entity::find()
             .filter(channel::Column::Name.eq(name))
             .filter(channel::Column::Visibility.ne("direct"))
+            // Names may repeat across channels readers cannot see; the
+            // oldest is the one meant.
+            .order_by_asc(channel::Column::CreatedAt)
             .one(&self.db)
             .await?
             .map(|c| crate::chat::views::ChannelView::new(&c)))
@@ -742,21 +866,26 @@ impl Agents {
             .filter(agent::Column::UserId.eq(id))
             .exec(&txn)
             .await?;
-        if status == Status::Retired {
-            user::Entity::update_many()
-                .col_expr(user::Column::Active, sea_orm::sea_query::Expr::value(false))
-                .filter(user::Column::Id.eq(id))
-                .exec(&txn)
-                .await?;
-        }
+        // The server enforces the status, not the worker: a paused or retired
+        // agent's account is inactive, so its tokens, posts, retrievals and
+        // sockets stop working at once (SECURITY-CASES 27); resuming
+        // reactivates it.
+        user::Entity::update_many()
+            .col_expr(
+                user::Column::Active,
+                sea_orm::sea_query::Expr::value(status == Status::Active),
+            )
+            .filter(user::Column::Id.eq(id))
+            .exec(&txn)
+            .await?;
         txn.commit().await?;
-        if status == Status::Retired {
-            app.directory.invalidate(id);
+        app.directory.invalidate(id);
+        if status != Status::Active {
             app.hub.close_user(
                 id,
                 crate::realtime::CloseReason {
                     code: crate::realtime::CLOSE_REVOKED,
-                    reason: "agent retired".into(),
+                    reason: format!("agent {}", status.as_str()),
                 },
             );
         }

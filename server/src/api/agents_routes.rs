@@ -236,17 +236,37 @@ pub async fn agent_token(
         .await?
         .filter(|a| a.kind == UserKind::Agent && a.active)
         .ok_or_else(|| ApiError::not_found("active agent"))?;
+    // Nobody acts through an agent with more than they are cleared for.
+    if !agent.clearance.within(&p.clearance) {
+        app.audit
+            .record(
+                Some(&p.id),
+                "agent.token",
+                &agent.id,
+                "denied",
+                serde_json::json!({"reason": "clearance_exceeded", "agent_clearance": agent.clearance.to_string()}),
+            )
+            .await;
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "clearance_exceeded",
+            format!(
+                "agent {} is cleared for {}, beyond your clearance {}: a token must be issued by someone cleared for it",
+                agent.handle, agent.clearance, p.clearance
+            ),
+        ));
+    }
     app.audit
         .record(
             Some(&p.id),
             "agent.token",
             &agent.id,
             "ok",
-            serde_json::json!({}),
+            serde_json::json!({"agent_clearance": agent.clearance.to_string()}),
         )
         .await;
     Ok(Json(AgentToken {
-        access_token: app.auth.issue_access(&agent.id),
+        access_token: app.auth.issue_agent_access(&agent.id, &p.id),
         expires_in: app.auth.access_ttl(),
     }))
 }
@@ -268,8 +288,47 @@ pub async fn get_memory(
 ) -> ApiResult<Json<Option<Memory>>> {
     let id = check_id(&id)?;
     require_self_or_admin(&app, &p, id)?;
-    Ok(Json(app.agents.memory(id).await?))
+    let memory = app.agents.memory(id).await?;
+    if p.id == id {
+        return Ok(Json(memory));
+    }
+    let agent_clearance = app
+        .directory
+        .get(id)
+        .await?
+        .map(|a| a.clearance.clone())
+        .ok_or_else(|| ApiError::not_found("agent"))?;
+    Ok(Json(
+        memory.map(|m| redact_memory(m, &p.clearance, &agent_clearance)),
+    ))
 }
+
+/// What of an agent's memory a reader other than the agent may see: notes
+/// and the summary only within the reader's clearance (a summary of unknown
+/// label counts as the agent's clearance), never the sentence keys.
+fn redact_memory(
+    mut m: Memory,
+    reader: &crate::label::Label,
+    agent_clearance: &crate::label::Label,
+) -> Memory {
+    for n in &mut m.recent {
+        if !n.label.within(reader) {
+            n.text = REDACTED.into();
+            n.author = REDACTED.into();
+            n.channel_id = REDACTED.into();
+            n.message_id = REDACTED.into();
+        }
+    }
+    let summary_label = m.summary_label.as_ref().unwrap_or(agent_clearance);
+    if !m.summary.is_empty() && !summary_label.within(reader) {
+        m.summary = REDACTED.into();
+    }
+    m.said.clear();
+    m
+}
+
+/// What replaces memory a reader is not cleared for.
+const REDACTED: &str = "[redacted: above your clearance]";
 
 /// Replace an agent's memory.
 #[utoipa::path(put, path = "/api/v1/agents/{id}/memory", request_body = Object, responses((status = 204, description = "saved")), security(("bearer" = [])))]

@@ -1,21 +1,24 @@
-//! `/auth`: login, refresh (rotating, with reuse detection), logout, keys.
+//! `/auth`: login (throttled per handle and client address), refresh
+//! (rotating in one transaction, with reuse detection per family), logout
+//! (ending sessions and their sockets), keys.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{ApiJson, Caller};
+use super::{bearer, ApiJson, Caller};
 use crate::app::App;
 use crate::auth::{new_refresh_token, refresh_hash};
 use crate::error::{ApiError, ApiResult};
+use crate::realtime::{CloseReason, CLOSE_REVOKED};
 use crate::storage::entities::refresh_token;
 
 /// Credentials.
@@ -66,27 +69,45 @@ pub fn routes() -> Router<App> {
         .route("/auth/keys", get(keys))
 }
 
-async fn issue(app: &App, user_id: &str, family: Option<String>) -> ApiResult<TokenResponse> {
+/// Store a refresh token of session `family` (through `db`, which may be a
+/// transaction) and return it with an access token of the same session.
+async fn issue<C: ConnectionTrait>(
+    db: &C,
+    app: &App,
+    user_id: &str,
+    family: &str,
+) -> ApiResult<TokenResponse> {
     let (token, hash) = new_refresh_token();
     let now = chrono::Utc::now();
     refresh_token::ActiveModel {
         id: Set(uuid::Uuid::now_v7().to_string()),
         user_id: Set(user_id.into()),
-        family_id: Set(family.unwrap_or_else(|| uuid::Uuid::new_v4().to_string())),
+        family_id: Set(family.into()),
         token_hash: Set(hash),
         expires_at: Set(now + app.auth.refresh_ttl()),
         used: Set(false),
         revoked: Set(false),
         created_at: Set(now),
     }
-    .insert(&app.db)
+    .insert(db)
     .await?;
     Ok(TokenResponse {
-        access_token: app.auth.issue_access(user_id),
+        access_token: app.auth.issue_session_access(user_id, family),
         refresh_token: token,
         expires_in: app.auth.access_ttl(),
         token_type: "Bearer",
     })
+}
+
+/// All `X-Forwarded-For` values as one list; a value that is not text
+/// becomes a hop nobody can parse, which stops the walk at the proxy.
+fn forwarded_for(headers: &HeaderMap) -> Option<String> {
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .map(|v| v.to_str().unwrap_or("?"))
+        .collect();
+    (!hops.is_empty()).then(|| hops.join(","))
 }
 
 /// Log in with a handle and password.
@@ -94,10 +115,14 @@ async fn issue(app: &App, user_id: &str, family: Option<String>) -> ApiResult<To
     responses((status = 200, body = TokenResponse), (status = 401, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
 pub async fn login(
     State(app): State<App>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Response {
-    match login_inner(&app, addr, req).await {
+    let client = app
+        .auth
+        .client_addr(peer.ip(), forwarded_for(&headers).as_deref());
+    match login_inner(&app, client, req).await {
         Ok(t) => Json(t).into_response(),
         Err((e, retry)) => {
             let mut resp = e.into_response();
@@ -113,19 +138,24 @@ pub async fn login(
 
 async fn login_inner(
     app: &App,
-    addr: SocketAddr,
+    client: IpAddr,
     req: LoginRequest,
 ) -> Result<TokenResponse, (ApiError, Option<u64>)> {
     if req.handle.len() > 64 || req.password.len() > 1024 {
         return Err((ApiError::invalid("handle or password too long"), None));
     }
-    if let Err(wait) = app.auth.throttle_login(&req.handle, &addr.ip().to_string()) {
-        app.metrics.logins.with_label_values(&["throttled"]).inc();
-        return Err((
-            ApiError::rate_limited("too many login attempts; wait and retry"),
-            Some(wait.as_secs().max(1)),
-        ));
-    }
+    // Throttled per address, and per handle from that address: failures
+    // elsewhere never lock this client out (SECURITY-CASES 29).
+    let attempt = match app.auth.admit_login(&req.handle, client) {
+        Ok(attempt) => attempt,
+        Err(throttled) => {
+            app.metrics.logins.with_label_values(&["throttled"]).inc();
+            return Err((
+                ApiError::rate_limited(throttled.message()),
+                Some(throttled.retry_after().as_secs()),
+            ));
+        }
+    };
     let row = app
         .directory
         .row_by_handle(&req.handle)
@@ -142,6 +172,7 @@ async fn login_inner(
     let user = match row {
         Some(u) if ok && u.active => u,
         _ => {
+            attempt.failed();
             app.metrics.logins.with_label_values(&["failed"]).inc();
             app.audit
                 .record(
@@ -149,12 +180,13 @@ async fn login_inner(
                     "auth.login",
                     &format!("handle:{}", req.handle.to_lowercase()),
                     "failed",
-                    serde_json::json!({"ip": addr.ip().to_string()}),
+                    serde_json::json!({"ip": client.to_string()}),
                 )
                 .await;
             return Err((ApiError::unauthenticated("wrong handle or password"), None));
         }
     };
+    attempt.succeeded();
     app.metrics.logins.with_label_values(&["ok"]).inc();
     app.audit
         .record(
@@ -165,11 +197,14 @@ async fn login_inner(
             serde_json::json!({}),
         )
         .await;
-    issue(app, &user.id, None).await.map_err(|e| (e, None))
+    let session = uuid::Uuid::new_v4().to_string();
+    issue(&app.db, app, &user.id, &session)
+        .await
+        .map_err(|e| (e, None))
 }
 
 /// Exchange a refresh token for new tokens. Each refresh token works once;
-/// presenting a used one revokes its whole family.
+/// presenting a used one revokes its whole family and ends its session.
 #[utoipa::path(post, path = "/api/v1/auth/refresh", request_body = RefreshRequest,
     responses((status = 200, body = TokenResponse), (status = 401, body = crate::error::ErrorBody)))]
 pub async fn refresh(
@@ -189,23 +224,34 @@ pub async fn refresh(
         return Err(bad());
     };
     if row.used || row.revoked {
-        revoke_family(&app, &row.family_id).await?;
-        app.audit
-            .record(
-                Some(&row.user_id),
-                "auth.refresh_reuse",
-                &format!("family:{}", row.family_id),
-                "revoked",
-                serde_json::json!({}),
-            )
-            .await;
-        tracing::warn!(user = %row.user_id, family = %row.family_id, "refresh token reuse: family revoked");
+        family_reused(&app, &row).await?;
         return Err(bad());
     }
     if row.expires_at < chrono::Utc::now() {
         return Err(bad());
     }
-    // Claim the token atomically: only one concurrent refresh can win.
+    match app.directory.get(&row.user_id).await? {
+        Some(p) if p.active => {}
+        _ => return Err(ApiError::unauthenticated("account is not active")),
+    }
+    match rotate(&app, &row).await? {
+        Some(tokens) => Ok(Json(tokens)),
+        None => {
+            // A concurrent refresh claimed this token first: that is reuse.
+            family_reused(&app, &row).await?;
+            Err(bad())
+        }
+    }
+}
+
+/// Claim `row` and store its successor in one transaction; `None` when the
+/// token was already claimed. A concurrent refresh with the same token
+/// either waits for this transaction and then finds the token used, or
+/// finds it used after the successor is stored: either way its family
+/// revocation includes the successor, so no token of a reused family lives.
+async fn rotate(app: &App, row: &refresh_token::Model) -> ApiResult<Option<TokenResponse>> {
+    let _gate = app.gate.enter().await;
+    let txn = crate::storage::begin_write(&app.db).await?;
     let claimed = refresh_token::Entity::update_many()
         .col_expr(
             refresh_token::Column::Used,
@@ -214,17 +260,54 @@ pub async fn refresh(
         .filter(refresh_token::Column::Id.eq(row.id.as_str()))
         .filter(refresh_token::Column::Used.eq(false))
         .filter(refresh_token::Column::Revoked.eq(false))
-        .exec(&app.db)
+        .exec(&txn)
         .await?;
     if claimed.rows_affected != 1 {
-        revoke_family(&app, &row.family_id).await?;
-        return Err(bad());
+        txn.rollback().await?;
+        return Ok(None);
     }
-    match app.directory.get(&row.user_id).await? {
-        Some(p) if p.active => {}
-        _ => return Err(ApiError::unauthenticated("account is not active")),
+    let tokens = issue(&txn, app, &row.user_id, &row.family_id).await?;
+    txn.commit().await?;
+    Ok(Some(tokens))
+}
+
+/// A spent or revoked refresh token came back: whoever holds the family may
+/// be an attacker, so revoke it, end its session (access tokens refused,
+/// sockets closed) and record it.
+async fn family_reused(app: &App, row: &refresh_token::Model) -> ApiResult<()> {
+    revoke_family(app, &row.family_id).await?;
+    end_sessions(
+        app,
+        &row.user_id,
+        std::slice::from_ref(&row.family_id),
+        "refresh token reused: log in again",
+    );
+    app.audit
+        .record(
+            Some(&row.user_id),
+            "auth.refresh_reuse",
+            &format!("family:{}", row.family_id),
+            "revoked",
+            serde_json::json!({}),
+        )
+        .await;
+    tracing::warn!(user = %row.user_id, family = %row.family_id, "refresh token reuse: family revoked");
+    Ok(())
+}
+
+/// Refuse the access tokens of `sessions` and close the sockets they opened.
+fn end_sessions(app: &App, user_id: &str, sessions: &[String], why: &str) {
+    for sid in sessions {
+        app.auth.end_session(sid);
+        app.hub.close_session(
+            user_id,
+            sid,
+            CloseReason {
+                code: CLOSE_REVOKED,
+                reason: why.into(),
+            },
+        );
     }
-    Ok(Json(issue(&app, &row.user_id, Some(row.family_id)).await?))
 }
 
 async fn revoke_family(app: &App, family: &str) -> ApiResult<()> {
@@ -248,12 +331,53 @@ async fn revoke_where(app: &App, which: sea_orm::sea_query::SimpleExpr) -> ApiRe
     Ok(())
 }
 
-/// Log out: revoke the given refresh token's family, or all of the caller's.
+/// When the oldest access token that may still be accepted was issued.
+fn oldest_live_access(app: &App) -> chrono::DateTime<chrono::Utc> {
+    // The extra minute covers validation leeway and clock steps.
+    chrono::Utc::now() - chrono::Duration::seconds(app.auth.access_ttl() as i64 + 60)
+}
+
+/// Sessions of `user_id` whose access tokens may not have expired yet.
+async fn recent_sessions(app: &App, user_id: &str) -> ApiResult<Vec<String>> {
+    let rows = refresh_token::Entity::find()
+        .filter(refresh_token::Column::UserId.eq(user_id))
+        .filter(refresh_token::Column::CreatedAt.gt(oldest_live_access(app)))
+        .all(&app.db)
+        .await?;
+    let mut families: Vec<String> = rows.into_iter().map(|r| r.family_id).collect();
+    families.sort();
+    families.dedup();
+    Ok(families)
+}
+
+/// After a restart, end again the sessions revoked within the last
+/// access-token lifetime: the set of ended sessions lives in memory, and
+/// their access tokens would otherwise work again until they expire.
+pub async fn restore_ended_sessions(app: &App) -> Result<usize, sea_orm::DbErr> {
+    let rows = refresh_token::Entity::find()
+        .filter(refresh_token::Column::Revoked.eq(true))
+        .filter(refresh_token::Column::CreatedAt.gt(oldest_live_access(app)))
+        .all(&app.db)
+        .await?;
+    let mut families: Vec<String> = rows.into_iter().map(|r| r.family_id).collect();
+    families.sort();
+    families.dedup();
+    for sid in &families {
+        app.auth.end_session(sid);
+    }
+    Ok(families.len())
+}
+
+/// Log out: end the caller's session (the one its access token belongs to)
+/// and the given refresh token's, or every session of the caller when no
+/// refresh token is given. Ended sessions lose their refresh and access
+/// tokens at once, and their sockets close with code 4003.
 #[utoipa::path(post, path = "/api/v1/auth/logout", request_body = LogoutRequest,
     responses((status = 204), (status = 401, body = crate::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn logout(
     State(app): State<App>,
     Caller(p): Caller,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<StatusCode> {
     let req: LogoutRequest = if body.iter().all(u8::is_ascii_whitespace) {
@@ -262,6 +386,11 @@ pub async fn logout(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?
     };
+    let own = bearer(&headers)
+        .and_then(|t| app.auth.verify_access(t).ok())
+        .and_then(|c| c.sid);
+    let mut ended: Vec<String> = own.into_iter().collect();
+    let everywhere = req.refresh_token.is_none();
     match req.refresh_token {
         Some(t) => {
             let row = refresh_token::Entity::find()
@@ -269,10 +398,32 @@ pub async fn logout(
                 .one(&app.db)
                 .await?;
             if let Some(row) = row.filter(|r| r.user_id == p.id) {
-                revoke_family(&app, &row.family_id).await?;
+                ended.push(row.family_id);
+            }
+            ended.sort();
+            ended.dedup();
+            for family in &ended {
+                revoke_family(&app, family).await?;
             }
         }
-        None => revoke_user(&app, &p.id).await?,
+        None => {
+            ended.extend(recent_sessions(&app, &p.id).await?);
+            ended.sort();
+            ended.dedup();
+            revoke_user(&app, &p.id).await?;
+        }
+    }
+    end_sessions(&app, &p.id, &ended, "logged out: log in again");
+    if everywhere {
+        // Sockets opened with tokens of no session (or of sessions older
+        // than an access token's life) close too.
+        app.hub.close_user(
+            &p.id,
+            CloseReason {
+                code: CLOSE_REVOKED,
+                reason: "logged out everywhere: log in again".into(),
+            },
+        );
     }
     app.audit
         .record(
@@ -280,7 +431,7 @@ pub async fn logout(
             "auth.logout",
             &format!("user:{}", p.id),
             "ok",
-            serde_json::json!({}),
+            serde_json::json!({"sessions_ended": ended.len(), "everywhere": everywhere}),
         )
         .await;
     Ok(StatusCode::NO_CONTENT)

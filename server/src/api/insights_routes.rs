@@ -145,7 +145,7 @@ pub async fn run_insights(
     };
     let period = resolve_period(&app, req.from, req.to);
     let d = insights::run(&app, period, Trigger::Api, Some(&p.id), &|_| {}).await?;
-    let d = insights::redact(d, &p.clearance);
+    let d = insights::redact_now(&app, d, &p).await?;
     Ok((StatusCode::CREATED, Json(render::json(&d))))
 }
 

@@ -107,7 +107,9 @@ pub struct DocumentQuery {
     pub department: Option<String>,
 }
 
-/// Metadata for an upload; front matter in the file overrides it.
+/// Metadata for an upload. The label is a floor: front matter in the file may
+/// raise it, never lower it. A department that disagrees with the front
+/// matter's is refused (409 `department_conflict`).
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct UploadQuery {
@@ -148,6 +150,7 @@ pub async fn upload_document(
         collection: q.collection,
         label: q.label,
         department: q.department,
+        fallback_department: None,
         tags: q
             .tags
             .as_deref()

@@ -41,13 +41,32 @@ pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
 
 /// Verify an access token and load its (active) principal.
 pub async fn authenticate(app: &App, token: &str) -> Result<Arc<Principal>, ApiError> {
+    Ok(authenticate_acting(app, token).await?.0)
+}
+
+/// Verify an access token; also return who minted it when it is an agent
+/// token (`act`). Such a token stays valid only while its minter is active
+/// and cleared for everything the agent is cleared for (SECURITY-CASES 27).
+pub async fn authenticate_acting(
+    app: &App,
+    token: &str,
+) -> Result<(Arc<Principal>, Option<Arc<Principal>>), ApiError> {
     let claims = app.auth.verify_access(token).map_err(|e| {
         tracing::debug!(error = %e, "access token refused");
         ApiError::unauthenticated("invalid or expired access token; log in or refresh")
     })?;
-    match app.directory.get(&claims.sub).await? {
-        Some(p) if p.active => Ok(p),
-        _ => Err(ApiError::unauthenticated("account is not active")),
+    let p = match app.directory.get(&claims.sub).await? {
+        Some(p) if p.active => p,
+        _ => return Err(ApiError::unauthenticated("account is not active")),
+    };
+    let Some(minter) = &claims.act else {
+        return Ok((p, None));
+    };
+    match app.directory.get(minter).await? {
+        Some(m) if m.active && p.clearance.within(&m.clearance) => Ok((p, Some(m))),
+        _ => Err(ApiError::unauthenticated(
+            "the account that issued this agent token is no longer active or cleared for the agent; issue a new token",
+        )),
     }
 }
 
@@ -61,7 +80,31 @@ impl FromRequestParts<App> for Caller {
         let token = bearer(&parts.headers).ok_or_else(|| {
             ApiError::unauthenticated("missing bearer token (Authorization: Bearer ...)")
         })?;
-        Ok(Caller(authenticate(app, token).await?))
+        let (p, minter) = authenticate_acting(app, token).await?;
+        // One keyed limit for every authenticated request (SECURITY-CASES 16).
+        if !app.request_limiter.allow(&p.id) {
+            return Err(ApiError::rate_limited(
+                "too many requests; slow down and retry (limits.requests_per_second)",
+            ));
+        }
+        if let Some(m) = minter {
+            // Everything done under a minted agent token names both.
+            if !matches!(
+                parts.method,
+                axum::http::Method::GET | axum::http::Method::HEAD
+            ) {
+                app.audit
+                    .record(
+                        Some(&p.id),
+                        "agent.act",
+                        parts.uri.path(),
+                        "ok",
+                        serde_json::json!({"method": parts.method.as_str(), "minted_by": m.id, "minted_by_handle": m.handle}),
+                    )
+                    .await;
+            }
+        }
+        Ok(Caller(p))
     }
 }
 
@@ -193,7 +236,25 @@ async fn readyz(State(app): State<App>) -> Response {
     }
 }
 
-async fn metrics(State(app): State<App>) -> Response {
+/// Prometheus metrics, only for a scraper holding `server.metrics_token`.
+async fn metrics(State(app): State<App>, headers: axum::http::HeaderMap) -> Response {
+    let Some(expected) = app.settings.server.metrics_token.as_deref() else {
+        return ApiError::not_found("route").into_response();
+    };
+    let given = bearer(&headers).unwrap_or_default();
+    // Compare in constant time: the token is a secret.
+    let same = given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if !same {
+        return ApiError::unauthenticated(
+            "send the metrics token (server.metrics_token) as a bearer token",
+        )
+        .into_response();
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         app.metrics.render(),
@@ -343,12 +404,7 @@ pub async fn ensure_first_admin(app: &App, data_dir: &std::path::Path) -> anyhow
         .create(new)
         .await
         .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-    std::fs::write(&file, format!("{password}\n"))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
-    }
+    crate::storage::write_private(&file, format!("{password}\n").as_bytes())?;
     Ok(format!(
         "Admin login: handle 'admin', password '{password}' (also saved in {})",
         file.display()

@@ -183,6 +183,23 @@ pub fn parse_department(raw: &str) -> ApiResult<String> {
     }
 }
 
+/// An admin grants only clearance they hold themselves (SECURITY-CASES 27):
+/// anything wider is granted by someone cleared for it, or by the operator
+/// with `warroom users create|update` on the server.
+fn grantable(granter: &Principal, clearance: &crate::label::Label) -> ApiResult<()> {
+    if clearance.within(&granter.clearance) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "clearance_exceeded",
+        format!(
+            "clearance {clearance} is beyond your own ({}): ask someone cleared for it",
+            granter.clearance
+        ),
+    ))
+}
+
 /// The caller.
 #[utoipa::path(get, path = "/api/v1/me", responses((status = 200, body = UserView)), security(("bearer" = [])))]
 pub async fn me(Caller(p): Caller) -> Json<UserView> {
@@ -218,7 +235,9 @@ pub async fn create_user(
     ApiJson(req): ApiJson<CreateUser>,
 ) -> ApiResult<(StatusCode, Json<UserView>)> {
     require_system(&app, &p, SystemAction::UserManage)?;
-    let row = app.directory.create(new_user(req).await?).await?;
+    let new = new_user(req).await?;
+    grantable(&p, &new.clearance)?;
+    let row = app.directory.create(new).await?;
     let created = Principal::try_from(&row).map_err(ApiError::internal)?;
     app.audit
         .record(
@@ -245,6 +264,13 @@ pub async fn update_user(
     let Some(row) = user::Entity::find_by_id(id.clone()).one(&app.db).await? else {
         return Err(ApiError::not_found("user"));
     };
+    if id == p.id && (req.role.is_some() || req.clearance.is_some()) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "own_permissions",
+            "nobody changes their own role or clearance: ask another admin",
+        ));
+    }
     let mut am: user::ActiveModel = row.clone().into();
     if let Some(role) = &req.role {
         let r: Role = role.parse().map_err(ApiError::invalid)?;
@@ -254,7 +280,9 @@ pub async fn update_user(
         am.role = Set(r.as_str().into());
     }
     if let Some(c) = &req.clearance {
-        am.clearance = Set(parse_label(c)?.to_string());
+        let clearance = parse_label(c)?;
+        grantable(&p, &clearance)?;
+        am.clearance = Set(clearance.to_string());
     }
     if let Some(d) = &req.department {
         am.department = Set(Some(parse_department(d)?));
@@ -345,7 +373,7 @@ pub async fn reload_policies(
                     "policy.reload",
                     "policies",
                     "ok",
-                    serde_json::json!({"policies": n}),
+                    serde_json::json!({"policies": n, "sha256": app.authz.digest()}),
                 )
                 .await;
             Ok(Json(ReloadResult { policies: n }))

@@ -3,6 +3,9 @@
 //! the upgrade, frame and message sizes bounded (an oversized frame closes
 //! with 1009). Clients subscribe per channel with the last `seq` they saw;
 //! the server replays what they missed from storage, or sends `resync`.
+//! Agent workers stream the activity feed here: only messages the operator
+//! may read, matched against the operator's registered interest words, never
+//! text or a digest of it (SECURITY-CASES 24).
 
 use std::sync::Arc;
 
@@ -13,10 +16,13 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde::Deserialize;
+use warroom_agent_runtime::platform::{Activity, InterestMatcher};
 
 use super::{authenticate, bearer, ApiQuery};
+use crate::agents::FeedItem;
 use crate::app::App;
-use crate::authz::ChannelAction;
+use crate::authz::{ChannelAction, ChannelCtx};
+use crate::chat::cache::CachedChannel;
 use crate::chat::views::{event_json, message_event_json, MessageView};
 use crate::chat::{channel_facts, parse_label};
 use crate::error::ApiError;
@@ -46,8 +52,13 @@ enum ClientFrame {
     Typing {
         channel_id: String,
     },
-    /// Operators (admins) running agent workers: stream new-message metadata.
-    AgentActivity,
+    /// Operators (admins) running agent workers: stream metadata of new
+    /// messages the operator may read, each with the ids (positions) of the
+    /// `interests` words it contains; at most `MAX_INTERESTS` words.
+    AgentActivity {
+        #[serde(default)]
+        interests: Vec<String>,
+    },
     Ping,
 }
 
@@ -103,7 +114,9 @@ pub async fn ws_upgrade(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    let exp = app.auth.verify_access(&token).map(|c| c.exp).unwrap_or(0);
+    let claims = app.auth.verify_access(&token).ok();
+    let exp = claims.as_ref().map(|c| c.exp).unwrap_or(0);
+    let session = claims.and_then(|c| c.sid);
     let ws = match ws {
         Ok(ws) => ws,
         Err(e) => {
@@ -113,7 +126,7 @@ pub async fn ws_upgrade(
     let max = app.settings.limits.max_ws_message_bytes;
     ws.max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| run(app, socket, principal, exp))
+        .on_upgrade(move |socket| run(app, socket, principal, exp, session))
 }
 
 fn now_secs() -> u64 {
@@ -123,8 +136,23 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-async fn run(app: App, socket: WebSocket, principal: Arc<Principal>, exp: u64) {
-    let (conn, mut rx, mut close_rx) = app.hub.connect(principal.as_ref().clone());
+async fn run(
+    app: App,
+    socket: WebSocket,
+    principal: Arc<Principal>,
+    exp: u64,
+    session: Option<String>,
+) {
+    let (conn, mut rx, mut close_rx) = app
+        .hub
+        .connect_session(principal.as_ref().clone(), session.clone());
+    // A logout between the upgrade request and registering here missed this socket.
+    if session.is_some_and(|s| app.auth.session_ended(&s)) {
+        conn.close(CloseReason {
+            code: crate::realtime::CLOSE_REVOKED,
+            reason: "logged out: log in again".into(),
+        });
+    }
     let (mut sink, mut stream) = socket.split();
     let expires = tokio::time::Instant::now()
         + std::time::Duration::from_secs(exp.saturating_sub(now_secs()));
@@ -223,18 +251,34 @@ async fn run(app: App, socket: WebSocket, principal: Arc<Principal>, exp: u64) {
 async fn handle_frame(app: &App, conn: &Arc<Conn>, text: &str) -> Result<(), ApiError> {
     let frame: ClientFrame =
         serde_json::from_str(text).map_err(|e| ApiError::invalid(format!("invalid frame: {e}")))?;
+    // One keyed limit on what a user's sockets send (pings are free).
+    if !matches!(frame, ClientFrame::Ping) && !app.ws_limiter.allow(&conn.principal.id) {
+        return Err(ApiError::rate_limited(
+            "too many frames; slow down (limits.ws_frames_per_second)",
+        ));
+    }
     match frame {
         ClientFrame::Ping => {
             conn.send(Outbound::Text(r#"{"type":"pong"}"#.into())).await;
             Ok(())
         }
-        ClientFrame::AgentActivity => {
+        ClientFrame::AgentActivity { interests } => {
             super::users_routes::require_system(
                 app,
                 &conn.principal,
                 crate::authz::SystemAction::AgentManage,
             )?;
-            stream_activity(app, conn.clone());
+            let interests = InterestMatcher::new(&interests)
+                .map_err(|e| ApiError::invalid(format!("agent_activity: {e}")))?;
+            if conn
+                .activity
+                .swap(true, std::sync::atomic::Ordering::SeqCst)
+            {
+                return Err(ApiError::conflict(
+                    "this connection already streams agent activity; open another to change the interests",
+                ));
+            }
+            stream_activity(app, conn.clone(), interests);
             conn.send(Outbound::Text(r#"{"type":"activity_subscribed"}"#.into()))
                 .await;
             Ok(())
@@ -400,11 +444,16 @@ async fn replay_events(
     Ok(out)
 }
 
-/// Forward the agent activity feed to an operator's socket, batched, until it closes.
-fn stream_activity(app: &App, conn: Arc<Conn>) {
+/// Forward the agent activity feed to an operator's socket, batched, until
+/// it closes: only items for messages the operator may read, each with the
+/// operator's interest matches and nothing derived from the text.
+fn stream_activity(app: &App, conn: Arc<Conn>, interests: InterestMatcher) {
     let mut rx = app.agents.feed().subscribe();
+    // Weak, so the task never keeps the server (and the feed) alive itself.
+    let server = Arc::downgrade(app);
     tokio::spawn(async move {
         use tokio::sync::broadcast::error::RecvError;
+        let mut reads = ReadDecisions::default();
         loop {
             let mut items = Vec::new();
             match rx.recv().await {
@@ -421,10 +470,107 @@ fn stream_activity(app: &App, conn: Arc<Conn>) {
                     Err(_) => break,
                 }
             }
-            let json = serde_json::json!({"type": "activity", "items": items}).to_string();
+            let Some(app) = server.upgrade() else {
+                return;
+            };
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                match reads.cut(&app, &conn.principal, &item, &interests).await {
+                    Ok(Some(a)) => out.push(a),
+                    Ok(None) => {}
+                    // Undecidable is unreadable: the item is left out.
+                    Err(e) => tracing::warn!(error = %e.message, "activity item left out"),
+                }
+            }
+            if out.is_empty() {
+                continue;
+            }
+            let json = serde_json::json!({"type": "activity", "items": out}).to_string();
             if !conn.send(Outbound::Text(json.into())).await {
                 return;
             }
         }
     });
+}
+
+/// Read decisions most remembered per activity subscriber (a few per
+/// channel and label in use; cleared when full).
+const READ_DECISIONS_KEPT: usize = 4096;
+
+/// Whether one subscriber may read a message, decided as a message read is
+/// (`chat::read_message`: the cached channel, the subscriber's membership
+/// and ownership, and the message's label through Cedar's `message.read`),
+/// and remembered per channel and label while the channel's cache entry and
+/// the policy generation stay the same.
+#[derive(Default)]
+struct ReadDecisions {
+    by: std::collections::HashMap<(String, Label), ReadDecision>,
+}
+
+struct ReadDecision {
+    channel: Arc<CachedChannel>,
+    generation: u64,
+    allowed: bool,
+}
+
+impl ReadDecisions {
+    /// The item as `p` may receive it, or `None` if `p` may not read it.
+    async fn cut(
+        &mut self,
+        app: &App,
+        p: &Principal,
+        item: &FeedItem,
+        interests: &InterestMatcher,
+    ) -> Result<Option<Activity>, ApiError> {
+        let Some(channel) = app.channels.get(&app.db, item.channel_id()).await? else {
+            return Ok(None);
+        };
+        let generation = app.authz.generation();
+        if self.by.len() >= READ_DECISIONS_KEPT {
+            self.by.clear();
+        }
+        Ok(item.for_reader(
+            |label| self.decide(app, p, &channel, generation, label),
+            interests,
+        ))
+    }
+
+    /// The remembered decision for `label` in `channel`, or a fresh one.
+    fn decide(
+        &mut self,
+        app: &App,
+        p: &Principal,
+        channel: &Arc<CachedChannel>,
+        generation: u64,
+        label: &Label,
+    ) -> bool {
+        let key = (channel.attrs.id.clone(), label.clone());
+        if let Some(d) = self.by.get(&key) {
+            if d.generation == generation && Arc::ptr_eq(&d.channel, channel) {
+                return d.allowed;
+            }
+        }
+        let allowed = may_read(app, p, channel, label);
+        self.by.insert(
+            key,
+            ReadDecision {
+                channel: channel.clone(),
+                generation,
+                allowed,
+            },
+        );
+        allowed
+    }
+}
+
+/// Cedar's `message.read` for `p`, a message labelled `label` and its channel.
+fn may_read(app: &App, p: &Principal, channel: &CachedChannel, label: &Label) -> bool {
+    let ctx = ChannelCtx {
+        is_member: channel.members.contains(&p.id),
+        is_owner: channel.attrs.created_by == p.id,
+        msg_label: Some(label.clone()),
+        ..Default::default()
+    };
+    app.authz
+        .channel(p, ChannelAction::ReadMessage, &channel.attrs, &ctx)
 }

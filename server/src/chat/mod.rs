@@ -286,15 +286,24 @@ pub async fn create_channel(
             "not allowed to create this channel (your role, or a label above your clearance)",
         ));
     }
-    let exists = channel::Entity::find()
+    // Names are unique among the channels the creator can read. A channel
+    // they cannot read does not answer "exists": that would reveal hidden
+    // names (SECURITY-CASES 24).
+    let same_name = channel::Entity::find()
         .filter(channel::Column::Name.eq(name.as_str()))
         .filter(channel::Column::Visibility.ne("direct"))
-        .one(&app.db)
+        .all(&app.db)
         .await?;
-    if exists.is_some() {
-        return Err(ApiError::conflict(format!(
-            "a channel named {name:?} exists"
-        )));
+    for c in same_name {
+        let f = channel_facts(app, p, &c.id).await?;
+        if app
+            .authz
+            .channel(p, ChannelAction::Read, &f.attrs, &f.ctx(p))
+        {
+            return Err(ApiError::conflict(format!(
+                "a channel named {name:?} exists"
+            )));
+        }
     }
     let now = chrono::Utc::now();
     let row = channel::Model {
@@ -311,16 +320,7 @@ pub async fn create_channel(
         created_at: now,
     };
     let txn = crate::storage::begin_write(&app.db).await?;
-    channel::ActiveModel::from(row.clone())
-        .insert(&txn)
-        .await
-        .map_err(|e| {
-            if e.to_string().to_lowercase().contains("unique") {
-                ApiError::conflict(format!("a channel named {name:?} exists"))
-            } else {
-                ApiError::from(e)
-            }
-        })?;
+    channel::ActiveModel::from(row.clone()).insert(&txn).await?;
     membership::ActiveModel {
         channel_id: Set(id.clone()),
         user_id: Set(p.id.clone()),
@@ -496,6 +496,15 @@ pub async fn invite(app: &AppState, p: &Principal, id: &str, invitee: &Principal
             },
         })
         .await?;
+    app.audit
+        .record(
+            Some(&p.id),
+            "channel.invite",
+            &format!("channel:{id}"),
+            "ok",
+            serde_json::json!({"invitee": invitee.id, "added": seq.is_some()}),
+        )
+        .await;
     if seq.is_some() {
         let mut view = ChannelView::new(&f.row);
         view.is_member = true;
@@ -776,6 +785,7 @@ pub async fn post_stored(
             mention_ids,
             citations,
             brain: req.brain,
+            direct: cached.attrs.visibility == Visibility::Direct,
         })
         .await?;
     if outcome.message.channel_id != channel_id {

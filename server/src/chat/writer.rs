@@ -47,6 +47,8 @@ pub struct NewPost {
     pub citations: Vec<(String, String)>,
     /// Which brain wrote it (agents only).
     pub brain: Option<String>,
+    /// Posted in a direct-message channel: never embedded or mined.
+    pub direct: bool,
 }
 
 /// The stored message, and whether this call created it (false: an
@@ -105,6 +107,7 @@ pub enum Pending {
         author: Arc<Principal>,
         label: Label,
         mentions: Vec<String>,
+        direct: bool,
     },
 }
 
@@ -150,9 +153,14 @@ impl Writer {
                             author,
                             label,
                             mentions,
+                            direct,
                         } => {
                             activity.publish(&message, &author, mentions);
-                            embed.offer(&message.id, &message.body);
+                            // Direct messages are private to their members:
+                            // the insights job neither embeds nor mines them.
+                            if !direct {
+                                embed.offer(&message.id, &message.body);
+                            }
                             if !hub.has_subscribers(&message.channel_id) {
                                 continue;
                             }
@@ -465,6 +473,7 @@ impl WriterTask {
                 author: posts[i].author.clone(),
                 label: posts[i].label.clone(),
                 mentions: posts[i].mention_ids.clone(),
+                direct: posts[i].direct,
             });
             results[i] = Some(Ok(PostOutcome {
                 message: m,

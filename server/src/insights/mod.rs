@@ -1131,7 +1131,7 @@ pub async fn get(app: &App, reader: &Principal, id: &str) -> ApiResult<Digest> {
     .ok_or_else(|| ApiError::not_found("digest"))?;
     let data: String = row.try_get("", "data").map_err(db_err)?;
     let digest: Digest = serde_json::from_str(&data).map_err(ApiError::internal)?;
-    Ok(redact(digest, &reader.clearance))
+    redact_now(app, digest, reader).await
 }
 
 /// What a reader cleared for `clearance` may see of `d`: insights above it
@@ -1148,31 +1148,150 @@ pub fn redact(mut d: Digest, clearance: &Label) -> Digest {
             label = label.join(&l);
             continue;
         }
-        *i = Insight {
-            id: i.id.clone(),
-            kind: i.kind.clone(),
-            rank: i.rank,
-            title: "Redacted: above your clearance".into(),
-            summary: String::new(),
-            why: String::new(),
-            departments: vec![],
-            confidence: 0.0,
-            confidence_reason: String::new(),
-            trend: i.trend.clone(),
-            label: "redacted".into(),
-            score: 0.0,
-            signals: Signals::default(),
-            redacted: true,
-            evidence: vec![],
-            fact_keys: vec![],
-            mentions: 0,
-        };
+        *i = redacted_insight(i);
     }
     d.faded.retain(|f| parse_label(&f.label).within(clearance));
     d.activity
         .retain(|a| parse_label(&a.label).within(clearance));
     d.label = label.to_string();
     d
+}
+
+/// What is left of an insight a reader may not see: its kind, rank and trend.
+fn redacted_insight(i: &Insight) -> Insight {
+    Insight {
+        id: i.id.clone(),
+        kind: i.kind.clone(),
+        rank: i.rank,
+        title: "Redacted: above your clearance".into(),
+        summary: String::new(),
+        why: String::new(),
+        departments: vec![],
+        confidence: 0.0,
+        confidence_reason: String::new(),
+        trend: i.trend.clone(),
+        label: "redacted".into(),
+        score: 0.0,
+        signals: Signals::default(),
+        redacted: true,
+        evidence: vec![],
+        fact_keys: vec![],
+        mentions: 0,
+    }
+}
+
+/// What `reader` may see of a stored digest *now*: labels frozen when it was
+/// written are raised to the current labels of its evidence (a message
+/// reclassified since is redacted at once), an insight resting on a message
+/// of a private channel the reader is not a member of, or on one deleted or
+/// gone, is redacted, and so are activity rows of channels they cannot read.
+/// Then [`redact`] applies the reader's clearance (SECURITY-CASES 10, 25).
+pub async fn redact_now(app: &App, mut d: Digest, reader: &Principal) -> ApiResult<Digest> {
+    use crate::storage::entities::{channel, membership, message};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let ids: BTreeSet<String> = d
+        .insights
+        .iter()
+        .flat_map(|i| i.evidence.iter().map(|e| e.message_id.clone()))
+        .collect();
+    let mut current: HashMap<String, message::Model> = HashMap::new();
+    let ids: Vec<String> = ids.into_iter().collect();
+    for chunk in ids.chunks(500) {
+        for m in message::Entity::find()
+            .filter(message::Column::Id.is_in(chunk.to_vec()))
+            .all(&app.db)
+            .await?
+        {
+            current.insert(m.id.clone(), m);
+        }
+    }
+    let channel_ids: BTreeSet<String> = current.values().map(|m| m.channel_id.clone()).collect();
+    let names: BTreeSet<String> = d.activity.iter().map(|a| a.channel.clone()).collect();
+    let mut channels: Vec<channel::Model> = Vec::new();
+    let channel_ids: Vec<String> = channel_ids.into_iter().collect();
+    for chunk in channel_ids.chunks(500) {
+        channels.extend(
+            channel::Entity::find()
+                .filter(channel::Column::Id.is_in(chunk.to_vec()))
+                .all(&app.db)
+                .await?,
+        );
+    }
+    let names: Vec<String> = names.into_iter().collect();
+    for chunk in names.chunks(500) {
+        channels.extend(
+            channel::Entity::find()
+                .filter(channel::Column::Name.is_in(chunk.to_vec()))
+                .all(&app.db)
+                .await?,
+        );
+    }
+    let member_of: BTreeSet<String> = membership::Entity::find()
+        .filter(membership::Column::UserId.eq(reader.id.as_str()))
+        .filter(
+            membership::Column::ChannelId
+                .is_in(channels.iter().map(|c| c.id.clone()).collect::<Vec<_>>()),
+        )
+        .all(&app.db)
+        .await?
+        .into_iter()
+        .map(|m| m.channel_id)
+        .collect();
+    // A channel is readable when it is public, or private with the reader a
+    // member; direct channels never are (the job does not mine them).
+    let readable = |c: &channel::Model| match c.visibility.as_str() {
+        "public" => true,
+        "private" => member_of.contains(&c.id),
+        _ => false,
+    };
+    let by_id: HashMap<&str, &channel::Model> =
+        channels.iter().map(|c| (c.id.as_str(), c)).collect();
+    for i in d.insights.iter_mut() {
+        if i.redacted {
+            continue;
+        }
+        let mut label = parse_label(&i.label);
+        let mut ok = true;
+        for e in i.evidence.iter_mut() {
+            let Some(m) = current.get(&e.message_id).filter(|m| !m.deleted) else {
+                ok = false;
+                break;
+            };
+            if !by_id
+                .get(m.channel_id.as_str())
+                .is_some_and(|c| readable(c))
+            {
+                ok = false;
+                break;
+            }
+            let now = parse_label(&m.label).join(&parse_label(&e.label));
+            e.label = now.to_string();
+            label = label.join(&now);
+        }
+        if ok {
+            i.label = label.to_string();
+        } else {
+            *i = redacted_insight(i);
+        }
+    }
+    d.activity
+        .retain(|a| channels.iter().any(|c| c.name == a.channel && readable(c)));
+    // The digest's label is the join of what it still shows.
+    let mut label = Label::level(Level::Public);
+    for i in d.insights.iter().filter(|i| !i.redacted) {
+        label = label.join(&parse_label(&i.label));
+    }
+    for a in &d.activity {
+        label = label.join(&parse_label(&a.label));
+    }
+    for f in &d.faded {
+        label = label.join(&parse_label(&f.label));
+    }
+    let was_redacted = d.insights.iter().any(|i| i.redacted);
+    d.label = label.to_string();
+    let mut d = redact(d, &reader.clearance);
+    d.redacted |= was_redacted;
+    Ok(d)
 }
 
 /// The scheduled run: once per period, on the configured weekday and hour.

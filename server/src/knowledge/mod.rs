@@ -50,12 +50,18 @@ pub struct IngestOutcome {
     pub label: String,
 }
 
-/// Metadata given with a file; front matter in the file overrides it.
+/// Metadata given with a file by whoever uploads it.
+///
+/// The given label is a floor: front matter may raise it but never lower it
+/// (the stored label is the join of both). A given department must agree with
+/// the front matter's; `fallback_department` (e.g. the folder a file sits in)
+/// applies only when neither names one.
 #[derive(Debug, Clone, Default)]
 pub struct IngestMeta {
     pub collection: Option<String>,
     pub label: Option<String>,
     pub department: Option<String>,
+    pub fallback_department: Option<String>,
     pub tags: Vec<String>,
 }
 
@@ -358,23 +364,13 @@ impl Knowledge {
             "collection",
             meta.collection.as_deref().unwrap_or("company"),
         )?;
-        let department = fm
-            .department
-            .as_deref()
-            .or(meta.department.as_deref())
-            .ok_or_else(|| {
-                ApiError::invalid(format!(
-                    "{path}: no department: add `department:` to the front matter or pass one with the upload (--department)"
-                ))
-            })
-            .and_then(|d| parse_slug("department", d))?;
-        let label: Label = fm
-            .label
-            .as_deref()
-            .or(meta.label.as_deref())
-            .unwrap_or("internal")
-            .parse()
-            .map_err(|e| ApiError::invalid(format!("{path}: label: {e}")))?;
+        let department = resolve_department(
+            path,
+            fm.department.as_deref(),
+            meta.department.as_deref(),
+            meta.fallback_department.as_deref(),
+        )?;
+        let label = resolve_label(path, fm.label.as_deref(), meta.label.as_deref())?;
         let raw_tags = if fm.tags.is_empty() {
             &meta.tags
         } else {
@@ -523,14 +519,25 @@ impl Knowledge {
                     .exec(&txn)
                     .await?;
             }
-            txn.commit().await
+            // A new version at another label: what quotes the old version is
+            // raised with it (never lowered), in the same transaction.
+            let raised = match &existing {
+                Some(d) if d.label != label_s => {
+                    raise_citing_messages(&txn, &doc_id, &label).await?
+                }
+                _ => 0,
+            };
+            txn.commit().await.map(|_| raised)
         };
-        if let Err(e) = swap.await {
-            if let Err(cleanup) = engine.store.delete(&ids).await {
-                tracing::warn!(error = %cleanup, "could not remove vectors of a failed ingestion; they stay invisible");
+        let raised = match swap.await {
+            Ok(raised) => raised,
+            Err(e) => {
+                if let Err(cleanup) = engine.store.delete(&ids).await {
+                    tracing::warn!(error = %cleanup, "could not remove vectors of a failed ingestion; they stay invisible");
+                }
+                return Err(internal(e));
             }
-            return Err(internal(e));
-        }
+        };
         // 3. Old vectors go; until they do, retrieval ignores them (no rows).
         let old: Vec<uuid::Uuid> = old_ids.iter().filter_map(|s| s.parse().ok()).collect();
         if !old.is_empty() {
@@ -549,7 +556,7 @@ impl Knowledge {
                 "document.ingest",
                 &doc_id,
                 status,
-                serde_json::json!({"path": path, "collection": collection, "label": label_s, "chunks": chunks.len()}),
+                serde_json::json!({"path": path, "collection": collection, "label": label_s, "chunks": chunks.len(), "messages_raised": raised}),
             )
             .await;
         Ok(IngestOutcome {
@@ -685,33 +692,9 @@ impl Knowledge {
         am.level = Set(label.level.rank());
         am.updated_at = Set(chrono::Utc::now());
         let updated = am.update(&txn).await.map_err(internal)?;
-        let citing: Vec<String> = message_citation::Entity::find()
-            .select_only()
-            .column(message_citation::Column::MessageId)
-            .filter(message_citation::Column::DocumentId.eq(id))
-            .distinct()
-            .into_tuple()
-            .all(&txn)
+        let raised = raise_citing_messages(&txn, id, label)
             .await
             .map_err(internal)?;
-        let mut raised = 0usize;
-        for ids in citing.chunks(200) {
-            let msgs = message::Entity::find()
-                .filter(message::Column::Id.is_in(ids.to_vec()))
-                .all(&txn)
-                .await
-                .map_err(internal)?;
-            for m in msgs {
-                let current: Label = m.label.parse().unwrap_or_else(|_| label.clone());
-                let joined = current.join(label);
-                if joined != current {
-                    let mut am: message::ActiveModel = m.into();
-                    am.label = Set(joined.to_string());
-                    am.update(&txn).await.map_err(internal)?;
-                    raised += 1;
-                }
-            }
-        }
         txn.commit().await.map_err(internal)?;
         let compartments: Vec<String> = label.compartments.iter().cloned().collect();
         if let Err(e) = engine
@@ -1042,7 +1025,7 @@ impl Knowledge {
         let (chunks, denied) = self.recheck(p, &scope.rule, &hits, k).await?;
         let query_hash = sha256_hex(&[query.as_bytes()]);
         audit
-            .record(
+            .record_required(
                 Some(&p.id),
                 "knowledge.retrieve",
                 &scope.spec.name,
@@ -1060,7 +1043,7 @@ impl Knowledge {
                     "denied": denied,
                 }),
             )
-            .await;
+            .await?; // fail closed: no results without their audit record
         Ok(Retrieval {
             scope: scope.spec.name.clone(),
             chunks,
@@ -1402,4 +1385,90 @@ pub struct ScopePreview {
     pub by_label: BTreeMap<String, usize>,
     /// Sample chunks, only from documents the viewer is cleared for.
     pub samples: Vec<RetrievedChunk>,
+}
+
+/// Raise every message citing `document_id` to at least `label`, inside the
+/// caller's transaction; returns how many were raised. Every path that
+/// changes a document's label calls this, so old quotes never stay readable
+/// at the old label (SECURITY-CASES 25).
+async fn raise_citing_messages<C: sea_orm::ConnectionTrait>(
+    txn: &C,
+    document_id: &str,
+    label: &Label,
+) -> Result<usize, sea_orm::DbErr> {
+    let citing: Vec<String> = message_citation::Entity::find()
+        .select_only()
+        .column(message_citation::Column::MessageId)
+        .filter(message_citation::Column::DocumentId.eq(document_id))
+        .distinct()
+        .into_tuple()
+        .all(txn)
+        .await?;
+    let mut raised = 0usize;
+    for ids in citing.chunks(200) {
+        let msgs = message::Entity::find()
+            .filter(message::Column::Id.is_in(ids.to_vec()))
+            .all(txn)
+            .await?;
+        for m in msgs {
+            // An unreadable stored label is treated as the new one, never as lower.
+            let current: Label = m.label.parse().unwrap_or_else(|_| label.clone());
+            let joined = current.join(label);
+            if joined != current {
+                let mut am: message::ActiveModel = m.into();
+                am.label = Set(joined.to_string());
+                am.update(txn).await?;
+                raised += 1;
+            }
+        }
+    }
+    Ok(raised)
+}
+
+/// The department of an upload: the uploader's and the front matter's must
+/// agree; either decides alone; the fallback applies when neither names one.
+fn resolve_department(
+    path: &str,
+    front_matter: Option<&str>,
+    given: Option<&str>,
+    fallback: Option<&str>,
+) -> ApiResult<String> {
+    let front_matter = front_matter
+        .map(|d| parse_slug("department", d))
+        .transpose()?;
+    let given = given.map(|d| parse_slug("department", d)).transpose()?;
+    match (front_matter, given) {
+        (Some(f), Some(g)) if f != g => Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "department_conflict",
+            format!(
+                "{path}: the upload says department {g:?} but the file's front matter says {f:?}: fix one of them"
+            ),
+        )),
+        (Some(d), _) | (None, Some(d)) => Ok(d),
+        (None, None) => fallback
+            .ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "{path}: no department: add `department:` to the front matter or pass one with the upload (--department)"
+                ))
+            })
+            .and_then(|d| parse_slug("department", d)),
+    }
+}
+
+/// The label of an upload: the join of the uploader's label (a floor) and the
+/// front matter's, so metadata inside a file can raise its label but never
+/// lower it (SECURITY-CASES 25). `internal` when neither gives one.
+fn resolve_label(path: &str, front_matter: Option<&str>, given: Option<&str>) -> ApiResult<Label> {
+    let parse = |raw: &str, whose: &str| {
+        raw.parse::<Label>()
+            .map_err(|e| ApiError::invalid(format!("{path}: {whose} label: {e}")))
+    };
+    let front_matter = front_matter.map(|l| parse(l, "front matter")).transpose()?;
+    let given = given.map(|l| parse(l, "upload")).transpose()?;
+    Ok(match (front_matter, given) {
+        (Some(f), Some(g)) => f.join(&g),
+        (Some(l), None) | (None, Some(l)) => l,
+        (None, None) => Label::level(crate::label::Level::Internal),
+    })
 }

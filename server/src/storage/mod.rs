@@ -115,3 +115,27 @@ pub async fn begin_write(
     })
     .await
 }
+
+/// Write a secret to a file that is owner-only (0600) from the moment it
+/// exists: no window in which others may read it. An existing file is
+/// replaced and its mode tightened before anything is written.
+pub fn write_private(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        opts.mode(0o600);
+        let mut f = opts.open(path)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        f.write_all(contents)?;
+        f.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let mut f = opts.open(path)?;
+        f.write_all(contents)?;
+        f.sync_all()
+    }
+}

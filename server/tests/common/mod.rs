@@ -113,6 +113,15 @@ impl Resp {
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
+/// The `/metrics` bearer token test servers are started with.
+pub const METRICS_TOKEN: &str = "test-metrics-token-0123456789";
+
+/// A clearance covering every built-in department: what an operator account
+/// that runs agent workers needs, since nobody mints a token for an agent
+/// cleared beyond themselves.
+pub const ALL_DEPARTMENTS: &str =
+    "restricted:engineering,finance,hr,legal,marketing,operations,sales,support";
+
 impl TestApp {
     /// Start a server; `tune` adjusts settings before start.
     pub async fn start(backend: Backend, tune: impl FnOnce(&mut Settings)) -> TestApp {
@@ -126,6 +135,11 @@ impl TestApp {
         // Posting limits have their own test; elsewhere they would only slow tests down.
         settings.limits.posts_per_second = 10_000.0;
         settings.limits.post_burst = 10_000.0;
+        settings.limits.requests_per_second = 100_000.0;
+        settings.limits.request_burst = 100_000.0;
+        settings.limits.ws_frames_per_second = 100_000.0;
+        settings.limits.ws_frame_burst = 100_000.0;
+        settings.server.metrics_token = Some(METRICS_TOKEN.into());
         let mut guard = None;
         if backend == Backend::Postgres {
             let url = std::env::var("WARROOM_TEST_DATABASE_URL").expect("postgres url");
@@ -319,7 +333,13 @@ impl TestApp {
     /// The value of a counter in `/metrics`.
     pub async fn metric(&self, name: &str) -> f64 {
         let r = self
-            .raw(Method::GET, "/metrics", None, None, Vec::new())
+            .raw(
+                Method::GET,
+                "/metrics",
+                Some(METRICS_TOKEN),
+                None,
+                Vec::new(),
+            )
             .await;
         let text = r.json.as_str().unwrap_or_default().to_string();
         text.lines()
