@@ -355,12 +355,15 @@ pub trait Platform: Send + Sync + 'static {
     ) -> Result<Vec<Observed>, PlatformError>;
     /// One message (with its thread root if it is a reply), as the agent may read it.
     async fn message(&self, agent: &str, message_id: &str) -> Result<Observed, PlatformError>;
-    /// Chunks from the agent's own scope.
+    /// Chunks from the agent's own scope, at most `ceiling` (the label of
+    /// the channel it writes for): the server counts what it hands out
+    /// toward the label of the agent's next post.
     async fn retrieve(
         &self,
         agent: &str,
         query: &str,
         k: usize,
+        ceiling: &Label,
     ) -> Result<Vec<Evidence>, PlatformError>;
     /// Post a message or a thread reply.
     async fn post(&self, agent: &str, draft: Draft) -> Result<Posted, PlatformError>;

@@ -409,13 +409,14 @@ impl Platform for RemoteAdapter {
         agent: &str,
         query: &str,
         k: usize,
+        ceiling: &Label,
     ) -> Result<Vec<Evidence>, PlatformError> {
         let r: RetrievalBody = self
             .as_agent(
                 agent,
                 Method::POST,
                 "/retrieve",
-                Some(json!({"query": query, "k": k})),
+                Some(json!({"query": query, "k": k, "max_label": ceiling.to_string()})),
             )
             .await?;
         r.chunks

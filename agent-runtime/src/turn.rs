@@ -446,7 +446,7 @@ async fn compose_and_post(
     };
     let evidence: Vec<Evidence> = match rt
         .platform
-        .retrieve(&record.id, &query, rt.cfg.retrieve_k)
+        .retrieve(&record.id, &query, rt.cfg.retrieve_k, &channel.label)
         .await
     {
         Ok(ev) => {

@@ -34,6 +34,8 @@ pub struct AppState {
     pub request_limiter: RateLimiter,
     /// Frames clients send over WebSockets, per user.
     pub ws_limiter: RateLimiter,
+    /// What each agent retrieved and observed since its last post.
+    pub marks: crate::marks::AgentMarks,
     pub audit: Audit,
     pub knowledge: Knowledge,
     pub agents: crate::agents::Agents,
@@ -126,6 +128,7 @@ impl AppState {
             post_limiter,
             request_limiter,
             ws_limiter,
+            marks: crate::marks::AgentMarks::default(),
             audit,
             knowledge,
             agents,

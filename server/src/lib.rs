@@ -22,6 +22,7 @@ pub mod eval_planted;
 pub mod insights;
 pub mod knowledge;
 pub mod loopback_embed;
+pub mod marks;
 pub use warroom_agent_runtime::label;
 pub mod metrics;
 pub mod principal;

@@ -824,3 +824,71 @@ async fn finding_14_websocket_frames_are_rate_limited_and_activity_streams_once(
     assert!(limited >= 5, "{limited} refused: {frames:?}");
     app.stop().await;
 }
+
+/// Finding 6 (case 28): the server trusted the label an agent claimed. An
+/// agent that retrieved HR material and then posts to an internal channel,
+/// claiming `internal` and citing nothing, is refused; asking only for what
+/// the channel allows (`max_label`) keeps it free to post.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_06_a_post_carries_at_least_what_the_agent_retrieved() {
+    let app = start().await;
+    let admin = app.user("admin", "admin", Some(ALL_DEPARTMENTS)).await;
+    let agent = app.user("hr-bot", "agent", Some("confidential:hr")).await;
+    let r = upload(
+        &app,
+        &admin,
+        "path=hr/comp.md",
+        &hr_doc("confidential:hr", ""),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
+    app.post(
+        "/api/v1/scopes",
+        &admin.token,
+        json!({"name": "hr-desk", "departments": ["hr"], "max_label": "confidential:hr"}),
+    )
+    .await;
+    put(
+        &app,
+        &format!("/api/v1/users/{}/scope", agent.id),
+        &admin.token,
+        json!({"scope": "hr-desk"}),
+    )
+    .await;
+    let ch = app
+        .channel(&agent, "lobby", "public", Some("internal"))
+        .await;
+    let path = format!("/api/v1/channels/{ch}/messages");
+    let post = |body: &'static str| {
+        app.post(
+            &path,
+            &agent.token,
+            json!({"body": body, "label": "internal"}),
+        )
+    };
+    let retrieve = |ceiling: Option<&'static str>| {
+        let mut body = json!({"query": "salary bands senior engineers", "k": 3});
+        if let Some(c) = ceiling {
+            body["max_label"] = json!(c);
+        }
+        app.post("/api/v1/retrieve", &agent.token, body)
+    };
+    let r = retrieve(None).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
+    assert!(
+        r.json.to_string().contains("6 percent"),
+        "the HR chunk came back: {:?}",
+        r.json
+    );
+    // Paraphrasing it uncited into an internal channel, claiming internal.
+    let r = post("Senior bands go up six percent in April").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.json);
+    // The mark is spent by that attempt; retrieving within the channel's
+    // label gets nothing from HR and leaves the agent free to post.
+    let r = retrieve(Some("internal")).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
+    assert!(!r.json.to_string().contains("6 percent"), "{:?}", r.json);
+    let r = post("Lunch is at noon").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
+    app.stop().await;
+}

@@ -161,14 +161,16 @@ impl Platform for InProcess {
         agent: &str,
         query: &str,
         k: usize,
+        ceiling: &Label,
     ) -> Result<Vec<Evidence>, PlatformError> {
         let p = self.principal(agent).await?;
         let r = self
             .app
             .knowledge
-            .retrieve(&p, query, k, &self.app.audit)
+            .retrieve(&p, query, k, Some(ceiling), &self.app.audit)
             .await
             .map_err(platform_error)?;
+        crate::knowledge::retrieved(&self.app, &p, &r);
         r.chunks
             .into_iter()
             .map(|c| {

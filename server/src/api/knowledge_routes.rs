@@ -458,6 +458,10 @@ pub struct RetrieveRequest {
     pub query: String,
     /// How many chunks (default 5).
     pub k: Option<usize>,
+    /// Only chunks within this label, e.g. the label of the channel an agent
+    /// retrieves for. What an agent retrieves counts toward the label of its
+    /// next post, so an agent asks only for what it may use there.
+    pub max_label: Option<String>,
 }
 
 /// Retrieve chunks within the caller's own scope and clearance.
@@ -467,10 +471,18 @@ pub async fn retrieve(
     Caller(p): Caller,
     ApiJson(req): ApiJson<RetrieveRequest>,
 ) -> ApiResult<Json<Retrieval>> {
+    let ceiling = req.max_label.as_deref().map(parse_label).transpose()?;
     let r = app
         .knowledge
-        .retrieve(&p, &req.query, req.k.unwrap_or(5), &app.audit)
+        .retrieve(
+            &p,
+            &req.query,
+            req.k.unwrap_or(5),
+            ceiling.as_ref(),
+            &app.audit,
+        )
         .await?;
+    crate::knowledge::retrieved(&app, &p, &r);
     Ok(Json(r))
 }
 

@@ -20,7 +20,7 @@ use crate::app::AppState;
 use crate::authz::{ChannelAction, ChannelCtx};
 use crate::error::{ApiError, ApiResult};
 use crate::label::Label;
-use crate::principal::{ChannelAttrs, Principal, Role, Visibility};
+use crate::principal::{ChannelAttrs, Principal, Role, UserKind, Visibility};
 use crate::storage::entities::{channel, membership, message, reaction};
 use views::{ChannelView, MessageView, ReactionView};
 use writer::{Change, ChannelChange, NewPost, PostOutcome};
@@ -716,10 +716,18 @@ pub async fn post_stored(
         .get(&app.db, channel_id)
         .await?
         .ok_or_else(|| ApiError::not_found("channel"))?;
-    let label = match &req.label {
+    let mut label = match &req.label {
         Some(l) => parse_label(l)?,
         None => cached.attrs.label.clone(),
     };
+    // An agent's post carries at least what the server saw it read since its
+    // last post, whatever label it claims (SECURITY-CASES 28).
+    if let Some(mark) = app.marks.take(&p.id) {
+        if !mark.within(&label) {
+            tracing::debug!(agent = %p.id, claimed = %label, mark = %mark, "post label raised to what the agent read");
+            label = label.join(&mark);
+        }
+    }
     let (citations, cited) = app
         .knowledge
         .check_citations(p, &req.citations, &app.audit)
@@ -892,7 +900,28 @@ fn readable_in(
             kept.push(m);
         }
     }
+    observed(app, p, kept.iter().map(|m| m.label.as_str()));
     Ok(kept)
+}
+
+/// An agent was shown messages with these labels: they count toward the
+/// label of its next post (SECURITY-CASES 28).
+fn observed<'a>(app: &AppState, p: &Principal, labels: impl Iterator<Item = &'a str>) {
+    if p.kind != UserKind::Agent {
+        return;
+    }
+    let mut seen: Option<Label> = None;
+    for l in labels {
+        // A stored label that does not parse counts as the highest there is.
+        let l = l.parse::<Label>().unwrap_or_else(|_| p.clearance.clone());
+        seen = Some(match seen {
+            Some(s) => s.join(&l),
+            None => l,
+        });
+    }
+    if let Some(l) = seen {
+        app.marks.raise(p, &l);
+    }
 }
 
 async fn decorate(app: &AppState, rows: Vec<message::Model>) -> ApiResult<Vec<MessageView>> {
@@ -1052,6 +1081,7 @@ pub async fn read_message(
     {
         return Err(ApiError::not_found("message"));
     }
+    observed(app, p, std::iter::once(m.label.as_str()));
     Ok(m)
 }
 

@@ -973,6 +973,7 @@ impl Knowledge {
         p: &Principal,
         query: &str,
         k: usize,
+        ceiling: Option<&Label>,
         audit: &Audit,
     ) -> ApiResult<Retrieval> {
         let scope = self.scope_of(&p.id).await?.ok_or_else(|| {
@@ -980,7 +981,18 @@ impl Knowledge {
                 "no retrieval scope is assigned to you; an admin assigns one with PUT /api/v1/users/{id}/scope",
             )
         })?;
-        self.retrieve_in(p, &scope, query, k, audit).await
+        match ceiling {
+            // Only material the caller means to use where `ceiling` allows,
+            // e.g. an agent retrieving for a channel of that label.
+            Some(c) => {
+                let bounded = Principal {
+                    clearance: p.clearance.meet(c),
+                    ..p.clone()
+                };
+                self.retrieve_in(&bounded, &scope, query, k, audit).await
+            }
+            None => self.retrieve_in(p, &scope, query, k, audit).await,
+        }
     }
 
     /// Retrieve under an explicit scope (the caller has checked that `p` may use it).
@@ -1423,6 +1435,25 @@ async fn raise_citing_messages<C: sea_orm::ConnectionTrait>(
         }
     }
     Ok(raised)
+}
+
+/// An agent was given these chunks: they count toward the label of its next
+/// post (SECURITY-CASES 28).
+pub fn retrieved(app: &crate::app::AppState, p: &Principal, r: &Retrieval) {
+    let mut seen: Option<Label> = None;
+    for c in &r.chunks {
+        let l = c
+            .label
+            .parse::<Label>()
+            .unwrap_or_else(|_| p.clearance.clone());
+        seen = Some(match seen {
+            Some(s) => s.join(&l),
+            None => l,
+        });
+    }
+    if let Some(l) = seen {
+        app.marks.raise(p, &l);
+    }
 }
 
 /// The department of an upload: the uploader's and the front matter's must

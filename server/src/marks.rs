@@ -1,0 +1,84 @@
+//! What the server saw each agent retrieve and observe since its last post:
+//! the label of that post is at least this mark, whatever the agent claims
+//! (SECURITY-CASES 28). A mark is consumed by the next post attempt and
+//! lapses after [`WINDOW`], so it covers one turn of a well-behaved runtime
+//! (observe, retrieve, post) without tainting the agent for good.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::label::Label;
+use crate::principal::{Principal, UserKind};
+
+/// How long what an agent read counts toward its next post.
+pub const WINDOW: Duration = Duration::from_secs(600);
+
+/// Marks kept before lapsed ones are dropped.
+const PRUNE_ABOVE: usize = 200_000;
+
+/// Per-agent high-water marks.
+#[derive(Default)]
+pub struct AgentMarks {
+    map: Mutex<HashMap<String, (Label, Instant)>>,
+}
+
+impl AgentMarks {
+    /// `p` was given material labelled `label` (a no-op for people).
+    pub fn raise(&self, p: &Principal, label: &Label) {
+        if p.kind != UserKind::Agent {
+            return;
+        }
+        let now = Instant::now();
+        let mut map = self.map.lock().expect("marks lock");
+        if map.len() > PRUNE_ABOVE {
+            map.retain(|_, (_, at)| now.duration_since(*at) < WINDOW);
+        }
+        let entry = map
+            .entry(p.id.clone())
+            .or_insert_with(|| (label.clone(), now));
+        if now.duration_since(entry.1) >= WINDOW {
+            *entry = (label.clone(), now);
+        } else {
+            entry.0 = entry.0.join(label);
+            entry.1 = now;
+        }
+    }
+
+    /// The mark of `agent` for the post it is about to make, cleared.
+    pub fn take(&self, agent: &str) -> Option<Label> {
+        let (label, at) = self.map.lock().expect("marks lock").remove(agent)?;
+        (at.elapsed() < WINDOW).then_some(label)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(kind: UserKind) -> Principal {
+        Principal {
+            id: "a1".into(),
+            handle: "bot".into(),
+            display_name: "Bot".into(),
+            role: crate::principal::Role::Agent,
+            kind,
+            department: None,
+            clearance: "restricted:hr".parse().unwrap(),
+            active: true,
+        }
+    }
+
+    #[test]
+    fn a_mark_is_the_join_of_what_was_read_and_is_taken_once() {
+        let m = AgentMarks::default();
+        let a = agent(UserKind::Agent);
+        m.raise(&a, &"internal".parse().unwrap());
+        m.raise(&a, &"confidential:hr".parse().unwrap());
+        m.raise(&a, &"public".parse().unwrap());
+        assert_eq!(m.take("a1").unwrap().to_string(), "confidential:hr");
+        assert!(m.take("a1").is_none());
+        m.raise(&agent(UserKind::Human), &"restricted".parse().unwrap());
+        assert!(m.take("a1").is_none(), "people carry no mark");
+    }
+}
