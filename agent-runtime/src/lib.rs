@@ -8,6 +8,7 @@
 pub mod brain;
 pub mod heard;
 pub mod label;
+pub mod marks;
 pub mod memory;
 pub mod persona;
 pub mod platform;

@@ -200,6 +200,8 @@ pub struct Runtime {
     turns_gate: Arc<Semaphore>,
     /// What each channel heard in the last hour, so agents do not repeat it.
     pub(crate) heard: crate::heard::Heard,
+    /// What the platform handed each agent since its last post attempt.
+    pub(crate) marks: crate::marks::Marks,
 }
 
 /// Why the runtime could not start.
@@ -254,6 +256,7 @@ impl Runtime {
             timings: Timings::default(),
             shard,
             heard: crate::heard::Heard::new(HEARD_WINDOW),
+            marks: crate::marks::Marks::default(),
         }))
     }
 

@@ -138,6 +138,7 @@ pub(crate) async fn take_turn(
             let mut thread = Vec::new();
             if root != trigger.message_id {
                 if let Ok(r) = rt.platform.message(&record.id, &root).await {
+                    rt.marks.raise(&record.id, &r.label);
                     thread.push(r);
                 }
             }
@@ -261,7 +262,10 @@ async fn decide(
                 return Ok(Plan::Silent);
             };
             let trigger = match rt.platform.message(&record.id, message_id).await {
-                Ok(m) => m,
+                Ok(m) => {
+                    rt.marks.raise(&record.id, &m.label);
+                    m
+                }
                 // Not readable by this agent (label, membership): it never saw it.
                 Err(PlatformError::NotFound(_)) | Err(PlatformError::Forbidden(_)) => {
                     return Ok(Plan::Silent)
@@ -407,6 +411,7 @@ async fn recent(
     {
         Ok(list) => {
             for m in &list {
+                rt.marks.raise(&record.id, &m.label);
                 remember(memory, m);
                 rt.heard.hear(&channel.id, now, &m.body);
             }
@@ -452,6 +457,9 @@ async fn compose_and_post(
         Ok(ev) => {
             rt.counters.retrievals.fetch_add(1, Ordering::Relaxed);
             memory.stats.retrievals += 1;
+            for e in &ev {
+                rt.marks.raise(&record.id, &e.label);
+            }
             // Only what the channel may receive goes into the context.
             ev.into_iter()
                 .filter(|e| e.label.within(&channel.label))
@@ -466,6 +474,15 @@ async fn compose_and_post(
         .into_iter()
         .filter(|m| m.label.within(&channel.label))
         .collect();
+    // The server raises a post to everything it handed this agent since its
+    // last post; when that is above the channel, posting would be refused:
+    // stay silent (the mark lapses, or a post where it fits spends it).
+    let mark = rt.marks.get(&record.id);
+    if mark.as_ref().is_some_and(|m| !m.within(&channel.label)) {
+        memory.stats.silent += 1;
+        rt.counters.silent.fetch_add(1, Ordering::Relaxed);
+        return (None, 0, Duration::ZERO);
+    }
     let summary_fits = memory
         .summary_label
         .as_ref()
@@ -531,6 +548,10 @@ async fn compose_and_post(
             label = label.join(l);
         }
     }
+    // Claim what the server will apply anyway (checked within the channel above).
+    if let Some(m) = &mark {
+        label = label.join(m);
+    }
     let body_posted = body.clone();
     let key = idempotency_key(
         &record.id,
@@ -549,6 +570,7 @@ async fn compose_and_post(
         brain: brain_kind.to_string(),
     };
     let is_reply = draft.thread_root.is_some();
+    rt.marks.clear(&record.id);
     match rt.platform.post(&record.id, draft).await {
         Ok(p) => {
             memory.advance(&channel.id, p.seq);

@@ -409,10 +409,12 @@ async fn finding_07_agent_memory_is_redacted_by_the_readers_clearance() {
     let operator = app.user("root", "admin", Some(ALL_DEPARTMENTS)).await;
     let admin = app.user("admin", "admin", Some("restricted")).await;
     let hr_agent = spawn_one(&app, &operator, "hr", "restricted:hr").await;
+    let ch = app.channel(&operator, "lobby", "public", None).await;
+    let lunch = app.say(&operator, &ch, "Lunch is at noon").await;
     let memory = json!({
         "recent": [
             {"channel_id": "c1", "message_id": "m1", "author": "hana", "text": "Band for staff engineers is 171 thousand", "label": "restricted:hr"},
-            {"channel_id": "c2", "message_id": "m2", "author": "sam", "text": "Lunch is at noon", "label": "internal"}
+            {"channel_id": ch, "message_id": lunch["id"], "author": "root", "text": "Lunch is at noon", "label": "internal"}
         ],
         "summary": "Salary table discussed",
         "summary_label": "restricted:hr"
@@ -890,5 +892,59 @@ async fn finding_06_a_post_carries_at_least_what_the_agent_retrieved() {
     assert!(!r.json.to_string().contains("6 percent"), "{:?}", r.json);
     let r = post("Lunch is at noon").await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
+    app.stop().await;
+}
+
+/// Finding 6, memory: an agent wrote its own memory's labels, so it could
+/// label HR notes `public` for any admin to read. Readers now see memory at
+/// the labels the server knows: a note at least its message's current label
+/// (the agent's clearance when unknown), the summary at least the agent's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_06_memory_labels_are_the_servers() {
+    let app = start().await;
+    let operator = app.user("root", "admin", Some(ALL_DEPARTMENTS)).await;
+    let admin = app.user("admin", "admin", Some("restricted")).await;
+    let hr_agent = spawn_one(&app, &operator, "hr", "restricted:hr").await;
+    let token = mint(&app, &operator, &hr_agent).await.json["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let hr_room = app
+        .channel(&operator, "hr-room", "public", Some("restricted:hr"))
+        .await;
+    let band = app
+        .say(&operator, &hr_room, "Staff band is 171 thousand")
+        .await;
+    // The agent itself writes its memory with labels that would show all of it.
+    let r = put(
+        &app,
+        &format!("/api/v1/agents/{hr_agent}/memory"),
+        &token,
+        json!({
+            "recent": [
+                {"channel_id": hr_room, "message_id": band["id"], "author": "root", "text": "Staff band is 171 thousand", "label": "public"},
+                {"channel_id": "c9", "message_id": "no-such-message", "author": "x", "text": "Layoffs list is final", "label": "public"}
+            ],
+            "summary": "Salary table discussed",
+            "summary_label": "public"
+        }),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.json);
+    let seen = app
+        .get(&format!("/api/v1/agents/{hr_agent}/memory"), &admin.token)
+        .await;
+    assert_eq!(seen.status, StatusCode::OK, "{:?}", seen.json);
+    let text = seen.json.to_string();
+    for secret in ["171 thousand", "Layoffs", "Salary table"] {
+        assert!(!text.contains(secret), "{secret} shown: {text}");
+    }
+    let cleared = app
+        .get(
+            &format!("/api/v1/agents/{hr_agent}/memory"),
+            &operator.token,
+        )
+        .await;
+    assert!(cleared.json.to_string().contains("171 thousand"));
     app.stop().await;
 }

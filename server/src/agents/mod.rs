@@ -975,6 +975,46 @@ impl Agents {
             .and_then(|m| serde_json::from_str(&m.data).ok()))
     }
 
+    /// Memory as the server labels it for readers other than the agent: each
+    /// note at least the current label of the message it came from (the
+    /// agent's clearance when that message is unknown), the summary at least
+    /// the agent's clearance, since the server cannot see what went into it.
+    /// An agent cannot lower the label its memory is shown at.
+    pub async fn labelled_memory(
+        &self,
+        mut m: Memory,
+        agent_clearance: &Label,
+    ) -> ApiResult<Memory> {
+        use crate::storage::entities::message;
+        let ids: Vec<String> = m.recent.iter().map(|n| n.message_id.clone()).collect();
+        let mut current: HashMap<String, Label> = HashMap::new();
+        for chunk in ids.chunks(500) {
+            let rows: Vec<(String, String)> = message::Entity::find()
+                .select_only()
+                .column(message::Column::Id)
+                .column(message::Column::Label)
+                .filter(message::Column::Id.is_in(chunk.to_vec()))
+                .into_tuple()
+                .all(&self.db)
+                .await?;
+            for (id, label) in rows {
+                let label = label.parse().unwrap_or_else(|_| agent_clearance.clone());
+                current.insert(id, label);
+            }
+        }
+        for n in &mut m.recent {
+            let source = current.get(&n.message_id).unwrap_or(agent_clearance);
+            n.label = n.label.join(source);
+        }
+        if !m.summary.is_empty() {
+            m.summary_label = Some(match &m.summary_label {
+                Some(l) => l.join(agent_clearance),
+                None => agent_clearance.clone(),
+            });
+        }
+        Ok(m)
+    }
+
     /// Save an agent's memory (written in the background, batched).
     pub async fn save_memory(&self, id: &str, memory: &Memory) -> ApiResult<()> {
         let data = serde_json::to_string(memory).map_err(ApiError::internal)?;

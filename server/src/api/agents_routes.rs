@@ -298,9 +298,15 @@ pub async fn get_memory(
         .await?
         .map(|a| a.clearance.clone())
         .ok_or_else(|| ApiError::not_found("agent"))?;
-    Ok(Json(
-        memory.map(|m| redact_memory(m, &p.clearance, &agent_clearance)),
-    ))
+    let Some(memory) = memory else {
+        return Ok(Json(None));
+    };
+    let memory = app.agents.labelled_memory(memory, &agent_clearance).await?;
+    Ok(Json(Some(redact_memory(
+        memory,
+        &p.clearance,
+        &agent_clearance,
+    ))))
 }
 
 /// What of an agent's memory a reader other than the agent may see: notes
