@@ -138,7 +138,6 @@ pub(crate) async fn take_turn(
             let mut thread = Vec::new();
             if root != trigger.message_id {
                 if let Ok(r) = rt.platform.message(&record.id, &root).await {
-                    rt.marks.raise(&record.id, &r.label);
                     thread.push(r);
                 }
             }
@@ -262,10 +261,7 @@ async fn decide(
                 return Ok(Plan::Silent);
             };
             let trigger = match rt.platform.message(&record.id, message_id).await {
-                Ok(m) => {
-                    rt.marks.raise(&record.id, &m.label);
-                    m
-                }
+                Ok(m) => m,
                 // Not readable by this agent (label, membership): it never saw it.
                 Err(PlatformError::NotFound(_)) | Err(PlatformError::Forbidden(_)) => {
                     return Ok(Plan::Silent)
@@ -411,7 +407,6 @@ async fn recent(
     {
         Ok(list) => {
             for m in &list {
-                rt.marks.raise(&record.id, &m.label);
                 remember(memory, m);
                 rt.heard.hear(&channel.id, now, &m.body);
             }

@@ -1,8 +1,11 @@
-//! What the server saw each agent retrieve and observe since its last post:
+//! What the server handed each agent from its documents since its last post:
 //! the label of that post is at least this mark, whatever the agent claims
 //! (SECURITY-CASES 28). A mark is consumed by the next post attempt and
 //! lapses after [`WINDOW`], so it covers one turn of a well-behaved runtime
-//! (observe, retrieve, post) without tainting the agent for good.
+//! (retrieve, post) without tainting the agent for good. Messages the agent
+//! reads are not counted: an agent reads channels of several labels between
+//! posts, and counting them silenced it in every lower channel (the runtime
+//! only feeds a post the messages of its own channel).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -42,6 +45,21 @@ impl AgentMarks {
         } else {
             entry.0 = entry.0.join(label);
             entry.1 = now;
+        }
+    }
+
+    /// `p` was given material with these stored labels; one that does not
+    /// parse counts as the highest `p` may see.
+    pub fn raise_stored<'a>(&self, p: &Principal, labels: impl IntoIterator<Item = &'a str>) {
+        if p.kind != UserKind::Agent {
+            return;
+        }
+        let seen = labels
+            .into_iter()
+            .map(|l| l.parse::<Label>().unwrap_or_else(|_| p.clearance.clone()))
+            .reduce(|a, b| a.join(&b));
+        if let Some(l) = seen {
+            self.raise(p, &l);
         }
     }
 

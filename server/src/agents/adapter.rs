@@ -170,7 +170,9 @@ impl Platform for InProcess {
             .retrieve(&p, query, k, Some(ceiling), &self.app.audit)
             .await
             .map_err(platform_error)?;
-        crate::knowledge::retrieved(&self.app, &p, &r);
+        self.app
+            .marks
+            .raise_stored(&p, r.chunks.iter().map(|c| c.label.as_str()));
         r.chunks
             .into_iter()
             .map(|c| {

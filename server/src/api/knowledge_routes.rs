@@ -482,7 +482,9 @@ pub async fn retrieve(
             &app.audit,
         )
         .await?;
-    crate::knowledge::retrieved(&app, &p, &r);
+    // What an agent retrieves counts toward its next post (SECURITY-CASES 28).
+    app.marks
+        .raise_stored(&p, r.chunks.iter().map(|c| c.label.as_str()));
     Ok(Json(r))
 }
 

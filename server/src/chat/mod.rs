@@ -684,6 +684,9 @@ pub async fn post_stored(
     channel_id: &str,
     req: PostMessage,
 ) -> ApiResult<(PostOutcome, Vec<String>)> {
+    // Every post attempt spends the agent's read mark, whatever becomes of
+    // it, exactly as the runtime counts (SECURITY-CASES 28).
+    let mark = app.marks.take(&p.id);
     let body = check_body(app, &req.body)?;
     if let Some(k) = &req.idempotency_key {
         if k.is_empty() || k.len() > 128 || !k.bytes().all(|b| b.is_ascii_graphic()) {
@@ -693,7 +696,7 @@ pub async fn post_stored(
         }
     }
     if let Some(b) = &req.brain {
-        if p.kind != crate::principal::UserKind::Agent {
+        if p.kind != UserKind::Agent {
             return Err(ApiError::invalid(
                 "only agents say which brain wrote a message",
             ));
@@ -722,7 +725,7 @@ pub async fn post_stored(
     };
     // An agent's post carries at least what the server saw it read since its
     // last post, whatever label it claims (SECURITY-CASES 28).
-    if let Some(mark) = app.marks.take(&p.id) {
+    if let Some(mark) = mark {
         if !mark.within(&label) {
             tracing::debug!(agent = %p.id, claimed = %label, mark = %mark, "post label raised to what the agent read");
             label = label.join(&mark);
@@ -900,28 +903,7 @@ fn readable_in(
             kept.push(m);
         }
     }
-    observed(app, p, kept.iter().map(|m| m.label.as_str()));
     Ok(kept)
-}
-
-/// An agent was shown messages with these labels: they count toward the
-/// label of its next post (SECURITY-CASES 28).
-fn observed<'a>(app: &AppState, p: &Principal, labels: impl Iterator<Item = &'a str>) {
-    if p.kind != UserKind::Agent {
-        return;
-    }
-    let mut seen: Option<Label> = None;
-    for l in labels {
-        // A stored label that does not parse counts as the highest there is.
-        let l = l.parse::<Label>().unwrap_or_else(|_| p.clearance.clone());
-        seen = Some(match seen {
-            Some(s) => s.join(&l),
-            None => l,
-        });
-    }
-    if let Some(l) = seen {
-        app.marks.raise(p, &l);
-    }
 }
 
 async fn decorate(app: &AppState, rows: Vec<message::Model>) -> ApiResult<Vec<MessageView>> {
@@ -1081,7 +1063,6 @@ pub async fn read_message(
     {
         return Err(ApiError::not_found("message"));
     }
-    observed(app, p, std::iter::once(m.label.as_str()));
     Ok(m)
 }
 

@@ -1437,25 +1437,6 @@ async fn raise_citing_messages<C: sea_orm::ConnectionTrait>(
     Ok(raised)
 }
 
-/// An agent was given these chunks: they count toward the label of its next
-/// post (SECURITY-CASES 28).
-pub fn retrieved(app: &crate::app::AppState, p: &Principal, r: &Retrieval) {
-    let mut seen: Option<Label> = None;
-    for c in &r.chunks {
-        let l = c
-            .label
-            .parse::<Label>()
-            .unwrap_or_else(|_| p.clearance.clone());
-        seen = Some(match seen {
-            Some(s) => s.join(&l),
-            None => l,
-        });
-    }
-    if let Some(l) = seen {
-        app.marks.raise(p, &l);
-    }
-}
-
 /// The department of an upload: the uploader's and the front matter's must
 /// agree; either decides alone; the fallback applies when neither names one.
 fn resolve_department(
