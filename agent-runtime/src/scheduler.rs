@@ -806,9 +806,7 @@ mod tests {
 
     #[test]
     fn interest_ids_the_scheduler_never_registered_wake_nobody() {
-        let mut s = Scheduler::new(SchedulerConfig::default(), builtin_templates());
-        s.upsert(agent(0, "finance-lead", ActivityLevel::Low), 0)
-            .expect("upsert");
+        let mut s = low_agents(&["finance-lead"]);
         let mut a = activity("human", "m1", None, &[], "nothing");
         a.interests = vec![u32::MAX, s.interest_words().len() as u32];
         s.on_activity(&a);
@@ -868,11 +866,7 @@ mod tests {
 
     #[test]
     fn interest_wakes_agents_whose_templates_care() {
-        let mut s = Scheduler::new(SchedulerConfig::default(), builtin_templates());
-        s.upsert(agent(0, "hr-lead", ActivityLevel::Low), 0)
-            .expect("upsert");
-        s.upsert(agent(1, "finance-lead", ActivityLevel::Low), 0)
-            .expect("upsert");
+        let mut s = low_agents(&["hr-lead", "finance-lead"]);
         s.on_activity(&activity(
             "human",
             "m1",
@@ -885,15 +879,19 @@ mod tests {
         assert_eq!(due[0].reason, Reason::Interest);
     }
 
+    /// A scheduler with one low-activity agent per template, numbered in order.
+    fn low_agents(templates: &[&str]) -> Scheduler {
+        let mut s = Scheduler::new(SchedulerConfig::default(), builtin_templates());
+        for (i, t) in templates.iter().enumerate() {
+            s.upsert(agent(i, t, ActivityLevel::Low), 0)
+                .expect("upsert");
+        }
+        s
+    }
+
     #[test]
     fn colleagues_of_one_department_do_not_answer_each_other() {
-        let mut s = Scheduler::new(SchedulerConfig::default(), builtin_templates());
-        s.upsert(agent(0, "finance-analyst", ActivityLevel::Low), 0)
-            .expect("upsert");
-        s.upsert(agent(1, "finance-lead", ActivityLevel::Low), 0)
-            .expect("upsert");
-        s.upsert(agent(2, "sales-lead", ActivityLevel::Low), 0)
-            .expect("upsert");
+        let mut s = low_agents(&["finance-analyst", "finance-lead", "sales-lead"]);
         s.finished(
             1,
             &TurnRecord {
@@ -919,13 +917,7 @@ mod tests {
 
     #[test]
     fn a_new_claim_is_put_to_other_departments_even_in_other_words() {
-        let mut s = Scheduler::new(SchedulerConfig::default(), builtin_templates());
-        s.upsert(agent(0, "finance-lead", ActivityLevel::Low), 0)
-            .expect("upsert");
-        s.upsert(agent(1, "finance-analyst", ActivityLevel::Low), 0)
-            .expect("upsert");
-        s.upsert(agent(2, "hr-lead", ActivityLevel::Low), 0)
-            .expect("upsert");
+        let mut s = low_agents(&["finance-lead", "finance-analyst", "hr-lead"]);
         // No word of the claim is an HR interest, yet HR hears it; finance does not.
         s.on_activity(&activity("id-0", "m1", None, &[], "Zyx qwv plorb"));
         let due = s.due(1, 10);

@@ -52,17 +52,7 @@ fn corpus() -> Vec<(String, String)> {
 }
 
 async fn start() -> TestApp {
-    let url = warroom::loopback_embed::start()
-        .await
-        .expect("loopback embedder");
-    TestApp::start(common::Backend::Sqlite, move |s| {
-        s.knowledge.embedder = "openai".into();
-        s.knowledge.openai_base_url = url;
-        s.knowledge.openai_model = "loopback".into();
-        s.knowledge.openai_dim = warroom::loopback_embed::DIM;
-        s.agents.max_spawn = 2_000;
-    })
-    .await
+    TestApp::with_loopback_embedder(|s| s.agents.max_spawn = 2_000).await
 }
 
 /// Upload the corpus and create one scope per department (up to restricted for HR).

@@ -1,30 +1,13 @@
 //! The `warroom` command line: creating the first admin from standard input,
 //! clear errors for bad input, migrations and audit verification.
 
+mod common;
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 
 fn warroom(data: &std::path::Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_warroom"))
-        .args(args)
-        .env("WARROOM_STORAGE__DATA_DIR", data)
-        .env("WARROOM_LOG", "warn")
-        .env_remove("WARROOM_STORAGE__DATABASE_URL")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("binary runs");
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .as_mut()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().unwrap()
+    common::warroom_cli(data, args, stdin)
 }
 
 #[test]

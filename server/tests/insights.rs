@@ -30,17 +30,7 @@ fn corpus() -> Vec<(&'static str, String)> {
 }
 
 async fn start() -> TestApp {
-    let url = warroom::loopback_embed::start()
-        .await
-        .expect("loopback embedder");
-    TestApp::start(common::Backend::Sqlite, move |s| {
-        s.knowledge.embedder = "openai".into();
-        s.knowledge.openai_base_url = url;
-        s.knowledge.openai_model = "loopback".into();
-        s.knowledge.openai_dim = warroom::loopback_embed::DIM;
-        s.insights.schedule = false;
-    })
-    .await
+    TestApp::with_loopback_embedder(|s| s.insights.schedule = false).await
 }
 
 struct Agent {
@@ -448,15 +438,8 @@ async fn judging_model() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_configured_chat_model_judges_and_words_each_candidate() {
-    let embed_url = warroom::loopback_embed::start()
-        .await
-        .expect("loopback embedder");
     let (chat_url, prompts) = judging_model().await;
-    let app = TestApp::start(common::Backend::Sqlite, move |s| {
-        s.knowledge.embedder = "openai".into();
-        s.knowledge.openai_base_url = embed_url;
-        s.knowledge.openai_model = "loopback".into();
-        s.knowledge.openai_dim = warroom::loopback_embed::DIM;
+    let app = TestApp::with_loopback_embedder(move |s| {
         s.insights.schedule = false;
         s.agents.brain = "openai".into();
         s.agents.openai_base_url = Some(chat_url);

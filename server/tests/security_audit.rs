@@ -7,7 +7,7 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -26,28 +26,8 @@ use warroom::storage::entities::{audit, message};
 
 const PASSWORD: &str = "a long enough password";
 
-/// Run the `warroom` binary on a data directory; returns its output.
-fn warroom(data: &Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_warroom"))
-        .args(args)
-        .env("WARROOM_STORAGE__DATA_DIR", data)
-        .env("WARROOM_LOG", "warn")
-        .env_remove("WARROOM_STORAGE__DATABASE_URL")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the warroom binary runs");
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .as_mut()
-            .expect("stdin is piped")
-            .write_all(input.as_bytes())
-            .expect("stdin written");
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().expect("the warroom binary ends")
+fn warroom(data: &std::path::Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    common::warroom_cli(data, args, stdin)
 }
 
 fn create_user(data: &Path, handle: &str, role: &str) {
@@ -189,18 +169,8 @@ async fn finding_11_truncated_audit_tail_is_detected() {
 /// Start a server on SQLite in `data` (kept after the server stops), with
 /// the instant loopback embedder for retrieval.
 async fn start_in(data: &Path) -> TestApp {
-    let url = warroom::loopback_embed::start()
-        .await
-        .expect("loopback embedder");
     let data = data.to_path_buf();
-    TestApp::start(common::Backend::Sqlite, move |s| {
-        s.storage.data_dir = data;
-        s.knowledge.embedder = "openai".into();
-        s.knowledge.openai_base_url = url;
-        s.knowledge.openai_model = "loopback".into();
-        s.knowledge.openai_dim = warroom::loopback_embed::DIM;
-    })
-    .await
+    TestApp::with_loopback_embedder(move |s| s.storage.data_dir = data).await
 }
 
 /// An admin invites a member into a private channel; returns both and the channel.

@@ -9,16 +9,7 @@ use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 
 async fn start() -> TestApp {
-    let url = warroom::loopback_embed::start()
-        .await
-        .expect("loopback embedder");
-    TestApp::start(common::Backend::Sqlite, move |s| {
-        s.knowledge.embedder = "openai".into();
-        s.knowledge.openai_base_url = url;
-        s.knowledge.openai_model = "loopback".into();
-        s.knowledge.openai_dim = warroom::loopback_embed::DIM;
-    })
-    .await
+    TestApp::with_loopback_embedder(|_| {}).await
 }
 
 async fn upload(app: &TestApp, admin: &User, query: &str, body: &str) -> common::Resp {
@@ -55,6 +46,77 @@ async fn search_hits(app: &TestApp, u: &User, q: &str) -> usize {
         .or(r.json.as_array())
         .map(|a| a.len())
         .unwrap_or(0)
+}
+
+/// An HR document (internal), an HR agent scoped to it, a member cleared for
+/// internal, and a message in a public channel quoting the document with
+/// `word` in it, which the member can find.
+struct HrQuote {
+    admin: User,
+    reader: User,
+    doc: String,
+    channel: String,
+    message_id: String,
+}
+
+async fn hr_quote(app: &TestApp, word: &str) -> HrQuote {
+    let admin = app.user("admin", "admin", Some(ALL_DEPARTMENTS)).await;
+    let agent = app.user("hr-bot", "agent", Some("confidential:hr")).await;
+    let reader = app.user("rita", "member", Some("internal")).await;
+    let r = upload(app, &admin, "path=hr/comp.md", &hr_doc("internal", "")).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
+    let doc = r.json["document_id"].as_str().unwrap().to_string();
+    hr_desk_scope(app, &admin, &agent).await;
+    let chunk = app
+        .get(&format!("/api/v1/documents/{doc}"), &admin.token)
+        .await
+        .json["chunks"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let channel = app.channel(&agent, "desk", "public", None).await;
+    app.post(
+        &format!("/api/v1/channels/{channel}/join"),
+        &reader.token,
+        json!({}),
+    )
+    .await;
+    let r = app
+        .post(
+            &format!("/api/v1/channels/{channel}/messages"),
+            &agent.token,
+            json!({"body": format!("Bands rise 6% in April {word}"), "citations": [chunk]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
+    assert_eq!(search_hits(app, &reader, word).await, 1);
+    HrQuote {
+        admin,
+        reader,
+        doc,
+        channel,
+        message_id: r.json["id"].as_str().unwrap().to_string(),
+    }
+}
+
+/// Scope `agent` to HR documents up to confidential:hr.
+async fn hr_desk_scope(app: &TestApp, admin: &User, agent: &User) {
+    let r = app
+        .post(
+            "/api/v1/scopes",
+            &admin.token,
+            json!({"name": "hr-desk", "departments": ["hr"], "max_label": "confidential:hr"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
+    let r = put(
+        app,
+        &format!("/api/v1/users/{}/scope", agent.id),
+        &admin.token,
+        json!({"scope": "hr-desk"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
 }
 
 /// Finding 2: a file saying `label: public` uploaded with
@@ -127,54 +189,12 @@ async fn finding_02_a_department_conflicting_with_the_front_matter_is_refused() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finding_03_reupload_at_a_higher_label_raises_citing_messages() {
     let app = start().await;
-    let admin = app.user("admin", "admin", Some(ALL_DEPARTMENTS)).await;
-    let agent = app.user("hr-bot", "agent", Some("confidential:hr")).await;
-    let reader = app.user("rita", "member", Some("internal")).await;
-    let r = upload(&app, &admin, "path=hr/comp.md", &hr_doc("internal", "")).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
-    let doc = r.json["document_id"].as_str().unwrap().to_string();
-    let r = app
-        .post(
-            "/api/v1/scopes",
-            &admin.token,
-            json!({"name": "hr-desk", "departments": ["hr"], "max_label": "confidential:hr"}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
-    put(
-        &app,
-        &format!("/api/v1/users/{}/scope", agent.id),
-        &admin.token,
-        json!({"scope": "hr-desk"}),
-    )
-    .await;
-    let chunk = app
-        .get(&format!("/api/v1/documents/{doc}"), &admin.token)
-        .await
-        .json["chunks"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let ch = app.channel(&agent, "desk", "public", None).await;
-    app.post(
-        &format!("/api/v1/channels/{ch}/join"),
-        &reader.token,
-        json!({}),
-    )
-    .await;
-    let r = app
-        .post(
-            &format!("/api/v1/channels/{ch}/messages"),
-            &agent.token,
-            json!({"body": "Bands rise 6% in April zebrafish", "citations": [chunk]}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
-    assert_eq!(search_hits(&app, &reader, "zebrafish").await, 1);
+    let q = hr_quote(&app, "zebrafish").await;
+    let (admin, reader, ch) = (&q.admin, &q.reader, &q.channel);
     // The same path again, now confidential:hr.
     let r = upload(
         &app,
-        &admin,
+        admin,
         "path=hr/comp.md",
         &hr_doc("confidential:hr", "Now confidential."),
     )
@@ -182,7 +202,7 @@ async fn finding_03_reupload_at_a_higher_label_raises_citing_messages() {
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
     assert_eq!(r.json["status"], "updated");
     assert_eq!(
-        search_hits(&app, &reader, "zebrafish").await,
+        search_hits(&app, reader, "zebrafish").await,
         0,
         "the quote followed its document's new label"
     );
@@ -702,46 +722,8 @@ async fn attack_a_refresh_token_is_not_an_access_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attack_a_quote_raised_above_a_member_is_unreadable_every_way() {
     let app = start().await;
-    let admin = app.user("admin", "admin", Some(ALL_DEPARTMENTS)).await;
-    let agent = app.user("hr-bot", "agent", Some("confidential:hr")).await;
-    let reader = app.user("rita", "member", Some("internal")).await;
-    let r = upload(&app, &admin, "path=hr/comp.md", &hr_doc("internal", "")).await;
-    let doc = r.json["document_id"].as_str().unwrap().to_string();
-    app.post(
-        "/api/v1/scopes",
-        &admin.token,
-        json!({"name": "hr-desk", "departments": ["hr"], "max_label": "confidential:hr"}),
-    )
-    .await;
-    put(
-        &app,
-        &format!("/api/v1/users/{}/scope", agent.id),
-        &admin.token,
-        json!({"scope": "hr-desk"}),
-    )
-    .await;
-    let chunk = app
-        .get(&format!("/api/v1/documents/{doc}"), &admin.token)
-        .await
-        .json["chunks"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let ch = app.channel(&agent, "desk", "public", None).await;
-    app.post(
-        &format!("/api/v1/channels/{ch}/join"),
-        &reader.token,
-        json!({}),
-    )
-    .await;
-    let r = app
-        .post(
-            &format!("/api/v1/channels/{ch}/messages"),
-            &agent.token,
-            json!({"body": "Bands rise 6% in April platypus", "citations": [chunk]}),
-        )
-        .await;
-    let id = r.json["id"].as_str().unwrap().to_string();
+    let q = hr_quote(&app, "platypus").await;
+    let (admin, reader, doc, id) = (&q.admin, &q.reader, &q.doc, &q.message_id);
     put(
         &app,
         &format!("/api/v1/documents/{doc}/label"),
@@ -749,7 +731,7 @@ async fn attack_a_quote_raised_above_a_member_is_unreadable_every_way() {
         json!({"label": "confidential:hr"}),
     )
     .await;
-    assert_eq!(search_hits(&app, &reader, "platypus").await, 0);
+    assert_eq!(search_hits(&app, reader, "platypus").await, 0);
     for path in [
         format!("/api/v1/messages/{id}"),
         format!("/api/v1/messages/{id}/thread"),
@@ -844,19 +826,7 @@ async fn finding_06_a_post_carries_at_least_what_the_agent_retrieved() {
     )
     .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
-    app.post(
-        "/api/v1/scopes",
-        &admin.token,
-        json!({"name": "hr-desk", "departments": ["hr"], "max_label": "confidential:hr"}),
-    )
-    .await;
-    put(
-        &app,
-        &format!("/api/v1/users/{}/scope", agent.id),
-        &admin.token,
-        json!({"scope": "hr-desk"}),
-    )
-    .await;
+    hr_desk_scope(&app, &admin, &agent).await;
     let ch = app
         .channel(&agent, "lobby", "public", Some("internal"))
         .await;
@@ -875,6 +845,13 @@ async fn finding_06_a_post_carries_at_least_what_the_agent_retrieved() {
         }
         app.post("/api/v1/retrieve", &agent.token, body)
     };
+    let r = retrieve(Some("cosmic")).await;
+    assert_eq!(
+        r.status,
+        StatusCode::BAD_REQUEST,
+        "a bad max_label: {:?}",
+        r.json
+    );
     let r = retrieve(None).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
     assert!(
@@ -947,4 +924,21 @@ async fn finding_06_memory_labels_are_the_servers() {
         .await;
     assert!(cleared.json.to_string().contains("171 thousand"));
     app.stop().await;
+}
+
+/// Bad settings for the new knobs are refused at start with the key named.
+#[test]
+fn finding_14_15_bad_limit_and_metrics_settings_are_refused() {
+    let mut s = warroom::config::Settings::default();
+    s.server.metrics_token = Some("short".into());
+    let e = s.validate().unwrap_err().to_string();
+    assert!(e.contains("server.metrics_token"), "{e}");
+    let mut s = warroom::config::Settings::default();
+    s.limits.requests_per_second = 0.0;
+    let e = s.validate().unwrap_err().to_string();
+    assert!(e.contains("limits.requests_per_second"), "{e}");
+    let mut s = warroom::config::Settings::default();
+    s.limits.ws_frame_burst = 0.0;
+    let e = s.validate().unwrap_err().to_string();
+    assert!(e.contains("limits.ws_frames_per_second"), "{e}");
 }

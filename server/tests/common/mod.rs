@@ -164,6 +164,24 @@ impl TestApp {
         }
     }
 
+    /// A SQLite server whose embeddings come from the instant loopback
+    /// endpoint (no model needed); `tune` adjusts settings further.
+    pub async fn with_loopback_embedder(
+        tune: impl FnOnce(&mut Settings) + Send + 'static,
+    ) -> TestApp {
+        let url = warroom::loopback_embed::start()
+            .await
+            .expect("loopback embedder");
+        TestApp::start(Backend::Sqlite, move |s| {
+            s.knowledge.embedder = "openai".into();
+            s.knowledge.openai_base_url = url;
+            s.knowledge.openai_model = "loopback".into();
+            s.knowledge.openai_dim = warroom::loopback_embed::DIM;
+            tune(s);
+        })
+        .await
+    }
+
     /// Stop the server.
     pub async fn stop(self) {
         let TestApp {
@@ -464,4 +482,35 @@ impl Ws {
         }
         out
     }
+}
+
+/// Run the `warroom` binary on a data directory (SQLite, quiet logs), with
+/// `stdin` as its standard input; returns its output.
+pub fn warroom_cli(
+    data: &std::path::Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warroom"))
+        .args(args)
+        .env("WARROOM_STORAGE__DATA_DIR", data)
+        .env("WARROOM_LOG", "warn")
+        .env_remove("WARROOM_STORAGE__DATABASE_URL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the warroom binary runs");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .as_mut()
+            .expect("stdin is piped")
+            .write_all(input.as_bytes())
+            .expect("stdin written");
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().expect("the warroom binary ends")
 }
