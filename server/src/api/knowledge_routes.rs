@@ -1,9 +1,8 @@
 //! Company knowledge over HTTP: documents (upload, list, get, delete, reclassify), scopes
 //! (CRUD, preview, assignment) and scoped retrieval for the calling principal.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -20,14 +19,9 @@ use crate::knowledge::scope::{parse_slug, Scope, ScopeSpec};
 use crate::knowledge::{CitedChunk, IngestMeta, IngestOutcome, Retrieval, ScopePreview};
 use crate::storage::entities::document;
 
-pub fn routes(max_file_bytes: usize) -> Router<App> {
+pub fn routes() -> Router<App> {
     Router::new()
-        .route(
-            "/documents",
-            get(list_documents)
-                .post(upload_document)
-                .layer(DefaultBodyLimit::max(max_file_bytes)),
-        )
+        .route("/documents", get(list_documents).post(upload_document))
         .route("/documents/{id}", get(get_document).delete(delete_document))
         .route("/documents/{id}/label", put(reclassify_document))
         .route("/scopes", get(list_scopes).post(create_scope))
@@ -107,6 +101,49 @@ pub struct DocumentQuery {
     pub department: Option<String>,
 }
 
+/// A refused upload is read on and thrown away up to this many times the limit, so the
+/// client reads the 413 instead of a reset connection (a server that answers and closes
+/// with the request unread makes the kernel reset it, and the answer may be lost). Larger
+/// ones are cut off.
+const DRAIN_FACTOR: usize = 8;
+/// ... and for at most this long.
+const DRAIN_SECS: u64 = 10;
+
+/// Read an upload of at most `max` bytes; `None` when it is larger.
+async fn read_upload(body: Body, max: usize) -> ApiResult<Option<Bytes>> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(DRAIN_SECS);
+    loop {
+        let next = if seen > max {
+            match tokio::time::timeout_at(deadline, body.frame()).await {
+                Ok(f) => f,
+                Err(_) => return Ok(None),
+            }
+        } else {
+            body.frame().await
+        };
+        let Some(frame) = next else { break };
+        let frame =
+            frame.map_err(|e| ApiError::invalid(format!("could not read the upload: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen = seen.saturating_add(data.len());
+        if seen <= max {
+            buf.extend_from_slice(&data);
+        } else {
+            buf = bytes::BytesMut::new();
+            if seen > max.saturating_mul(DRAIN_FACTOR) {
+                return Ok(None);
+            }
+        }
+    }
+    Ok((seen <= max).then(|| buf.freeze()))
+}
+
 /// Metadata for an upload. The label is a floor: front matter in the file may
 /// raise it, never lower it. A department that disagrees with the front
 /// matter's is refused (409 `department_conflict`).
@@ -129,22 +166,16 @@ pub async fn upload_document(
     State(app): State<App>,
     Caller(p): Caller,
     ApiQuery(q): ApiQuery<UploadQuery>,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> ApiResult<(StatusCode, Json<IngestOutcome>)> {
     require_system(&app, &p, SystemAction::DocumentManage)?;
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!(
-                    "the file is larger than the {} byte limit (knowledge.max_file_bytes)",
-                    app.settings.knowledge.max_file_bytes
-                ),
-            )
-        } else {
-            ApiError::invalid(format!("could not read the upload: {e}"))
-        }
+    let max = app.settings.knowledge.max_file_bytes;
+    let body = read_upload(body, max).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the file is larger than the {max} byte limit (knowledge.max_file_bytes)"),
+        )
     })?;
     let meta = IngestMeta {
         collection: q.collection,

@@ -324,9 +324,7 @@ pub fn router(app: App) -> Router {
         .merge(users_routes::routes())
         .merge(agents_routes::routes())
         .merge(insights_routes::routes())
-        .merge(knowledge_routes::routes(
-            app.settings.knowledge.max_file_bytes,
-        ))
+        .merge(knowledge_routes::routes())
         .route("/ws", get(ws::ws_upgrade))
         .route("/openapi.json", get(openapi_json));
     Router::new()
