@@ -8,7 +8,7 @@ import { h, mount, icon, avatar, labelChip, deptChip, safeHtml, fmt, toast, dial
 import { pageHeader } from './app.js';
 
 const LEVELS = ['public', 'internal', 'confidential', 'restricted'];
-const ROLES = ['admin', 'leader', 'member', 'guest'];
+const ROLES = ['admin', 'leader', 'member', 'guest', 'worker'];
 
 let stopDashboard = null;
 

@@ -1,6 +1,6 @@
 //! The remote adapter: the [`Platform`] port over the server's public HTTP +
 //! WebSocket API, for workers on other machines. The worker logs in as an
-//! operator (an admin account), lists its shard's agents, and obtains a
+//! operator (a worker account, which may only run agents, or an admin), lists its shard's agents, and obtains a
 //! short-lived access token for each agent it runs; every action is then
 //! made with the agent's own token, so the server authorizes it exactly as
 //! it would in process. The activity feed arrives over the WebSocket: the
@@ -29,7 +29,8 @@ use crate::platform::{
 /// How the worker authenticates as the operator.
 #[derive(Debug, Clone)]
 pub enum Operator {
-    /// Handle and password of an admin account (the worker logs in and re-logs in).
+    /// Handle and key (password) of a worker account, or of an admin (the
+    /// worker logs in and re-logs in).
     Password { handle: String, password: String },
     /// A ready access token (it expires; prefer a password for long runs).
     Token(String),
@@ -291,12 +292,25 @@ impl RemoteAdapter {
         self.call(method, path, &token, body).await
     }
 
-    fn ws_url(&self, token: &str) -> String {
+    /// The upgrade request for the realtime socket, with the token in the
+    /// `Authorization` header (never in the URL, where proxies and logs keep it).
+    fn ws_request(
+        &self,
+        token: &str,
+    ) -> Result<tokio_tungstenite::tungstenite::handshake::client::Request, PlatformError> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let base = self
             .base
             .replacen("https://", "wss://", 1)
             .replacen("http://", "ws://", 1);
-        format!("{base}/api/v1/ws?access_token={token}")
+        let mut req = format!("{base}/api/v1/ws")
+            .into_client_request()
+            .map_err(|e| PlatformError::Unavailable(format!("websocket: {e}")))?;
+        let value = format!("Bearer {token}").parse().map_err(|_| {
+            PlatformError::Unavailable("the access token is not a header value".into())
+        })?;
+        req.headers_mut().insert("authorization", value);
+        Ok(req)
     }
 }
 
@@ -525,7 +539,7 @@ impl RemoteAdapter {
     /// confirmed the subscription.
     async fn subscribe_feed(&self, words: &[String]) -> Result<FeedSocket, PlatformError> {
         let token = self.operator_token().await?;
-        let (mut ws, _) = tokio_tungstenite::connect_async(self.ws_url(&token))
+        let (mut ws, _) = tokio_tungstenite::connect_async(self.ws_request(&token)?)
             .await
             .map_err(|e| PlatformError::Unavailable(format!("websocket: {e}")))?;
         let frame = json!({"type": "agent_activity", "interests": words}).to_string();

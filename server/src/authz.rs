@@ -87,6 +87,8 @@ pub enum SystemAction {
     ScopeManage,
     AgentManage,
     AgentView,
+    /// Run agents: list a shard's agents, issue their tokens, stream activity.
+    AgentRun,
     InsightsRead,
     InsightsRun,
 }
@@ -102,6 +104,7 @@ impl SystemAction {
             SystemAction::ScopeManage => "scope.manage",
             SystemAction::AgentManage => "agent.manage",
             SystemAction::AgentView => "agent.view",
+            SystemAction::AgentRun => "agent.run",
             SystemAction::InsightsRead => "insights.read",
             SystemAction::InsightsRun => "insights.run",
         }
@@ -759,6 +762,7 @@ mod barriers {
         let admin_top = user("admin-top", Role::Admin, "restricted:hr,sales");
         let guest = user("guest", Role::Guest, "public");
         let agent = user("agent", Role::Agent, "internal");
+        let worker = user("worker", Role::Worker, "restricted:hr,sales");
         let public_internal = chan("public", Visibility::Public, "internal", false);
         let public_confidential = chan("public-conf", Visibility::Public, "confidential", false);
         let hr_room = chan("hr", Visibility::Private, "confidential:hr", false);
@@ -1029,6 +1033,41 @@ mod barriers {
                     &chan("agent-made", Visibility::Private, "internal", false),
                     &outsider(),
                 ),
+            ),
+            // A worker account runs agents and does nothing else.
+            q(
+                "a worker account reads a public channel",
+                ch(
+                    &worker,
+                    A::ReadMessage,
+                    &public_internal,
+                    &with_msg(member(), "internal"),
+                ),
+            ),
+            q(
+                "a worker account posts in a channel it is a member of",
+                ch(
+                    &worker,
+                    A::Post,
+                    &public_internal,
+                    &with_msg(member(), "internal"),
+                ),
+            ),
+            q(
+                "a worker account retrieves knowledge",
+                Query::retrieve(
+                    &worker,
+                    &broad_scope("restricted:hr,sales"),
+                    &chunk("handbook", "hr", "internal"),
+                ),
+            ),
+            q(
+                "a worker account manages agents",
+                Query::system(&worker, S::AgentManage),
+            ),
+            q(
+                "a worker account manages users",
+                Query::system(&worker, S::UserManage),
             ),
             // Deactivated principals do nothing.
             q(

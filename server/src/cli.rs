@@ -85,6 +85,8 @@ enum UsersCommand {
     Create {
         #[arg(long)]
         handle: String,
+        /// admin, leader, member, guest, or worker (a service account for
+        /// `warroom-agents` that may only run agents).
         #[arg(long, default_value = "member")]
         role: String,
         #[arg(long)]

@@ -19,6 +19,9 @@ pub enum Role {
     Member,
     Guest,
     Agent,
+    /// A service account for agent workers: it lists the agents it runs, issues
+    /// their tokens and streams the activity feed, and nothing else.
+    Worker,
 }
 
 /// A person or an agent.
@@ -58,7 +61,7 @@ macro_rules! string_enum {
     };
 }
 
-string_enum!(Role, "role", Admin => "admin", Leader => "leader", Member => "member", Guest => "guest", Agent => "agent");
+string_enum!(Role, "role", Admin => "admin", Leader => "leader", Member => "member", Guest => "guest", Agent => "agent", Worker => "worker");
 string_enum!(UserKind, "user kind", Human => "human", Agent => "agent");
 string_enum!(Visibility, "visibility", Public => "public", Private => "private", Direct => "direct");
 

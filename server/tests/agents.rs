@@ -854,9 +854,30 @@ async fn the_worker_binary_runs_a_shard_against_a_live_server() {
         "{}",
         String::from_utf8_lossy(&bad.stderr)
     );
+    // The worker runs on a worker account of its own (it may only run
+    // agents), its key in a file rather than on the command line.
+    let key = "worker-key-0123456789-abcdefghij";
+    let r = app
+        .post(
+            "/api/v1/users",
+            &admin.token,
+            json!({"handle": "runner", "role": "worker", "clearance": common::ALL_DEPARTMENTS, "password": key}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
+    let key_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(key_file.path(), format!("{key}\n")).unwrap();
     let mut child = std::process::Command::new(&worker)
-        .args(["--server", &app.base, "--shard", "0/1"])
-        .env("WARROOM_OPERATOR_PASSWORD", common::PASSWORD)
+        .args([
+            "--server",
+            &app.base,
+            "--shard",
+            "0/1",
+            "--operator",
+            "runner",
+        ])
+        .arg("--password-file")
+        .arg(key_file.path())
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())

@@ -942,3 +942,148 @@ fn finding_14_15_bad_limit_and_metrics_settings_are_refused() {
     let e = s.validate().unwrap_err().to_string();
     assert!(e.contains("limits.ws_frames_per_second"), "{e}");
 }
+
+/// Finding 9: workers ran on an admin's password, so a leaked worker config
+/// was a leaked admin. A worker account (role `worker`) lists agents, issues
+/// tokens for agents within its clearance and streams the activity feed of
+/// what it may read, and does nothing else; deactivating it kills the agent
+/// tokens it issued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_09_a_worker_account_runs_agents_and_nothing_else() {
+    let app = start().await;
+    let admin = app.user("root", "admin", Some(ALL_DEPARTMENTS)).await;
+    let sales_agent = spawn_one(&app, &admin, "sales", "confidential:sales").await;
+    let hr_agent = spawn_one(&app, &admin, "hr", "restricted:hr").await;
+    let member = app.user("mia", "member", None).await;
+    let ch = app.channel(&member, "floor", "public", None).await;
+    // Created like any account, by an admin, within the admin's clearance.
+    let r = app
+        .post(
+            "/api/v1/users",
+            &admin.token,
+            json!({"handle": "runner", "role": "worker", "clearance": "confidential:sales",
+                   "password": "a-long-random-worker-key-0123456789"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
+    let login = app
+        .login("runner", "a-long-random-worker-key-0123456789")
+        .await;
+    assert_eq!(login.status, StatusCode::OK, "{:?}", login.json);
+    let worker = User {
+        id: r.json["id"].as_str().unwrap().to_string(),
+        handle: "runner".into(),
+        token: login.json["access_token"].as_str().unwrap().to_string(),
+        refresh: login.json["refresh_token"].as_str().unwrap().to_string(),
+    };
+    // What it is for.
+    let r = app.get("/api/v1/agents/runtime", &worker.token).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
+    assert_eq!(
+        r.json["agents"].as_array().map(Vec::len),
+        Some(2),
+        "{:?}",
+        r.json
+    );
+    let r = mint(&app, &worker, &sales_agent).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
+    let agent_token = r.json["access_token"].as_str().unwrap().to_string();
+    let r = mint(&app, &worker, &hr_agent).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.json);
+    assert_eq!(r.code(), "clearance_exceeded");
+    // Nothing else: no reading, posting, retrieving or administering.
+    for (method, path, body) in [
+        (Method::GET, "/api/v1/channels".to_string(), None),
+        (Method::GET, format!("/api/v1/channels/{ch}/messages"), None),
+        (
+            Method::POST,
+            format!("/api/v1/channels/{ch}/join"),
+            Some(json!({})),
+        ),
+        (
+            Method::POST,
+            "/api/v1/retrieve".to_string(),
+            Some(json!({"query": "pipeline", "k": 3})),
+        ),
+        (Method::GET, "/api/v1/users".to_string(), None),
+        (
+            Method::POST,
+            "/api/v1/agents".to_string(),
+            Some(json!({"template": "sales-analyst", "count": 1})),
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/agents/{sales_agent}/memory"),
+            None,
+        ),
+        (Method::GET, "/api/v1/search?q=pipeline".to_string(), None),
+    ] {
+        let r = app
+            .call(method.clone(), &path, Some(&worker.token), body)
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::FORBIDDEN,
+            "{method} {path}: {:?}",
+            r.json
+        );
+    }
+    // On the socket: the activity feed of public channels within its
+    // clearance, and no channel subscription.
+    let mut ws = app.ws(&worker).await;
+    ws.subscribe(&ch, None).await;
+    let refused = ws.expect("error").await;
+    assert!(
+        matches!(refused["code"].as_str(), Some("forbidden" | "not_found")),
+        "{refused}"
+    );
+    ws.send(json!({"type": "agent_activity", "interests": ["pipeline"]}))
+        .await;
+    ws.expect("activity_subscribed").await;
+    app.say(&member, &ch, "the pipeline review moved to Friday")
+        .await;
+    let activity = ws.expect("activity").await;
+    assert_eq!(
+        activity["items"][0]["channel_id"],
+        ch.as_str(),
+        "{activity}"
+    );
+    // The agent acts under the worker's token, audited with both names.
+    let r = app
+        .post(
+            &format!("/api/v1/channels/{ch}/join"),
+            &agent_token,
+            json!({}),
+        )
+        .await;
+    assert!(r.status.is_success(), "{:?}", r.json);
+    let audit = app.get("/api/v1/audit?limit=100", &admin.token).await;
+    assert!(
+        audit
+            .json
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "agent.act" && e["detail"]["minted_by"] == worker.id.as_str()),
+        "{:?}",
+        audit.json
+    );
+    // Revoked (deactivated): its logins, its tokens and the agent tokens it issued stop.
+    let r = patch(
+        &app,
+        &format!("/api/v1/users/{}", worker.id),
+        &admin.token,
+        json!({"active": false}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
+    let r = app.get("/api/v1/agents/runtime", &worker.token).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{:?}", r.json);
+    let r = app.get("/api/v1/channels", &agent_token).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{:?}", r.json);
+    let r = app
+        .login("runner", "a-long-random-worker-key-0123456789")
+        .await;
+    assert_ne!(r.status, StatusCode::OK, "{:?}", r.json);
+    app.stop().await;
+}

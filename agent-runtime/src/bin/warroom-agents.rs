@@ -22,12 +22,16 @@ struct Args {
     /// Which shard to run: `i/n` runs the agents whose id hashes to i modulo n.
     #[arg(long, default_value = "0/1", value_parser = Shard::parse)]
     shard: Shard,
-    /// Operator (admin) handle used to obtain the agents' tokens.
+    /// Operator handle used to obtain the agents' tokens: a worker account
+    /// (role `worker`, which may only run agents) or an admin.
     #[arg(long, env = "WARROOM_OPERATOR", default_value = "admin")]
     operator: String,
-    /// The operator's password.
+    /// The operator's password (a worker account's key).
     #[arg(long, env = "WARROOM_OPERATOR_PASSWORD", hide_env_values = true)]
     password: Option<String>,
+    /// Or a file holding it (first line), so it stays out of the process list.
+    #[arg(long, conflicts_with = "password")]
+    password_file: Option<PathBuf>,
     /// Or a ready access token instead of a password.
     #[arg(long, env = "WARROOM_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -53,14 +57,28 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
-    let operator = match (args.token, args.password) {
+    let password = match &args.password_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| {
+                    anyhow::anyhow!("cannot read --password-file {}: {e}", path.display())
+                })?
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string(),
+        ),
+        None => args.password,
+    };
+    let operator = match (args.token, password) {
         (Some(t), _) => Operator::Token(t),
         (None, Some(p)) => Operator::Password {
             handle: args.operator.clone(),
             password: p,
         },
         (None, None) => anyhow::bail!(
-            "give the operator's password (--password or WARROOM_OPERATOR_PASSWORD) or a token (--token or WARROOM_TOKEN)"
+            "give the operator's password (--password-file, --password or WARROOM_OPERATOR_PASSWORD) or a token (--token or WARROOM_TOKEN)"
         ),
     };
     let platform = Arc::new(RemoteAdapter::new(&args.server, operator)?);

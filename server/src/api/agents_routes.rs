@@ -192,14 +192,14 @@ pub struct RuntimeQuery {
     pub limit: Option<u64>,
 }
 
-/// The agents a worker shard runs (admins).
+/// The agents a worker shard runs (admins and worker accounts).
 #[utoipa::path(get, path = "/api/v1/agents/runtime", params(RuntimeQuery), responses((status = 200, body = RuntimePage)), security(("bearer" = [])))]
 pub async fn runtime_agents(
     State(app): State<App>,
     Caller(p): Caller,
     ApiQuery(q): ApiQuery<RuntimeQuery>,
 ) -> ApiResult<Json<RuntimePage>> {
-    require_system(&app, &p, SystemAction::AgentManage)?;
+    require_system(&app, &p, SystemAction::AgentRun)?;
     let shard = match &q.shard {
         Some(s) => Shard::parse(s).map_err(ApiError::invalid)?,
         None => Shard::ALL,
@@ -221,14 +221,15 @@ pub struct AgentToken {
     pub expires_in: u64,
 }
 
-/// Issue an access token for an active agent, for a worker to act as it (admins).
+/// Issue an access token for an active agent, for a worker to act as it (admins and
+/// worker accounts, for agents within their clearance).
 #[utoipa::path(post, path = "/api/v1/agents/{id}/token", responses((status = 200, body = AgentToken), (status = 404, description = "no such active agent")), security(("bearer" = [])))]
 pub async fn agent_token(
     State(app): State<App>,
     Caller(p): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<AgentToken>> {
-    require_system(&app, &p, SystemAction::AgentManage)?;
+    require_system(&app, &p, SystemAction::AgentRun)?;
     let id = check_id(&id)?;
     let agent = app
         .directory

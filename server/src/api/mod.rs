@@ -70,6 +70,21 @@ pub async fn authenticate_acting(
     }
 }
 
+/// The routes a worker account may call; policy forbids it everything else too.
+fn worker_route(parts: &axum::http::request::Parts) -> bool {
+    const ALLOWED: [(&str, &str); 3] = [
+        ("GET", "/api/v1/agents/runtime"),
+        ("POST", "/api/v1/agents/{id}/token"),
+        ("POST", "/api/v1/auth/logout"),
+    ];
+    let Some(path) = parts.extensions.get::<axum::extract::MatchedPath>() else {
+        return false;
+    };
+    ALLOWED
+        .iter()
+        .any(|(m, p)| parts.method.as_str() == *m && path.as_str() == *p)
+}
+
 impl FromRequestParts<App> for Caller {
     type Rejection = ApiError;
 
@@ -81,6 +96,11 @@ impl FromRequestParts<App> for Caller {
             ApiError::unauthenticated("missing bearer token (Authorization: Bearer ...)")
         })?;
         let (p, minter) = authenticate_acting(app, token).await?;
+        if p.role == crate::principal::Role::Worker && !worker_route(parts) {
+            return Err(ApiError::forbidden(
+                "a worker account only runs agents (GET /api/v1/agents/runtime, POST /api/v1/agents/{id}/token, the activity feed on /api/v1/ws)",
+            ));
+        }
         // One keyed limit for every authenticated request (SECURITY-CASES 16).
         if !app.request_limiter.allow(&p.id) {
             return Err(ApiError::rate_limited(

@@ -113,7 +113,7 @@ pub fn default_clearance(role: Role) -> &'static str {
     match role {
         Role::Admin => "restricted",
         Role::Leader => "confidential",
-        Role::Member | Role::Agent => "internal",
+        Role::Member | Role::Agent | Role::Worker => "internal",
         Role::Guest => "public",
     }
 }

@@ -266,7 +266,7 @@ async fn handle_frame(app: &App, conn: &Arc<Conn>, text: &str) -> Result<(), Api
             super::users_routes::require_system(
                 app,
                 &conn.principal,
-                crate::authz::SystemAction::AgentManage,
+                crate::authz::SystemAction::AgentRun,
             )?;
             let interests = InterestMatcher::new(&interests)
                 .map_err(|e| ApiError::invalid(format!("agent_activity: {e}")))?;
@@ -449,6 +449,7 @@ async fn replay_events(
 /// operator's interest matches and nothing derived from the text.
 fn stream_activity(app: &App, conn: Arc<Conn>, interests: InterestMatcher) {
     let mut rx = app.agents.feed().subscribe();
+    let reader = feed_reader(&conn.principal);
     // Weak, so the task never keeps the server (and the feed) alive itself.
     let server = Arc::downgrade(app);
     tokio::spawn(async move {
@@ -475,7 +476,7 @@ fn stream_activity(app: &App, conn: Arc<Conn>, interests: InterestMatcher) {
             };
             let mut out = Vec::with_capacity(items.len());
             for item in items {
-                match reads.cut(&app, &conn.principal, &item, &interests).await {
+                match reads.cut(&app, &reader, &item, &interests).await {
                     Ok(Some(a)) => out.push(a),
                     Ok(None) => {}
                     // Undecidable is unreadable: the item is left out.
@@ -491,6 +492,29 @@ fn stream_activity(app: &App, conn: Arc<Conn>, interests: InterestMatcher) {
             }
         }
     });
+}
+
+/// Whose reading decides what a feed subscriber receives. An admin reads as
+/// themself. A worker account may read no channel itself (policy forbids it
+/// everything but `agent.run`), so it receives what an agent with the worker's
+/// clearance, a member of no channel, could read: public channels, within
+/// that clearance. Its agents read the messages themselves, with their own
+/// tokens.
+fn feed_reader(p: &Principal) -> Principal {
+    if p.role != crate::principal::Role::Worker {
+        return p.clone();
+    }
+    Principal {
+        // Not the account's id: a membership it was somehow given counts for nothing.
+        id: format!("worker:{}", p.id),
+        handle: p.handle.clone(),
+        display_name: p.display_name.clone(),
+        role: crate::principal::Role::Agent,
+        kind: p.kind,
+        department: None,
+        clearance: p.clearance.clone(),
+        active: p.active,
+    }
 }
 
 /// Read decisions most remembered per activity subscriber (a few per
