@@ -603,3 +603,24 @@ impl RemoteAdapter {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Finding 15 of the security review: the worker put its token in the
+    /// WebSocket URL, where proxies and access logs keep it. It goes in the
+    /// `Authorization` header.
+    #[test]
+    fn finding_15_the_socket_token_travels_in_a_header_not_the_url() {
+        let adapter =
+            RemoteAdapter::new("https://warroom.example/", Operator::Token("t".into())).unwrap();
+        let req = adapter.ws_request("secret-token").unwrap();
+        assert_eq!(req.uri().to_string(), "wss://warroom.example/api/v1/ws");
+        assert!(!req.uri().to_string().contains("secret-token"));
+        assert_eq!(
+            req.headers().get("authorization").unwrap(),
+            "Bearer secret-token"
+        );
+    }
+}

@@ -200,6 +200,43 @@ test('one can edit and delete one\'s own message', async () => {
   await a.context().close();
 });
 
+test('a post whose answer is lost is retried with the same idempotency key and stored once', async () => {
+  // SECURITY-CASES 20: the server stores the first attempt, but the browser never
+  // hears back; the UI retries with the same key and the server answers with
+  // the stored message instead of storing a second one.
+  const a = await newPage(browser);
+  await openWarRoom(a, 'sam');
+  const keys = [];
+  let retried;
+  const retry = new Promise((resolve) => { retried = resolve; });
+  await a.route('**/api/v1/channels/*/messages', async (route) => {
+    const req = route.request();
+    if (req.method() !== 'POST') return route.continue();
+    keys.push(JSON.parse(req.postData()).idempotency_key);
+    if (keys.length === 1) {
+      await route.fetch(); // reaches the server, which stores it ...
+      return route.abort('connectionreset'); // ... and the answer is lost
+    }
+    await route.continue();
+    return retried();
+  });
+  const text = `Retried once ${Date.now()}`;
+  await a.fill('.composer-input', text);
+  await a.press('.composer-input', 'Enter');
+  // The live socket may show the stored message before the retry goes out.
+  await Promise.race([retry, new Promise((_, reject) => setTimeout(() => reject(new Error('no retry within 10 s')), 10000))]);
+  await msg(a, text).waitFor({ timeout: 10000 });
+  await a.waitForTimeout(500);
+  assert.equal(keys.length, 2, 'one retry after the lost answer');
+  assert.ok(keys[0], 'the post carries an idempotency key');
+  assert.equal(keys[1], keys[0], 'the retry reuses the key');
+  const page = await server.ok(users.sam.token, 'GET', `/channels/${war.id}/messages?limit=50`);
+  const items = Array.isArray(page) ? page : page.messages;
+  assert.equal(items.filter((m) => m.body === text).length, 1, 'stored once');
+  assert.equal(await msg(a, text).count(), 1, 'shown once');
+  await a.context().close();
+});
+
 test('after the server drops the socket the client resumes with no gap and no duplicates', async () => {
   const b = await newPage(browser);
   await openWarRoom(b, 'erin');
