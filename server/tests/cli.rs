@@ -396,24 +396,7 @@ fn demo_agents_answer(out: &str) -> bool {
 fn insights_eval_and_bench_commands_refuse_bad_input_and_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
     for (handle, role) in [("admin", "admin"), ("mia", "member")] {
-        let out = warroom(
-            dir.path(),
-            &[
-                "users",
-                "create",
-                "--handle",
-                handle,
-                "--role",
-                role,
-                "--password-stdin",
-            ],
-            Some("a long enough password\n"),
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        common::cli_create_user(dir.path(), handle, role, "a long enough password");
     }
     let refused = |args: &[&str], why: &str| {
         let out = warroom(dir.path(), args, None);

@@ -23,21 +23,6 @@ fn sales_doc(i: usize) -> String {
     )
 }
 
-async fn upload(app: &TestApp, admin: &User, path: &str, body: &str) -> common::Resp {
-    app.raw(
-        Method::POST,
-        &format!("/api/v1/documents?path={path}"),
-        Some(&admin.token),
-        Some("application/octet-stream"),
-        body.as_bytes().to_vec(),
-    )
-    .await
-}
-
-async fn put(app: &TestApp, path: &str, token: &str, body: Value) -> common::Resp {
-    app.call(Method::PUT, path, Some(token), Some(body)).await
-}
-
 async fn retrieve(app: &TestApp, u: &User, query: &str, k: usize) -> common::Resp {
     app.post(
         "/api/v1/retrieve",
@@ -64,11 +49,13 @@ async fn seed(app: &TestApp) -> (User, User) {
         .user("sales-bot", "agent", Some("confidential:hr,sales"))
         .await;
     assert_eq!(
-        upload(app, &admin, "hr/comp.md", HR_DOC).await.status,
+        app.upload(&admin, "path=hr/comp.md", HR_DOC).await.status,
         StatusCode::CREATED
     );
     for i in 0..6 {
-        let r = upload(app, &admin, &format!("sales/plan-{i}.md"), &sales_doc(i)).await;
+        let r = app
+            .upload(&admin, &format!("path=sales/plan-{i}.md"), &sales_doc(i))
+            .await;
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
     }
     let r = app
@@ -79,13 +66,13 @@ async fn seed(app: &TestApp) -> (User, User) {
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
-    let r = put(
-        app,
-        &format!("/api/v1/users/{}/scope", agent.id),
-        &admin.token,
-        json!({"scope": "sales-only"}),
-    )
-    .await;
+    let r = app
+        .put(
+            &format!("/api/v1/users/{}/scope", agent.id),
+            &admin.token,
+            json!({"scope": "sales-only"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
     (admin, agent)
 }
@@ -106,8 +93,7 @@ async fn security_case_1_scoped_agent_gets_no_hr_chunks(app: &TestApp) {
         json!({"name": "everything", "max_label": "restricted"}),
     )
     .await;
-    put(
-        app,
+    app.put(
         &format!("/api/v1/users/{}/scope", agent.id),
         &admin.token,
         json!({"scope": "everything"}),
@@ -138,9 +124,7 @@ async fn security_case_1_scoped_agent_gets_no_hr_chunks(app: &TestApp) {
 
 async fn security_case_3_scope_change_applies_to_next_retrieval(app: &TestApp) {
     let (admin, agent) = seed(app).await;
-    let r = put(
-        app,
-        "/api/v1/scopes/sales-only",
+    let r = app.put("/api/v1/scopes/sales-only",
         &admin.token,
         json!({"name": "sales-only", "departments": ["sales", "hr"], "max_label": "confidential"}),
     )
@@ -149,9 +133,7 @@ async fn security_case_3_scope_change_applies_to_next_retrieval(app: &TestApp) {
     let query = "salary bands bonus pool";
     assert!(departments(&retrieve(app, &agent, query, 5).await).contains(&"hr".to_string()));
     // Remove HR from the scope: the very next retrieval sees none of it.
-    let r = put(
-        app,
-        "/api/v1/scopes/sales-only",
+    let r = app.put("/api/v1/scopes/sales-only",
         &admin.token,
         json!({"name": "sales-only", "departments": ["sales", "hr"], "exclude_tags": ["compensation"], "max_label": "confidential"}),
     )
@@ -160,8 +142,7 @@ async fn security_case_3_scope_change_applies_to_next_retrieval(app: &TestApp) {
     let depts = departments(&retrieve(app, &agent, query, 5).await);
     assert!(!depts.contains(&"hr".to_string()), "{depts:?}");
     // And unassigning the scope stops retrieval altogether.
-    put(
-        app,
+    app.put(
         &format!("/api/v1/users/{}/scope", agent.id),
         &admin.token,
         json!({"scope": null}),
@@ -173,8 +154,7 @@ async fn security_case_3_scope_change_applies_to_next_retrieval(app: &TestApp) {
 
 async fn security_case_4_reclassified_document_followed_at_once(app: &TestApp) {
     let (admin, agent) = seed(app).await;
-    put(
-        app,
+    app.put(
         "/api/v1/scopes/sales-only",
         &admin.token,
         json!({"name": "sales-only", "max_label": "restricted:hr,sales"}),
@@ -187,20 +167,19 @@ async fn security_case_4_reclassified_document_followed_at_once(app: &TestApp) {
         .await;
     let id = docs.json[0]["id"].as_str().unwrap().to_string();
     // Above the agent's clearance (confidential): gone from its next retrieval.
-    let r = put(
-        app,
-        &format!("/api/v1/documents/{id}/label"),
-        &admin.token,
-        json!({"label": "restricted:hr"}),
-    )
-    .await;
+    let r = app
+        .put(
+            &format!("/api/v1/documents/{id}/label"),
+            &admin.token,
+            json!({"label": "restricted:hr"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
     assert_eq!(r.json["label"], "restricted:hr");
     let depts = departments(&retrieve(app, &agent, query, 5).await);
     assert!(!depts.contains(&"hr".to_string()), "{depts:?}");
     // Back down: visible again.
-    put(
-        app,
+    app.put(
         &format!("/api/v1/documents/{id}/label"),
         &admin.token,
         json!({"label": "internal"}),
@@ -211,16 +190,22 @@ async fn security_case_4_reclassified_document_followed_at_once(app: &TestApp) {
 
 async fn reingest_is_a_noop_and_change_replaces_chunks(app: &TestApp) {
     let admin = app.user("admin", "admin", None).await;
-    let r = upload(app, &admin, "sales/plan.md", &sales_doc(1)).await;
+    let r = app
+        .upload(&admin, "path=sales/plan.md", &sales_doc(1))
+        .await;
     assert_eq!(r.status, StatusCode::CREATED);
     let id = r.json["document_id"].as_str().unwrap().to_string();
     let before = app
         .get(&format!("/api/v1/documents/{id}"), &admin.token)
         .await;
-    let r = upload(app, &admin, "sales/plan.md", &sales_doc(1)).await;
+    let r = app
+        .upload(&admin, "path=sales/plan.md", &sales_doc(1))
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json["status"], "unchanged");
-    let r = upload(app, &admin, "sales/plan.md", &sales_doc(2)).await;
+    let r = app
+        .upload(&admin, "path=sales/plan.md", &sales_doc(2))
+        .await;
     assert_eq!(r.json["status"], "updated");
     assert_eq!(r.json["document_id"], id.as_str());
     let after = app
@@ -286,13 +271,15 @@ async fn malformed_files_are_refused_and_leave_nothing(app: &TestApp) {
         assert!(r.status.is_client_error());
         assert!(!r.json["error"]["message"].as_str().unwrap().is_empty());
     }
-    let r = upload(app, &member, "sales/plan.md", &sales_doc(1)).await;
+    let r = app
+        .upload(&member, "path=sales/plan.md", &sales_doc(1))
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     let list = app.get("/api/v1/documents", &admin.token).await;
     assert_eq!(list.json, json!([]), "nothing half-written");
     // The server still serves.
     assert_eq!(
-        upload(app, &admin, "sales/plan.md", &sales_doc(1))
+        app.upload(&admin, "path=sales/plan.md", &sales_doc(1))
             .await
             .status,
         StatusCode::CREATED
@@ -303,7 +290,7 @@ async fn scope_preview_counts_and_samples_within_clearance(app: &TestApp) {
     let (admin, _) = seed(app).await;
     let officer = app.user("officer", "admin", Some("internal")).await;
     let restricted = HR_DOC.replace("label: internal", "label: restricted:hr");
-    upload(app, &admin, "hr/secret.md", &restricted).await;
+    app.upload(&admin, "path=hr/secret.md", &restricted).await;
     let spec =
         json!({"name": "draft", "departments": ["hr", "sales"], "max_label": "restricted:hr"});
     let r = app
@@ -438,7 +425,13 @@ async fn retrieval_quality_on_sample_company() {
     }
     for f in &paths {
         let rel = f.strip_prefix(&root).unwrap().to_string_lossy().to_string();
-        let r = upload(&app, &admin, &rel, &std::fs::read_to_string(f).unwrap()).await;
+        let r = app
+            .upload(
+                &admin,
+                &format!("path={rel}"),
+                &std::fs::read_to_string(f).unwrap(),
+            )
+            .await;
         assert_eq!(r.status, StatusCode::CREATED, "{rel}: {:?}", r.json);
     }
     app.post(
@@ -447,8 +440,7 @@ async fn retrieval_quality_on_sample_company() {
         json!({"name": "all", "max_label": all}),
     )
     .await;
-    put(
-        &app,
+    app.put(
         &format!("/api/v1/users/{}/scope", admin.id),
         &admin.token,
         json!({"scope": "all"}),
@@ -526,7 +518,7 @@ async fn chunk_of(app: &TestApp, admin: &User, department: &str) -> (String, Str
 async fn citations_carry_labels_into_messages(app: &TestApp) {
     let (admin, agent) = seed(app).await;
     let reader = app.user("rita", "member", Some("internal")).await;
-    put(app, "/api/v1/scopes/sales-only", &admin.token,
+    app.put("/api/v1/scopes/sales-only", &admin.token,
         json!({"name": "sales-only", "departments": ["sales", "hr"], "max_label": "confidential:hr,sales"})).await;
     let (doc, hr_chunk) = chunk_of(app, &admin, "hr").await;
     let ch = app.channel(&agent, "desk", "public", None).await;
@@ -554,8 +546,7 @@ async fn citations_carry_labels_into_messages(app: &TestApp) {
         found.json
     );
     // Reclassify the document above the reader's clearance: the message follows.
-    put(
-        app,
+    app.put(
         &format!("/api/v1/documents/{doc}/label"),
         &admin.token,
         json!({"label": "confidential:hr"}),
@@ -574,7 +565,7 @@ async fn citations_carry_labels_into_messages(app: &TestApp) {
         post(json!({"body": "again", "label": "confidential:hr", "citations": [hr_chunk]})).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.json);
     // A chunk outside the poster's scope or unknown cannot be cited.
-    put(app, "/api/v1/scopes/sales-only", &admin.token,
+    app.put("/api/v1/scopes/sales-only", &admin.token,
         json!({"name": "sales-only", "departments": ["sales"], "max_label": "confidential:hr,sales"})).await;
     let r = post(json!({"body": "x", "label": "internal", "citations": [hr_chunk]})).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.json);
@@ -617,13 +608,13 @@ async fn bad_retrieval_and_scope_input_is_refused(app: &TestApp) {
         let r = app.post("/api/v1/scopes", &admin.token, spec.clone()).await;
         assert!(r.status.is_client_error(), "{spec}: {:?}", r.json);
     }
-    let r = put(
-        app,
-        &format!("/api/v1/users/{}/scope", agent.id),
-        &admin.token,
-        json!({"scope": "no-such-scope"}),
-    )
-    .await;
+    let r = app
+        .put(
+            &format!("/api/v1/users/{}/scope", agent.id),
+            &admin.token,
+            json!({"scope": "no-such-scope"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     let scopes = app.get("/api/v1/scopes", &admin.token).await;
     assert_eq!(

@@ -31,24 +31,7 @@ fn warroom(data: &std::path::Path, args: &[&str], stdin: Option<&str>) -> std::p
 }
 
 fn create_user(data: &Path, handle: &str, role: &str) {
-    let out = warroom(
-        data,
-        &[
-            "users",
-            "create",
-            "--handle",
-            handle,
-            "--role",
-            role,
-            "--password-stdin",
-        ],
-        Some(&format!("{PASSWORD}\n")),
-    );
-    assert!(
-        out.status.success(),
-        "users create {handle}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::cli_create_user(data, handle, role, PASSWORD);
 }
 
 /// `warroom audit verify`: (success, stdout, stderr).
@@ -257,15 +240,7 @@ async fn finding_11_retrieval_fails_closed_when_audit_cannot_be_written() {
         .await;
     let doc = "---\ntitle: Pipeline\ndepartment: sales\nlabel: internal\n---\n## Renewals\n\n\
                The renewal for the harbour account is worth 300 thousand and closes in May.\n";
-    let r = app
-        .raw(
-            Method::POST,
-            "/api/v1/documents?path=sales/pipeline.md",
-            Some(&admin.token),
-            Some("application/octet-stream"),
-            doc.as_bytes().to_vec(),
-        )
-        .await;
+    let r = app.upload(&admin, "path=sales/pipeline.md", doc).await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
     let r = app
         .post(
@@ -276,11 +251,10 @@ async fn finding_11_retrieval_fails_closed_when_audit_cannot_be_written() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
     let r = app
-        .call(
-            Method::PUT,
+        .put(
             &format!("/api/v1/users/{}/scope", agent.id),
-            Some(&admin.token),
-            Some(json!({"scope": "sales-only"})),
+            &admin.token,
+            json!({"scope": "sales-only"}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);

@@ -12,25 +12,6 @@ async fn start() -> TestApp {
     TestApp::with_loopback_embedder(|_| {}).await
 }
 
-async fn upload(app: &TestApp, admin: &User, query: &str, body: &str) -> common::Resp {
-    app.raw(
-        Method::POST,
-        &format!("/api/v1/documents?{query}"),
-        Some(&admin.token),
-        Some("application/octet-stream"),
-        body.as_bytes().to_vec(),
-    )
-    .await
-}
-
-async fn put(app: &TestApp, path: &str, token: &str, body: Value) -> common::Resp {
-    app.call(Method::PUT, path, Some(token), Some(body)).await
-}
-
-async fn patch(app: &TestApp, path: &str, token: &str, body: Value) -> common::Resp {
-    app.call(Method::PATCH, path, Some(token), Some(body)).await
-}
-
 fn hr_doc(label: &str, extra: &str) -> String {
     format!(
         "---\ntitle: Compensation review\ndepartment: hr\nlabel: {label}\n---\n## Bands\n\n\
@@ -63,7 +44,9 @@ async fn hr_quote(app: &TestApp, word: &str) -> HrQuote {
     let admin = app.user("admin", "admin", Some(ALL_DEPARTMENTS)).await;
     let agent = app.user("hr-bot", "agent", Some("confidential:hr")).await;
     let reader = app.user("rita", "member", Some("internal")).await;
-    let r = upload(app, &admin, "path=hr/comp.md", &hr_doc("internal", "")).await;
+    let r = app
+        .upload(&admin, "path=hr/comp.md", &hr_doc("internal", ""))
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
     let doc = r.json["document_id"].as_str().unwrap().to_string();
     hr_desk_scope(app, &admin, &agent).await;
@@ -109,13 +92,13 @@ async fn hr_desk_scope(app: &TestApp, admin: &User, agent: &User) {
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
-    let r = put(
-        app,
-        &format!("/api/v1/users/{}/scope", agent.id),
-        &admin.token,
-        json!({"scope": "hr-desk"}),
-    )
-    .await;
+    let r = app
+        .put(
+            &format!("/api/v1/users/{}/scope", agent.id),
+            &admin.token,
+            json!({"scope": "hr-desk"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
 }
 
@@ -125,13 +108,13 @@ async fn hr_desk_scope(app: &TestApp, admin: &User, agent: &User) {
 async fn finding_02_front_matter_cannot_lower_the_uploaded_label() {
     let app = start().await;
     let admin = app.user("admin", "admin", Some(ALL_DEPARTMENTS)).await;
-    let r = upload(
-        &app,
-        &admin,
-        "path=hr/secret.md&label=restricted:hr",
-        &hr_doc("public", ""),
-    )
-    .await;
+    let r = app
+        .upload(
+            &admin,
+            "path=hr/secret.md&label=restricted:hr",
+            &hr_doc("public", ""),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
     assert_eq!(r.json["label"], "restricted:hr", "{:?}", r.json);
     let docs = app
@@ -139,13 +122,13 @@ async fn finding_02_front_matter_cannot_lower_the_uploaded_label() {
         .await;
     assert_eq!(docs.json[0]["label"], "restricted:hr", "{:?}", docs.json);
     // Front matter may still raise a label given lower: the join is kept.
-    let r = upload(
-        &app,
-        &admin,
-        "path=hr/raised.md&label=internal",
-        &hr_doc("confidential:hr", ""),
-    )
-    .await;
+    let r = app
+        .upload(
+            &admin,
+            "path=hr/raised.md&label=internal",
+            &hr_doc("confidential:hr", ""),
+        )
+        .await;
     assert_eq!(r.json["label"], "confidential:hr", "{:?}", r.json);
     // And a member below the floor retrieves nothing of the secret.
     let member = app.user("mia", "member", Some("internal")).await;
@@ -170,13 +153,13 @@ async fn finding_02_front_matter_cannot_lower_the_uploaded_label() {
 async fn finding_02_a_department_conflicting_with_the_front_matter_is_refused() {
     let app = start().await;
     let admin = app.user("admin", "admin", Some(ALL_DEPARTMENTS)).await;
-    let r = upload(
-        &app,
-        &admin,
-        "path=sales/notes.md&department=sales",
-        &hr_doc("internal", ""),
-    )
-    .await;
+    let r = app
+        .upload(
+            &admin,
+            "path=sales/notes.md&department=sales",
+            &hr_doc("internal", ""),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.json);
     assert_eq!(r.code(), "department_conflict");
     let docs = app.get("/api/v1/documents", &admin.token).await;
@@ -192,13 +175,13 @@ async fn finding_03_reupload_at_a_higher_label_raises_citing_messages() {
     let q = hr_quote(&app, "zebrafish").await;
     let (admin, reader, ch) = (&q.admin, &q.reader, &q.channel);
     // The same path again, now confidential:hr.
-    let r = upload(
-        &app,
-        admin,
-        "path=hr/comp.md",
-        &hr_doc("confidential:hr", "Now confidential."),
-    )
-    .await;
+    let r = app
+        .upload(
+            admin,
+            "path=hr/comp.md",
+            &hr_doc("confidential:hr", "Now confidential."),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
     assert_eq!(r.json["status"], "updated");
     assert_eq!(
@@ -248,13 +231,13 @@ async fn mint(app: &TestApp, minter: &User, agent: &str) -> common::Resp {
 }
 
 async fn set_status(app: &TestApp, admin: &User, agent: &str, status: &str) {
-    let r = put(
-        app,
-        &format!("/api/v1/agents/{agent}/status"),
-        &admin.token,
-        json!({ "status": status }),
-    )
-    .await;
+    let r = app
+        .put(
+            &format!("/api/v1/agents/{agent}/status"),
+            &admin.token,
+            json!({ "status": status }),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{status}: {:?}", r.json);
 }
 
@@ -320,32 +303,32 @@ async fn finding_07_nobody_raises_their_own_clearance_or_grants_beyond_it() {
     let app = start().await;
     let admin = app.user("admin", "admin", Some("internal")).await;
     let other = app.user("olga", "admin", Some(ALL_DEPARTMENTS)).await;
-    let r = patch(
-        &app,
-        &format!("/api/v1/users/{}", admin.id),
-        &admin.token,
-        json!({"clearance": "restricted:hr"}),
-    )
-    .await;
+    let r = app
+        .patch(
+            &format!("/api/v1/users/{}", admin.id),
+            &admin.token,
+            json!({"clearance": "restricted:hr"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.json);
     assert_eq!(r.code(), "own_permissions");
-    let r = patch(
-        &app,
-        &format!("/api/v1/users/{}", other.id),
-        &other.token,
-        json!({"role": "leader"}),
-    )
-    .await;
+    let r = app
+        .patch(
+            &format!("/api/v1/users/{}", other.id),
+            &other.token,
+            json!({"role": "leader"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.json);
     // Granting someone else more than you hold: refused, nothing changed.
     let mia = app.user("mia", "member", Some("internal")).await;
-    let r = patch(
-        &app,
-        &format!("/api/v1/users/{}", mia.id),
-        &admin.token,
-        json!({"clearance": "restricted:hr"}),
-    )
-    .await;
+    let r = app
+        .patch(
+            &format!("/api/v1/users/{}", mia.id),
+            &admin.token,
+            json!({"clearance": "restricted:hr"}),
+        )
+        .await;
     assert_eq!(r.code(), "clearance_exceeded", "{:?}", r.json);
     let r = app
         .post(
@@ -358,13 +341,13 @@ async fn finding_07_nobody_raises_their_own_clearance_or_grants_beyond_it() {
     let me = app.get("/api/v1/me", &admin.token).await;
     assert_eq!(me.json["clearance"], "internal");
     // Someone cleared for it may grant it.
-    let r = patch(
-        &app,
-        &format!("/api/v1/users/{}", mia.id),
-        &other.token,
-        json!({"clearance": "confidential:hr"}),
-    )
-    .await;
+    let r = app
+        .patch(
+            &format!("/api/v1/users/{}", mia.id),
+            &other.token,
+            json!({"clearance": "confidential:hr"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
     app.stop().await;
 }
@@ -408,13 +391,13 @@ async fn finding_07_agent_tokens_stay_within_the_minters_clearance_and_name_the_
     assert_eq!(acted["actor_id"], hr_agent.as_str());
     assert_eq!(acted["detail"]["minted_by"], operator.id.as_str());
     // Once the minter loses the clearance, tokens they minted stop working.
-    let r = patch(
-        &app,
-        &format!("/api/v1/users/{}", operator.id),
-        &app.user("boss", "admin", Some(ALL_DEPARTMENTS)).await.token,
-        json!({"clearance": "restricted"}),
-    )
-    .await;
+    let r = app
+        .patch(
+            &format!("/api/v1/users/{}", operator.id),
+            &app.user("boss", "admin", Some(ALL_DEPARTMENTS)).await.token,
+            json!({"clearance": "restricted"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
     let r = app.get("/api/v1/channels", &token).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{:?}", r.json);
@@ -439,13 +422,13 @@ async fn finding_07_agent_memory_is_redacted_by_the_readers_clearance() {
         "summary": "Salary table discussed",
         "summary_label": "restricted:hr"
     });
-    let r = put(
-        &app,
-        &format!("/api/v1/agents/{hr_agent}/memory"),
-        &operator.token,
-        memory,
-    )
-    .await;
+    let r = app
+        .put(
+            &format!("/api/v1/agents/{hr_agent}/memory"),
+            &operator.token,
+            memory,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.json);
     let seen = app
         .get(&format!("/api/v1/agents/{hr_agent}/memory"), &admin.token)
@@ -724,8 +707,7 @@ async fn attack_a_quote_raised_above_a_member_is_unreadable_every_way() {
     let app = start().await;
     let q = hr_quote(&app, "platypus").await;
     let (admin, reader, doc, id) = (&q.admin, &q.reader, &q.doc, &q.message_id);
-    put(
-        &app,
+    app.put(
         &format!("/api/v1/documents/{doc}/label"),
         &admin.token,
         json!({"label": "confidential:hr"}),
@@ -818,13 +800,9 @@ async fn finding_06_a_post_carries_at_least_what_the_agent_retrieved() {
     let app = start().await;
     let admin = app.user("admin", "admin", Some(ALL_DEPARTMENTS)).await;
     let agent = app.user("hr-bot", "agent", Some("confidential:hr")).await;
-    let r = upload(
-        &app,
-        &admin,
-        "path=hr/comp.md",
-        &hr_doc("confidential:hr", ""),
-    )
-    .await;
+    let r = app
+        .upload(&admin, "path=hr/comp.md", &hr_doc("confidential:hr", ""))
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
     hr_desk_scope(&app, &admin, &agent).await;
     let ch = app
@@ -893,9 +871,7 @@ async fn finding_06_memory_labels_are_the_servers() {
         .say(&operator, &hr_room, "Staff band is 171 thousand")
         .await;
     // The agent itself writes its memory with labels that would show all of it.
-    let r = put(
-        &app,
-        &format!("/api/v1/agents/{hr_agent}/memory"),
+    let r = app.put(&format!("/api/v1/agents/{hr_agent}/memory"),
         &token,
         json!({
             "recent": [
@@ -1069,13 +1045,13 @@ async fn finding_09_a_worker_account_runs_agents_and_nothing_else() {
         audit.json
     );
     // Revoked (deactivated): its logins, its tokens and the agent tokens it issued stop.
-    let r = patch(
-        &app,
-        &format!("/api/v1/users/{}", worker.id),
-        &admin.token,
-        json!({"active": false}),
-    )
-    .await;
+    let r = app
+        .patch(
+            &format!("/api/v1/users/{}", worker.id),
+            &admin.token,
+            json!({"active": false}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
     let r = app.get("/api/v1/agents/runtime", &worker.token).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{:?}", r.json);

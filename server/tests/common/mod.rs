@@ -261,6 +261,27 @@ impl TestApp {
         self.call(Method::POST, path, Some(token), Some(body)).await
     }
 
+    pub async fn put(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.call(Method::PUT, path, Some(token), Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.call(Method::PATCH, path, Some(token), Some(body))
+            .await
+    }
+
+    /// Upload a document's bytes as `u`; `query` holds `path=...` and any metadata.
+    pub async fn upload(&self, u: &User, query: &str, body: &str) -> Resp {
+        self.raw(
+            Method::POST,
+            &format!("/api/v1/documents?{query}"),
+            Some(&u.token),
+            Some("application/octet-stream"),
+            body.as_bytes().to_vec(),
+        )
+        .await
+    }
+
     /// Create a user directly (bypassing the API) and log in.
     pub async fn user(&self, handle: &str, role: &str, clearance: Option<&str>) -> User {
         let kind = if role == "agent" { "agent" } else { "human" };
@@ -482,6 +503,29 @@ impl Ws {
         }
         out
     }
+}
+
+/// Create a user with `warroom users create` on a data directory, the
+/// password on standard input; panics with the CLI's error if it fails.
+pub fn cli_create_user(data: &std::path::Path, handle: &str, role: &str, password: &str) {
+    let out = warroom_cli(
+        data,
+        &[
+            "users",
+            "create",
+            "--handle",
+            handle,
+            "--role",
+            role,
+            "--password-stdin",
+        ],
+        Some(&format!("{password}\n")),
+    );
+    assert!(
+        out.status.success(),
+        "users create {handle}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Run the `warroom` binary on a data directory (SQLite, quiet logs), with
