@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{TestApp, Ws, WsEvent};
+use common::{TestApp, User, Ws, WsEvent};
 use hyper::StatusCode;
 use serde_json::{json, Value};
 use warroom_agent_runtime::platform::{fnv1a, Platform, MAX_INTERESTS};
@@ -65,14 +65,9 @@ async fn activity_until(ws: &mut Ws, last: &str) -> (Vec<Value>, Vec<Value>) {
     }
 }
 
-fn id(v: &Value) -> String {
-    v["id"].as_str().expect("an id").to_string()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn finding_01_activity_feed_hides_messages_above_the_subscribers_clearance() {
-    let app = start().await;
-    // The confirmed report: an admin cleared only for `internal`.
+/// The confirmed report's setting: an admin cleared only for `internal`, an
+/// HR leader, and two public channels, one internal and one `restricted:hr`.
+async fn internal_admin_and_hr_rooms(app: &TestApp) -> (User, User, String, String) {
     let ops = app.user("ops", "admin", Some("internal")).await;
     let hr = app.user("hana", "leader", Some("restricted:hr")).await;
     let general = app
@@ -81,6 +76,18 @@ async fn finding_01_activity_feed_hides_messages_above_the_subscribers_clearance
     let hr_cases = app
         .channel(&hr, "hr-cases", "public", Some("restricted:hr"))
         .await;
+    (ops, hr, general, hr_cases)
+}
+
+fn id(v: &Value) -> String {
+    v["id"].as_str().expect("an id").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_01_activity_feed_hides_messages_above_the_subscribers_clearance() {
+    let app = start().await;
+    // The confirmed report: an admin cleared only for `internal`.
+    let (ops, hr, general, hr_cases) = internal_admin_and_hr_rooms(&app).await;
     let mut ws = app.ws(&ops).await;
     subscribe_activity(&mut ws, &[]).await;
 
@@ -234,14 +241,7 @@ async fn finding_01_activity_feed_refuses_an_oversized_interest_vocabulary_clear
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finding_01_remote_workers_receive_interest_ids_for_readable_messages_only() {
     let app = start().await;
-    let ops = app.user("ops", "admin", Some("internal")).await;
-    let hr = app.user("hana", "leader", Some("restricted:hr")).await;
-    let general = app
-        .channel(&hr, "general", "public", Some("internal"))
-        .await;
-    let hr_cases = app
-        .channel(&hr, "hr-cases", "public", Some("restricted:hr"))
-        .await;
+    let (ops, hr, general, hr_cases) = internal_admin_and_hr_rooms(&app).await;
     let operator = Operator::Password {
         handle: ops.handle.clone(),
         password: common::PASSWORD.into(),

@@ -110,9 +110,8 @@ const DRAIN_FACTOR: usize = 8;
 const DRAIN_SECS: u64 = 10;
 
 /// Read an upload of at most `max` bytes; `None` when it is larger.
-async fn read_upload(body: Body, max: usize) -> ApiResult<Option<Bytes>> {
+async fn read_upload(mut body: Body, max: usize) -> ApiResult<Option<Bytes>> {
     use http_body_util::BodyExt;
-    let mut body = body;
     let mut buf = bytes::BytesMut::new();
     let mut seen = 0usize;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(DRAIN_SECS);
