@@ -854,6 +854,21 @@ async fn the_worker_binary_runs_a_shard_against_a_live_server() {
         "{}",
         String::from_utf8_lossy(&bad.stderr)
     );
+    let missing = std::process::Command::new(&worker)
+        .args([
+            "--server",
+            &app.base,
+            "--password-file",
+            "/nonexistent/runner.key",
+        ])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("cannot read --password-file"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
     // The worker runs on a worker account of its own (it may only run
     // agents), its key in a file rather than on the command line.
     let key = "worker-key-0123456789-abcdefghij";
