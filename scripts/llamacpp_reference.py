@@ -12,7 +12,7 @@ Exit codes: 0 ok, 2 bad arguments, 3 llama_cpp is not importable, 4 the run fail
 Install llama-cpp-python in a virtualenv (it compiles llama.cpp, ~10 min on 2 cores):
 
     python3 -m venv ~/.cache/warroom/llamacpp-venv
-    ~/.cache/warroom/llamacpp-venv/bin/pip install llama-cpp-python
+    ~/.cache/warroom/llamacpp-venv/bin/pip install 'llama-cpp-python[server]==0.3.16'
     ~/.cache/warroom/llamacpp-venv/bin/python scripts/llamacpp_reference.py --gguf MODEL.gguf
 """
 

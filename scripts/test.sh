@@ -33,7 +33,26 @@ fi
 cargo run --quiet --locked -p warroom -- models fetch
 
 log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
+llama_pid=""
+trap 'rm -f "$log"; [ -n "$llama_pid" ] && kill "$llama_pid" 2>/dev/null' EXIT
+
+# A real llama.cpp server for the OpenAI-compatible brain and judge, when
+# llama-cpp-python[server] is installed (WARROOM_LLAMACPP_PYTHON, or the venv
+# the README names; building it takes ~10 minutes, so it is not installed here).
+# It serves the SmolLM2 GGUF that `models fetch` put in place.
+llama_py="${WARROOM_LLAMACPP_PYTHON:-$HOME/.cache/warroom/llamacpp-venv/bin/python}"
+if [ -z "${WARROOM_TEST_LLAMA_URL:-}" ] && [ -x "$llama_py" ] && "$llama_py" -c "import llama_cpp.server" 2>/dev/null; then
+  gguf="$(find "$HOME/.cache/warroom/models" -name '*.gguf' | head -n1)"
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  "$llama_py" -m llama_cpp.server --model "$gguf" --host 127.0.0.1 --port "$port" --n_ctx 2048 >/dev/null 2>&1 &
+  llama_pid=$!
+  for _ in $(seq 60); do
+    curl -sf "http://127.0.0.1:$port/v1/models" >/dev/null 2>&1 && break
+    sleep 1
+  done
+  export WARROOM_TEST_LLAMA_URL="http://127.0.0.1:$port/v1"
+  echo "test.sh: real llama.cpp server tests enabled ($gguf)"
+fi
 set +e
 cargo test --workspace --locked 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}

@@ -175,6 +175,10 @@ async fn sends_persona_and_quoted_evidence_and_returns_text_and_usage() {
     let body = &bodies[0];
     assert_eq!(body["model"], "test-model");
     assert_eq!(body["max_completion_tokens"], 80);
+    // llama.cpp's Python server reads only the older field.
+    assert_eq!(body["max_tokens"], 80);
+    // Agents' messages are prose, not JSON mode.
+    assert!(body.get("response_format").is_none(), "{body}");
     let messages = body["messages"].as_array().expect("messages");
     assert_eq!(messages[0]["role"], "system");
     let system = messages[0]["content"].as_str().expect("system text");
@@ -288,4 +292,46 @@ async fn unreachable_endpoint_is_retried_then_reported() {
         err.to_string().contains("gave up after 3 attempts"),
         "{err}"
     );
+}
+
+/// Against a real llama.cpp server (`WARROOM_TEST_LLAMA_URL`, the API base
+/// with `/v1`; `scripts/test.sh` starts one when llama-cpp-python is
+/// installed): the brain's request is one a real server accepts, the reply is
+/// cleaned text, and the length cap holds. Before the cap was also sent as
+/// `max_tokens`, llama.cpp's Python server ignored it and wrote until its
+/// context was full.
+#[tokio::test]
+async fn a_real_llama_cpp_server_answers_within_the_length_cap() {
+    let Some(url) = std::env::var("WARROOM_TEST_LLAMA_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        eprintln!("WARROOM_TEST_LLAMA_URL not set: the real llama.cpp server test is skipped");
+        return;
+    };
+    let mut s = OpenAiBrainSettings::new(url, "local");
+    s.timeout = Duration::from_secs(120);
+    s.max_retries = 1;
+    s.temperature = 0.0;
+    let brain = OpenAiBrain::new(s).expect("brain");
+    let mut req = compose();
+    req.max_tokens = 24;
+    let out = brain.compose(&req).await.expect("a real server composes");
+    assert!(!out.text.trim().is_empty());
+    assert!(out.prompt_tokens > 0, "the server reports usage");
+    assert!(
+        out.completion_tokens <= 24,
+        "the cap of 24 tokens held: {} written",
+        out.completion_tokens
+    );
+    // JSON mode: the server constrains the answer to one JSON object.
+    let (text, _) = brain
+        .complete_json(
+            "Answer with one JSON object with the keys \"answer\" and \"reason\".".into(),
+            "Is the sky blue on a clear day?".into(),
+            60,
+        )
+        .await
+        .expect("a JSON answer");
+    assert!(text.trim_start().starts_with('{'), "not JSON mode: {text}");
 }

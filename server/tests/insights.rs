@@ -410,7 +410,14 @@ async fn judging_model() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>
             let seen = seen.clone();
             async move {
                 let user = body["messages"][1]["content"].as_str().unwrap_or("").to_string();
-                seen.lock().unwrap().push(user.clone());
+                // The judge asks for JSON mode and caps the answer in the
+                // field every compatible server reads; a request without
+                // them is recorded as such and fails the prompt assertion.
+                if body["response_format"]["type"] != "json_object" || body["max_tokens"] != 300 {
+                    seen.lock().unwrap().push(format!("request without JSON mode or max_tokens: {body}"));
+                } else {
+                    seen.lock().unwrap().push(user.clone());
+                }
                 // Judge by the finding's own facts; the nearby ones are context.
                 let own = user.split("Nearby facts").next().unwrap_or("").to_string();
                 let answer = if own.contains("Reno") {
@@ -479,6 +486,13 @@ async fn a_configured_chat_model_judges_and_words_each_candidate() {
         .contains("(model)"));
     assert_eq!(d["summarizer"], "openai");
     assert!(d["stats"]["dismissed_as_resolved"].as_u64().unwrap() >= 1);
+    // Every candidate was judged by the model; none fell back.
+    assert!(
+        d["stats"]["model_judged"].as_u64().unwrap() >= 2,
+        "{:#}",
+        d["stats"]
+    );
+    assert_eq!(d["stats"]["model_unusable"], 0);
     // The judge saw each candidate's facts as quoted data, and the facts of
     // other departments near them.
     let prompts = prompts.lock().unwrap();
@@ -601,5 +615,56 @@ async fn finding_13_digests_redact_from_current_labels_and_dms_are_not_embedded(
         !has_vector(&app, secret["id"].as_str().unwrap()).await,
         "a direct message was embedded"
     );
+    app.stop().await;
+}
+
+/// The model judge against a real llama.cpp server (`WARROOM_TEST_LLAMA_URL`,
+/// the API base with `/v1`; `scripts/test.sh` starts one when
+/// llama-cpp-python is installed): every candidate goes to the model in JSON
+/// mode, the job finishes and writes its digest whatever a small model makes
+/// of it, and the digest says how many answers were usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_llama_cpp_server_judges_the_candidates() {
+    let Some(url) = std::env::var("WARROOM_TEST_LLAMA_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        eprintln!("WARROOM_TEST_LLAMA_URL not set: the real llama.cpp judge test is skipped");
+        return;
+    };
+    let app = TestApp::with_loopback_embedder(move |s| {
+        s.insights.schedule = false;
+        s.agents.brain = "openai".into();
+        s.agents.openai_base_url = Some(url);
+        s.agents.openai_model = "local".into();
+        s.agents.openai_timeout_secs = 120;
+    })
+    .await;
+    let admin = app
+        .user("admin", "admin", Some(common::ALL_DEPARTMENTS))
+        .await;
+    seed_talk(&app, &admin).await;
+    let r = app
+        .post("/api/v1/insights/run", &admin.token, json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
+    let id = r.json["id"].as_str().unwrap().to_string();
+    let d = app
+        .get(&format!("/api/v1/insights/digests/{id}"), &admin.token)
+        .await
+        .json;
+    eprintln!("real model judge: {:#}", d["stats"]);
+    assert_eq!(d["summarizer"], "openai");
+    let asked = d["stats"]["model_judged"].as_u64().unwrap()
+        + d["stats"]["model_unusable"].as_u64().unwrap();
+    assert!(
+        asked >= 2,
+        "every candidate goes to the model: {:#}",
+        d["stats"]
+    );
+    for i in d["insights"].as_array().unwrap() {
+        assert!(i["title"].as_str().unwrap().chars().count() < 100, "{i:#}");
+        assert!(!i["evidence"].as_array().unwrap().is_empty(), "{i:#}");
+    }
     app.stop().await;
 }

@@ -13,7 +13,7 @@ use async_openai::error::OpenAIError;
 use async_openai::types::chat::{
     ChatCompletionRequestMessage, ChatCompletionRequestSystemMessage,
     ChatCompletionRequestUserMessage, CreateChatCompletionRequest, CreateChatCompletionRequestArgs,
-    CreateChatCompletionResponse,
+    CreateChatCompletionResponse, ResponseFormat,
 };
 use rand::Rng;
 use tokio::sync::Semaphore;
@@ -106,23 +106,36 @@ impl OpenAiBrain {
         &self.settings
     }
 
+    /// The request for one completion. The length cap is sent both as
+    /// `max_completion_tokens` (OpenAI's current field) and as `max_tokens`:
+    /// llama.cpp's Python server and other compatible servers read only the
+    /// older field and otherwise write until the context is full.
     fn request(
         &self,
         system: String,
         user: String,
         max_tokens: u32,
+        json: bool,
     ) -> Result<CreateChatCompletionRequest, BrainError> {
         let messages: Vec<ChatCompletionRequestMessage> = vec![
             ChatCompletionRequestSystemMessage::from(system).into(),
             ChatCompletionRequestUserMessage::from(user).into(),
         ];
-        CreateChatCompletionRequestArgs::default()
+        let mut request = CreateChatCompletionRequestArgs::default()
             .model(self.settings.model.clone())
             .messages(messages)
             .temperature(self.settings.temperature)
             .max_completion_tokens(max_tokens.max(1))
             .build()
-            .map_err(|e| BrainError::Failed(format!("building the request: {e}")))
+            .map_err(|e| BrainError::Failed(format!("building the request: {e}")))?;
+        #[allow(deprecated)]
+        {
+            request.max_tokens = Some(max_tokens.max(1));
+        }
+        if json {
+            request.response_format = Some(ResponseFormat::JsonObject);
+        }
+        Ok(request)
     }
 
     /// One call, bounded by the timeout and the concurrency cap.
@@ -214,7 +227,28 @@ impl OpenAiBrain {
         user: String,
         max_tokens: u32,
     ) -> Result<(String, Option<(u32, u32)>), BrainError> {
-        let request = self.request(system, user, max_tokens)?;
+        self.call(self.request(system, user, max_tokens, false)?)
+            .await
+    }
+
+    /// As [`Self::complete`], asking the server for one JSON object
+    /// (`response_format: json_object`, which OpenAI, llama.cpp, vLLM and
+    /// Ollama all honour; a server that constrains its sampling to JSON then
+    /// cannot answer in prose). The caller still validates what comes back.
+    pub async fn complete_json(
+        &self,
+        system: String,
+        user: String,
+        max_tokens: u32,
+    ) -> Result<(String, Option<(u32, u32)>), BrainError> {
+        self.call(self.request(system, user, max_tokens, true)?)
+            .await
+    }
+
+    async fn call(
+        &self,
+        request: CreateChatCompletionRequest,
+    ) -> Result<(String, Option<(u32, u32)>), BrainError> {
         let attempts = self.settings.max_retries + 1;
         let mut retry = 0;
         let response = loop {

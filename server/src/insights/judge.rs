@@ -433,7 +433,7 @@ impl ModelJudge {
         let (system, user) = model_prompt(facts, nearby);
         let (text, _) = self
             .brain
-            .complete(system, user, 300)
+            .complete_json(system, user, 300)
             .await
             .map_err(|e| e.to_string())?;
         parse_model_answer(&text)

@@ -179,6 +179,13 @@ pub struct RunStats {
     pub facts: usize,
     pub embedded_now: usize,
     pub dismissed_as_resolved: usize,
+    /// Candidates the configured chat model judged, and those whose answer
+    /// could not be used (unreachable, or not the asked JSON), which then
+    /// kept the in-process judgement.
+    #[serde(default)]
+    pub model_judged: usize,
+    #[serde(default)]
+    pub model_unusable: usize,
     pub seconds: f64,
 }
 
@@ -324,6 +331,7 @@ pub async fn run(
     let vocab = wording::Vocabulary::new(miner.facts.iter().map(|f| f.quote.as_str()));
     let mut insights = Vec::new();
     let mut rank: HashMap<Kind, usize> = HashMap::new();
+    let (mut model_judged, mut model_unusable) = (0, 0);
     for (i, topic) in topics.iter().enumerate() {
         let mut t = topic.clone();
         let mut proposed = None;
@@ -344,6 +352,7 @@ pub async fn run(
             let nearby = nearest_elsewhere(&miner, &t.facts, NEARBY_FACTS);
             match judge.judge(&facts, &nearby).await {
                 Ok(m) => {
+                    model_judged += 1;
                     match m.verdict {
                         judge::Verdict::Risk => t.kind = Kind::Risk,
                         judge::Verdict::Opportunity => t.kind = Kind::Opportunity,
@@ -356,6 +365,7 @@ pub async fn run(
                     proposed = Some(m);
                 }
                 Err(e) => {
+                    model_unusable += 1;
                     tracing::warn!(error = %e, "model judge failed; keeping the in-process judgement")
                 }
             }
@@ -451,6 +461,8 @@ pub async fn run(
             facts: miner.facts.len(),
             embedded_now,
             dismissed_as_resolved: dismissed,
+            model_judged,
+            model_unusable,
             seconds: started.elapsed().as_secs_f64(),
         },
         summarizer: if model.is_some() {
