@@ -77,8 +77,33 @@ impl Heard {
         }
     }
 
+    /// Take the sentences `body` states for `channel` at `now`, unless the
+    /// channel heard one of them within the window: then nothing is
+    /// recorded and the answer is `false`. Agents composing at the same time
+    /// each check what the others took, so two of them cannot post the same
+    /// quote side by side.
+    pub fn claim(&self, channel: &str, now: Millis, body: &str) -> bool {
+        let keys: Vec<u64> = stated(body).into_iter().map(sentence_key).collect();
+        let mut map = self.channels.lock().expect("heard lock");
+        let q = map.entry(channel.to_string()).or_default();
+        let horizon = now.saturating_sub(self.window);
+        if self.window > 0 && q.iter().any(|(t, k)| *t >= horizon && keys.contains(k)) {
+            return false;
+        }
+        for k in keys {
+            q.push_back((now, k));
+        }
+        while q.len() > PER_CHANNEL {
+            q.pop_front();
+        }
+        true
+    }
+
     /// Keys of the sentences `channel` heard within the window before `now`.
     pub fn recent(&self, channel: &str, now: Millis) -> HashSet<u64> {
+        if self.window == 0 {
+            return HashSet::new();
+        }
         let mut map = self.channels.lock().expect("heard lock");
         let Some(q) = map.get_mut(channel) else {
             return HashSet::new();
@@ -105,6 +130,25 @@ mod tests {
                 "cash on hand was $18.6M at the end of october"
             )]
         );
+    }
+
+    #[test]
+    fn a_quote_the_channel_carries_cannot_be_claimed_again_within_the_window() {
+        let h = Heard::new(60_000);
+        let a = "From sales: \"Halvorsen renews in March.\" (source: Pipeline)";
+        let b = "@sam Our documents say: \"halvorsen renews in March\" (source: Pipeline)";
+        assert!(h.claim("c", 1_000, a));
+        assert!(
+            !h.claim("c", 2_000, b),
+            "the same quote, framed differently"
+        );
+        assert!(
+            h.claim("other", 2_000, b),
+            "another channel has not heard it"
+        );
+        assert!(h.claim("c", 62_000, b), "the window has passed");
+        h.hear("c", 70_000, "\"The plant runs two shifts since May.\"");
+        assert!(!h.claim("c", 71_000, "\"The plant runs two shifts since May.\""));
     }
 
     #[test]

@@ -46,6 +46,10 @@ pub struct RuntimeConfig {
     /// Let agents with the `local` brain use it for every turn; by default
     /// only answers to people do, the rest is written extractively.
     pub local_for_background: bool,
+    /// How long agents do not repeat, on their own initiative, a quote their
+    /// channel carries (answers to people may). 0 lets them repeat: for load
+    /// tests whose few documents cannot fill an hour of distinct talk.
+    pub repeat_window_ms: Millis,
 }
 
 impl Default for RuntimeConfig {
@@ -61,6 +65,7 @@ impl Default for RuntimeConfig {
             allow_create_channels: true,
             save_memory: true,
             local_for_background: false,
+            repeat_window_ms: HEARD_WINDOW,
         }
     }
 }
@@ -122,6 +127,9 @@ pub struct TurnCounters {
     pub refused: AtomicU64,
     pub rate_limited: AtomicU64,
     pub brain_errors: AtomicU64,
+    /// Model-written messages not grounded in what the model was given
+    /// ([`crate::brain::grounded`]), written extractively instead.
+    pub ungrounded: AtomicU64,
     pub platform_errors: AtomicU64,
     pub retrievals: AtomicU64,
 }
@@ -140,6 +148,8 @@ pub struct RuntimeStats {
     pub refused: u64,
     pub rate_limited: u64,
     pub brain_errors: u64,
+    #[serde(default)]
+    pub ungrounded: u64,
     pub platform_errors: u64,
     pub retrievals: u64,
     pub scheduler: SchedStats,
@@ -243,6 +253,7 @@ impl Runtime {
             }
         }
         tracing::info!(agents = sched.len(), shard = ?shard, "agent runtime loaded");
+        let repeat_window = cfg.repeat_window_ms;
         Ok(Arc::new(Self {
             platform,
             brains,
@@ -255,7 +266,7 @@ impl Runtime {
             counters: TurnCounters::default(),
             timings: Timings::default(),
             shard,
-            heard: crate::heard::Heard::new(HEARD_WINDOW),
+            heard: crate::heard::Heard::new(repeat_window),
             marks: crate::marks::Marks::default(),
         }))
     }
@@ -296,6 +307,7 @@ impl Runtime {
             refused: c.refused.load(Ordering::Relaxed),
             rate_limited: c.rate_limited.load(Ordering::Relaxed),
             brain_errors: c.brain_errors.load(Ordering::Relaxed),
+            ungrounded: c.ungrounded.load(Ordering::Relaxed),
             platform_errors: c.platform_errors.load(Ordering::Relaxed),
             retrievals: c.retrievals.load(Ordering::Relaxed),
             scheduler: sched.stats().clone(),

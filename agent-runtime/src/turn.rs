@@ -509,6 +509,20 @@ async fn compose_and_post(
         brain_kind = fallback.kind();
         result = fallback.compose(&req).await;
     }
+    // A model's message must rest on what it was given; one that does not
+    // (a small model's greeting, apology or invented event) is written
+    // extractively instead, from the same evidence.
+    if brain_kind != "extractive" {
+        if let Ok(c) = &result {
+            if !crate::brain::grounded(&c.text, &req) {
+                tracing::debug!(agent = %record.handle, brain = brain_kind, text = %c.text, "model text not grounded in its sources; writing extractively");
+                rt.counters.ungrounded.fetch_add(1, Ordering::Relaxed);
+                let fallback = rt.brains.fallback();
+                brain_kind = fallback.kind();
+                result = fallback.compose(&req).await;
+            }
+        }
+    }
     let brain_time = started.elapsed();
     let composed = match result {
         Ok(c) => c,
@@ -565,11 +579,22 @@ async fn compose_and_post(
         brain: brain_kind.to_string(),
     };
     let is_reply = draft.thread_root.is_some();
+    // Another agent may have posted the same quote while this one composed:
+    // take the quotes for the channel atomically, or stay silent. A person's
+    // question is answered whatever the channel heard.
+    let answering_person =
+        intent == Intent::Reply && thread.last().is_some_and(|m| !m.author_is_agent);
+    if answering_person {
+        rt.heard.hear(&channel.id, now, &body_posted);
+    } else if !rt.heard.claim(&channel.id, now, &body_posted) {
+        memory.stats.silent += 1;
+        rt.counters.silent.fetch_add(1, Ordering::Relaxed);
+        return (None, tokens, brain_time);
+    }
     rt.marks.clear(&record.id);
     match rt.platform.post(&record.id, draft).await {
         Ok(p) => {
             memory.advance(&channel.id, p.seq);
-            rt.heard.hear(&channel.id, now, &body_posted);
             memory.said(stated(&body_posted).into_iter().map(sentence_key));
             if is_reply {
                 memory.stats.replies += 1;

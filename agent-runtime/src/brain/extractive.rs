@@ -95,10 +95,6 @@ fn concreteness(s: &str) -> f32 {
 /// shared with the topic, so it comes back only when nothing new is close.
 const SAID_PENALTY: f32 = 3.0;
 
-/// What the channel heard in the last hour loses more than any topic
-/// overlap a sentence of a few hundred characters can gain.
-const HEARD_PENALTY: f32 = 100.0;
-
 const POST_OPENERS: &[&str] = &[
     "Worth knowing from the {dept} side:",
     "Flagging this from {dept}:",
@@ -130,10 +126,19 @@ impl ExtractiveBrain {
             ),
             _ => None,
         };
+        // A person's question is answered even with what the channel
+        // heard; on its own initiative an agent does not repeat it.
+        let answering_person =
+            req.intent == Intent::Reply && req.thread.last().is_some_and(|m| !m.author_is_agent);
         let mut scored: Vec<(f32, usize, &str)> = Vec::new();
         for (i, ev) in req.evidence.iter().enumerate() {
             for s in sentences(&ev.text) {
                 let key = sentence_key(s);
+                // The channel already carries it: repeating it adds nothing
+                // a reader has not seen; the agent stays silent instead.
+                if req.heard.contains(&key) && !answering_person {
+                    continue;
+                }
 
                 // Two shared words of five letters or more: rarely both
                 // function words, so the two sentences are about one thing.
@@ -153,11 +158,6 @@ impl ExtractiveBrain {
                 // about as well (one shared word is worth 1).
                 if req.said.contains(&key) {
                     score -= SAID_PENALTY;
-                }
-                // The channel already carries it: said again only when the
-                // agent's evidence holds nothing the channel has not heard.
-                if req.heard.contains(&key) {
-                    score -= HEARD_PENALTY;
                 }
                 scored.push((score, i, s));
             }
@@ -274,6 +274,27 @@ mod tests {
         assert_eq!(a, b);
         assert!(a.text.contains("raised prices by 18%"), "{}", a.text);
         assert!(a.used_evidence.contains(&1));
+    }
+
+    #[tokio::test]
+    async fn what_the_channel_heard_is_never_quoted_again() {
+        let mut r = req(vec![ev(
+            "Supply",
+            "Our single supplier for the V4 lens raised prices by 18% from 1 March 2026. The second supplier quoted a 9 week lead time for the lens.",
+        )]);
+        r.heard.insert(sentence_key(
+            "Our single supplier for the V4 lens raised prices by 18% from 1 March 2026.",
+        ));
+        let a = ExtractiveBrain.compose(&r).await.expect("composed");
+        assert!(!a.text.contains("raised prices"), "{}", a.text);
+        assert!(a.text.contains("9 week lead time"), "{}", a.text);
+        r.heard.insert(sentence_key(
+            "The second supplier quoted a 9 week lead time for the lens.",
+        ));
+        assert!(matches!(
+            ExtractiveBrain.compose(&r).await,
+            Err(BrainError::NothingToSay)
+        ));
     }
 
     #[tokio::test]

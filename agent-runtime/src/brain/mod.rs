@@ -63,6 +63,44 @@ pub struct Composed {
     pub completion_tokens: u32,
 }
 
+/// Whether a model-written message rests on what the model was given: at
+/// least half of its content words (five letters or more, or carrying a
+/// digit: rarely function words) appear in its evidence, the thread it
+/// answers, its topic, its memory or its persona. A small model that loses
+/// the thread writes greetings, apologies or invented events in words found
+/// nowhere in its sources; such a message is not posted as the agent's
+/// word. A message with no content word at all says nothing and fails too.
+pub fn grounded(text: &str, req: &Compose) -> bool {
+    fn content(text: &str) -> impl Iterator<Item = String> + '_ {
+        text.split(|c: char| !c.is_alphanumeric())
+            .filter(|w| w.chars().count() >= 5 || w.chars().any(|c| c.is_ascii_digit()))
+            .map(str::to_lowercase)
+    }
+    let mut sources: HashSet<String> = HashSet::new();
+    let persona = &req.persona;
+    let mut add = |t: &str| sources.extend(content(t));
+    for e in &req.evidence {
+        add(&e.text);
+        add(&e.document_title);
+        add(&e.heading);
+    }
+    for m in &req.thread {
+        add(&m.body);
+        add(&m.author_handle);
+    }
+    add(&req.topic);
+    add(&req.memory);
+    add(&persona.name);
+    add(&persona.department);
+    add(&persona.role);
+    let words: Vec<String> = content(text).collect();
+    if words.is_empty() {
+        return false;
+    }
+    let found = words.iter().filter(|w| sources.contains(*w)).count();
+    found * 2 >= words.len()
+}
+
 /// Why a brain produced nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum BrainError {
@@ -81,4 +119,61 @@ pub trait Brain: Send + Sync {
     fn kind(&self) -> &'static str;
     /// Write a message.
     async fn compose(&self, req: &Compose) -> Result<Composed, BrainError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::persona::template;
+
+    fn req() -> Compose {
+        Compose {
+            persona: template("operations-analyst")
+                .expect("template")
+                .persona("Ada Berg"),
+            intent: Intent::Reply,
+            topic: "What risks do you see this quarter?".into(),
+            thread: vec![],
+            evidence: vec![Evidence {
+                chunk_id: "c1".into(),
+                document_title: "Supplier review".into(),
+                document_path: "operations/supplier.md".into(),
+                heading: String::new(),
+                text: "Kaito Micro raised the V4 lens price by 18% from 1 March 2026, and its lead time is 22 weeks.".into(),
+                label: "internal".parse().expect("label"),
+                score: 0.5,
+            }],
+            memory: String::new(),
+            max_tokens: 80,
+            heard: Default::default(),
+            said: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_message_resting_on_its_evidence_is_grounded() {
+        let r = req();
+        assert!(grounded(
+            "The main risk: Kaito Micro raised the lens price by 18% and its lead time is 22 weeks.",
+            &r
+        ));
+        assert!(grounded(
+            "Lead time from Kaito Micro is now 22 weeks, a risk for the quarter.",
+            &r
+        ));
+    }
+
+    #[test]
+    fn greetings_apologies_and_invented_events_are_not() {
+        let r = req();
+        for text in [
+            "I'm sorry for the confusion.",
+            "Hi Kai, I hope you're doing well. It's great to meet you at the conference in New York!",
+            "The recent company restructuring has brought a fresh perspective, and the newly appointed CEO is proactive.",
+            "",
+            "Yes.",
+        ] {
+            assert!(!grounded(text, &r), "{text:?}");
+        }
+    }
 }
