@@ -34,4 +34,4 @@ if [ -z "${WARROOM_BIN:-}" ]; then
 fi
 
 cd tests/e2e
-exec node --test --test-reporter=tap --test-concurrency=1 ui.test.js
+exec node --test --test-reporter=tap --test-concurrency=1 ui.test.js demo.test.js

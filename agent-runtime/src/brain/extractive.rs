@@ -210,10 +210,14 @@ impl Brain for ExtractiveBrain {
                 used.push(*i);
             }
         }
-        let sources: Vec<&str> = used
-            .iter()
-            .map(|i| req.evidence[*i].document_title.as_str())
-            .collect();
+        // Two chunks of one document name it once.
+        let mut sources: Vec<&str> = Vec::new();
+        for i in &used {
+            let title = req.evidence[*i].document_title.as_str();
+            if !sources.contains(&title) {
+                sources.push(title);
+            }
+        }
         text.push_str(&format!(" (source: {})", sources.join("; ")));
         let max_chars = (req.max_tokens as usize).saturating_mul(4).max(120);
         if text.len() > max_chars {
@@ -295,6 +299,24 @@ mod tests {
             ExtractiveBrain.compose(&r).await,
             Err(BrainError::NothingToSay)
         ));
+    }
+
+    #[tokio::test]
+    async fn two_chunks_of_one_document_name_it_once() {
+        let mut r = req(vec![
+            ev(
+                "Supply",
+                "Our single supplier for the V4 lens raised prices by 18% from 1 March 2026.",
+            ),
+            ev(
+                "Supply",
+                "The supplier quoted a 9 week lead time for the V4 lens from 2 April.",
+            ),
+        ]);
+        r.evidence[1].chunk_id = "c-Supply-2".into();
+        let a = ExtractiveBrain.compose(&r).await.expect("composed");
+        assert_eq!(a.used_evidence, vec![0, 1], "{}", a.text);
+        assert!(a.text.ends_with("(source: Supply)"), "{}", a.text);
     }
 
     #[tokio::test]

@@ -63,13 +63,15 @@ pub struct Composed {
     pub completion_tokens: u32,
 }
 
-/// Whether a model-written message rests on what the model was given: at
-/// least half of its content words (five letters or more, or carrying a
-/// digit: rarely function words) appear in its evidence, the thread it
-/// answers, its topic, its memory or its persona. A small model that loses
-/// the thread writes greetings, apologies or invented events in words found
-/// nowhere in its sources; such a message is not posted as the agent's
-/// word. A message with no content word at all says nothing and fails too.
+/// Whether a model-written message rests on what the model was given: in
+/// every sentence, at least half of the content words (five letters or
+/// more, or carrying a digit: rarely function words) appear in the evidence
+/// text, the thread it answers, its topic, its memory or its persona.
+/// Document titles and headings do not count: a small model that loses the
+/// thread echoes them, then writes greetings, apologies or invented events
+/// in words found nowhere in its sources; such a message is not posted as
+/// the agent's word. A message with no content word at all says nothing and
+/// fails too.
 pub fn grounded(text: &str, req: &Compose) -> bool {
     fn content(text: &str) -> impl Iterator<Item = String> + '_ {
         text.split(|c: char| !c.is_alphanumeric())
@@ -81,8 +83,6 @@ pub fn grounded(text: &str, req: &Compose) -> bool {
     let mut add = |t: &str| sources.extend(content(t));
     for e in &req.evidence {
         add(&e.text);
-        add(&e.document_title);
-        add(&e.heading);
     }
     for m in &req.thread {
         add(&m.body);
@@ -93,12 +93,19 @@ pub fn grounded(text: &str, req: &Compose) -> bool {
     add(&persona.name);
     add(&persona.department);
     add(&persona.role);
-    let words: Vec<String> = content(text).collect();
-    if words.is_empty() {
-        return false;
+    let mut any = false;
+    for sentence in text.split_inclusive(['.', '!', '?', '\n']) {
+        let words: Vec<String> = content(sentence).collect();
+        if words.is_empty() {
+            continue;
+        }
+        any = true;
+        let found = words.iter().filter(|w| sources.contains(*w)).count();
+        if found * 2 < words.len() {
+            return false;
+        }
     }
-    let found = words.iter().filter(|w| sources.contains(*w)).count();
-    found * 2 >= words.len()
+    any
 }
 
 /// Why a brain produced nothing.
@@ -172,6 +179,8 @@ mod tests {
             "The recent company restructuring has brought a fresh perspective, and the newly appointed CEO is proactive.",
             "",
             "Yes.",
+            // Echoes a document title, then invents.
+            "@engineering-lead-1 @finance-headline-2026/Supplier review, H2 2026 › Kaito Micro lead time. Someone with your name asked if you wanted to have them as part of your team, and they said yes.",
         ] {
             assert!(!grounded(text, &r), "{text:?}");
         }
