@@ -50,6 +50,14 @@ pub fn stated(body: &str) -> Vec<&str> {
         .collect()
 }
 
+/// Append keys heard at `now`, forgetting the oldest beyond [`PER_CHANNEL`].
+fn remember(q: &mut VecDeque<(Millis, u64)>, now: Millis, keys: impl IntoIterator<Item = u64>) {
+    q.extend(keys.into_iter().map(|k| (now, k)));
+    while q.len() > PER_CHANNEL {
+        q.pop_front();
+    }
+}
+
 /// Per channel, the keys of sentences heard and when.
 pub struct Heard {
     window: Millis,
@@ -67,14 +75,9 @@ impl Heard {
 
     /// Record a message body seen in `channel` at `now`.
     pub fn hear(&self, channel: &str, now: Millis, body: &str) {
+        let keys = stated(body).into_iter().map(sentence_key);
         let mut map = self.channels.lock().expect("heard lock");
-        let q = map.entry(channel.to_string()).or_default();
-        for s in stated(body) {
-            q.push_back((now, sentence_key(s)));
-        }
-        while q.len() > PER_CHANNEL {
-            q.pop_front();
-        }
+        remember(map.entry(channel.to_string()).or_default(), now, keys);
     }
 
     /// Take the sentences `body` states for `channel` at `now`, unless the
@@ -90,12 +93,7 @@ impl Heard {
         if self.window > 0 && q.iter().any(|(t, k)| *t >= horizon && keys.contains(k)) {
             return false;
         }
-        for k in keys {
-            q.push_back((now, k));
-        }
-        while q.len() > PER_CHANNEL {
-            q.pop_front();
-        }
+        remember(q, now, keys);
         true
     }
 

@@ -502,26 +502,26 @@ async fn compose_and_post(
     let started = Instant::now();
     let mut result = brain.compose(&req).await;
     let mut brain_kind = brain.kind();
-    if let Err(BrainError::Unavailable(e) | BrainError::Failed(e)) = &result {
-        tracing::warn!(agent = %record.handle, brain = brain.kind(), error = %e, "brain failed; writing extractively");
-        rt.counters.brain_errors.fetch_add(1, Ordering::Relaxed);
+    // A failed model, or a model's message that does not rest on what it was
+    // given (a small model's greeting, apology or invented event), is
+    // written extractively instead, from the same evidence.
+    let write_extractively = match &result {
+        Err(BrainError::Unavailable(e) | BrainError::Failed(e)) => {
+            tracing::warn!(agent = %record.handle, brain = brain_kind, error = %e, "brain failed; writing extractively");
+            rt.counters.brain_errors.fetch_add(1, Ordering::Relaxed);
+            true
+        }
+        Ok(c) if brain_kind != "extractive" && !crate::brain::grounded(&c.text, &req) => {
+            tracing::debug!(agent = %record.handle, brain = brain_kind, text = %c.text, "model text not grounded in its sources; writing extractively");
+            rt.counters.ungrounded.fetch_add(1, Ordering::Relaxed);
+            true
+        }
+        _ => false,
+    };
+    if write_extractively {
         let fallback = rt.brains.fallback();
         brain_kind = fallback.kind();
         result = fallback.compose(&req).await;
-    }
-    // A model's message must rest on what it was given; one that does not
-    // (a small model's greeting, apology or invented event) is written
-    // extractively instead, from the same evidence.
-    if brain_kind != "extractive" {
-        if let Ok(c) = &result {
-            if !crate::brain::grounded(&c.text, &req) {
-                tracing::debug!(agent = %record.handle, brain = brain_kind, text = %c.text, "model text not grounded in its sources; writing extractively");
-                rt.counters.ungrounded.fetch_add(1, Ordering::Relaxed);
-                let fallback = rt.brains.fallback();
-                brain_kind = fallback.kind();
-                result = fallback.compose(&req).await;
-            }
-        }
     }
     let brain_time = started.elapsed();
     let composed = match result {
@@ -582,9 +582,7 @@ async fn compose_and_post(
     // Another agent may have posted the same quote while this one composed:
     // take the quotes for the channel atomically, or stay silent. A person's
     // question is answered whatever the channel heard.
-    let answering_person =
-        intent == Intent::Reply && thread.last().is_some_and(|m| !m.author_is_agent);
-    if answering_person {
+    if req.answers_person() {
         rt.heard.hear(&channel.id, now, &body_posted);
     } else if !rt.heard.claim(&channel.id, now, &body_posted) {
         memory.stats.silent += 1;

@@ -128,8 +128,7 @@ impl ExtractiveBrain {
         };
         // A person's question is answered even with what the channel
         // heard; on its own initiative an agent does not repeat it.
-        let answering_person =
-            req.intent == Intent::Reply && req.thread.last().is_some_and(|m| !m.author_is_agent);
+        let answering_person = req.answers_person();
         let mut scored: Vec<(f32, usize, &str)> = Vec::new();
         for (i, ev) in req.evidence.iter().enumerate() {
             for s in sentences(&ev.text) {

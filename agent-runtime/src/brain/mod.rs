@@ -52,6 +52,14 @@ pub struct Compose {
     pub said: HashSet<u64>,
 }
 
+impl Compose {
+    /// Whether this is a reply to a person's message: a person who asks is
+    /// answered even with what the channel already heard.
+    pub fn answers_person(&self) -> bool {
+        self.intent == Intent::Reply && self.thread.last().is_some_and(|m| !m.author_is_agent)
+    }
+}
+
 /// A brain's answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Composed {
