@@ -848,30 +848,24 @@ async fn the_worker_binary_runs_a_shard_against_a_live_server() {
     .await;
     let war_room = join_war_room(&app, &human).await;
     // Bad input is refused with a reason.
-    let bad = std::process::Command::new(&worker)
-        .args(["--shard", "3/2"])
-        .output()
-        .unwrap();
-    assert!(!bad.status.success());
-    assert!(
-        String::from_utf8_lossy(&bad.stderr).contains("need 0 <= i < n"),
-        "{}",
-        String::from_utf8_lossy(&bad.stderr)
-    );
-    let missing = std::process::Command::new(&worker)
-        .args([
+    let refuses = |args: &[&str], reason: &str| {
+        let out = std::process::Command::new(&worker)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(reason), "{stderr}");
+    };
+    refuses(&["--shard", "3/2"], "need 0 <= i < n");
+    refuses(
+        &[
             "--server",
             &app.base,
             "--password-file",
             "/nonexistent/runner.key",
-        ])
-        .output()
-        .unwrap();
-    assert!(!missing.status.success());
-    assert!(
-        String::from_utf8_lossy(&missing.stderr).contains("cannot read --password-file"),
-        "{}",
-        String::from_utf8_lossy(&missing.stderr)
+        ],
+        "cannot read --password-file",
     );
     // The worker runs on a worker account of its own (it may only run
     // agents), its key in a file rather than on the command line.

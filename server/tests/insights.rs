@@ -398,6 +398,36 @@ async fn digests_find_cross_department_insights_and_redact_by_clearance() {
     app.stop().await;
 }
 
+/// An app whose insights job is judged by the chat model at `url`, with the
+/// talk of [`seed_talk`], and the digest of one run as its admin reads it.
+async fn digest_judged_by(url: String, model: &str, timeout_secs: Option<u64>) -> (TestApp, Value) {
+    let model = model.to_string();
+    let app = TestApp::with_loopback_embedder(move |s| {
+        s.insights.schedule = false;
+        s.agents.brain = "openai".into();
+        s.agents.openai_base_url = Some(url);
+        s.agents.openai_model = model;
+        if let Some(t) = timeout_secs {
+            s.agents.openai_timeout_secs = t;
+        }
+    })
+    .await;
+    let admin = app
+        .user("admin", "admin", Some(common::ALL_DEPARTMENTS))
+        .await;
+    seed_talk(&app, &admin).await;
+    let r = app
+        .post("/api/v1/insights/run", &admin.token, json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
+    let id = r.json["id"].as_str().unwrap().to_string();
+    let d = app
+        .get(&format!("/api/v1/insights/digests/{id}"), &admin.token)
+        .await
+        .json;
+    (app, d)
+}
+
 /// A scripted OpenAI-compatible chat endpoint for the model judge: it reads
 /// the facts of each candidate and answers as a model would, in JSON.
 async fn judging_model() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
@@ -446,26 +476,8 @@ async fn judging_model() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_configured_chat_model_judges_and_words_each_candidate() {
     let (chat_url, prompts) = judging_model().await;
-    let app = TestApp::with_loopback_embedder(move |s| {
-        s.insights.schedule = false;
-        s.agents.brain = "openai".into();
-        s.agents.openai_base_url = Some(chat_url);
-        s.agents.openai_model = "judge".into();
-    })
-    .await;
-    let admin = app
-        .user("admin", "admin", Some(common::ALL_DEPARTMENTS))
-        .await;
-    seed_talk(&app, &admin).await;
-    let r = app
-        .post("/api/v1/insights/run", &admin.token, json!({}))
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
-    let id = r.json["id"].as_str().unwrap().to_string();
-    let full = app
-        .get(&format!("/api/v1/insights/digests/{id}"), &admin.token)
-        .await;
-    let d = &full.json;
+    let (_app, full) = digest_judged_by(chat_url, "judge", None).await;
+    let d = &full;
     let insights = d["insights"].as_array().unwrap();
     // The model's verdicts decide: only the risk it recognised is reported,
     // with its headline and why; what it called settled or nothing is not.
@@ -632,27 +644,7 @@ async fn a_real_llama_cpp_server_judges_the_candidates() {
         eprintln!("WARROOM_TEST_LLAMA_URL not set: the real llama.cpp judge test is skipped");
         return;
     };
-    let app = TestApp::with_loopback_embedder(move |s| {
-        s.insights.schedule = false;
-        s.agents.brain = "openai".into();
-        s.agents.openai_base_url = Some(url);
-        s.agents.openai_model = "local".into();
-        s.agents.openai_timeout_secs = 120;
-    })
-    .await;
-    let admin = app
-        .user("admin", "admin", Some(common::ALL_DEPARTMENTS))
-        .await;
-    seed_talk(&app, &admin).await;
-    let r = app
-        .post("/api/v1/insights/run", &admin.token, json!({}))
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
-    let id = r.json["id"].as_str().unwrap().to_string();
-    let d = app
-        .get(&format!("/api/v1/insights/digests/{id}"), &admin.token)
-        .await
-        .json;
+    let (app, d) = digest_judged_by(url, "local", Some(120)).await;
     eprintln!("real model judge: {:#}", d["stats"]);
     assert_eq!(d["summarizer"], "openai");
     let asked = d["stats"]["model_judged"].as_u64().unwrap()
