@@ -67,11 +67,7 @@ async fn seed(app: &TestApp) -> (User, User) {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
     let r = app
-        .put(
-            &format!("/api/v1/users/{}/scope", agent.id),
-            &admin.token,
-            json!({"scope": "sales-only"}),
-        )
+        .assign_scope(&admin, &agent.id, Some("sales-only"))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
     (admin, agent)
@@ -93,12 +89,8 @@ async fn security_case_1_scoped_agent_gets_no_hr_chunks(app: &TestApp) {
         json!({"name": "everything", "max_label": "restricted"}),
     )
     .await;
-    app.put(
-        &format!("/api/v1/users/{}/scope", agent.id),
-        &admin.token,
-        json!({"scope": "everything"}),
-    )
-    .await;
+    app.assign_scope(&admin, &agent.id, Some("everything"))
+        .await;
     let r = retrieve(app, &agent, query, 5).await;
     assert_eq!(departments(&r)[0], "hr", "{:?}", r.json);
     // Audit: principal, scope, query hash, filter and returned chunk ids.
@@ -142,12 +134,7 @@ async fn security_case_3_scope_change_applies_to_next_retrieval(app: &TestApp) {
     let depts = departments(&retrieve(app, &agent, query, 5).await);
     assert!(!depts.contains(&"hr".to_string()), "{depts:?}");
     // And unassigning the scope stops retrieval altogether.
-    app.put(
-        &format!("/api/v1/users/{}/scope", agent.id),
-        &admin.token,
-        json!({"scope": null}),
-    )
-    .await;
+    app.assign_scope(&admin, &agent.id, None).await;
     let r = retrieve(app, &agent, query, 5).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
@@ -440,12 +427,7 @@ async fn retrieval_quality_on_sample_company() {
         json!({"name": "all", "max_label": all}),
     )
     .await;
-    app.put(
-        &format!("/api/v1/users/{}/scope", admin.id),
-        &admin.token,
-        json!({"scope": "all"}),
-    )
-    .await;
+    app.assign_scope(&admin, &admin.id, Some("all")).await;
     let questions: Vec<Value> =
         serde_json::from_str(&std::fs::read_to_string(root.join("QUESTIONS.json")).unwrap())
             .unwrap();
@@ -609,11 +591,7 @@ async fn bad_retrieval_and_scope_input_is_refused(app: &TestApp) {
         assert!(r.status.is_client_error(), "{spec}: {:?}", r.json);
     }
     let r = app
-        .put(
-            &format!("/api/v1/users/{}/scope", agent.id),
-            &admin.token,
-            json!({"scope": "no-such-scope"}),
-        )
+        .assign_scope(&admin, &agent.id, Some("no-such-scope"))
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     let scopes = app.get("/api/v1/scopes", &admin.token).await;

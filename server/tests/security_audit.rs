@@ -251,11 +251,7 @@ async fn finding_11_retrieval_fails_closed_when_audit_cannot_be_written() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
     let r = app
-        .put(
-            &format!("/api/v1/users/{}/scope", agent.id),
-            &admin.token,
-            json!({"scope": "sales-only"}),
-        )
+        .assign_scope(&admin, &agent.id, Some("sales-only"))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
     let query = json!({"query": "harbour account renewal", "k": 3});

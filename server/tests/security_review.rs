@@ -92,13 +92,7 @@ async fn hr_desk_scope(app: &TestApp, admin: &User, agent: &User) {
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
-    let r = app
-        .put(
-            &format!("/api/v1/users/{}/scope", agent.id),
-            &admin.token,
-            json!({"scope": "hr-desk"}),
-        )
-        .await;
+    let r = app.assign_scope(admin, &agent.id, Some("hr-desk")).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
 }
 

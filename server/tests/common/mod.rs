@@ -270,6 +270,16 @@ impl TestApp {
             .await
     }
 
+    /// Assign `scope` to user `user_id` (`None` unassigns it), as `by`.
+    pub async fn assign_scope(&self, by: &User, user_id: &str, scope: Option<&str>) -> Resp {
+        self.put(
+            &format!("/api/v1/users/{user_id}/scope"),
+            &by.token,
+            json!({ "scope": scope }),
+        )
+        .await
+    }
+
     /// Upload a document's bytes as `u`; `query` holds `path=...` and any metadata.
     pub async fn upload(&self, u: &User, query: &str, body: &str) -> Resp {
         self.raw(
