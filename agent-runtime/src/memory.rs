@@ -12,6 +12,23 @@ pub const SUMMARY_CHARS: usize = 800;
 pub const SAID: usize = 256;
 /// Longest note, in characters.
 const NOTE_CHARS: usize = 240;
+/// Sections of the agent's documents it saw in retrieval but has not talked
+/// about yet, kept as topics for later posts.
+pub const LEADS: usize = 32;
+/// Sections the agent already took up as a topic (so it moves on through its
+/// documents instead of returning to the first few).
+pub const EXPLORED: usize = 256;
+
+/// A section of a document the agent was handed but did not quote: a topic
+/// for a later post of its own. It carries the section's label so it is only
+/// ever taken up in a channel that may read that section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lead {
+    /// Document title and section heading: the retrieval query, and the
+    /// topic the post names.
+    pub topic: String,
+    pub label: crate::label::Label,
+}
 
 /// One thing the agent saw or said.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -54,6 +71,10 @@ pub struct Memory {
     pub last_turn: Option<u64>,
     /// Keys of the sentences the agent quoted, newest last (at most [`SAID`]).
     pub said: Vec<u64>,
+    /// Sections seen but not talked about yet, oldest first (at most [`LEADS`]).
+    pub leads: Vec<Lead>,
+    /// Keys of the sections already taken up (at most [`EXPLORED`]).
+    pub explored: Vec<u64>,
 }
 
 impl Memory {
@@ -80,6 +101,37 @@ impl Memory {
         }
         let over = self.said.len().saturating_sub(SAID);
         self.said.drain(..over);
+    }
+
+    /// Note a section the agent was handed but did not quote, unless it
+    /// already took it up or has it noted.
+    pub fn lead(&mut self, topic: &str, label: &crate::label::Label) {
+        let topic = topic.trim();
+        if topic.is_empty() {
+            return;
+        }
+        let key = crate::platform::fnv1a(topic.to_lowercase().as_bytes());
+        if self.explored.contains(&key) || self.leads.iter().any(|l| l.topic == topic) {
+            return;
+        }
+        self.leads.push(Lead {
+            topic: topic.to_string(),
+            label: label.clone(),
+        });
+        let over = self.leads.len().saturating_sub(LEADS);
+        self.leads.drain(..over);
+    }
+
+    /// Take up the oldest noted section that a channel under `label` may
+    /// read; it is not offered again.
+    pub fn take_lead(&mut self, label: &crate::label::Label) -> Option<String> {
+        let i = self.leads.iter().position(|l| l.label.within(label))?;
+        let lead = self.leads.remove(i);
+        self.explored
+            .push(crate::platform::fnv1a(lead.topic.to_lowercase().as_bytes()));
+        let over = self.explored.len().saturating_sub(EXPLORED);
+        self.explored.drain(..over);
+        Some(lead.topic)
     }
 
     fn fold(&mut self, note: &Note) {
@@ -148,6 +200,38 @@ impl Memory {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::label::{Label, Level};
+
+    #[test]
+    fn leads_are_taken_once_oldest_first_and_only_where_their_label_fits() {
+        let mut m = Memory::default();
+        let internal = Label::level(Level::Internal);
+        let restricted = Label::level(Level::Restricted);
+        m.lead("Pricing memo: Discounts", &restricted);
+        m.lead("Plant report: Line 3", &internal);
+        m.lead("Plant report: Line 3", &internal);
+        assert_eq!(m.leads.len(), 2, "a section is noted once");
+        // An internal channel never gets the restricted section's title.
+        assert_eq!(
+            m.take_lead(&internal).as_deref(),
+            Some("Plant report: Line 3")
+        );
+        assert_eq!(m.take_lead(&internal), None);
+        // Taken up once: seeing it again in retrieval does not bring it back.
+        m.lead("Plant report: Line 3", &internal);
+        assert_eq!(m.take_lead(&internal), None);
+        assert_eq!(
+            m.take_lead(&restricted).as_deref(),
+            Some("Pricing memo: Discounts")
+        );
+        for i in 0..(LEADS + 5) {
+            m.lead(&format!("Doc {i}"), &internal);
+        }
+        assert_eq!(m.leads.len(), LEADS, "bounded");
+        assert_eq!(m.leads[0].topic, "Doc 5", "the oldest are dropped first");
+        let json = serde_json::to_string(&m).expect("json");
+        assert_eq!(serde_json::from_str::<Memory>(&json).expect("parse"), m);
+    }
 
     fn note(i: usize) -> Note {
         Note {

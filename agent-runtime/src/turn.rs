@@ -41,6 +41,21 @@ enum Plan {
 
 const REACTIONS: &[&str] = &["eyes", "thumbsup", "bulb", "warning"];
 
+/// Share of an agent's own posts that take up a section of its documents it
+/// has not talked about yet, rather than one of its standing interests: an
+/// even split keeps the department's angle and still walks the documents.
+const LEAD_SHARE: f64 = 0.5;
+
+/// The topic a section of a document offers: its title and heading.
+fn section_topic(e: &Evidence) -> String {
+    let heading = e.heading.trim();
+    if heading.is_empty() || heading.eq_ignore_ascii_case(e.document_title.trim()) {
+        e.document_title.trim().to_string()
+    } else {
+        format!("{}: {heading}", e.document_title.trim())
+    }
+}
+
 /// Take one turn; returns what the scheduler needs and the time spent in the brain.
 pub(crate) async fn take_turn(
     rt: &Runtime,
@@ -104,6 +119,16 @@ pub(crate) async fn take_turn(
             remember(memory, &trigger);
         }
         Plan::Post { channel, topic } => {
+            // Half the time the agent takes up a section of its documents it
+            // was handed before and has not talked about, so over a day it
+            // works through its documents instead of circling the few its
+            // standing interests retrieve. Only a section the channel may
+            // read becomes a topic (the topic is named in the post).
+            let topic = if rng.gen_bool(LEAD_SHARE) {
+                memory.take_lead(&channel.label).unwrap_or(topic)
+            } else {
+                topic
+            };
             let thread = recent(rt, &record, &channel, memory, now).await;
             let (posted, tokens, bt) = compose_and_post(
                 rt,
@@ -454,6 +479,7 @@ async fn compose_and_post(
             memory.stats.retrievals += 1;
             for e in &ev {
                 rt.marks.raise(&record.id, &e.label);
+                memory.lead(&section_topic(e), &e.label);
             }
             // Only what the channel may receive goes into the context.
             ev.into_iter()

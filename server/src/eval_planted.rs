@@ -815,7 +815,15 @@ async fn simulate(
                 scope: Some(format!("dept-{d}")),
                 brain: Some(args.brain.clone()),
                 activity: Some("high".into()),
-                channels: Some(vec!["war-room".into(), shared.name.clone()]),
+                // As a spawn by default: the war room and the department's
+                // own channel (confidential to it, where what its
+                // compartment's documents say can be said), plus the war
+                // room for what is confidential without a compartment.
+                channels: Some(vec![
+                    "war-room".into(),
+                    shared.name.clone(),
+                    format!("dept-{d}"),
+                ]),
                 tokens_per_hour: None,
                 turns_per_hour: None,
             };

@@ -1041,3 +1041,82 @@ async fn agent_endpoints_refuse_bad_input() {
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     app.stop().await;
 }
+
+/// Issue 13 (the talk must carry the facts): an agent on its own initiative
+/// works through its department's documents instead of circling the few
+/// that its standing interests retrieve. Sixteen short documents, each about
+/// a different matter in words none of the engineering interests use; one
+/// agent posting for a simulated day quotes most of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_works_through_its_documents_over_a_day() {
+    let app = start().await;
+    let admin = app
+        .user("admin", "admin", Some(common::ALL_DEPARTMENTS))
+        .await;
+    let matters = [
+        "Alder", "Birch", "Cedar", "Dogwood", "Elm", "Fir", "Ginkgo", "Hazel", "Ivy", "Juniper",
+        "Kapok", "Larch", "Maple", "Nutmeg", "Olive", "Poplar",
+    ];
+    for (i, m) in matters.iter().enumerate() {
+        let body = format!(
+            "---\ntitle: {m} workstream notes\ndepartment: engineering\nlabel: internal\n---\n## {m} status\n\nThe {m} workstream moved its review to May {day}, 2026 after {n} open questions came back from the pilot group.\n\n## {m} next steps\n\nOwners for the {m} workstream agreed to publish a revised plan with {k} milestones before the end of June 2026.\n",
+            day = i + 3,
+            n = i + 5,
+            k = i + 2,
+        );
+        let path = format!("engineering/{}.md", m.to_lowercase());
+        let r = app
+            .raw(
+                Method::POST,
+                &format!("/api/v1/documents?path={path}"),
+                Some(&admin.token),
+                Some("application/octet-stream"),
+                body.into_bytes(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{path}: {:?}", r.json);
+    }
+    let r = app
+        .post(
+            "/api/v1/scopes",
+            &admin.token,
+            json!({"name": "dept-engineering", "departments": ["engineering"], "max_label": "internal"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
+    let out = spawn(
+        &app,
+        &admin,
+        json!({"template": "engineering-analyst", "count": 1, "turns_per_hour": 12}),
+    )
+    .await;
+    let agent = out["agents"][0]["id"].as_str().unwrap().to_string();
+    let mut cfg = runtime_config(12);
+    cfg.scheduler.turns_per_minute = 60.0;
+    let rt = runtime(&app, cfg).await;
+    rt.run_virtual(0, 24 * 3_600_000, 60_000).await;
+    let db = &app.running.app.db;
+    let mine: HashSet<String> = message::Entity::find()
+        .filter(message::Column::AuthorId.eq(agent.as_str()))
+        .all(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    let documents: HashSet<String> = message_citation::Entity::find()
+        .all(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| mine.contains(&c.message_id))
+        .map(|c| c.document_id)
+        .collect();
+    assert!(
+        documents.len() >= 12,
+        "the agent quoted {} of 16 documents in {} messages: {:?}",
+        documents.len(),
+        mine.len(),
+        rt.stats()
+    );
+}
