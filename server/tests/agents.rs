@@ -1080,7 +1080,7 @@ async fn an_agent_works_through_its_documents_over_a_day() {
         .post(
             "/api/v1/scopes",
             &admin.token,
-            json!({"name": "dept-engineering", "departments": ["engineering"], "max_label": "internal"}),
+            json!({"name": "dept-engineering", "departments": ["engineering"], "max_label": "confidential:engineering"}),
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
