@@ -224,6 +224,12 @@ pub struct Miner {
     fact_index: HashMap<u64, u32>,
     /// Documents each sentence (lower-cased) appears in.
     sentence_docs: HashMap<u64, u32>,
+    /// Documents (of the cited chunks) each name or figure appears in, and
+    /// how many documents there are: a name few documents carry marks one
+    /// matter; one most documents carry (the company, its main product)
+    /// marks nothing in particular.
+    token_docs: HashMap<String, u32>,
+    documents: u32,
     links: HashMap<(u32, u32), Link>,
     channel: Option<String>,
     threads: HashMap<String, (i64, VecDeque<Ctx>)>,
@@ -261,6 +267,21 @@ impl Miner {
             .collect();
         let mut seen: HashSet<(u64, u64)> = HashSet::new();
         let mut sentence_docs: HashMap<u64, u32> = HashMap::new();
+        let mut doc_tokens: HashSet<(u64, String)> = HashSet::new();
+        let mut docs_seen: HashSet<u64> = HashSet::new();
+        for (c, sents) in chunks.iter().zip(&chunk_sentences) {
+            let doc = crate::insights::hash64(&c.document_path);
+            docs_seen.insert(doc);
+            for s in sents {
+                for t in entity_tokens(s) {
+                    doc_tokens.insert((doc, t));
+                }
+            }
+        }
+        let mut token_docs: HashMap<String, u32> = HashMap::new();
+        for (_, t) in doc_tokens {
+            *token_docs.entry(t).or_default() += 1;
+        }
         for (c, sents) in chunks.iter().zip(&chunk_sentences_lc) {
             let doc = crate::insights::hash64(&c.document_path);
             for s in sents.iter() {
@@ -279,6 +300,8 @@ impl Miner {
             facts: Vec::new(),
             fact_index: HashMap::new(),
             sentence_docs,
+            token_docs,
+            documents: docs_seen.len() as u32,
             links: HashMap::new(),
             channel: None,
             threads: HashMap::new(),
@@ -469,7 +492,7 @@ impl Miner {
             chunk,
             key: format!("{}#{:016x}", c.department, key),
             tokens: entity_tokens(&quote),
-            boilerplate: docs >= 2,
+            boilerplate: docs >= 2 || is_byline(&quote),
             specificity: specificity(&quote),
             quote,
             messages: 0,
@@ -537,12 +560,19 @@ impl Miner {
                 postings.entry(t.as_str()).or_default().push(i as u32);
             }
         }
+        // Each pair counts its rarest shared name in full and the others at
+        // a quarter: one name that only a couple of documents carry says two
+        // facts concern one matter; many common words shared by two long
+        // sentences say little more than one would.
         let cap = ((n as f32) * 0.06).max(3.0) as usize;
+        let docs = self.documents.max(2) as f32;
+        let mut shared: HashMap<(u32, u32), (f32, f32)> = HashMap::new();
         for (t, list) in &postings {
             if list.len() < 2 || list.len() > cap {
                 continue;
             }
-            let idf = ((n as f32 + 1.0) / list.len() as f32).ln();
+            let df = self.token_docs.get(*t).copied().unwrap_or(1).max(1) as f32;
+            let idf = ((docs + 1.0) / df).ln().max(0.0);
             let boost = if t.chars().any(|c| c.is_ascii_digit()) {
                 1.2
             } else {
@@ -553,9 +583,14 @@ impl Miner {
                     if self.fact_department(a) == self.fact_department(b) {
                         continue;
                     }
-                    strength.entry((a.min(b), a.max(b))).or_default().entities += idf * boost;
+                    let e = shared.entry((a.min(b), a.max(b))).or_default();
+                    e.0 = e.0.max(idf * boost);
+                    e.1 += idf * boost;
                 }
             }
+        }
+        for (k, (max, sum)) in shared {
+            strength.entry(k).or_default().entities = max + 0.25 * (sum - max);
         }
         // Facts whose messages sit close in vector space.
         let norms: Vec<Option<Vec<f32>>> =
@@ -618,7 +653,7 @@ impl Miner {
                 * (0.6 + 0.4 * f.specificity)
         };
         let total_of = |(a, b): (u32, u32), p: &Parts| {
-            (p.talk + (p.entities / 6.0).min(1.5) + p.fit * COMPLEMENT_WEIGHT)
+            (p.talk + (p.entities / ENTITY_SCALE).min(1.5) + p.fit * COMPLEMENT_WEIGHT)
                 * quality(a)
                 * quality(b)
         };
@@ -1418,6 +1453,10 @@ fn roles(text: &str) -> Roles {
 
 /// How much a link counts when two facts complete each other.
 const COMPLEMENT_WEIGHT: f32 = 1.0;
+/// Shared names reach their full weight (1.5, about what a meeting in a
+/// thread gives) when the rarest of them is in two of forty documents
+/// (idf ln 20.5 = 3.0): the size of a company corpus the evaluation uses.
+const ENTITY_SCALE: f32 = 2.0;
 
 /// Departments one insight spans at most: a matter's own two, and one more
 /// that adds a fact (the digest's reader acts with these few teams).
@@ -1490,6 +1529,24 @@ const COMMON_CAPS: &[&str] = &[
     "At",
     "No",
 ];
+
+/// Whether a sentence is a document's byline rather than a fact of the
+/// business: it opens with a past participle and the people behind it
+/// ("Prepared by ...", "Compiled by ...", "Reviewed with ..."). Every
+/// department's documents have one, so they link across departments
+/// through role and team names alone.
+pub fn is_byline(s: &str) -> bool {
+    let mut w = s.split_whitespace();
+    match (w.next(), w.next()) {
+        (Some(first), Some(second)) => {
+            first.len() > 3
+                && first.chars().next().is_some_and(char::is_uppercase)
+                && first.ends_with("ed")
+                && matches!(second, "by" | "with")
+        }
+        _ => false,
+    }
+}
 
 /// Names, codes and versions in a sentence (0-1): capitalised words past
 /// the first, and tokens mixing letters with digits or dots.
@@ -1708,6 +1765,19 @@ mod tests {
             roles("Travel is reviewed against the per-team allowance."),
             Roles::default()
         );
+    }
+
+    #[test]
+    fn a_byline_is_boilerplate_and_a_fact_is_not() {
+        assert!(is_byline(
+            "Compiled by Nadia Brennan (Sales Operations) from CRM closed-lost reasons."
+        ));
+        assert!(is_byline("Reviewed with Legal on July 9, 2026."));
+        assert!(!is_byline(
+            "The calibration lab needs eight additional technicians by September 2026."
+        ));
+        assert!(!is_byline("Red tape slowed by half the onboarding."));
+        assert!(!is_byline("Signed."));
     }
 
     #[test]
