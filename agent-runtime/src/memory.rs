@@ -99,8 +99,7 @@ impl Memory {
             self.said.retain(|x| *x != k);
             self.said.push(k);
         }
-        let over = self.said.len().saturating_sub(SAID);
-        self.said.drain(..over);
+        keep_newest(&mut self.said, SAID);
     }
 
     /// Note a section the agent was handed but did not quote, unless it
@@ -110,16 +109,14 @@ impl Memory {
         if topic.is_empty() {
             return;
         }
-        let key = crate::platform::fnv1a(topic.to_lowercase().as_bytes());
-        if self.explored.contains(&key) || self.leads.iter().any(|l| l.topic == topic) {
+        if self.explored.contains(&lead_key(topic)) || self.leads.iter().any(|l| l.topic == topic) {
             return;
         }
         self.leads.push(Lead {
             topic: topic.to_string(),
             label: label.clone(),
         });
-        let over = self.leads.len().saturating_sub(LEADS);
-        self.leads.drain(..over);
+        keep_newest(&mut self.leads, LEADS);
     }
 
     /// Take up the oldest noted section that a channel under `label` may
@@ -127,10 +124,8 @@ impl Memory {
     pub fn take_lead(&mut self, label: &crate::label::Label) -> Option<String> {
         let i = self.leads.iter().position(|l| l.label.within(label))?;
         let lead = self.leads.remove(i);
-        self.explored
-            .push(crate::platform::fnv1a(lead.topic.to_lowercase().as_bytes()));
-        let over = self.explored.len().saturating_sub(EXPLORED);
-        self.explored.drain(..over);
+        self.explored.push(lead_key(&lead.topic));
+        keep_newest(&mut self.explored, EXPLORED);
         Some(lead.topic)
     }
 
@@ -195,6 +190,17 @@ impl Memory {
             .iter()
             .filter(move |n| n.channel_id == channel_id)
     }
+}
+
+/// The key a section is remembered by once taken up.
+fn lead_key(topic: &str) -> u64 {
+    crate::platform::fnv1a(topic.to_lowercase().as_bytes())
+}
+
+/// Drop the oldest entries of a newest-last list beyond `max`.
+fn keep_newest<T>(list: &mut Vec<T>, max: usize) {
+    let over = list.len().saturating_sub(max);
+    list.drain(..over);
 }
 
 #[cfg(test)]

@@ -269,7 +269,7 @@ impl Miner {
         let mut sentence_docs: HashMap<u64, u32> = HashMap::new();
         let mut doc_tokens: HashSet<(u64, String)> = HashSet::new();
         let mut docs_seen: HashSet<u64> = HashSet::new();
-        for (c, sents) in chunks.iter().zip(&chunk_sentences) {
+        for ((c, sents), sents_lc) in chunks.iter().zip(&chunk_sentences).zip(&chunk_sentences_lc) {
             let doc = crate::insights::hash64(&c.document_path);
             docs_seen.insert(doc);
             for s in sents {
@@ -277,19 +277,16 @@ impl Miner {
                     doc_tokens.insert((doc, t));
                 }
             }
-        }
-        let mut token_docs: HashMap<String, u32> = HashMap::new();
-        for (_, t) in doc_tokens {
-            *token_docs.entry(t).or_default() += 1;
-        }
-        for (c, sents) in chunks.iter().zip(&chunk_sentences_lc) {
-            let doc = crate::insights::hash64(&c.document_path);
-            for s in sents.iter() {
+            for s in sents_lc.iter() {
                 let h = crate::insights::hash64(s);
                 if seen.insert((doc, h)) {
                     *sentence_docs.entry(h).or_default() += 1;
                 }
             }
+        }
+        let mut token_docs: HashMap<String, u32> = HashMap::new();
+        for (_, t) in doc_tokens {
+            *token_docs.entry(t).or_default() += 1;
         }
         Self {
             cfg,
