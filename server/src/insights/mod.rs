@@ -563,16 +563,21 @@ fn word(
     // Each department's lead fact, the one that says most for this kind.
     let mut leads: Vec<(String, String)> = Vec::new();
     for d in &departments {
-        if let Some(f) = facts
+        if let Some(f) = t
+            .facts
             .iter()
-            .filter(|f| &miner.chunk(f).department == d)
+            .filter(|f| &miner.chunk(&miner.facts[**f as usize]).department == d)
             .max_by(|a, b| {
-                lead_score(a, t.kind)
-                    .total_cmp(&lead_score(b, t.kind))
-                    .then(b.quote.len().cmp(&a.quote.len()))
+                let (qa, qb) = (
+                    &miner.facts[**a as usize].quote,
+                    &miner.facts[**b as usize].quote,
+                );
+                lead_score(miner, **a, t.kind)
+                    .total_cmp(&lead_score(miner, **b, t.kind))
+                    .then(qb.len().cmp(&qa.len()))
             })
         {
-            leads.push((d.clone(), f.quote.clone()));
+            leads.push((d.clone(), miner.facts[*f as usize].quote.clone()));
         }
     }
     let quotes: Vec<&str> = facts.iter().map(|f| f.quote.as_str()).collect();
@@ -630,21 +635,26 @@ fn word(
     }
 }
 
-fn lead_score(f: &mine::Fact, kind: Kind) -> f32 {
-    let t = f.quote.to_lowercase();
-    let cue = match kind {
-        Kind::Risk => [
-            "drift", "fail", "outage", "risk", "complain", "capacity", "no ",
-        ]
-        .iter()
-        .filter(|w| t.contains(*w))
-        .count(),
-        Kind::Opportunity => ["asked", "request", "could", "spare", "already", "prototype"]
-            .iter()
-            .filter(|w| t.contains(*w))
-            .count(),
-    } as f32;
-    cue + mine::concreteness(&f.quote)
+/// How well a fact speaks for its topic's kind: how far it leans to that
+/// kind by meaning (the judge's facets, in standard deviations over the run),
+/// or by the generic word cues when no sentence model judged, plus how
+/// concrete it is.
+fn lead_score(miner: &Miner, fact: u32, kind: Kind) -> f32 {
+    let f = &miner.facts[fact as usize];
+    let lean = match miner.facets.get(fact as usize) {
+        Some(x) => match kind {
+            Kind::Risk => x.risk,
+            Kind::Opportunity => x.opportunity,
+        },
+        None => {
+            let (risk, opportunity, _) = mine::word_lean(&f.quote);
+            match kind {
+                Kind::Risk => risk,
+                Kind::Opportunity => opportunity,
+            }
+        }
+    };
+    lean + mine::concreteness(&f.quote)
 }
 
 fn evidence_of(r: &MsgRef, citations: Vec<Citation>) -> Evidence {

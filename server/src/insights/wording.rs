@@ -9,7 +9,7 @@
 //! of them, or else the words that set this topic's facts apart from all the
 //! run's facts (class-based TF-IDF, as BERTopic describes clusters).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use super::mine::Kind;
 
@@ -73,60 +73,145 @@ fn content_words(s: &str) -> Vec<String> {
         .collect()
 }
 
-/// Names and codes in a sentence, as written: capitalised words after the
-/// first, and tokens mixing letters with digits or dots (versions, regions).
+/// Names and codes in a sentence, as written: runs of capitalised words
+/// ("Halvorsen Cold Chain"), each kept whole, and tokens mixing letters with
+/// digits or dots (versions, regions). A sentence's first word counts only
+/// inside a longer run, and a common opener ("The") is dropped from a run.
 fn names(s: &str) -> Vec<String> {
     let mut out = Vec::new();
+    // (position in the sentence, word, whether it is a code)
+    let mut run: Vec<(usize, String, bool)> = Vec::new();
+    let flush = |run: &mut Vec<(usize, String, bool)>, out: &mut Vec<String>| {
+        while run
+            .first()
+            .is_some_and(|(_, w, _)| OPENERS.contains(&w.to_lowercase().as_str()))
+        {
+            run.remove(0);
+        }
+        // A capitalised first word alone may be no name ("Support logged..."); a code is one.
+        let alone_first = run.len() == 1 && run[0].0 == 0 && !run[0].2;
+        if !run.is_empty() && !alone_first {
+            out.push(
+                run.iter()
+                    .map(|(_, w, _)| w.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            );
+        }
+        run.clear();
+    };
     for (i, raw) in s.split_whitespace().enumerate() {
         let w = raw.trim_matches(|c: char| !c.is_alphanumeric());
         let w = w
             .strip_suffix("'s")
             .or_else(|| w.strip_suffix("’s"))
             .unwrap_or(w);
-        if w.chars().count() < 2 {
-            continue;
-        }
-        let code = w.chars().any(|c| c.is_ascii_digit()) && w.chars().any(|c| c.is_alphabetic());
-        let name = i > 0
+        let code = w.chars().count() >= 2
+            && w.chars().any(|c| c.is_ascii_digit())
+            && w.chars().any(|c| c.is_alphabetic())
+            && !is_period_or_amount(w);
+        let capital = w.chars().count() >= 2
             && w.chars().next().is_some_and(char::is_uppercase)
             && !super::mine::MONTHS.contains(&w);
-        if code || name {
-            out.push(w.to_string());
+        if code || capital {
+            // A model or version code belongs to the name before it:
+            // "Sentra V4", "ThermaLink T2".
+            run.push((i, w.to_string(), code));
+        } else {
+            flush(&mut run, &mut out);
+        }
+        // Punctuation after a word ends its run: "Halvorsen, Legal said".
+        if raw.ends_with([',', ';', ':', '.', ')', '!', '?']) {
+            flush(&mut run, &mut out);
         }
     }
+    flush(&mut run, &mut out);
     out
+}
+
+/// Calendar periods (Q3, H2, FY2026) and amounts (11.5M, $40k, 12%) are
+/// dates and figures, not names of a matter.
+fn is_period_or_amount(w: &str) -> bool {
+    let u = w.to_uppercase();
+    let period = (u.len() == 2 && (u.starts_with('Q') || u.starts_with('H')))
+        || (u.starts_with("FY") && u[2..].chars().all(|c| c.is_ascii_digit()));
+    let amount = w.chars().next().is_some_and(|c| c.is_ascii_digit())
+        && w.trim_end_matches(|c: char| c.is_alphabetic() || c == '%')
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == '.' || c == ',')
+        && w.chars().filter(|c| c.is_alphabetic()).count() <= 2;
+    period || amount
+}
+
+/// Whether name phrase `short` is `long` or a whole-word part of it.
+fn part_of(short: &str, long: &str) -> bool {
+    let (s, l) = (short.to_lowercase(), long.to_lowercase());
+    let sw: Vec<&str> = s.split(' ').collect();
+    let lw: Vec<&str> = l.split(' ').collect();
+    lw.windows(sw.len()).any(|w| w == sw.as_slice())
 }
 
 /// What a topic is about, in at most three words or names.
 pub fn subject(quotes: &[&str], vocab: &Vocabulary) -> Vec<String> {
-    // Names two facts share say most plainly what links them.
-    let mut seen: BTreeMap<String, (String, usize)> = BTreeMap::new();
-    for q in quotes {
-        for n in names(q).into_iter().collect::<BTreeSet<_>>() {
-            let e = seen.entry(n.to_lowercase()).or_insert((n.clone(), 0));
-            e.1 += 1;
+    // Names two facts share say most plainly what links them. Two facts
+    // share a name when one names it whole and the other names it or
+    // something longer containing it ("Halvorsen" and "Halvorsen Cold
+    // Chain" share "Halvorsen").
+    let phrases: Vec<Vec<String>> = quotes.iter().map(|q| names(q)).collect();
+    let mut candidates: BTreeSet<String> = BTreeSet::new();
+    for (i, a) in phrases.iter().enumerate() {
+        for b in &phrases[i + 1..] {
+            for p in a {
+                for q in b {
+                    if part_of(p, q) {
+                        candidates.insert(p.clone());
+                    } else if part_of(q, p) {
+                        candidates.insert(q.clone());
+                    }
+                }
+            }
         }
     }
-    let mut shared: Vec<(f32, String)> = seen
-        .iter()
-        .filter(|(lc, (_, c))| *c >= 2 && !vocab.common(lc))
-        .map(|(lc, (n, _))| (vocab.idf(lc), n.clone()))
+    let words_of = |p: &str| -> Vec<String> { p.split(' ').map(str::to_lowercase).collect() };
+    let mut shared: Vec<(f32, String)> = candidates
+        .into_iter()
+        .filter(|p| !words_of(p).iter().all(|w| vocab.common(w)))
+        .map(|p| {
+            let idf = words_of(&p)
+                .iter()
+                .map(|w| vocab.idf(w))
+                .fold(0.0f32, f32::max);
+            (idf, p)
+        })
         .collect();
-    shared.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    let mut out: Vec<String> = shared.into_iter().take(2).map(|(_, n)| n).collect();
+    // The rarest first, and of equally rare ones the longest (the whole name).
+    shared.sort_by(|a, b| {
+        b.0.total_cmp(&a.0)
+            .then(b.1.len().cmp(&a.1.len()))
+            .then(a.1.cmp(&b.1))
+    });
+    let mut out: Vec<String> = Vec::new();
+    for (_, p) in shared {
+        if out.len() >= 2 {
+            break;
+        }
+        if !out.iter().any(|o| part_of(&p, o) || part_of(o, &p)) {
+            out.push(p);
+        }
+    }
     if out.len() < 2 {
         // Otherwise the words that set these facts apart (class TF-IDF),
-        // names first.
+        // names first, each shown as the whole name it is part of.
         let mut tf: HashMap<String, f32> = HashMap::new();
         for q in quotes {
             for w in content_words(q) {
                 *tf.entry(w).or_default() += 1.0;
             }
         }
-        let as_written: HashMap<String, String> = quotes
+        let as_written: HashMap<String, String> = phrases
             .iter()
-            .flat_map(|q| names(q))
-            .map(|n| (n.to_lowercase(), n))
+            .flatten()
+            .flat_map(|p| words_of(p).into_iter().map(move |w| (w, p.clone())))
             .collect();
         let mut ranked: Vec<(f32, String)> = tf
             .into_iter()
@@ -146,7 +231,7 @@ pub fn subject(quotes: &[&str], vocab: &Vocabulary) -> Vec<String> {
                 break;
             }
             let shown = as_written.get(&w).cloned().unwrap_or(w);
-            if !out.iter().any(|o| o.eq_ignore_ascii_case(&shown)) {
+            if !out.iter().any(|o| part_of(&shown, o) || part_of(o, &shown)) {
                 out.push(shown);
             }
         }
@@ -294,10 +379,37 @@ mod tests {
         let b = "Halvorsen Cold Chain renews in March for $2.1M.";
         let vocab = Vocabulary::new([a, b, LEGAL, ENG]);
         let subj = subject(&[a, b], &vocab);
-        assert!(
-            subj.iter()
-                .any(|s| s == "Halvorsen" || s == "Cold" || s == "Chain"),
+        assert_eq!(
+            subj.first().map(String::as_str),
+            Some("Halvorsen Cold Chain"),
             "{subj:?}"
+        );
+    }
+
+    #[test]
+    fn names_are_kept_whole_and_openers_dropped() {
+        assert_eq!(
+            names("The Vandersloot Transport contract moved to eu-west-1 after the Q3 review."),
+            vec!["Vandersloot Transport", "eu-west-1"]
+        );
+        assert_eq!(
+            names("False alarms on Sentra V4 units cost 11.5M in H2 2026."),
+            vec!["Sentra V4"]
+        );
+        assert_eq!(names("Halvorsen renews, Legal said."), vec!["Legal"]);
+        assert_eq!(names("V4 units failed."), vec!["V4"]);
+        assert_eq!(
+            names("Halvorsen Cold Chain renews in March."),
+            vec!["Halvorsen Cold Chain"]
+        );
+        let a = "Halvorsen asked for a discount.";
+        let b = "Support logged twelve tickets from Halvorsen Cold Chain last week.";
+        let vocab = Vocabulary::new([a, b, LEGAL, ENG]);
+        // A sentence's lone first word may be no name ("Support"), so the
+        // shared name is found from the words, shown as the whole name.
+        assert_eq!(
+            subject(&[a, b], &vocab).first().map(String::as_str),
+            Some("Halvorsen Cold Chain")
         );
     }
 
