@@ -654,8 +654,24 @@ impl Miner {
                 * quality(a)
                 * quality(b)
         };
+        // One sentence found in two departments' documents (a policy
+        // paragraph pasted into both) is one text in two places, not two
+        // facts that meet.
+        let text_of: Vec<String> = self
+            .facts
+            .iter()
+            .map(|f| {
+                f.quote
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .to_lowercase()
+            })
+            .collect();
+        let same_text = |(a, b): (u32, u32)| text_of[a as usize] == text_of[b as usize];
         let mut ranked: Vec<((u32, u32), f32)> = strength
             .iter()
+            .filter(|(k, _)| !same_text(**k))
             .map(|(k, v)| (*k, total_of(*k, v)))
             .collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -1335,10 +1351,21 @@ fn cues(text: &str) -> Cues {
             c.urgency += 0.5;
         }
     }
-    c.resolved = RESOLVED.iter().any(|w| t.contains(w))
-        || t
-            .split(|c: char| !(c.is_alphanumeric() || c == '-'))
-            .any(|w| CLOSED_WORDS.contains(&w));
+    let words: Vec<&str> = t
+        .split(|c: char| !(c.is_alphanumeric() || c == '-'))
+        .filter(|w| !w.is_empty())
+        .collect();
+    // "no employee was affected", "nobody was affected": no one was hit.
+    let unaffected = words.windows(2).enumerate().any(|(i, w)| {
+        matches!(w[0], "was" | "were")
+            && w[1] == "affected"
+            && words[i.saturating_sub(3)..i]
+                .iter()
+                .any(|x| matches!(*x, "no" | "nobody" | "none"))
+    });
+    c.resolved = unaffected
+        || RESOLVED.iter().any(|w| t.contains(w))
+        || words.iter().any(|w| CLOSED_WORDS.contains(w));
     c.risk = c.risk.max(0.0);
     c
 }
@@ -1792,6 +1819,8 @@ mod tests {
         assert!(cues("The support team is running at 95% of capacity.").risk >= 1.0);
         assert!(cues("The payroll error has been settled with the bank.").resolved);
         assert!(!cues("The payroll run is due on Friday.").resolved);
+        assert!(cues("The outage lasted an hour and no customer was affected.").resolved);
+        assert!(!cues("Three customers were affected by the outage.").resolved);
         assert!(cues("The team withdrew the field in the August redesign.").resolved);
         assert!(!cues("Sales reported 14 closed-lost deals in Q2.").resolved);
         assert!(entity_tokens("Halvorsen renews in March for $2.1M.")
