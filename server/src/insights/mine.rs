@@ -1475,10 +1475,29 @@ fn roles(text: &str) -> Roles {
     };
     Roles {
         need: strongest(NEED),
-        have: strongest(HAVE),
+        have: strongest(HAVE).max(if idle_capacity(&t) { 1.0 } else { 0.0 }),
         promise: strongest(PROMISE),
         practice: strongest(PRACTICE),
     }
+}
+
+/// Whether a sentence says capacity sits partly unused: "capacity" or
+/// "utilization" with "half", "partly" or "under", or a share below 60%,
+/// in the three words before it ("runs at about half capacity", "ran at
+/// 41% utilization").
+fn idle_capacity(t: &str) -> bool {
+    let words: Vec<&str> = t.split_whitespace().collect();
+    words.iter().enumerate().any(|(i, w)| {
+        let w = w.trim_matches(|c: char| !c.is_alphanumeric());
+        matches!(w, "capacity" | "utilization" | "utilisation")
+            && words[i.saturating_sub(3)..i].iter().any(|x| {
+                let x = x.trim_matches(|c: char| !(c.is_alphanumeric() || c == '%'));
+                matches!(x, "half" | "partly" | "partially" | "under")
+                    || x.strip_suffix('%')
+                        .and_then(|n| n.parse::<f32>().ok())
+                        .is_some_and(|n| n < 60.0)
+            })
+    })
 }
 
 /// How much a link counts when two facts complete each other.
@@ -1819,6 +1838,13 @@ mod tests {
         assert!(cues("The support team is running at 95% of capacity.").risk >= 1.0);
         assert!(cues("The payroll error has been settled with the bank.").resolved);
         assert!(!cues("The payroll run is due on Friday.").resolved);
+        assert!(idle_capacity("the line ran at 41% utilization in q2."));
+        assert!(idle_capacity(
+            "the night shift runs at about half capacity."
+        ));
+        assert!(!idle_capacity(
+            "the support team is running at 95% of capacity."
+        ));
         assert!(cues("The outage lasted an hour and no customer was affected.").resolved);
         assert!(!cues("Three customers were affected by the outage.").resolved);
         assert!(cues("The team withdrew the field in the August redesign.").resolved);

@@ -112,7 +112,8 @@ fn names(s: &str) -> Vec<String> {
             && !is_period_or_amount(w);
         let capital = w.chars().count() >= 2
             && w.chars().next().is_some_and(char::is_uppercase)
-            && !super::mine::MONTHS.contains(&w);
+            && !super::mine::MONTHS.contains(&w)
+            && !is_period_or_amount(w);
         if code || capital {
             // A model or version code belongs to the name before it:
             // "Sentra V4", "ThermaLink T2".
