@@ -1836,6 +1836,7 @@ mod tests {
                 > 1.0
         );
         assert!(cues("The support team is running at 95% of capacity.").risk >= 1.0);
+        assert!(cues("Salaries were paid on time; no employee was affected.").resolved);
         assert!(cues("The payroll error has been settled with the bank.").resolved);
         assert!(!cues("The payroll run is due on Friday.").resolved);
         assert!(idle_capacity("the line ran at 41% utilization in q2."));
