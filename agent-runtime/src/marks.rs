@@ -1,8 +1,9 @@
 //! The runtime's copy of the server's per-agent mark: the join of the labels
-//! of the chunks the platform retrieved for an agent since its last post
-//! attempt. The server raises every post to its mark (SECURITY-CASES 28); the
-//! runtime keeps the same account so an agent never tries a post the server
-//! would refuse for it, and stays silent instead.
+//! of the chunks retrieved and the messages read for an agent since its last
+//! act (a post or a reaction attempt). The server raises every post to its
+//! mark (SECURITY-CASES 28); the runtime keeps the same account so an agent
+//! never tries a post the server would refuse for it, and stays silent
+//! instead.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

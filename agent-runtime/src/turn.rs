@@ -116,6 +116,8 @@ pub(crate) async fn take_turn(
                 }
                 Err(e) => note_platform_error(rt, &record, "react", &e),
             }
+            // The server spends the mark on every reaction attempt.
+            rt.marks.clear(&record.id);
             remember(memory, &trigger);
         }
         Plan::Post { channel, topic } => {
@@ -163,6 +165,7 @@ pub(crate) async fn take_turn(
             let mut thread = Vec::new();
             if root != trigger.message_id {
                 if let Ok(r) = rt.platform.message(&record.id, &root).await {
+                    rt.marks.raise(&record.id, &r.label);
                     thread.push(r);
                 }
             }
@@ -285,8 +288,18 @@ async fn decide(
             let (Some(channel_id), Some(message_id)) = (&act.channel_id, &act.message_id) else {
                 return Ok(Plan::Silent);
             };
+            // Whether to let an interest pass is settled before reading it:
+            // what an agent reads counts toward its next post, and a read
+            // that leads to no act would keep it silent in lower channels.
+            let roll: Option<f64> = (act.reason == Reason::Interest).then(|| rng.gen());
+            if roll.is_some_and(|r| (0.25..0.35).contains(&r)) {
+                return Ok(Plan::Silent);
+            }
             let trigger = match rt.platform.message(&record.id, message_id).await {
-                Ok(m) => m,
+                Ok(m) => {
+                    rt.marks.raise(&record.id, &m.label);
+                    m
+                }
                 // Not readable by this agent (label, membership): it never saw it.
                 Err(PlatformError::NotFound(_)) | Err(PlatformError::Forbidden(_)) => {
                     return Ok(Plan::Silent)
@@ -298,14 +311,8 @@ async fn decide(
                 .thread_root
                 .clone()
                 .unwrap_or_else(|| trigger.message_id.clone());
-            if act.reason == Reason::Interest {
-                let roll: f64 = rng.gen();
-                if roll < 0.25 {
-                    return Ok(Plan::React { trigger });
-                }
-                if roll < 0.35 {
-                    return Ok(Plan::Silent);
-                }
+            if roll.is_some_and(|r| r < 0.25) {
+                return Ok(Plan::React { trigger });
             }
             Ok(Plan::Reply {
                 channel,
@@ -432,6 +439,7 @@ async fn recent(
     {
         Ok(list) => {
             for m in &list {
+                rt.marks.raise(&record.id, &m.label);
                 remember(memory, m);
                 rt.heard.hear(&channel.id, now, &m.body);
             }

@@ -1,11 +1,16 @@
-//! What the server handed each agent from its documents since its last post:
-//! the label of that post is at least this mark, whatever the agent claims
-//! (SECURITY-CASES 28). A mark is consumed by the next post attempt and
-//! lapses after [`WINDOW`], so it covers one turn of a well-behaved runtime
-//! (retrieve, post) without tainting the agent for good. Messages the agent
-//! reads are not counted: an agent reads channels of several labels between
-//! posts, and counting them silenced it in every lower channel (the runtime
-//! only feeds a post the messages of its own channel).
+//! What the server handed each agent since its last act: the document
+//! chunks it retrieved or read through a citation, and the messages it read.
+//! The label of the agent's next post is at least this mark, whatever the
+//! agent claims (SECURITY-CASES 28).
+//!
+//! A mark is spent by the agent's next act, a post attempt or a reaction,
+//! whatever becomes of it, and lapses after [`WINDOW`]. It so covers one turn
+//! of the runtime (read a channel, retrieve, then post or react there)
+//! without tainting the agent for good: reading a restricted room and then
+//! posting what it said to a lower one in the same turn is refused, while an
+//! agent that sits in rooms of several labels still speaks in each. Agents
+//! cannot subscribe to channels on the socket, whose frames the server could
+//! not count; they read over the REST API.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -844,6 +844,124 @@ async fn finding_06_a_post_carries_at_least_what_the_agent_retrieved() {
     app.stop().await;
 }
 
+/// Finding 6 (case 28), messages: the server counted only what an agent
+/// retrieved. An agent cleared for HR that reads the HR room (a page, one
+/// message, a thread or a search) and then repeats it uncited in an internal
+/// channel, claiming `internal`, is refused; its next act spends the mark, so
+/// the agent still speaks in both rooms; and it cannot take channel messages
+/// from the socket, where the server could not count them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_06_a_post_carries_at_least_what_the_agent_read_in_messages() {
+    let app = start().await;
+    let admin = app.user("admin", "admin", Some(ALL_DEPARTMENTS)).await;
+    let agent = app.user("hr-bot", "agent", Some("restricted:hr")).await;
+    let hr_room = app
+        .channel(&admin, "hr-room", "public", Some("restricted:hr"))
+        .await;
+    let band = app
+        .say(&admin, &hr_room, "Staff band is 171 thousand")
+        .await;
+    let band_id = band["id"].as_str().unwrap().to_string();
+    assert_eq!(band["label"], "restricted:hr", "{band:?}");
+    let lobby = app
+        .channel(&agent, "lobby", "public", Some("internal"))
+        .await;
+    let lobby_path = format!("/api/v1/channels/{lobby}/messages");
+    let post = |body: &'static str| {
+        app.post(
+            &lobby_path,
+            &agent.token,
+            json!({"body": body, "label": "internal"}),
+        )
+    };
+    let reads = [
+        format!("/api/v1/channels/{hr_room}/messages"),
+        format!("/api/v1/messages/{band_id}"),
+        format!("/api/v1/messages/{band_id}/thread"),
+        "/api/v1/search?q=band".to_string(),
+    ];
+    for read in &reads {
+        let r = app.get(read, &agent.token).await;
+        assert_eq!(r.status, StatusCode::OK, "{read}: {:?}", r.json);
+        assert!(
+            r.json.to_string().contains("171 thousand"),
+            "{read}: {:?}",
+            r.json
+        );
+        let leak = post("Staff band is 171 thousand").await;
+        assert_eq!(
+            leak.status,
+            StatusCode::FORBIDDEN,
+            "after {read} the HR message went to the lobby: {:?}",
+            leak.json
+        );
+        // That attempt spent the mark: the agent speaks again.
+        let r = post("Lunch is at noon").await;
+        assert_eq!(r.status, StatusCode::CREATED, "after {read}: {:?}", r.json);
+    }
+    // Reading the room and reacting there is a turn too; a lower post after
+    // it is the agent's own again.
+    let r = app
+        .post(
+            &format!("/api/v1/channels/{hr_room}/join"),
+            &agent.token,
+            json!({}),
+        )
+        .await;
+    assert!(r.status.is_success(), "{:?}", r.json);
+    let r = app
+        .get(&format!("/api/v1/messages/{band_id}"), &agent.token)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
+    let r = app
+        .call(
+            Method::PUT,
+            &format!("/api/v1/messages/{band_id}/reactions/eyes"),
+            Some(&agent.token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.json);
+    let r = post("The canteen opens at eight").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
+    // A person who read the room carries no mark.
+    let r = app
+        .post(
+            &format!("/api/v1/channels/{lobby}/join"),
+            &admin.token,
+            json!({}),
+        )
+        .await;
+    assert!(r.status.is_success(), "{:?}", r.json);
+    let r = app
+        .get(
+            &format!("/api/v1/channels/{hr_room}/messages"),
+            &admin.token,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = app
+        .post(
+            &lobby_path,
+            &admin.token,
+            json!({"body": "Welcome to the lobby", "label": "internal"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
+    // The socket would hand the agent messages uncounted: it is refused.
+    let mut ws = app.ws(&agent).await;
+    ws.subscribe(&hr_room, None).await;
+    let e = ws.expect("error").await;
+    assert_eq!(e["code"], "forbidden", "{e:?}");
+    app.say(&admin, &hr_room, "Second band note").await;
+    let frames = ws.drain(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !frames.iter().any(|f| f.to_string().contains("Second band")),
+        "{frames:?}"
+    );
+    app.stop().await;
+}
+
 /// Finding 6, memory: an agent wrote its own memory's labels, so it could
 /// label HR notes `public` for any admin to read. Readers now see memory at
 /// the labels the server knows: a note at least its message's current label

@@ -527,5 +527,15 @@ pub async fn message_citations(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Vec<CitedChunk>>> {
     let m = crate::chat::get_message(&app, &p, check_id(&id)?).await?;
-    Ok(Json(app.knowledge.cited_chunks(&p, &m.citations).await?))
+    let cited = app.knowledge.cited_chunks(&p, &m.citations).await?;
+    // Cited text an agent is handed counts toward its next post, as
+    // retrieved text does (SECURITY-CASES 28).
+    app.marks.raise_stored(
+        &p,
+        cited
+            .iter()
+            .filter(|c| !c.redacted)
+            .map(|c| c.chunk.label.as_str()),
+    );
+    Ok(Json(cited))
 }

@@ -319,6 +319,13 @@ async fn subscribe(
     last_seq: Option<i64>,
 ) -> Result<(), ApiError> {
     let p = &conn.principal;
+    if p.kind == crate::principal::UserKind::Agent {
+        // What a socket delivers cannot be counted toward the agent's next
+        // post (SECURITY-CASES 28); agents read over the REST API.
+        return Err(ApiError::forbidden(
+            "agents read channels over the REST API, not by subscribing; see GET /api/v1/channels/{id}/messages",
+        ));
+    }
     let f = channel_facts(app, p, channel_id).await?;
     let ctx = f.ctx(p);
     if !app.authz.channel(p, ChannelAction::Read, &f.attrs, &ctx) {

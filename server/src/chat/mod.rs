@@ -830,7 +830,16 @@ pub async fn views_for(
     f: &ChannelFacts,
     rows: Vec<message::Model>,
 ) -> ApiResult<Vec<MessageView>> {
-    decorate(app, readable_in(app, p, &f.attrs, &f.ctx(p), rows)?).await
+    let rows = readable_in(app, p, &f.attrs, &f.ctx(p), rows)?;
+    observed(app, p, &rows);
+    decorate(app, rows).await
+}
+
+/// An agent was handed these messages: their labels count toward its next
+/// post, as what it retrieves does (SECURITY-CASES 28). A no-op for people.
+fn observed(app: &AppState, p: &Principal, rows: &[message::Model]) {
+    app.marks
+        .raise_stored(p, rows.iter().map(|m| m.label.as_str()));
 }
 
 /// The newest `limit` messages after `after_seq` that `p` may read, oldest
@@ -870,7 +879,9 @@ pub async fn read_recent(
         .all(&app.db)
         .await?;
     rows.reverse();
-    readable_in(app, p, &attrs, &ctx, rows)
+    let rows = readable_in(app, p, &attrs, &ctx, rows)?;
+    observed(app, p, &rows);
+    Ok(rows)
 }
 
 /// The messages whose label `p` may read.
@@ -1063,6 +1074,7 @@ pub async fn read_message(
     {
         return Err(ApiError::not_found("message"));
     }
+    observed(app, p, std::slice::from_ref(&m));
     Ok(m)
 }
 
@@ -1073,6 +1085,7 @@ pub async fn get_message(
     message_id: &str,
 ) -> ApiResult<MessageView> {
     let (m, _f) = message_facts(app, p, message_id).await?;
+    observed(app, p, std::slice::from_ref(&m));
     decorate(app, vec![m])
         .await?
         .pop()
@@ -1179,6 +1192,9 @@ pub async fn react(
     emoji: &str,
     add: bool,
 ) -> ApiResult<()> {
+    // A reaction ends an agent's turn as a post attempt does: it spends what
+    // the agent read for it (SECURITY-CASES 28).
+    app.marks.take(&p.id);
     let emoji = check_emoji(emoji)?;
     let (m, f) = message_facts(app, p, message_id).await?;
     let ctx = ChannelCtx {
