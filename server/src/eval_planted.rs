@@ -707,6 +707,9 @@ async fn run_once(
             "posts": sim.posts,
             "replies": sim.replies,
             "retrievals": sim.retrievals,
+            "turns": sim.turns,
+            "silent": sim.silent,
+            "refused": sim.refused,
         }
     });
     Ok(Once {
@@ -724,6 +727,11 @@ struct Sim {
     posts: u64,
     replies: u64,
     retrievals: u64,
+    /// Agent turns, and those that ended without a post or a reaction.
+    turns: u64,
+    silent: u64,
+    /// Acts the server refused (a label above the channel, a policy).
+    refused: u64,
 }
 
 /// A kept run (`--mine-only`): its departments and the whole span of its talk.
@@ -756,6 +764,9 @@ async fn reuse(app: &crate::app::App) -> anyhow::Result<(BTreeSet<String>, Sim)>
             posts: 0,
             replies: 0,
             retrievals: 0,
+            turns: 0,
+            silent: 0,
+            refused: 0,
         },
     ))
 }
@@ -933,12 +944,15 @@ async fn simulate(
     let stats = rt.stats();
     app.agents.flush_memory().await;
     println!(
-        "  Simulated {} hours: {} posts, {} replies, {} retrievals by {} agents.",
+        "  Simulated {} hours: {} posts, {} replies, {} retrievals by {} agents ({} of {} turns silent, {} refused).",
         args.hours,
         stats.posts,
         stats.replies,
         stats.retrievals,
-        departments.len() as u32 * args.agents_per_department
+        departments.len() as u32 * args.agents_per_department,
+        stats.silent,
+        stats.turns,
+        stats.refused
     );
     Ok(Sim {
         admin_id: admin.id.clone(),
@@ -946,6 +960,9 @@ async fn simulate(
         posts: stats.posts,
         replies: stats.replies,
         retrievals: stats.retrievals,
+        turns: stats.turns,
+        silent: stats.silent,
+        refused: stats.refused,
     })
 }
 
