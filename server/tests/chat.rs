@@ -69,8 +69,7 @@ async fn threads_reactions_edits_and_deletes(app: &TestApp) {
     let a = app.user("ann", "member", None).await;
     let b = app.user("ben", "member", None).await;
     let ch = app.channel(&a, "product", "public", None).await;
-    app.post(&format!("/api/v1/channels/{ch}/join"), &b.token, json!({}))
-        .await;
+    app.join(&b.token, &ch).await;
     let root = app.say(&a, &ch, "Should we raise prices?").await;
     let rid = root["id"].as_str().unwrap();
     let reply = app
@@ -205,8 +204,7 @@ async fn mentions_and_unread_counts(app: &TestApp) {
     let a = app.user("amy", "member", None).await;
     let b = app.user("bo", "member", None).await;
     let ch = app.channel(&a, "ops", "public", None).await;
-    app.post(&format!("/api/v1/channels/{ch}/join"), &b.token, json!({}))
-        .await;
+    app.join(&b.token, &ch).await;
     app.say(&a, &ch, "hey @bo can you check the carrier contract?")
         .await;
     app.say(&a, &ch, "and the warehouse numbers").await;
@@ -552,8 +550,7 @@ async fn posting_is_rate_limited_per_user() {
     let a = app.user("flood", "member", None).await;
     let b = app.user("calm", "member", None).await;
     let ch = app.channel(&a, "flooded", "public", None).await;
-    app.post(&format!("/api/v1/channels/{ch}/join"), &b.token, json!({}))
-        .await;
+    app.join(&b.token, &ch).await;
     let path = format!("/api/v1/channels/{ch}/messages");
     let mut statuses = Vec::new();
     for i in 0..8 {

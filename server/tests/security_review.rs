@@ -58,12 +58,7 @@ async fn hr_quote(app: &TestApp, word: &str) -> HrQuote {
         .unwrap()
         .to_string();
     let channel = app.channel(&agent, "desk", "public", None).await;
-    app.post(
-        &format!("/api/v1/channels/{channel}/join"),
-        &reader.token,
-        json!({}),
-    )
-    .await;
+    app.join(&reader.token, &channel).await;
     let r = app
         .post(
             &format!("/api/v1/channels/{channel}/messages"),
@@ -247,9 +242,7 @@ async fn finding_05_a_paused_agent_cannot_get_tokens_or_post() {
         .as_str()
         .unwrap()
         .to_string();
-    let r = app
-        .post(&format!("/api/v1/channels/{ch}/join"), &token, json!({}))
-        .await;
+    let r = app.join(&token, &ch).await;
     assert!(r.status.is_success(), "{:?}", r.json);
     set_status(&app, &admin, &agent, "paused").await;
     assert_eq!(
@@ -370,9 +363,7 @@ async fn finding_07_agent_tokens_stay_within_the_minters_clearance_and_name_the_
     .unwrap();
     assert_eq!(claims["act"], operator.id.as_str());
     let ch = app.channel(&operator, "hr-room", "public", None).await;
-    let r = app
-        .post(&format!("/api/v1/channels/{ch}/join"), &token, json!({}))
-        .await;
+    let r = app.join(&token, &ch).await;
     assert!(r.status.is_success(), "{:?}", r.json);
     let audit = app.get("/api/v1/audit?limit=100", &operator.token).await;
     let acted = audit
@@ -592,12 +583,7 @@ async fn attack_someone_elses_idempotency_key_returns_nothing_of_theirs() {
     let mallory = app.user("mallory", "member", None).await;
     let private = app.channel(&alice, "plans", "private", None).await;
     let shared = app.channel(&mallory, "lobby", "public", None).await;
-    app.post(
-        &format!("/api/v1/channels/{shared}/join"),
-        &alice.token,
-        json!({}),
-    )
-    .await;
+    app.join(&alice.token, &shared).await;
     let r = app
         .post(
             &format!("/api/v1/channels/{private}/messages"),
@@ -901,13 +887,7 @@ async fn finding_06_a_post_carries_at_least_what_the_agent_read_in_messages() {
     }
     // Reading the room and reacting there is a turn too; a lower post after
     // it is the agent's own again.
-    let r = app
-        .post(
-            &format!("/api/v1/channels/{hr_room}/join"),
-            &agent.token,
-            json!({}),
-        )
-        .await;
+    let r = app.join(&agent.token, &hr_room).await;
     assert!(r.status.is_success(), "{:?}", r.json);
     let r = app
         .get(&format!("/api/v1/messages/{band_id}"), &agent.token)
@@ -925,13 +905,7 @@ async fn finding_06_a_post_carries_at_least_what_the_agent_read_in_messages() {
     let r = post("The canteen opens at eight").await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
     // A person who read the room carries no mark.
-    let r = app
-        .post(
-            &format!("/api/v1/channels/{lobby}/join"),
-            &admin.token,
-            json!({}),
-        )
-        .await;
+    let r = app.join(&admin.token, &lobby).await;
     assert!(r.status.is_success(), "{:?}", r.json);
     let r = app
         .get(
@@ -1137,13 +1111,7 @@ async fn finding_09_a_worker_account_runs_agents_and_nothing_else() {
         "{activity}"
     );
     // The agent acts under the worker's token, audited with both names.
-    let r = app
-        .post(
-            &format!("/api/v1/channels/{ch}/join"),
-            &agent_token,
-            json!({}),
-        )
-        .await;
+    let r = app.join(&agent_token, &ch).await;
     assert!(r.status.is_success(), "{:?}", r.json);
     let audit = app.get("/api/v1/audit?limit=100", &admin.token).await;
     assert!(

@@ -270,6 +270,16 @@ impl TestApp {
             .await
     }
 
+    /// Join `channel` with `token` (a person's or an agent's).
+    pub async fn join(&self, token: &str, channel: &str) -> Resp {
+        self.post(
+            &format!("/api/v1/channels/{channel}/join"),
+            token,
+            json!({}),
+        )
+        .await
+    }
+
     /// Assign `scope` to user `user_id` (`None` unassigns it), as `by`.
     pub async fn assign_scope(&self, by: &User, user_id: &str, scope: Option<&str>) -> Resp {
         self.put(
