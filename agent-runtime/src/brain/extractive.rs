@@ -29,7 +29,9 @@ fn words(text: &str) -> HashSet<String> {
 /// Sentences of `text` that read as prose, trimmed, without headings or list
 /// markers (the insights job splits cited chunks the same way to find what
 /// was quoted). Table rows, checklist items and lead-ins to a list are not
-/// sentences: quoted alone in a chat they read as fragments.
+/// sentences: quoted alone in a chat they read as fragments. Nor is a
+/// document's byline ([`is_byline`]): it says who wrote the document, not
+/// what the business knows.
 pub fn sentences(text: &str) -> Vec<&str> {
     let mut out = Vec::new();
     for line in text.lines() {
@@ -56,8 +58,27 @@ pub fn sentences(text: &str) -> Vec<&str> {
         }
     }
     out.into_iter()
-        .filter(|s| s.len() >= 25 && s.len() <= 400 && reads_as_prose(s))
+        .filter(|s| s.len() >= 25 && s.len() <= 400 && reads_as_prose(s) && !is_byline(s))
         .collect()
+}
+
+/// Whether a sentence is a document's byline rather than a fact of the
+/// business: it opens with a past participle and the people behind it
+/// ("Prepared by ...", "Maintained by ...", "Reviewed with ..."). Every
+/// department's documents carry one, so quoted in a chat it answers nothing,
+/// and to the insights job it would link departments through role and team
+/// names alone.
+pub fn is_byline(s: &str) -> bool {
+    let mut w = s.split_whitespace();
+    match (w.next(), w.next()) {
+        (Some(first), Some(second)) => {
+            first.len() > 3
+                && first.chars().next().is_some_and(char::is_uppercase)
+                && first.ends_with("ed")
+                && matches!(second, "by" | "with")
+        }
+        _ => false,
+    }
 }
 
 fn is_checklist_item(line: &str) -> bool {
@@ -316,6 +337,22 @@ mod tests {
         let a = ExtractiveBrain.compose(&r).await.expect("composed");
         assert_eq!(a.used_evidence, vec![0, 1], "{}", a.text);
         assert!(a.text.ends_with("(source: Supply)"), "{}", a.text);
+    }
+
+    #[tokio::test]
+    async fn a_documents_byline_is_not_quoted() {
+        // The byline shares more words with the question than the fact does.
+        let mut r = req(vec![ev(
+            "Supply",
+            "Maintained by the supplier quality team (contact: supplier-quality@example.com).\n\
+             The second supplier quoted a 9 week lead time for the lens.",
+        )]);
+        r.topic = "supplier quality team contact".into();
+        let a = ExtractiveBrain.compose(&r).await.expect("composed");
+        assert!(!a.text.contains("Maintained by"), "{}", a.text);
+        assert!(a.text.contains("9 week lead time"), "{}", a.text);
+        assert!(is_byline("Prepared by the finance team, June 2026."));
+        assert!(!is_byline("Revenue declined by 4% in the second quarter."));
     }
 
     #[tokio::test]

@@ -489,7 +489,8 @@ impl Miner {
             chunk,
             key: format!("{}#{:016x}", c.department, key),
             tokens: entity_tokens(&quote),
-            boilerplate: docs >= 2 || is_byline(&quote),
+            // Bylines never get here: `sentences` leaves them out.
+            boilerplate: docs >= 2,
             specificity: specificity(&quote),
             quote,
             messages: 0,
@@ -1579,24 +1580,6 @@ const COMMON_CAPS: &[&str] = &[
     "No",
 ];
 
-/// Whether a sentence is a document's byline rather than a fact of the
-/// business: it opens with a past participle and the people behind it
-/// ("Prepared by ...", "Compiled by ...", "Reviewed with ..."). Every
-/// department's documents have one, so they link across departments
-/// through role and team names alone.
-pub fn is_byline(s: &str) -> bool {
-    let mut w = s.split_whitespace();
-    match (w.next(), w.next()) {
-        (Some(first), Some(second)) => {
-            first.len() > 3
-                && first.chars().next().is_some_and(char::is_uppercase)
-                && first.ends_with("ed")
-                && matches!(second, "by" | "with")
-        }
-        _ => false,
-    }
-}
-
 /// Names, codes and versions in a sentence (0-1): capitalised words past
 /// the first, and tokens mixing letters with digits or dots.
 pub fn specificity(s: &str) -> f32 {
@@ -1818,6 +1801,7 @@ mod tests {
 
     #[test]
     fn a_byline_is_boilerplate_and_a_fact_is_not() {
+        use warroom_agent_runtime::brain::extractive::is_byline;
         assert!(is_byline(
             "Compiled by Nadia Brennan (Sales Operations) from CRM closed-lost reasons."
         ));
