@@ -952,9 +952,14 @@ impl Miner {
                 // Facts that complete each other say why the topic matters,
                 // which talk alone (agents near each other) does not.
                 + completing * 1.5;
+            // How sure: the seed link (how strongly two departments' facts
+            // were found to concern one matter), the departments and voices
+            // behind it and how concrete its facts are. The sum of all links
+            // inside a topic (which ranks it) grows with its size and would
+            // read 0.99 for every broad topic.
             let confidence = (1.0
                 - (-0.35
-                    * (links_in
+                    * (seed
                         + depts.len() as f32 * 0.5
                         + voices.len().min(8) as f32 * 0.2
                         + concreteness))
