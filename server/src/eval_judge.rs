@@ -35,6 +35,10 @@ pub struct JudgeArgs {
     /// Print each planted matter's verdict and its facts' facets.
     #[arg(long)]
     pub explain: bool,
+    /// Also score the chat-model judge at `[agents] openai_base_url`
+    /// (one request per planted matter and per background pair).
+    #[arg(long)]
+    pub model: bool,
 }
 
 /// One corpus's facts: (department, sentence).
@@ -87,6 +91,79 @@ struct Tally {
     planted_dismissed: usize,
     background: usize,
     background_reported: usize,
+    /// Answers a model gave that were not the asked verdict (counted as wrong).
+    unusable: usize,
+}
+
+impl Tally {
+    /// Count one planted matter's verdict; `None` is an unusable answer.
+    fn matter(&mut self, kind: &str, v: Option<Verdict>) {
+        let dismissed = matches!(v, Some(Verdict::Settled(_) | Verdict::Nothing));
+        self.unusable += usize::from(v.is_none());
+        match kind {
+            "risk" => {
+                self.risks += 1;
+                self.risks_right += usize::from(v == Some(Verdict::Risk));
+                self.planted_dismissed += usize::from(dismissed);
+            }
+            "opportunity" => {
+                self.opportunities += 1;
+                self.opportunities_right += usize::from(v == Some(Verdict::Opportunity));
+                self.planted_dismissed += usize::from(dismissed);
+            }
+            _ => {
+                self.decoys += 1;
+                self.decoys_settled += usize::from(matches!(v, Some(Verdict::Settled(_))));
+            }
+        }
+    }
+
+    /// Count one pair of ordinary sentences.
+    fn background_pair(&mut self, v: Option<Verdict>) {
+        self.unusable += usize::from(v.is_none());
+        self.background += 1;
+        self.background_reported +=
+            usize::from(matches!(v, Some(Verdict::Risk | Verdict::Opportunity)));
+    }
+
+    fn print(&self, corpus: &std::path::Path, judge: &str) {
+        println!(
+            "  {:<28} {:<8} {:>7} {:>7} {:>7} {:>9} {:>10}{}",
+            corpus.file_name().unwrap_or_default().to_string_lossy(),
+            judge,
+            format!("{}/{}", self.risks_right, self.risks),
+            format!("{}/{}", self.opportunities_right, self.opportunities),
+            format!("{}/{}", self.decoys_settled, self.decoys),
+            format!(
+                "{}/{}",
+                self.planted_dismissed,
+                self.risks + self.opportunities
+            ),
+            format!("{}/{}", self.background_reported, self.background),
+            if self.unusable > 0 {
+                format!("  ({} answers unusable)", self.unusable)
+            } else {
+                String::new()
+            },
+        );
+    }
+}
+
+/// The chat model's verdict on the sentences `ids`; `None` when its answer
+/// was not one of the asked verdicts.
+async fn ask_model(
+    model: &judge::ModelJudge,
+    facts: &[(String, String)],
+    ids: &[u32],
+) -> Option<Verdict> {
+    let shown: Vec<(String, String)> = ids.iter().map(|f| facts[*f as usize].clone()).collect();
+    match model.judge(&shown, &[]).await {
+        Ok(m) => Some(m.verdict),
+        Err(e) => {
+            tracing::debug!(error = %e, "unusable model answer");
+            None
+        }
+    }
 }
 
 /// Run the judge evaluation.
@@ -109,6 +186,15 @@ pub async fn run(mut settings: Settings, args: JudgeArgs) -> anyhow::Result<()> 
     let hyp = Hypotheses::embed(embedder.as_ref()).await?.context(
         "the sentence model does not read meaning (see the warning above): configure the default all-MiniLM-L6-v2 or a real embedding endpoint",
     )?;
+    let model = if args.model {
+        Some(
+            crate::agents::host::openai_brain(&app.settings)
+                .map(judge::ModelJudge::new)
+                .context("--model needs a chat endpoint: set [agents] openai_base_url (or WARROOM_AGENTS__OPENAI_BASE_URL) and openai_model")?,
+        )
+    } else {
+        None
+    };
     let mut report = BTreeMap::new();
     println!(
         "  {:<28} {:<8} {:>7} {:>7} {:>7} {:>9} {:>10}",
@@ -235,40 +321,26 @@ pub async fn run(mut settings: Settings, args: JudgeArgs) -> anyhow::Result<()> 
                         );
                     }
                 }
-                let dismissed = matches!(v, Verdict::Settled(_) | Verdict::Nothing);
-                match kind.as_str() {
-                    "risk" => {
-                        t.risks += 1;
-                        t.risks_right += usize::from(v == Verdict::Risk);
-                        t.planted_dismissed += usize::from(dismissed);
-                    }
-                    "opportunity" => {
-                        t.opportunities += 1;
-                        t.opportunities_right += usize::from(v == Verdict::Opportunity);
-                        t.planted_dismissed += usize::from(dismissed);
-                    }
-                    _ => {
-                        t.decoys += 1;
-                        t.decoys_settled += usize::from(matches!(v, Verdict::Settled(_)));
-                    }
-                }
+                t.matter(kind, Some(v));
             }
             for ids in &background {
-                t.background += 1;
-                t.background_reported +=
-                    usize::from(matches!(verdict(ids), Verdict::Risk | Verdict::Opportunity));
+                t.background_pair(Some(verdict(ids)));
             }
-            println!(
-                "  {:<28} {:<8} {:>7} {:>7} {:>7} {:>9} {:>10}",
-                dir.file_name().unwrap_or_default().to_string_lossy(),
-                name,
-                format!("{}/{}", t.risks_right, t.risks),
-                format!("{}/{}", t.opportunities_right, t.opportunities),
-                format!("{}/{}", t.decoys_settled, t.decoys),
-                format!("{}/{}", t.planted_dismissed, t.risks + t.opportunities),
-                format!("{}/{}", t.background_reported, t.background),
-            );
+            t.print(dir, name);
             by_judge.insert(name, t);
+        }
+        if let Some(model) = &model {
+            // The model sees each matter's sentences as the job would show
+            // them; a decoy's closing sentence is among its evidence.
+            let mut t = Tally::default();
+            for (kind, ids) in &cases {
+                t.matter(kind, ask_model(model, &facts, ids).await);
+            }
+            for ids in &background {
+                t.background_pair(ask_model(model, &facts, ids).await);
+            }
+            t.print(dir, "model");
+            by_judge.insert("model", t);
         }
         report.insert(dir.display().to_string(), by_judge);
     }
@@ -278,4 +350,27 @@ pub async fn run(mut settings: Settings, args: JudgeArgs) -> anyhow::Result<()> 
         println!("  written to {}", path.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unusable_answer_counts_as_wrong_and_is_reported() {
+        let mut t = Tally::default();
+        t.matter("risk", Some(Verdict::Risk));
+        t.matter("risk", None);
+        t.matter("opportunity", Some(Verdict::Nothing));
+        t.matter("decoy", Some(Verdict::Settled(0)));
+        t.matter("decoy", None);
+        t.background_pair(Some(Verdict::Opportunity));
+        t.background_pair(None);
+        assert_eq!((t.risks, t.risks_right), (2, 1));
+        assert_eq!((t.opportunities, t.opportunities_right), (1, 0));
+        assert_eq!(t.planted_dismissed, 1, "only a verdict dismisses");
+        assert_eq!((t.decoys, t.decoys_settled), (2, 1));
+        assert_eq!((t.background, t.background_reported), (2, 1));
+        assert_eq!(t.unusable, 3);
+    }
 }
