@@ -339,6 +339,19 @@ mod tests {
         assert!(a.text.ends_with("(source: Supply)"), "{}", a.text);
     }
 
+    #[test]
+    fn a_byline_is_told_from_a_fact() {
+        assert!(is_byline(
+            "Compiled by Nadia Brennan (Sales Operations) from CRM closed-lost reasons."
+        ));
+        assert!(is_byline("Reviewed with Legal on July 9, 2026."));
+        assert!(!is_byline(
+            "The calibration lab needs eight additional technicians by September 2026."
+        ));
+        assert!(!is_byline("Red tape slowed by half the onboarding."));
+        assert!(!is_byline("Signed."));
+    }
+
     #[tokio::test]
     async fn a_documents_byline_is_not_quoted() {
         // The byline shares more words with the question than the fact does.

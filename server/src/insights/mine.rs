@@ -1805,20 +1805,6 @@ mod tests {
     }
 
     #[test]
-    fn a_byline_is_boilerplate_and_a_fact_is_not() {
-        use warroom_agent_runtime::brain::extractive::is_byline;
-        assert!(is_byline(
-            "Compiled by Nadia Brennan (Sales Operations) from CRM closed-lost reasons."
-        ));
-        assert!(is_byline("Reviewed with Legal on July 9, 2026."));
-        assert!(!is_byline(
-            "The calibration lab needs eight additional technicians by September 2026."
-        ));
-        assert!(!is_byline("Red tape slowed by half the onboarding."));
-        assert!(!is_byline("Signed."));
-    }
-
-    #[test]
     fn language_decides_the_kind() {
         assert!(
             cues("Two insurers asked whether they could buy anonymised statistics.").opportunity
