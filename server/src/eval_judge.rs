@@ -171,6 +171,17 @@ pub async fn run(mut settings: Settings, args: JudgeArgs) -> anyhow::Result<()> 
     if !(1..=10_000).contains(&args.background_pairs) {
         anyhow::bail!("--background-pairs must be 1-10000");
     }
+    // Before any model is loaded: a missing endpoint is a mistake in the
+    // command, not something to find out after the embeddings.
+    let model = if args.model {
+        Some(
+            crate::agents::host::openai_brain(&settings)
+                .map(judge::ModelJudge::new)
+                .context("--model needs a chat endpoint: set [agents] openai_base_url (or WARROOM_AGENTS__OPENAI_BASE_URL) and openai_model")?,
+        )
+    } else {
+        None
+    };
     let tmp = tempfile::tempdir()?;
     settings.storage.data_dir = tmp.path().to_path_buf();
     settings.storage.database_url = None;
@@ -186,15 +197,6 @@ pub async fn run(mut settings: Settings, args: JudgeArgs) -> anyhow::Result<()> 
     let hyp = Hypotheses::embed(embedder.as_ref()).await?.context(
         "the sentence model does not read meaning (see the warning above): configure the default all-MiniLM-L6-v2 or a real embedding endpoint",
     )?;
-    let model = if args.model {
-        Some(
-            crate::agents::host::openai_brain(&app.settings)
-                .map(judge::ModelJudge::new)
-                .context("--model needs a chat endpoint: set [agents] openai_base_url (or WARROOM_AGENTS__OPENAI_BASE_URL) and openai_model")?,
-        )
-    } else {
-        None
-    };
     let mut report = BTreeMap::new();
     println!(
         "  {:<28} {:<8} {:>7} {:>7} {:>7} {:>9} {:>10}",
@@ -355,6 +357,22 @@ pub async fn run(mut settings: Settings, args: JudgeArgs) -> anyhow::Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn model_without_an_endpoint_is_refused_saying_what_to_set() {
+        let mut settings = Settings::default();
+        settings.agents.openai_base_url = None;
+        let args = JudgeArgs {
+            corpora: vec![PathBuf::from("/nonexistent")],
+            background_pairs: 60,
+            json: None,
+            explain: false,
+            model: true,
+        };
+        let e = run(settings, args).await.expect_err("refused").to_string();
+        assert!(e.contains("--model needs a chat endpoint"), "{e}");
+        assert!(e.contains("openai_base_url"), "{e}");
+    }
 
     #[test]
     fn an_unusable_answer_counts_as_wrong_and_is_reported() {
