@@ -103,11 +103,11 @@ impl From<sea_orm::DbErr> for AuditError {
     }
 }
 
-impl From<AuditError> for crate::error::ApiError {
+impl From<AuditError> for crate::error::ServiceError {
     fn from(e: AuditError) -> Self {
         tracing::error!(error = %e, "AUDIT WRITE FAILED: the audited action is refused");
         Self::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            crate::error::ErrorKind::Unavailable,
             "audit_unavailable",
             "this action is only allowed with an audit record, and the audit log cannot be \
              written right now; retry shortly, and tell an operator if it persists",
@@ -1104,12 +1104,12 @@ fn check_record(
 pub async fn latest(
     db: &DatabaseConnection,
     limit: u64,
-) -> Result<Vec<audit::Model>, sea_orm::DbErr> {
-    audit::Entity::find()
+) -> crate::error::ServiceResult<Vec<audit::Model>> {
+    Ok(audit::Entity::find()
         .order_by_desc(audit::Column::Id)
         .limit(limit)
         .all(db)
-        .await
+        .await?)
 }
 
 #[cfg(test)]

@@ -374,6 +374,21 @@ impl Authz {
         self.decide(Query::system(p, action))
     }
 
+    /// [`Authz::system`] as a service's check: refused with `forbidden`.
+    pub fn require_system(
+        &self,
+        p: &Principal,
+        action: SystemAction,
+    ) -> crate::error::ServiceResult<()> {
+        if self.system(p, action) {
+            Ok(())
+        } else {
+            Err(crate::error::ServiceError::forbidden(
+                "your role does not allow this",
+            ))
+        }
+    }
+
     /// May `p` receive `chunk` when retrieving under `scope`? The re-check behind the
     /// vector store's filter: scope and clearance are evaluated again, independently.
     pub fn retrieve_chunk(&self, p: &Principal, scope: &ScopeRule, chunk: &ChunkAttrs) -> bool {

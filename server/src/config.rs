@@ -488,7 +488,7 @@ impl Settings {
         if !(1..=92).contains(&i.period_days) {
             return bad("insights.period_days", "must be 1..=92");
         }
-        if crate::insights::parse_weekday(&i.weekday).is_none() || i.hour > 23 {
+        if parse_weekday(&i.weekday).is_none() || i.hour > 23 {
             return bad("insights", "weekday must be mon..sun and hour 0..=23");
         }
         if !["words", "meaning"].contains(&i.judge.as_str()) {
@@ -524,5 +524,19 @@ impl Settings {
                 self.storage.data_dir.join("warroom.db").display()
             ),
         }
+    }
+}
+
+/// `mon`..`sun`.
+pub fn parse_weekday(s: &str) -> Option<chrono::Weekday> {
+    match s.trim().to_ascii_lowercase().get(..3)? {
+        "mon" => Some(chrono::Weekday::Mon),
+        "tue" => Some(chrono::Weekday::Tue),
+        "wed" => Some(chrono::Weekday::Wed),
+        "thu" => Some(chrono::Weekday::Thu),
+        "fri" => Some(chrono::Weekday::Fri),
+        "sat" => Some(chrono::Weekday::Sat),
+        "sun" => Some(chrono::Weekday::Sun),
+        _ => None,
     }
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ServiceError, ServiceResult};
 use crate::label::Label;
 use crate::principal::{Principal, Role, UserKind};
 use crate::storage::entities::user;
@@ -27,7 +27,7 @@ pub struct NewUser {
 }
 
 /// Check a handle: 2-32 characters, lower-case letters, digits, `.`, `_`, `-`.
-pub fn parse_handle(raw: &str) -> ApiResult<String> {
+pub fn parse_handle(raw: &str) -> ServiceResult<String> {
     let h = raw.trim().to_ascii_lowercase();
     let ok = (2..=32).contains(&h.len())
         && h.bytes()
@@ -36,7 +36,7 @@ pub fn parse_handle(raw: &str) -> ApiResult<String> {
     if ok {
         Ok(h)
     } else {
-        Err(ApiError::invalid(
+        Err(ServiceError::invalid(
             "handle must be 2-32 characters: a-z, 0-9, '.', '_' or '-', starting with a letter or digit",
         ))
     }
@@ -102,7 +102,7 @@ impl Directory {
     }
 
     /// The principal with this id, if any.
-    pub async fn get(&self, id: &str) -> ApiResult<Option<Arc<Principal>>> {
+    pub async fn get(&self, id: &str) -> ServiceResult<Option<Arc<Principal>>> {
         if let Some(p) = self.cache.get(id) {
             return Ok(Some(p));
         }
@@ -113,13 +113,13 @@ impl Directory {
         else {
             return Ok(None);
         };
-        let p = Arc::new(Principal::try_from(&row).map_err(ApiError::internal)?);
+        let p = Arc::new(Principal::try_from(&row).map_err(ServiceError::internal)?);
         self.cache.store(id, p.clone(), generation);
         Ok(Some(p))
     }
 
     /// The stored row for a handle (for login).
-    pub async fn row_by_handle(&self, handle: &str) -> ApiResult<Option<user::Model>> {
+    pub async fn row_by_handle(&self, handle: &str) -> ServiceResult<Option<user::Model>> {
         Ok(user::Entity::find()
             .filter(user::Column::Handle.eq(handle.to_ascii_lowercase()))
             .one(&self.db)
@@ -127,7 +127,7 @@ impl Directory {
     }
 
     /// Principals for a set of handles (unknown handles are skipped).
-    pub async fn by_handles(&self, handles: &[String]) -> ApiResult<Vec<Principal>> {
+    pub async fn by_handles(&self, handles: &[String]) -> ServiceResult<Vec<Principal>> {
         if handles.is_empty() {
             return Ok(Vec::new());
         }
@@ -136,7 +136,7 @@ impl Directory {
             .all(&self.db)
             .await?;
         rows.iter()
-            .map(|r| Principal::try_from(r).map_err(ApiError::internal))
+            .map(|r| Principal::try_from(r).map_err(ServiceError::internal))
             .collect()
     }
 
@@ -146,9 +146,9 @@ impl Directory {
     }
 
     /// Insert a user; a taken handle is a 409.
-    pub async fn create(&self, new: NewUser) -> ApiResult<user::Model> {
+    pub async fn create(&self, new: NewUser) -> ServiceResult<user::Model> {
         if self.row_by_handle(&new.handle).await?.is_some() {
-            return Err(ApiError::conflict(format!(
+            return Err(ServiceError::conflict(format!(
                 "handle {:?} is taken",
                 new.handle
             )));
@@ -167,9 +167,9 @@ impl Directory {
         };
         row.insert(&self.db).await.map_err(|e| {
             if e.to_string().to_lowercase().contains("unique") {
-                ApiError::conflict("handle is taken")
+                ServiceError::conflict("handle is taken")
             } else {
-                ApiError::from(e)
+                ServiceError::from(e)
             }
         })
     }

@@ -1,106 +1,96 @@
-//! The one place where failures become HTTP responses:
-//! `{"error": {"code": "...", "message": "..."}}` with the matching status.
+//! How a service says why it failed: a kind the caller can act on, a stable
+//! code and a message for people. Services know nothing of HTTP; only `api/`
+//! turns a [`ServiceError`] into a response (`api::error`), and the
+//! in-process agent adapter into a `PlatformError`.
 
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
-use serde::Serialize;
-use utoipa::ToSchema;
+/// What sort of failure, in the caller's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The input is malformed or breaks a rule; fix it and retry.
+    Invalid,
+    /// Who is asking is not established.
+    Unauthenticated,
+    /// The caller may not do this.
+    Forbidden,
+    /// The thing does not exist, or the caller may not know it does.
+    NotFound,
+    /// The request clashes with the current state (a duplicate, a race).
+    Conflict,
+    /// The input is larger than the configured limit.
+    TooLarge,
+    /// Well-formed, but its content cannot be processed (e.g. an unreadable document).
+    Unprocessable,
+    /// A budget is spent; retry later.
+    RateLimited,
+    /// A dependency is down or not ready; retry later.
+    Unavailable,
+    /// A bug or an unexpected storage failure; the detail is in the log.
+    Internal,
+}
 
-/// An error as the API reports it.
-#[derive(Debug, Clone)]
-pub struct ApiError {
-    pub status: StatusCode,
+/// A service's failure.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message} ({code})")]
+pub struct ServiceError {
+    pub kind: ErrorKind,
+    /// Stable machine-readable code, e.g. `not_found`, `label_above_clearance`.
     pub code: &'static str,
     pub message: String,
 }
 
-/// The JSON error envelope.
-#[derive(Serialize, ToSchema)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-/// Machine-readable code and human-readable message.
-#[derive(Serialize, ToSchema)]
-pub struct ErrorDetail {
-    pub code: String,
-    pub message: String,
-}
-
-impl ApiError {
-    /// An error with a status, stable code and message.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+impl ServiceError {
+    /// An error of a kind, with a stable code and message.
+    pub fn new(kind: ErrorKind, code: &'static str, message: impl Into<String>) -> Self {
         Self {
-            status,
+            kind,
             code,
             message: message.into(),
         }
     }
-    /// 400 with code `invalid_input`.
+    /// Code `invalid_input`.
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_input", message)
+        Self::new(ErrorKind::Invalid, "invalid_input", message)
     }
-    /// 401 with code `unauthenticated`.
+    /// Code `unauthenticated`.
     pub fn unauthenticated(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+        Self::new(ErrorKind::Unauthenticated, "unauthenticated", message)
     }
-    /// 403 with code `forbidden`.
+    /// Code `forbidden`.
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+        Self::new(ErrorKind::Forbidden, "forbidden", message)
     }
-    /// 404 with code `not_found`.
+    /// Code `not_found`: "<what> not found".
     pub fn not_found(what: &str) -> Self {
         Self::new(
-            StatusCode::NOT_FOUND,
+            ErrorKind::NotFound,
             "not_found",
             format!("{what} not found"),
         )
     }
-    /// 409 with code `conflict`.
+    /// Code `conflict`.
     pub fn conflict(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, "conflict", message)
+        Self::new(ErrorKind::Conflict, "conflict", message)
     }
-    /// 429 with code `rate_limited`.
+    /// Code `rate_limited`.
     pub fn rate_limited(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+        Self::new(ErrorKind::RateLimited, "rate_limited", message)
     }
-    /// 500 with code `internal`; the detail goes to the log, not the client.
+    /// Code `internal`; the detail goes to the log, not to the caller.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");
         Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::Internal,
             "internal",
             "internal error; see the server log",
         )
     }
 }
 
-impl std::fmt::Display for ApiError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}): {}", self.status, self.code, self.message)
-    }
-}
-
-impl std::error::Error for ApiError {}
-
-impl From<sea_orm::DbErr> for ApiError {
+impl From<sea_orm::DbErr> for ServiceError {
     fn from(e: sea_orm::DbErr) -> Self {
-        ApiError::internal(format!("database: {e}"))
+        ServiceError::internal(format!("database: {e}"))
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code.to_string(),
-                message: self.message,
-            },
-        };
-        (self.status, Json(body)).into_response()
-    }
-}
-
-/// Result type of API handlers and services.
-pub type ApiResult<T> = Result<T, ApiError>;
+/// Result of a service call.
+pub type ServiceResult<T> = Result<T, ServiceError>;

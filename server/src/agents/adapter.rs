@@ -15,7 +15,7 @@ use warroom_agent_runtime::platform::{
 
 use crate::app::App;
 use crate::chat::views::ChannelView;
-use crate::error::ApiError;
+use crate::error::ServiceError;
 use crate::principal::{Principal, UserKind};
 
 /// The runtime's window on this server.
@@ -73,9 +73,25 @@ impl InProcess {
     }
 }
 
-/// Map a service error to the port's error.
-pub fn platform_error(e: ApiError) -> PlatformError {
-    PlatformError::from_status(e.status.as_u16(), e.code, e.message)
+/// Map a service error to the port's error: the same mapping a remote
+/// worker applies to the HTTP status of the same failure.
+pub fn platform_error(e: ServiceError) -> PlatformError {
+    use crate::error::ErrorKind;
+    match e.kind {
+        ErrorKind::Unauthenticated | ErrorKind::Forbidden => PlatformError::Forbidden(e.message),
+        ErrorKind::NotFound => PlatformError::NotFound(e.message),
+        ErrorKind::RateLimited => PlatformError::RateLimited,
+        ErrorKind::Unavailable | ErrorKind::Internal => {
+            PlatformError::Unavailable(format!("{}: {}", e.code, e.message))
+        }
+        ErrorKind::Invalid
+        | ErrorKind::Conflict
+        | ErrorKind::TooLarge
+        | ErrorKind::Unprocessable => PlatformError::Rejected {
+            code: e.code.to_string(),
+            message: e.message,
+        },
+    }
 }
 
 fn channel_info(c: ChannelView) -> Result<ChannelInfo, PlatformError> {

@@ -24,7 +24,7 @@ use warroom_agent_runtime::platform::{
 };
 
 use crate::app::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ServiceError, ServiceResult};
 use crate::label::Label;
 use crate::principal::{Principal, Role, UserKind};
 use crate::storage::entities::{agent, agent_memory, membership, message, user};
@@ -101,6 +101,14 @@ impl Default for ActivityFeed {
         Self {
             tx,
             roots: Arc::default(),
+        }
+    }
+}
+
+impl crate::chat::writer::CommitListener for ActivityFeed {
+    fn committed(&self, e: &crate::chat::writer::Committed<'_>) {
+        if self.tx.receiver_count() > 0 {
+            self.publish(e.message, e.author, e.mentions.to_vec());
         }
     }
 }
@@ -208,12 +216,12 @@ impl Status {
         }
     }
 
-    fn parse(raw: &str) -> ApiResult<Self> {
+    fn parse(raw: &str) -> ServiceResult<Self> {
         match raw {
             "active" => Ok(Status::Active),
             "paused" => Ok(Status::Paused),
             "retired" => Ok(Status::Retired),
-            other => Err(ApiError::invalid(format!(
+            other => Err(ServiceError::invalid(format!(
                 "status {other:?} must be active, paused or retired"
             ))),
         }
@@ -511,27 +519,29 @@ impl Agents {
         req: SpawnRequest,
         max_count: u32,
         progress: &(dyn Fn(usize, usize) + Sync),
-    ) -> ApiResult<SpawnOutcome> {
+    ) -> ServiceResult<SpawnOutcome> {
         let template = self.template(&req.template).ok_or_else(|| {
-            ApiError::invalid(format!(
+            ServiceError::invalid(format!(
                 "unknown template {:?}; see GET /api/v1/agents/templates",
                 req.template
             ))
         })?;
         if req.count == 0 || req.count > max_count {
-            return Err(ApiError::invalid(format!("count must be 1-{max_count}")));
+            return Err(ServiceError::invalid(format!(
+                "count must be 1-{max_count}"
+            )));
         }
         let brain = req
             .brain
             .clone()
             .unwrap_or_else(|| app.settings.agents.brain.clone());
         if !BRAINS.contains(&brain.as_str()) {
-            return Err(ApiError::invalid(
+            return Err(ServiceError::invalid(
                 "brain must be extractive, local or openai",
             ));
         }
         let activity = match &req.activity {
-            Some(a) => ActivityLevel::parse(a).map_err(ApiError::invalid)?,
+            Some(a) => ActivityLevel::parse(a).map_err(ServiceError::invalid)?,
             None => template.activity,
         };
         let scope_name = req
@@ -539,8 +549,8 @@ impl Agents {
             .clone()
             .unwrap_or_else(|| format!("dept-{}", template.department));
         let scope = app.knowledge.scope(&scope_name).await.map_err(|e| {
-            if e.status == axum::http::StatusCode::NOT_FOUND {
-                ApiError::invalid(format!(
+            if e.kind == crate::error::ErrorKind::NotFound {
+                ServiceError::invalid(format!(
                     "scope {scope_name:?} does not exist; create it first (POST /api/v1/scopes) or pass another scope"
                 ))
             } else {
@@ -556,7 +566,7 @@ impl Agents {
             ]
         });
         if channel_names.len() > 20 {
-            return Err(ApiError::invalid("at most 20 channels"));
+            return Err(ServiceError::invalid("at most 20 channels"));
         }
         // Existing channels, or the label a missing one will get.
         let mut planned: Vec<(
@@ -572,7 +582,7 @@ impl Agents {
                 None => new_channel_label(name, &template),
             };
             if !label.within(&clearance) {
-                return Err(ApiError::invalid(format!(
+                return Err(ServiceError::invalid(format!(
                     "channel {name} is labelled {label}, above what scope {scope_name} clears agents for ({clearance})"
                 )));
             }
@@ -619,7 +629,7 @@ impl Agents {
                         app.directory
                             .get(&ids[0])
                             .await?
-                            .ok_or_else(|| ApiError::internal("spawned agent vanished"))?
+                            .ok_or_else(|| ServiceError::internal("spawned agent vanished"))?
                     };
                     let req = crate::chat::CreateChannel {
                         name: name.clone(),
@@ -630,10 +640,10 @@ impl Agents {
                     match crate::chat::create_channel(app, &creator, req).await {
                         Ok(c) => c,
                         // Someone created it meanwhile.
-                        Err(e) if e.status == axum::http::StatusCode::CONFLICT => self
+                        Err(e) if e.kind == crate::error::ErrorKind::Conflict => self
                             .find_channel(&name)
                             .await?
-                            .ok_or_else(|| ApiError::internal("channel vanished"))?,
+                            .ok_or_else(|| ServiceError::internal("channel vanished"))?,
                         Err(e) => return Err(e),
                     }
                 }
@@ -662,7 +672,7 @@ impl Agents {
         clearance: &Label,
         actor: &Principal,
         count: u32,
-    ) -> ApiResult<(Vec<String>, Vec<user::ActiveModel>, Vec<agent::ActiveModel>)> {
+    ) -> ServiceResult<(Vec<String>, Vec<user::ActiveModel>, Vec<agent::ActiveModel>)> {
         let existing = agent::Entity::find()
             .filter(agent::Column::Template.eq(template.name.as_str()))
             .count(&self.db)
@@ -707,7 +717,10 @@ impl Agents {
     }
 
     /// A public or private channel by name.
-    async fn find_channel(&self, name: &str) -> ApiResult<Option<crate::chat::views::ChannelView>> {
+    async fn find_channel(
+        &self,
+        name: &str,
+    ) -> ServiceResult<Option<crate::chat::views::ChannelView>> {
         use crate::storage::entities::channel;
         Ok(channel::Entity::find()
             .filter(channel::Column::Name.eq(name))
@@ -726,7 +739,7 @@ impl Agents {
         ids: &[String],
         channels: &[crate::chat::views::ChannelView],
         progress: &(dyn Fn(usize, usize) + Sync),
-    ) -> ApiResult<()> {
+    ) -> ServiceResult<()> {
         use futures_util::stream::{self, StreamExt};
         let total = ids.len();
         let mut done = 0;
@@ -735,11 +748,11 @@ impl Agents {
                 .directory
                 .get(&id)
                 .await?
-                .ok_or_else(|| ApiError::internal("spawned agent vanished"))?;
+                .ok_or_else(|| ServiceError::internal("spawned agent vanished"))?;
             for c in channels {
                 crate::chat::join(app, &p, &c.id).await?;
             }
-            Ok::<(), ApiError>(())
+            Ok::<(), ServiceError>(())
         }))
         .buffer_unordered(256);
         while let Some(r) = joins.next().await {
@@ -756,12 +769,12 @@ impl Agents {
         &self,
         app: &AppState,
         ids: &[String],
-    ) -> ApiResult<HashMap<String, String>> {
+    ) -> ServiceResult<HashMap<String, String>> {
         app.knowledge.scope_names_of(ids).await
     }
 
     /// Views of these agents, in order, with their stats.
-    pub async fn views(&self, app: &AppState, ids: &[String]) -> ApiResult<Vec<AgentView>> {
+    pub async fn views(&self, app: &AppState, ids: &[String]) -> ServiceResult<Vec<AgentView>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -804,7 +817,7 @@ impl Agents {
         template: Option<&str>,
         offset: u64,
         limit: u64,
-    ) -> ApiResult<(Vec<AgentView>, u64)> {
+    ) -> ServiceResult<(Vec<AgentView>, u64)> {
         let mut q = agent::Entity::find();
         if let Some(s) = status {
             q = q.filter(agent::Column::Status.eq(Status::parse(s)?.as_str()));
@@ -827,11 +840,11 @@ impl Agents {
     }
 
     /// One agent.
-    pub async fn get(&self, app: &AppState, id: &str) -> ApiResult<AgentView> {
+    pub async fn get(&self, app: &AppState, id: &str) -> ServiceResult<AgentView> {
         self.views(app, &[id.to_string()])
             .await?
             .pop()
-            .ok_or_else(|| ApiError::not_found("agent"))
+            .ok_or_else(|| ServiceError::not_found("agent"))
     }
 
     /// Pause, resume or retire an agent. Retiring deactivates its principal
@@ -842,14 +855,14 @@ impl Agents {
         actor: &Principal,
         id: &str,
         status: &str,
-    ) -> ApiResult<AgentView> {
+    ) -> ServiceResult<AgentView> {
         let status = Status::parse(status)?;
         let row = agent::Entity::find_by_id(id.to_string())
             .one(&self.db)
             .await?
-            .ok_or_else(|| ApiError::not_found("agent"))?;
+            .ok_or_else(|| ServiceError::not_found("agent"))?;
         if row.status == Status::Retired.as_str() && status != Status::Retired {
-            return Err(ApiError::conflict(
+            return Err(ServiceError::conflict(
                 "a retired agent cannot come back; spawn a new one",
             ));
         }
@@ -907,7 +920,7 @@ impl Agents {
         shard: Shard,
         after: Option<&str>,
         limit: u64,
-    ) -> ApiResult<RuntimePage> {
+    ) -> ServiceResult<RuntimePage> {
         let limit = limit.clamp(1, 10_000);
         let mut q = agent::Entity::find()
             .filter(agent::Column::Status.ne(Status::Retired.as_str()))
@@ -965,7 +978,7 @@ impl Agents {
     }
 
     /// An agent's saved memory.
-    pub async fn memory(&self, id: &str) -> ApiResult<Option<Memory>> {
+    pub async fn memory(&self, id: &str) -> ServiceResult<Option<Memory>> {
         if let Some(d) = self.memory.pending.lock().expect("memory lock").get(id) {
             return Ok(serde_json::from_str(d).ok());
         }
@@ -984,7 +997,7 @@ impl Agents {
         &self,
         mut m: Memory,
         agent_clearance: &Label,
-    ) -> ApiResult<Memory> {
+    ) -> ServiceResult<Memory> {
         use crate::storage::entities::message;
         let ids: Vec<String> = m.recent.iter().map(|n| n.message_id.clone()).collect();
         let mut current: HashMap<String, Label> = HashMap::new();
@@ -1016,10 +1029,10 @@ impl Agents {
     }
 
     /// Save an agent's memory (written in the background, batched).
-    pub async fn save_memory(&self, id: &str, memory: &Memory) -> ApiResult<()> {
-        let data = serde_json::to_string(memory).map_err(ApiError::internal)?;
+    pub async fn save_memory(&self, id: &str, memory: &Memory) -> ServiceResult<()> {
+        let data = serde_json::to_string(memory).map_err(ServiceError::internal)?;
         if data.len() > 64 * 1024 {
-            return Err(ApiError::invalid("agent memory is limited to 64 KiB"));
+            return Err(ServiceError::invalid("agent memory is limited to 64 KiB"));
         }
         let fresh = self
             .memory
@@ -1033,7 +1046,7 @@ impl Agents {
                 .tx
                 .send(MemoryOp::Save(id.to_string()))
                 .await
-                .map_err(|_| ApiError::internal("memory writer stopped"))?;
+                .map_err(|_| ServiceError::internal("memory writer stopped"))?;
         }
         Ok(())
     }
@@ -1047,7 +1060,7 @@ impl Agents {
     }
 
     /// Whether `id` is an agent (retired or not).
-    pub async fn exists(&self, id: &str) -> ApiResult<bool> {
+    pub async fn exists(&self, id: &str) -> ServiceResult<bool> {
         Ok(agent::Entity::find_by_id(id.to_string())
             .one(&self.db)
             .await?

@@ -2,8 +2,6 @@
 //! agent did; and what workers need: the shard's agents, per-agent access
 //! tokens, and agent memory.
 
-use std::collections::BTreeMap;
-
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
@@ -16,12 +14,11 @@ use warroom_agent_runtime::platform::Shard;
 use super::users_routes::require_system;
 use super::{check_id, ApiJson, ApiQuery, Caller};
 use crate::agents::{AgentView, RuntimePage, SpawnOutcome, SpawnRequest};
+use crate::api::error::{ApiError, ApiResult};
 use crate::app::App;
 use crate::authz::SystemAction;
 use crate::chat::views::MessageView;
-use crate::error::{ApiError, ApiResult};
 use crate::principal::UserKind;
-use crate::storage::entities::message;
 
 pub fn routes() -> Router<App> {
     Router::new()
@@ -149,35 +146,10 @@ pub async fn agent_messages(
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<AgentMessagesQuery>,
 ) -> ApiResult<Json<Vec<MessageView>>> {
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
     require_system(&app, &p, SystemAction::AgentView)?;
     let id = check_id(&id)?;
     let limit = q.limit.unwrap_or(50).clamp(1, app.settings.limits.max_page);
-    let rows = message::Entity::find()
-        .filter(message::Column::AuthorId.eq(id))
-        .order_by_desc(message::Column::CreatedAt)
-        .limit(limit)
-        .all(&app.db)
-        .await?;
-    let mut by_channel: BTreeMap<String, Vec<message::Model>> = BTreeMap::new();
-    for r in rows {
-        by_channel.entry(r.channel_id.clone()).or_default().push(r);
-    }
-    let mut out = Vec::new();
-    for (channel_id, rows) in by_channel {
-        // Only channels the caller may read, and only messages cleared for them.
-        let f = crate::chat::channel_facts(&app, &p, &channel_id).await?;
-        let ctx = f.ctx(&p);
-        if !app
-            .authz
-            .channel(&p, crate::authz::ChannelAction::Read, &f.attrs, &ctx)
-        {
-            continue;
-        }
-        out.extend(crate::chat::views_for(&app, &p, &f, rows).await?);
-    }
-    out.sort_by_key(|m| std::cmp::Reverse(m.created_at));
-    Ok(Json(out))
+    Ok(Json(crate::chat::by_author(&app, &p, id, limit).await?))
 }
 
 /// Which agents a worker asks for.

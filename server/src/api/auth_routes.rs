@@ -2,7 +2,7 @@
 //! (rotating in one transaction, with reuse detection per family), logout
 //! (ending sessions and their sockets), keys.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -10,24 +10,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{bearer, ApiJson, Caller};
+use crate::api::error::{ApiError, ApiResult};
 use crate::app::App;
-use crate::auth::{new_refresh_token, refresh_hash};
-use crate::error::{ApiError, ApiResult};
-use crate::realtime::{CloseReason, CLOSE_REVOKED};
-use crate::storage::entities::refresh_token;
 
-/// Credentials.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LoginRequest {
-    pub handle: String,
-    pub password: String,
-}
+pub use crate::sessions::{LoginRequest, TokenResponse};
 
 /// A refresh token presented for rotation or logout.
 #[derive(Deserialize, ToSchema)]
@@ -41,16 +31,6 @@ pub struct RefreshRequest {
 #[serde(deny_unknown_fields)]
 pub struct LogoutRequest {
     pub refresh_token: Option<String>,
-}
-
-/// Tokens issued at login and refresh.
-#[derive(Serialize, ToSchema)]
-pub struct TokenResponse {
-    pub access_token: String,
-    pub refresh_token: String,
-    /// Seconds until the access token expires.
-    pub expires_in: u64,
-    pub token_type: &'static str,
 }
 
 /// The public key that verifies access tokens.
@@ -69,36 +49,6 @@ pub fn routes() -> Router<App> {
         .route("/auth/keys", get(keys))
 }
 
-/// Store a refresh token of session `family` (through `db`, which may be a
-/// transaction) and return it with an access token of the same session.
-async fn issue<C: ConnectionTrait>(
-    db: &C,
-    app: &App,
-    user_id: &str,
-    family: &str,
-) -> ApiResult<TokenResponse> {
-    let (token, hash) = new_refresh_token();
-    let now = chrono::Utc::now();
-    refresh_token::ActiveModel {
-        id: Set(uuid::Uuid::now_v7().to_string()),
-        user_id: Set(user_id.into()),
-        family_id: Set(family.into()),
-        token_hash: Set(hash),
-        expires_at: Set(now + app.auth.refresh_ttl()),
-        used: Set(false),
-        revoked: Set(false),
-        created_at: Set(now),
-    }
-    .insert(db)
-    .await?;
-    Ok(TokenResponse {
-        access_token: app.auth.issue_session_access(user_id, family),
-        refresh_token: token,
-        expires_in: app.auth.access_ttl(),
-        token_type: "Bearer",
-    })
-}
-
 /// All `X-Forwarded-For` values as one list; a value that is not text
 /// becomes a hop nobody can parse, which stops the walk at the proxy.
 fn forwarded_for(headers: &HeaderMap) -> Option<String> {
@@ -112,7 +62,7 @@ fn forwarded_for(headers: &HeaderMap) -> Option<String> {
 
 /// Log in with a handle and password.
 #[utoipa::path(post, path = "/api/v1/auth/login", request_body = LoginRequest,
-    responses((status = 200, body = TokenResponse), (status = 401, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = TokenResponse), (status = 401, body = crate::api::error::ErrorBody), (status = 429, body = crate::api::error::ErrorBody)))]
 pub async fn login(
     State(app): State<App>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -122,10 +72,10 @@ pub async fn login(
     let client = app
         .auth
         .client_addr(peer.ip(), forwarded_for(&headers).as_deref());
-    match login_inner(&app, client, req).await {
+    match crate::sessions::login(&app, client, req).await {
         Ok(t) => Json(t).into_response(),
         Err((e, retry)) => {
-            let mut resp = e.into_response();
+            let mut resp = ApiError::from(e).into_response();
             if let Some(secs) = retry {
                 if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                     resp.headers_mut().insert("retry-after", v);
@@ -136,236 +86,17 @@ pub async fn login(
     }
 }
 
-async fn login_inner(
-    app: &App,
-    client: IpAddr,
-    req: LoginRequest,
-) -> Result<TokenResponse, (ApiError, Option<u64>)> {
-    if req.handle.len() > 64 || req.password.len() > 1024 {
-        return Err((ApiError::invalid("handle or password too long"), None));
-    }
-    // Throttled per address, and per handle from that address: failures
-    // elsewhere never lock this client out (SECURITY-CASES 29).
-    let attempt = match app.auth.admit_login(&req.handle, client) {
-        Ok(attempt) => attempt,
-        Err(throttled) => {
-            app.metrics.logins.with_label_values(&["throttled"]).inc();
-            return Err((
-                ApiError::rate_limited(throttled.message()),
-                Some(throttled.retry_after().as_secs()),
-            ));
-        }
-    };
-    let row = app
-        .directory
-        .row_by_handle(&req.handle)
-        .await
-        .map_err(|e| (e, None))?;
-    let stored = row.as_ref().and_then(|r| r.password_hash.clone());
-    let password = req.password;
-    let app2 = app.clone();
-    // argon2id is CPU-heavy: off the async runtime. Unknown users pay the same cost.
-    let ok =
-        tokio::task::spawn_blocking(move || app2.auth.check_password(&password, stored.as_deref()))
-            .await
-            .map_err(|e| (ApiError::internal(e), None))?;
-    let user = match row {
-        Some(u) if ok && u.active => u,
-        _ => {
-            attempt.failed();
-            app.metrics.logins.with_label_values(&["failed"]).inc();
-            app.audit
-                .record(
-                    None,
-                    "auth.login",
-                    &format!("handle:{}", req.handle.to_lowercase()),
-                    "failed",
-                    serde_json::json!({"ip": client.to_string()}),
-                )
-                .await;
-            return Err((ApiError::unauthenticated("wrong handle or password"), None));
-        }
-    };
-    attempt.succeeded();
-    app.metrics.logins.with_label_values(&["ok"]).inc();
-    app.audit
-        .record(
-            Some(&user.id),
-            "auth.login",
-            &format!("user:{}", user.id),
-            "ok",
-            serde_json::json!({}),
-        )
-        .await;
-    let session = uuid::Uuid::new_v4().to_string();
-    issue(&app.db, app, &user.id, &session)
-        .await
-        .map_err(|e| (e, None))
-}
-
 /// Exchange a refresh token for new tokens. Each refresh token works once;
 /// presenting a used one revokes its whole family and ends its session.
 #[utoipa::path(post, path = "/api/v1/auth/refresh", request_body = RefreshRequest,
-    responses((status = 200, body = TokenResponse), (status = 401, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = TokenResponse), (status = 401, body = crate::api::error::ErrorBody)))]
 pub async fn refresh(
     State(app): State<App>,
     ApiJson(req): ApiJson<RefreshRequest>,
 ) -> ApiResult<Json<TokenResponse>> {
-    let bad = || ApiError::unauthenticated("invalid refresh token; log in again");
-    if req.refresh_token.len() > 256 {
-        return Err(bad());
-    }
-    let hash = refresh_hash(&req.refresh_token);
-    let Some(row) = refresh_token::Entity::find()
-        .filter(refresh_token::Column::TokenHash.eq(hash))
-        .one(&app.db)
-        .await?
-    else {
-        return Err(bad());
-    };
-    if row.used || row.revoked {
-        family_reused(&app, &row).await?;
-        return Err(bad());
-    }
-    if row.expires_at < chrono::Utc::now() {
-        return Err(bad());
-    }
-    match app.directory.get(&row.user_id).await? {
-        Some(p) if p.active => {}
-        _ => return Err(ApiError::unauthenticated("account is not active")),
-    }
-    match rotate(&app, &row).await? {
-        Some(tokens) => Ok(Json(tokens)),
-        None => {
-            // A concurrent refresh claimed this token first: that is reuse.
-            family_reused(&app, &row).await?;
-            Err(bad())
-        }
-    }
-}
-
-/// Claim `row` and store its successor in one transaction; `None` when the
-/// token was already claimed. A concurrent refresh with the same token
-/// either waits for this transaction and then finds the token used, or
-/// finds it used after the successor is stored: either way its family
-/// revocation includes the successor, so no token of a reused family lives.
-async fn rotate(app: &App, row: &refresh_token::Model) -> ApiResult<Option<TokenResponse>> {
-    let _gate = app.gate.enter().await;
-    let txn = crate::storage::begin_write(&app.db).await?;
-    let claimed = refresh_token::Entity::update_many()
-        .col_expr(
-            refresh_token::Column::Used,
-            sea_orm::sea_query::Expr::value(true),
-        )
-        .filter(refresh_token::Column::Id.eq(row.id.as_str()))
-        .filter(refresh_token::Column::Used.eq(false))
-        .filter(refresh_token::Column::Revoked.eq(false))
-        .exec(&txn)
-        .await?;
-    if claimed.rows_affected != 1 {
-        txn.rollback().await?;
-        return Ok(None);
-    }
-    let tokens = issue(&txn, app, &row.user_id, &row.family_id).await?;
-    txn.commit().await?;
-    Ok(Some(tokens))
-}
-
-/// A spent or revoked refresh token came back: whoever holds the family may
-/// be an attacker, so revoke it, end its session (access tokens refused,
-/// sockets closed) and record it.
-async fn family_reused(app: &App, row: &refresh_token::Model) -> ApiResult<()> {
-    revoke_family(app, &row.family_id).await?;
-    end_sessions(
-        app,
-        &row.user_id,
-        std::slice::from_ref(&row.family_id),
-        "refresh token reused: log in again",
-    );
-    app.audit
-        .record(
-            Some(&row.user_id),
-            "auth.refresh_reuse",
-            &format!("family:{}", row.family_id),
-            "revoked",
-            serde_json::json!({}),
-        )
-        .await;
-    tracing::warn!(user = %row.user_id, family = %row.family_id, "refresh token reuse: family revoked");
-    Ok(())
-}
-
-/// Refuse the access tokens of `sessions` and close the sockets they opened.
-fn end_sessions(app: &App, user_id: &str, sessions: &[String], why: &str) {
-    for sid in sessions {
-        app.auth.end_session(sid);
-        app.hub.close_session(
-            user_id,
-            sid,
-            CloseReason {
-                code: CLOSE_REVOKED,
-                reason: why.into(),
-            },
-        );
-    }
-}
-
-async fn revoke_family(app: &App, family: &str) -> ApiResult<()> {
-    revoke_where(app, refresh_token::Column::FamilyId.eq(family)).await
-}
-
-/// Revoke every refresh token of a user.
-pub async fn revoke_user(app: &App, user_id: &str) -> ApiResult<()> {
-    revoke_where(app, refresh_token::Column::UserId.eq(user_id)).await
-}
-
-async fn revoke_where(app: &App, which: sea_orm::sea_query::SimpleExpr) -> ApiResult<()> {
-    refresh_token::Entity::update_many()
-        .col_expr(
-            refresh_token::Column::Revoked,
-            sea_orm::sea_query::Expr::value(true),
-        )
-        .filter(which)
-        .exec(&app.db)
-        .await?;
-    Ok(())
-}
-
-/// When the oldest access token that may still be accepted was issued.
-fn oldest_live_access(app: &App) -> chrono::DateTime<chrono::Utc> {
-    // The extra minute covers validation leeway and clock steps.
-    chrono::Utc::now() - chrono::Duration::seconds(app.auth.access_ttl() as i64 + 60)
-}
-
-/// Sessions of `user_id` whose access tokens may not have expired yet.
-async fn recent_sessions(app: &App, user_id: &str) -> ApiResult<Vec<String>> {
-    let rows = refresh_token::Entity::find()
-        .filter(refresh_token::Column::UserId.eq(user_id))
-        .filter(refresh_token::Column::CreatedAt.gt(oldest_live_access(app)))
-        .all(&app.db)
-        .await?;
-    let mut families: Vec<String> = rows.into_iter().map(|r| r.family_id).collect();
-    families.sort();
-    families.dedup();
-    Ok(families)
-}
-
-/// After a restart, end again the sessions revoked within the last
-/// access-token lifetime: the set of ended sessions lives in memory, and
-/// their access tokens would otherwise work again until they expire.
-pub async fn restore_ended_sessions(app: &App) -> Result<usize, sea_orm::DbErr> {
-    let rows = refresh_token::Entity::find()
-        .filter(refresh_token::Column::Revoked.eq(true))
-        .filter(refresh_token::Column::CreatedAt.gt(oldest_live_access(app)))
-        .all(&app.db)
-        .await?;
-    let mut families: Vec<String> = rows.into_iter().map(|r| r.family_id).collect();
-    families.sort();
-    families.dedup();
-    for sid in &families {
-        app.auth.end_session(sid);
-    }
-    Ok(families.len())
+    Ok(Json(
+        crate::sessions::refresh(&app, &req.refresh_token).await?,
+    ))
 }
 
 /// Log out: end the caller's session (the one its access token belongs to)
@@ -373,7 +104,7 @@ pub async fn restore_ended_sessions(app: &App) -> Result<usize, sea_orm::DbErr> 
 /// refresh token is given. Ended sessions lose their refresh and access
 /// tokens at once, and their sockets close with code 4003.
 #[utoipa::path(post, path = "/api/v1/auth/logout", request_body = LogoutRequest,
-    responses((status = 204), (status = 401, body = crate::error::ErrorBody)), security(("bearer" = [])))]
+    responses((status = 204), (status = 401, body = crate::api::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn logout(
     State(app): State<App>,
     Caller(p): Caller,
@@ -389,51 +120,7 @@ pub async fn logout(
     let own = bearer(&headers)
         .and_then(|t| app.auth.verify_access(t).ok())
         .and_then(|c| c.sid);
-    let mut ended: Vec<String> = own.into_iter().collect();
-    let everywhere = req.refresh_token.is_none();
-    match req.refresh_token {
-        Some(t) => {
-            let row = refresh_token::Entity::find()
-                .filter(refresh_token::Column::TokenHash.eq(refresh_hash(&t)))
-                .one(&app.db)
-                .await?;
-            if let Some(row) = row.filter(|r| r.user_id == p.id) {
-                ended.push(row.family_id);
-            }
-            ended.sort();
-            ended.dedup();
-            for family in &ended {
-                revoke_family(&app, family).await?;
-            }
-        }
-        None => {
-            ended.extend(recent_sessions(&app, &p.id).await?);
-            ended.sort();
-            ended.dedup();
-            revoke_user(&app, &p.id).await?;
-        }
-    }
-    end_sessions(&app, &p.id, &ended, "logged out: log in again");
-    if everywhere {
-        // Sockets opened with tokens of no session (or of sessions older
-        // than an access token's life) close too.
-        app.hub.close_user(
-            &p.id,
-            CloseReason {
-                code: CLOSE_REVOKED,
-                reason: "logged out everywhere: log in again".into(),
-            },
-        );
-    }
-    app.audit
-        .record(
-            Some(&p.id),
-            "auth.logout",
-            &format!("user:{}", p.id),
-            "ok",
-            serde_json::json!({"sessions_ended": ended.len(), "everywhere": everywhere}),
-        )
-        .await;
+    crate::sessions::logout(&app, &p, own, req.refresh_token).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -8,13 +8,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{check_id, ApiJson, ApiQuery, Caller};
+use crate::api::error::{ApiError, ApiResult};
 use crate::app::App;
 use crate::chat::{
     self, views::AuthorView, views::ChannelView, views::MessageView, CreateChannel, ListQuery,
     PostMessage,
 };
 use crate::directory::parse_handle;
-use crate::error::{ApiError, ApiResult};
 use crate::principal::Principal;
 
 /// Who to invite or message: a user id or a handle.
@@ -114,7 +114,7 @@ pub async fn list_channels(
 
 /// Create a public or private channel.
 #[utoipa::path(post, path = "/api/v1/channels", request_body = CreateChannel,
-    responses((status = 201, body = ChannelView), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)),
+    responses((status = 201, body = ChannelView), (status = 400, body = crate::api::error::ErrorBody), (status = 403, body = crate::api::error::ErrorBody), (status = 409, body = crate::api::error::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create_channel(
     State(app): State<App>,
@@ -128,7 +128,7 @@ pub async fn create_channel(
 }
 
 /// One channel.
-#[utoipa::path(get, path = "/api/v1/channels/{id}", responses((status = 200, body = ChannelView), (status = 404, body = crate::error::ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/channels/{id}", responses((status = 200, body = ChannelView), (status = 404, body = crate::api::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn get_channel(
     State(app): State<App>,
     Caller(p): Caller,
@@ -151,7 +151,7 @@ pub async fn update_channel(
 }
 
 /// Join a channel.
-#[utoipa::path(post, path = "/api/v1/channels/{id}/join", responses((status = 200, body = ChannelView), (status = 403, body = crate::error::ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/v1/channels/{id}/join", responses((status = 200, body = ChannelView), (status = 403, body = crate::api::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn join(
     State(app): State<App>,
     Caller(p): Caller,
@@ -172,7 +172,7 @@ pub async fn leave(
 }
 
 /// Add a user to a channel; refused if they are not cleared for its label.
-#[utoipa::path(post, path = "/api/v1/channels/{id}/invite", request_body = UserRef, responses((status = 204), (status = 403, body = crate::error::ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/v1/channels/{id}/invite", request_body = UserRef, responses((status = 204), (status = 403, body = crate::api::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn invite(
     State(app): State<App>,
     Caller(p): Caller,
@@ -262,7 +262,7 @@ pub async fn open_dm(
 
 /// Post a message (201; 200 when an idempotency key repeats an earlier post).
 #[utoipa::path(post, path = "/api/v1/channels/{id}/messages", request_body = PostMessage,
-    responses((status = 201, body = MessageView), (status = 200, body = MessageView), (status = 403, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)),
+    responses((status = 201, body = MessageView), (status = 200, body = MessageView), (status = 403, body = crate::api::error::ErrorBody), (status = 429, body = crate::api::error::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn post_message(
     State(app): State<App>,
@@ -295,7 +295,7 @@ pub async fn list_messages(
 }
 
 /// One message.
-#[utoipa::path(get, path = "/api/v1/messages/{id}", responses((status = 200, body = MessageView), (status = 404, body = crate::error::ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/messages/{id}", responses((status = 200, body = MessageView), (status = 404, body = crate::api::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn get_message(
     State(app): State<App>,
     Caller(p): Caller,

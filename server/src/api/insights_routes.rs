@@ -12,9 +12,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::users_routes::require_system;
 use super::{check_id, ApiQuery, Caller};
+use crate::api::error::{ApiError, ApiResult};
 use crate::app::App;
 use crate::authz::SystemAction;
-use crate::error::{ApiError, ApiResult};
 use crate::insights::render::{self, Format};
 use crate::insights::{self, DigestSummary, Period, Trigger};
 

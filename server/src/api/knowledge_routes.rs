@@ -11,13 +11,13 @@ use utoipa::ToSchema;
 
 use super::users_routes::require_system;
 use super::{check_id, ApiJson, ApiQuery, Caller};
+use crate::api::error::{ApiError, ApiResult};
 use crate::app::App;
 use crate::authz::SystemAction;
 use crate::chat::parse_label;
-use crate::error::{ApiError, ApiResult};
 use crate::knowledge::scope::{parse_slug, Scope, ScopeSpec};
+use crate::knowledge::views::DocumentView;
 use crate::knowledge::{CitedChunk, IngestMeta, IngestOutcome, Retrieval, ScopePreview};
-use crate::storage::entities::document;
 
 pub fn routes() -> Router<App> {
     Router::new()
@@ -34,42 +34,6 @@ pub fn routes() -> Router<App> {
         .route("/users/{id}/scope", get(get_user_scope).put(assign_scope))
         .route("/retrieve", post(retrieve))
         .route("/messages/{id}/citations", get(message_citations))
-}
-
-/// A document as listed.
-#[derive(Serialize, ToSchema)]
-pub struct DocumentView {
-    pub id: String,
-    pub collection: String,
-    pub path: String,
-    pub title: String,
-    pub format: String,
-    pub department: String,
-    pub label: String,
-    pub tags: Vec<String>,
-    pub date: Option<String>,
-    pub bytes: i64,
-    pub chunks: i64,
-    pub updated_at: chrono::DateTime<chrono::Utc>,
-}
-
-impl From<&document::Model> for DocumentView {
-    fn from(d: &document::Model) -> Self {
-        Self {
-            id: d.id.clone(),
-            collection: d.collection.clone(),
-            path: d.path.clone(),
-            title: d.title.clone(),
-            format: d.format.clone(),
-            department: d.department.clone(),
-            label: d.label.clone(),
-            tags: serde_json::from_str(&d.tags).unwrap_or_default(),
-            date: d.doc_date.clone(),
-            bytes: d.bytes,
-            chunks: d.chunk_count,
-            updated_at: d.updated_at,
-        }
-    }
 }
 
 /// A chunk of a document, as an admin sees it.
@@ -520,7 +484,7 @@ pub async fn retrieve(
 
 /// The document chunks a message cites, for anyone who may read the message: document,
 /// heading and label always; the text only within the reader's clearance.
-#[utoipa::path(get, path = "/api/v1/messages/{id}/citations", responses((status = 200, body = [CitedChunk]), (status = 404, body = crate::error::ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/messages/{id}/citations", responses((status = 200, body = [CitedChunk]), (status = 404, body = crate::api::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn message_citations(
     State(app): State<App>,
     Caller(p): Caller,

@@ -4,6 +4,7 @@
 pub mod agents_routes;
 pub mod auth_routes;
 pub mod chat_routes;
+pub mod error;
 pub mod insights_routes;
 pub mod knowledge_routes;
 pub mod users_routes;
@@ -23,8 +24,8 @@ use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use utoipa::OpenApi;
 
+use crate::api::error::ApiError;
 use crate::app::App;
-use crate::error::ApiError;
 use crate::principal::Principal;
 
 /// The authenticated caller of a request.
@@ -212,7 +213,7 @@ pub fn check_id(id: &str) -> Result<&str, ApiError> {
         insights_routes::run_insights,
         ws::ws_upgrade,
     ),
-    components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
+    components(schemas(crate::api::error::ErrorBody, crate::api::error::ErrorDetail)),
     modifiers(&BearerScheme)
 )]
 struct ApiDoc;
@@ -358,73 +359,4 @@ pub fn router(app: App) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(security_headers))
         .with_state(app)
-}
-
-/// A create-user request from CLI arguments.
-pub fn users_create_request(
-    handle: String,
-    role: String,
-    display_name: Option<String>,
-    department: Option<String>,
-    clearance: Option<String>,
-    password: Option<String>,
-) -> users_routes::CreateUser {
-    // Agents are the only users with role agent, and always of kind agent.
-    let kind = (role == "agent").then(|| "agent".to_string());
-    users_routes::CreateUser {
-        handle,
-        display_name,
-        role,
-        kind,
-        department,
-        clearance,
-        password,
-    }
-}
-
-/// Validate a create-user request (shared by the API and the CLI).
-pub async fn new_user_from(
-    req: users_routes::CreateUser,
-) -> crate::error::ApiResult<crate::directory::NewUser> {
-    users_routes::new_user(req).await
-}
-
-/// Create the first admin if there are no users yet; returns how to log in.
-pub async fn ensure_first_admin(app: &App, data_dir: &std::path::Path) -> anyhow::Result<String> {
-    use sea_orm::{EntityTrait, PaginatorTrait};
-    let users = crate::storage::entities::user::Entity::find()
-        .count(&app.db)
-        .await?;
-    let file = data_dir.join("first-admin-password.txt");
-    if users > 0 {
-        return Ok(if file.exists() {
-            format!(
-                "Admin login: handle 'admin', password in {}",
-                file.display()
-            )
-        } else {
-            "Log in with an existing account (create more with `warroom users create`).".into()
-        });
-    }
-    let password = crate::auth::random_password(20);
-    let req = users_create_request(
-        "admin".into(),
-        "admin".into(),
-        Some("Administrator".into()),
-        None,
-        None,
-        Some(password.clone()),
-    );
-    let new = users_routes::new_user(req)
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-    app.directory
-        .create(new)
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-    crate::storage::write_private(&file, format!("{password}\n").as_bytes())?;
-    Ok(format!(
-        "Admin login: handle 'admin', password '{password}' (also saved in {})",
-        file.display()
-    ))
 }

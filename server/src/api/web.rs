@@ -15,8 +15,8 @@ use axum::routing::get;
 use axum::Router;
 use sha2::{Digest, Sha256};
 
+use crate::api::error::ApiError;
 use crate::app::App;
-use crate::error::ApiError;
 
 /// One embedded file.
 struct Asset {

@@ -14,22 +14,19 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde::Deserialize;
 use warroom_agent_runtime::platform::{Activity, InterestMatcher};
 
 use super::{authenticate, bearer, ApiQuery};
 use crate::agents::FeedItem;
+use crate::api::error::ApiError;
 use crate::app::App;
 use crate::authz::{ChannelAction, ChannelCtx};
 use crate::chat::cache::CachedChannel;
-use crate::chat::views::{event_json, message_event_json, MessageView};
-use crate::chat::{channel_facts, parse_label};
-use crate::error::ApiError;
+use crate::chat::channel_facts;
 use crate::label::Label;
 use crate::principal::Principal;
-use crate::realtime::{CloseReason, Conn, Effect, Outbound, Published};
-use crate::storage::entities::{channel_event, message};
+use crate::realtime::{CloseReason, Conn, Outbound};
 
 /// Query parameters of the upgrade request.
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -94,7 +91,7 @@ fn origin_allowed(app: &App, headers: &HeaderMap) -> bool {
 
 /// Open the realtime socket.
 #[utoipa::path(get, path = "/api/v1/ws", params(WsQuery),
-    responses((status = 101, description = "switching to the WebSocket protocol"), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
+    responses((status = 101, description = "switching to the WebSocket protocol"), (status = 401, body = crate::api::error::ErrorBody), (status = 403, body = crate::api::error::ErrorBody)))]
 pub async fn ws_upgrade(
     State(app): State<App>,
     headers: HeaderMap,
@@ -348,7 +345,16 @@ async fn subscribe(
         .prepare(sub, f.attrs.clone(), f.membership.is_some(), from);
     let mut replayed = 0usize;
     if from < latest {
-        for ev in replay_events(app, &f.attrs, channel_id, from, latest).await? {
+        for ev in crate::chat::events::replay(
+            &app.db,
+            &app.directory,
+            &f.attrs.label,
+            channel_id,
+            from,
+            latest,
+        )
+        .await?
+        {
             app.hub.replay(sub, Arc::new(ev)).await;
             replayed += 1;
         }
@@ -366,89 +372,6 @@ async fn subscribe(
     conn.send(Outbound::Text(marker.to_string().into())).await;
     app.hub.go_live(sub, latest);
     Ok(())
-}
-
-/// Stored events of a channel with `after < seq <= through`, in order.
-async fn replay_events(
-    app: &App,
-    attrs: &crate::principal::ChannelAttrs,
-    channel_id: &str,
-    after: i64,
-    through: i64,
-) -> Result<Vec<Published>, ApiError> {
-    let msgs = message::Entity::find()
-        .filter(message::Column::ChannelId.eq(channel_id))
-        .filter(message::Column::Seq.gt(after))
-        .filter(message::Column::Seq.lte(through))
-        .all(&app.db)
-        .await?;
-    let events = channel_event::Entity::find()
-        .filter(channel_event::Column::ChannelId.eq(channel_id))
-        .filter(channel_event::Column::Seq.gt(after))
-        .filter(channel_event::Column::Seq.lte(through))
-        .order_by_asc(channel_event::Column::Seq)
-        .all(&app.db)
-        .await?;
-    let mut by_id = std::collections::HashMap::new();
-    let mut out: Vec<Published> = Vec::with_capacity(msgs.len() + events.len());
-    for m in &msgs {
-        by_id.insert(m.id.clone(), m.clone());
-    }
-    for m in msgs {
-        let Some(author) = app.directory.get(&m.author_id).await? else {
-            continue;
-        };
-        let view = MessageView::new(&m, &author);
-        out.push(Published {
-            channel_id: channel_id.into(),
-            seq: Some(m.seq),
-            label: parse_label(&m.label)?,
-            json: message_event_json("message.created", &view, m.seq).into(),
-            effect: Effect::None,
-        });
-    }
-    for e in events {
-        let msg = match &e.message_id {
-            Some(id) => match by_id.get(id) {
-                Some(m) => Some(m.clone()),
-                None => message::Entity::find_by_id(id.clone()).one(&app.db).await?,
-            },
-            None => None,
-        };
-        let label: Label = match &msg {
-            Some(m) => parse_label(&m.label)?,
-            None => attrs.label.clone(),
-        };
-        let payload: serde_json::Value =
-            serde_json::from_str(&e.payload).unwrap_or(serde_json::Value::Null);
-        let payload = match (e.kind.as_str(), &msg) {
-            // Edits replay the message as it is now (a later deletion blanks it).
-            ("message.edited", Some(m)) => {
-                let author = app.directory.get(&m.author_id).await?;
-                let view = author.map(|a| MessageView::new(m, &a));
-                serde_json::json!({ "message": view })
-            }
-            _ => payload,
-        };
-        let user = payload
-            .get("user_id")
-            .and_then(|u| u.as_str())
-            .map(str::to_string);
-        let effect = match (e.kind.as_str(), user) {
-            ("member.joined", Some(u)) => Effect::MemberJoined(u),
-            ("member.left", Some(u)) => Effect::MemberLeft(u),
-            _ => Effect::None,
-        };
-        out.push(Published {
-            channel_id: channel_id.into(),
-            seq: Some(e.seq),
-            label,
-            json: event_json(&e.kind, channel_id, e.seq, payload).into(),
-            effect,
-        });
-    }
-    out.sort_by_key(|p| p.seq);
-    Ok(out)
 }
 
 /// Forward the agent activity feed to an operator's socket, batched, until

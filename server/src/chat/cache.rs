@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ServiceError, ServiceResult};
 use crate::principal::ChannelAttrs;
 use crate::storage::entities::{channel, membership};
 
@@ -36,7 +36,7 @@ impl ChannelCache {
         &self,
         db: &DatabaseConnection,
         id: &str,
-    ) -> ApiResult<Option<Arc<CachedChannel>>> {
+    ) -> ServiceResult<Option<Arc<CachedChannel>>> {
         if let Some(c) = self.map.read().expect("cache lock").get(id) {
             return Ok(Some(c.clone()));
         }
@@ -52,7 +52,7 @@ impl ChannelCache {
             .all(db)
             .await?;
         let cached = Arc::new(CachedChannel {
-            attrs: ChannelAttrs::try_from(&row).map_err(ApiError::internal)?,
+            attrs: ChannelAttrs::try_from(&row).map_err(ServiceError::internal)?,
             members: members.into_iter().collect(),
         });
         let mut map = self.map.write().expect("cache lock");

@@ -3,6 +3,7 @@
 //! before it touches storage; sequenced writes go through the [`writer`].
 
 pub mod cache;
+pub mod events;
 pub mod views;
 pub mod writer;
 
@@ -18,7 +19,7 @@ use utoipa::ToSchema;
 
 use crate::app::AppState;
 use crate::authz::{ChannelAction, ChannelCtx};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ServiceError, ServiceResult};
 use crate::label::Label;
 use crate::principal::{ChannelAttrs, Principal, Role, UserKind, Visibility};
 use crate::storage::entities::{channel, membership, message, reaction};
@@ -72,7 +73,7 @@ pub struct ListQuery {
     pub top_level: Option<bool>,
 }
 
-fn check_channel_name(name: &str) -> ApiResult<String> {
+fn check_channel_name(name: &str) -> ServiceResult<String> {
     let n = name.trim().to_ascii_lowercase();
     let ok = (1..=64).contains(&n.len())
         && n.bytes()
@@ -80,40 +81,44 @@ fn check_channel_name(name: &str) -> ApiResult<String> {
     if ok {
         Ok(n)
     } else {
-        Err(ApiError::invalid(
+        Err(ServiceError::invalid(
             "channel name must be 1-64 characters: a-z, 0-9, '-', '_' or '.'",
         ))
     }
 }
 
-fn check_topic(topic: &str) -> ApiResult<String> {
+fn check_topic(topic: &str) -> ServiceResult<String> {
     if topic.chars().count() > 250 || topic.contains('\0') {
-        return Err(ApiError::invalid("topic must be at most 250 characters"));
+        return Err(ServiceError::invalid(
+            "topic must be at most 250 characters",
+        ));
     }
     Ok(topic.trim().to_string())
 }
 
 /// Parse a label from input, with a 400 on error.
-pub fn parse_label(raw: &str) -> ApiResult<Label> {
+pub fn parse_label(raw: &str) -> ServiceResult<Label> {
     raw.parse()
-        .map_err(|e| ApiError::invalid(format!("label: {e}")))
+        .map_err(|e| ServiceError::invalid(format!("label: {e}")))
 }
 
-fn check_body(app: &AppState, body: &str) -> ApiResult<String> {
+fn check_body(app: &AppState, body: &str) -> ServiceResult<String> {
     let trimmed = body.trim_end();
     if trimmed.trim().is_empty() {
-        return Err(ApiError::invalid("message body is empty"));
+        return Err(ServiceError::invalid("message body is empty"));
     }
     let max = app.settings.limits.max_message_chars;
     if trimmed.chars().count() > max {
-        return Err(ApiError::new(
-            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        return Err(ServiceError::new(
+            crate::error::ErrorKind::TooLarge,
             "message_too_long",
             format!("message body is longer than {max} characters"),
         ));
     }
     if trimmed.contains('\0') {
-        return Err(ApiError::invalid("message body contains a NUL character"));
+        return Err(ServiceError::invalid(
+            "message body contains a NUL character",
+        ));
     }
     Ok(trimmed.to_string())
 }
@@ -173,14 +178,14 @@ impl ChannelFacts {
 }
 
 /// Load a channel and `p`'s membership; 404 if it does not exist.
-pub async fn channel_facts(app: &AppState, p: &Principal, id: &str) -> ApiResult<ChannelFacts> {
+pub async fn channel_facts(app: &AppState, p: &Principal, id: &str) -> ServiceResult<ChannelFacts> {
     let Some(row) = channel::Entity::find_by_id(id.to_string())
         .one(&app.db)
         .await?
     else {
-        return Err(ApiError::not_found("channel"));
+        return Err(ServiceError::not_found("channel"));
     };
-    let attrs = ChannelAttrs::try_from(&row).map_err(ApiError::internal)?;
+    let attrs = ChannelAttrs::try_from(&row).map_err(ServiceError::internal)?;
     let membership = membership::Entity::find_by_id((id.to_string(), p.id.clone()))
         .one(&app.db)
         .await?;
@@ -199,7 +204,7 @@ pub async fn require(
     action: ChannelAction,
     f: &ChannelFacts,
     ctx: &ChannelCtx,
-) -> ApiResult<()> {
+) -> ServiceResult<()> {
     if app.authz.channel(p, action, &f.attrs, ctx) {
         return Ok(());
     }
@@ -217,12 +222,12 @@ pub async fn require(
             .authz
             .channel(p, ChannelAction::Read, &f.attrs, &f.ctx(p));
     if visible {
-        Err(ApiError::forbidden(format!(
+        Err(ServiceError::forbidden(format!(
             "not allowed to {}",
             action_words(action)
         )))
     } else {
-        Err(ApiError::not_found("channel"))
+        Err(ServiceError::not_found("channel"))
     }
 }
 
@@ -250,11 +255,11 @@ pub async fn create_channel(
     app: &AppState,
     p: &Principal,
     req: CreateChannel,
-) -> ApiResult<ChannelView> {
+) -> ServiceResult<ChannelView> {
     let name = check_channel_name(&req.name)?;
-    let visibility: Visibility = req.visibility.parse().map_err(ApiError::invalid)?;
+    let visibility: Visibility = req.visibility.parse().map_err(ServiceError::invalid)?;
     if visibility == Visibility::Direct {
-        return Err(ApiError::invalid(
+        return Err(ServiceError::invalid(
             "create direct channels with POST /api/v1/dms",
         ));
     }
@@ -282,7 +287,7 @@ pub async fn create_channel(
                 serde_json::json!({"label": label.to_string(), "visibility": visibility.as_str()}),
             )
             .await;
-        return Err(ApiError::forbidden(
+        return Err(ServiceError::forbidden(
             "not allowed to create this channel (your role, or a label above your clearance)",
         ));
     }
@@ -300,7 +305,7 @@ pub async fn create_channel(
             .authz
             .channel(p, ChannelAction::Read, &f.attrs, &f.ctx(p))
         {
-            return Err(ApiError::conflict(format!(
+            return Err(ServiceError::conflict(format!(
                 "a channel named {name:?} exists"
             )));
         }
@@ -353,7 +358,7 @@ pub async fn create_channel(
 }
 
 /// Channels `p` belongs to, plus (for non-guests) public channels, with unread counts.
-pub async fn list_channels(app: &AppState, p: &Principal) -> ApiResult<Vec<ChannelView>> {
+pub async fn list_channels(app: &AppState, p: &Principal) -> ServiceResult<Vec<ChannelView>> {
     let mine: HashMap<String, membership::Model> = membership::Entity::find()
         .filter(membership::Column::UserId.eq(p.id.as_str()))
         .all(&app.db)
@@ -373,7 +378,7 @@ pub async fn list_channels(app: &AppState, p: &Principal) -> ApiResult<Vec<Chann
     let unread = unread_counts(app, p).await?;
     let mut out = Vec::new();
     for row in rows {
-        let attrs = ChannelAttrs::try_from(&row).map_err(ApiError::internal)?;
+        let attrs = ChannelAttrs::try_from(&row).map_err(ServiceError::internal)?;
         let m = mine.get(&row.id);
         let ctx = ChannelCtx {
             is_member: m.is_some(),
@@ -392,7 +397,7 @@ pub async fn list_channels(app: &AppState, p: &Principal) -> ApiResult<Vec<Chann
     Ok(out)
 }
 
-async fn unread_counts(app: &AppState, p: &Principal) -> ApiResult<HashMap<String, i64>> {
+async fn unread_counts(app: &AppState, p: &Principal) -> ServiceResult<HashMap<String, i64>> {
     let backend = app.db.get_database_backend();
     let rows = app
         .db
@@ -416,7 +421,7 @@ async fn unread_counts(app: &AppState, p: &Principal) -> ApiResult<HashMap<Strin
 }
 
 /// One channel, if `p` may read it.
-pub async fn get_channel(app: &AppState, p: &Principal, id: &str) -> ApiResult<ChannelView> {
+pub async fn get_channel(app: &AppState, p: &Principal, id: &str) -> ServiceResult<ChannelView> {
     let f = channel_facts(app, p, id).await?;
     require(app, p, ChannelAction::Read, &f, &f.ctx(p)).await?;
     let mut v = ChannelView::new(&f.row);
@@ -426,7 +431,7 @@ pub async fn get_channel(app: &AppState, p: &Principal, id: &str) -> ApiResult<C
 }
 
 /// Join a channel (public channels; private ones need an invitation).
-pub async fn join(app: &AppState, p: &Principal, id: &str) -> ApiResult<ChannelView> {
+pub async fn join(app: &AppState, p: &Principal, id: &str) -> ServiceResult<ChannelView> {
     let f = channel_facts(app, p, id).await?;
     if f.membership.is_none() {
         require(app, p, ChannelAction::Join, &f, &f.ctx(p)).await?;
@@ -444,7 +449,7 @@ pub async fn join(app: &AppState, p: &Principal, id: &str) -> ApiResult<ChannelV
 }
 
 /// Leave a channel.
-pub async fn leave(app: &AppState, p: &Principal, id: &str) -> ApiResult<()> {
+pub async fn leave(app: &AppState, p: &Principal, id: &str) -> ServiceResult<()> {
     let f = channel_facts(app, p, id).await?;
     require(app, p, ChannelAction::Leave, &f, &f.ctx(p)).await?;
     app.writer
@@ -461,7 +466,12 @@ pub async fn leave(app: &AppState, p: &Principal, id: &str) -> ApiResult<()> {
 
 /// Add another user to a channel. Both the inviter's right to invite and the
 /// invitee's clearance for the channel are checked.
-pub async fn invite(app: &AppState, p: &Principal, id: &str, invitee: &Principal) -> ApiResult<()> {
+pub async fn invite(
+    app: &AppState,
+    p: &Principal,
+    id: &str,
+    invitee: &Principal,
+) -> ServiceResult<()> {
     let f = channel_facts(app, p, id).await?;
     require(app, p, ChannelAction::Invite, &f, &f.ctx(p)).await?;
     let ctx = ChannelCtx {
@@ -481,7 +491,7 @@ pub async fn invite(app: &AppState, p: &Principal, id: &str, invitee: &Principal
                 serde_json::json!({"invitee": invitee.id, "reason": "invitee not cleared"}),
             )
             .await;
-        return Err(ApiError::forbidden(format!(
+        return Err(ServiceError::forbidden(format!(
             "{} is not cleared for this channel's label {} (or cannot join it)",
             invitee.handle, f.attrs.label
         )));
@@ -515,7 +525,7 @@ pub async fn invite(app: &AppState, p: &Principal, id: &str, invitee: &Principal
 }
 
 /// Archive a channel: it stays readable, and nothing more can be posted.
-pub async fn archive(app: &AppState, p: &Principal, id: &str) -> ApiResult<()> {
+pub async fn archive(app: &AppState, p: &Principal, id: &str) -> ServiceResult<()> {
     let f = channel_facts(app, p, id).await?;
     require(app, p, ChannelAction::Archive, &f, &f.ctx(p)).await?;
     app.writer
@@ -543,7 +553,7 @@ pub async fn set_topic(
     p: &Principal,
     id: &str,
     topic: &str,
-) -> ApiResult<ChannelView> {
+) -> ServiceResult<ChannelView> {
     let topic = check_topic(topic)?;
     let f = channel_facts(app, p, id).await?;
     require(app, p, ChannelAction::Update, &f, &f.ctx(p)).await?;
@@ -558,7 +568,11 @@ pub async fn set_topic(
 }
 
 /// Members of a channel `p` may read.
-pub async fn members(app: &AppState, p: &Principal, id: &str) -> ApiResult<Vec<views::AuthorView>> {
+pub async fn members(
+    app: &AppState,
+    p: &Principal,
+    id: &str,
+) -> ServiceResult<Vec<views::AuthorView>> {
     let f = channel_facts(app, p, id).await?;
     require(app, p, ChannelAction::Read, &f, &f.ctx(p)).await?;
     let rows = membership::Entity::find()
@@ -575,11 +589,11 @@ pub async fn members(app: &AppState, p: &Principal, id: &str) -> ApiResult<Vec<v
 }
 
 /// Record that `p` has read up to `seq`.
-pub async fn mark_read(app: &AppState, p: &Principal, id: &str, seq: i64) -> ApiResult<i64> {
+pub async fn mark_read(app: &AppState, p: &Principal, id: &str, seq: i64) -> ServiceResult<i64> {
     let f = channel_facts(app, p, id).await?;
     require(app, p, ChannelAction::Read, &f, &f.ctx(p)).await?;
     let Some(m) = f.membership else {
-        return Err(ApiError::forbidden("only members track read position"));
+        return Err(ServiceError::forbidden("only members track read position"));
     };
     let seq = seq.clamp(0, f.row.last_seq).max(m.last_read_seq);
     let mut am: membership::ActiveModel = m.into();
@@ -595,9 +609,9 @@ pub async fn open_direct(
     app: &AppState,
     p: &Principal,
     peer: &Principal,
-) -> ApiResult<(ChannelView, bool)> {
+) -> ServiceResult<(ChannelView, bool)> {
     if !app.authz.direct_message(p, peer) {
-        return Err(ApiError::forbidden(
+        return Err(ServiceError::forbidden(
             "not allowed to message this user directly",
         ));
     }
@@ -655,13 +669,13 @@ pub async fn post(
     p: &Arc<Principal>,
     channel_id: &str,
     req: PostMessage,
-) -> ApiResult<(MessageView, bool)> {
+) -> ServiceResult<(MessageView, bool)> {
     let (outcome, req_citations) = post_stored(app, p, channel_id, req).await?;
     let author = app
         .directory
         .get(&outcome.message.author_id)
         .await?
-        .ok_or_else(|| ApiError::internal("author vanished"))?;
+        .ok_or_else(|| ServiceError::internal("author vanished"))?;
     let mut view = MessageView::new(&outcome.message, &author);
     view.citations = if outcome.created {
         // Just stored: they are the ones checked.
@@ -683,32 +697,32 @@ pub async fn post_stored(
     p: &Arc<Principal>,
     channel_id: &str,
     req: PostMessage,
-) -> ApiResult<(PostOutcome, Vec<String>)> {
+) -> ServiceResult<(PostOutcome, Vec<String>)> {
     // Every post attempt spends the agent's read mark, whatever becomes of
     // it, exactly as the runtime counts (SECURITY-CASES 28).
     let mark = app.marks.take(&p.id);
     let body = check_body(app, &req.body)?;
     if let Some(k) = &req.idempotency_key {
         if k.is_empty() || k.len() > 128 || !k.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(ApiError::invalid(
+            return Err(ServiceError::invalid(
                 "idempotency_key must be 1-128 printable ASCII characters",
             ));
         }
     }
     if let Some(b) = &req.brain {
         if p.kind != UserKind::Agent {
-            return Err(ApiError::invalid(
+            return Err(ServiceError::invalid(
                 "only agents say which brain wrote a message",
             ));
         }
         if !["extractive", "local", "openai"].contains(&b.as_str()) {
-            return Err(ApiError::invalid(
+            return Err(ServiceError::invalid(
                 "brain must be extractive, local or openai",
             ));
         }
     }
     if !app.post_limiter.allow(&p.id) {
-        return Err(ApiError::rate_limited(
+        return Err(ServiceError::rate_limited(
             "posting too fast; slow down and retry",
         ));
     }
@@ -718,7 +732,7 @@ pub async fn post_stored(
         .channels
         .get(&app.db, channel_id)
         .await?
-        .ok_or_else(|| ApiError::not_found("channel"))?;
+        .ok_or_else(|| ServiceError::not_found("channel"))?;
     let mut label = match &req.label {
         Some(l) => parse_label(l)?,
         None => cached.attrs.label.clone(),
@@ -747,8 +761,8 @@ pub async fn post_stored(
                     serde_json::json!({"reason": "label_below_citations", "label": label.to_string(), "cited": cited.to_string()}),
                 )
                 .await;
-            return Err(ApiError::new(
-                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            return Err(ServiceError::new(
+                crate::error::ErrorKind::Unprocessable,
                 "label_below_citations",
                 format!("the message cites material labelled {cited}; label it at least {cited}"),
             ));
@@ -777,7 +791,7 @@ pub async fn post_stored(
             .await?
             .is_some_and(|m| m.channel_id == channel_id && m.thread_root.is_none() && !m.deleted);
         if !ok {
-            return Err(ApiError::invalid(
+            return Err(ServiceError::invalid(
                 "thread_root must be a top-level message of this channel",
             ));
         }
@@ -800,14 +814,14 @@ pub async fn post_stored(
         })
         .await?;
     if outcome.message.channel_id != channel_id {
-        return Err(ApiError::conflict(
+        return Err(ServiceError::conflict(
             "idempotency_key was already used for a message in another channel",
         ));
     }
     Ok((outcome, req_citations))
 }
 
-async fn mention_ids(app: &AppState, body: &str) -> ApiResult<Vec<String>> {
+async fn mention_ids(app: &AppState, body: &str) -> ServiceResult<Vec<String>> {
     let handles = crate::render::mentions(body);
     if handles.is_empty() {
         return Ok(Vec::new());
@@ -829,7 +843,7 @@ pub async fn views_for(
     p: &Principal,
     f: &ChannelFacts,
     rows: Vec<message::Model>,
-) -> ApiResult<Vec<MessageView>> {
+) -> ServiceResult<Vec<MessageView>> {
     let rows = readable_in(app, p, &f.attrs, &f.ctx(p), rows)?;
     observed(app, p, &rows);
     decorate(app, rows).await
@@ -850,14 +864,14 @@ pub async fn read_recent(
     channel_id: &str,
     after_seq: i64,
     limit: u64,
-) -> ApiResult<Vec<message::Model>> {
+) -> ServiceResult<Vec<message::Model>> {
     // Hot path: policy facts from the channel cache, as posting does; the
     // full (audited) decision runs only when the cached facts deny.
     let cached = app
         .channels
         .get(&app.db, channel_id)
         .await?
-        .ok_or_else(|| ApiError::not_found("channel"))?;
+        .ok_or_else(|| ServiceError::not_found("channel"))?;
     let mut ctx = ChannelCtx {
         is_member: cached.members.contains(&p.id),
         is_owner: cached.attrs.created_by == p.id,
@@ -891,7 +905,7 @@ fn readable_in(
     attrs: &ChannelAttrs,
     base: &ChannelCtx,
     rows: Vec<message::Model>,
-) -> ApiResult<Vec<message::Model>> {
+) -> ServiceResult<Vec<message::Model>> {
     let mut decisions: HashMap<String, bool> = HashMap::new();
     let mut kept = Vec::new();
     for m in rows {
@@ -917,7 +931,7 @@ fn readable_in(
     Ok(kept)
 }
 
-async fn decorate(app: &AppState, rows: Vec<message::Model>) -> ApiResult<Vec<MessageView>> {
+async fn decorate(app: &AppState, rows: Vec<message::Model>) -> ServiceResult<Vec<MessageView>> {
     let ids: Vec<String> = rows.iter().map(|m| m.id.clone()).collect();
     let mut reactions: HashMap<String, BTreeMap<String, Vec<String>>> = HashMap::new();
     let mut replies: HashMap<String, i64> = HashMap::new();
@@ -981,7 +995,7 @@ pub async fn list_messages(
     p: &Principal,
     channel_id: &str,
     q: ListQuery,
-) -> ApiResult<Vec<MessageView>> {
+) -> ServiceResult<Vec<MessageView>> {
     let f = channel_facts(app, p, channel_id).await?;
     require(app, p, ChannelAction::Read, &f, &f.ctx(p)).await?;
     let limit = q.limit.unwrap_or(50).clamp(1, app.settings.limits.max_page);
@@ -991,7 +1005,9 @@ pub async fn list_messages(
     }
     let rows = match (q.after_seq, q.before_seq) {
         (Some(_), Some(_)) => {
-            return Err(ApiError::invalid("give after_seq or before_seq, not both"))
+            return Err(ServiceError::invalid(
+                "give after_seq or before_seq, not both",
+            ))
         }
         (Some(after), None) => {
             find.filter(message::Column::Seq.gt(after))
@@ -1022,12 +1038,12 @@ pub async fn message_facts(
     app: &AppState,
     p: &Principal,
     message_id: &str,
-) -> ApiResult<(message::Model, ChannelFacts)> {
+) -> ServiceResult<(message::Model, ChannelFacts)> {
     let Some(m) = message::Entity::find_by_id(message_id.to_string())
         .one(&app.db)
         .await?
     else {
-        return Err(ApiError::not_found("message"));
+        return Err(ServiceError::not_found("message"));
     };
     let f = channel_facts(app, p, &m.channel_id).await?;
     let ctx = ChannelCtx {
@@ -1038,7 +1054,7 @@ pub async fn message_facts(
         .authz
         .channel(p, ChannelAction::ReadMessage, &f.attrs, &ctx)
     {
-        return Err(ApiError::not_found("message"));
+        return Err(ServiceError::not_found("message"));
     }
     Ok((m, f))
 }
@@ -1049,18 +1065,18 @@ pub async fn read_message(
     app: &AppState,
     p: &Principal,
     message_id: &str,
-) -> ApiResult<message::Model> {
+) -> ServiceResult<message::Model> {
     let Some(m) = message::Entity::find_by_id(message_id.to_string())
         .one(&app.db)
         .await?
     else {
-        return Err(ApiError::not_found("message"));
+        return Err(ServiceError::not_found("message"));
     };
     let cached = app
         .channels
         .get(&app.db, &m.channel_id)
         .await?
-        .ok_or_else(|| ApiError::not_found("message"))?;
+        .ok_or_else(|| ServiceError::not_found("message"))?;
     let ctx = ChannelCtx {
         is_member: cached.members.contains(&p.id),
         is_owner: cached.attrs.created_by == p.id,
@@ -1072,7 +1088,7 @@ pub async fn read_message(
             .authz
             .channel(p, ChannelAction::ReadMessage, &cached.attrs, &ctx)
     {
-        return Err(ApiError::not_found("message"));
+        return Err(ServiceError::not_found("message"));
     }
     observed(app, p, std::slice::from_ref(&m));
     Ok(m)
@@ -1083,17 +1099,21 @@ pub async fn get_message(
     app: &AppState,
     p: &Principal,
     message_id: &str,
-) -> ApiResult<MessageView> {
+) -> ServiceResult<MessageView> {
     let (m, _f) = message_facts(app, p, message_id).await?;
     observed(app, p, std::slice::from_ref(&m));
     decorate(app, vec![m])
         .await?
         .pop()
-        .ok_or_else(|| ApiError::not_found("message"))
+        .ok_or_else(|| ServiceError::not_found("message"))
 }
 
 /// A thread: its root and replies, oldest first.
-pub async fn thread(app: &AppState, p: &Principal, root_id: &str) -> ApiResult<Vec<MessageView>> {
+pub async fn thread(
+    app: &AppState,
+    p: &Principal,
+    root_id: &str,
+) -> ServiceResult<Vec<MessageView>> {
     let (root, f) = message_facts(app, p, root_id).await?;
     let root = match root.thread_root.clone() {
         Some(r) => message_facts(app, p, &r).await?.0,
@@ -1117,11 +1137,11 @@ pub async fn edit(
     p: &Principal,
     message_id: &str,
     body: &str,
-) -> ApiResult<MessageView> {
+) -> ServiceResult<MessageView> {
     let body = check_body(app, body)?;
     let (m, f) = message_facts(app, p, message_id).await?;
     if m.deleted {
-        return Err(ApiError::not_found("message"));
+        return Err(ServiceError::not_found("message"));
     }
     let ctx = ChannelCtx {
         is_author: m.author_id == p.id,
@@ -1145,7 +1165,7 @@ pub async fn edit(
 }
 
 /// Delete a message (its author, or an admin). The body is erased.
-pub async fn delete(app: &AppState, p: &Principal, message_id: &str) -> ApiResult<()> {
+pub async fn delete(app: &AppState, p: &Principal, message_id: &str) -> ServiceResult<()> {
     let (m, f) = message_facts(app, p, message_id).await?;
     if m.deleted {
         return Ok(());
@@ -1168,7 +1188,7 @@ pub async fn delete(app: &AppState, p: &Principal, message_id: &str) -> ApiResul
     Ok(())
 }
 
-fn check_emoji(emoji: &str) -> ApiResult<String> {
+fn check_emoji(emoji: &str) -> ServiceResult<String> {
     let e = emoji.trim();
     let ok = !e.is_empty()
         && e.chars().count() <= 32
@@ -1178,7 +1198,7 @@ fn check_emoji(emoji: &str) -> ApiResult<String> {
     if ok {
         Ok(e.to_string())
     } else {
-        Err(ApiError::invalid(
+        Err(ServiceError::invalid(
             "emoji must be 1-32 visible characters (a name like 'thumbsup' or an emoji)",
         ))
     }
@@ -1191,7 +1211,7 @@ pub async fn react(
     message_id: &str,
     emoji: &str,
     add: bool,
-) -> ApiResult<()> {
+) -> ServiceResult<()> {
     // A reaction ends an agent's turn as a post attempt does: it spends what
     // the agent read for it (SECURITY-CASES 28).
     app.marks.take(&p.id);
@@ -1222,9 +1242,43 @@ pub async fn react(
         .await?;
     Ok(())
 }
+/// What one author posted lately, newest first, as far as `p` may read it:
+/// only channels `p` may read, and only messages cleared for them.
+pub async fn by_author(
+    app: &AppState,
+    p: &Principal,
+    author_id: &str,
+    limit: u64,
+) -> ServiceResult<Vec<MessageView>> {
+    let rows = message::Entity::find()
+        .filter(message::Column::AuthorId.eq(author_id))
+        .order_by_desc(message::Column::CreatedAt)
+        .limit(limit)
+        .all(&app.db)
+        .await?;
+    let mut by_channel: BTreeMap<String, Vec<message::Model>> = BTreeMap::new();
+    for r in rows {
+        by_channel.entry(r.channel_id.clone()).or_default().push(r);
+    }
+    let mut out = Vec::new();
+    for (channel_id, rows) in by_channel {
+        let f = channel_facts(app, p, &channel_id).await?;
+        let ctx = f.ctx(p);
+        if !app.authz.channel(p, ChannelAction::Read, &f.attrs, &ctx) {
+            continue;
+        }
+        out.extend(views_for(app, p, &f, rows).await?);
+    }
+    out.sort_by_key(|m| std::cmp::Reverse(m.created_at));
+    Ok(out)
+}
 
 /// Messages that mention `p`, newest first, that `p` may read.
-pub async fn mentions(app: &AppState, p: &Principal, limit: u64) -> ApiResult<Vec<MessageView>> {
+pub async fn mentions(
+    app: &AppState,
+    p: &Principal,
+    limit: u64,
+) -> ServiceResult<Vec<MessageView>> {
     let limit = limit.clamp(1, app.settings.limits.max_page);
     let ids: Vec<String> = crate::storage::entities::mention::Entity::find()
         .filter(crate::storage::entities::mention::Column::UserId.eq(p.id.as_str()))
@@ -1243,7 +1297,7 @@ async fn readable(
     p: &Principal,
     ids: Vec<String>,
     limit: u64,
-) -> ApiResult<Vec<MessageView>> {
+) -> ServiceResult<Vec<MessageView>> {
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     for id in ids {
@@ -1266,10 +1320,12 @@ pub async fn search(
     p: &Principal,
     q: &str,
     limit: u64,
-) -> ApiResult<Vec<MessageView>> {
+) -> ServiceResult<Vec<MessageView>> {
     let q = q.trim();
     if q.is_empty() || q.chars().count() > 200 {
-        return Err(ApiError::invalid("search query must be 1-200 characters"));
+        return Err(ServiceError::invalid(
+            "search query must be 1-200 characters",
+        ));
     }
     let limit = limit.clamp(1, app.settings.limits.max_page);
     let backend = app.db.get_database_backend();

@@ -15,9 +15,9 @@ use sea_orm::{
 use tokio::sync::{mpsc, oneshot};
 
 use crate::chat::cache::ChannelCache;
-use crate::chat::views::{event_json, message_event_json, MessageView};
+use crate::chat::views::MessageView;
 use crate::directory::Directory;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ServiceError, ServiceResult};
 use crate::label::Label;
 use crate::metrics::Metrics;
 use crate::principal::{ChannelAttrs, Principal};
@@ -112,15 +112,27 @@ pub enum Pending {
 }
 
 enum Op {
-    Post(NewPost, oneshot::Sender<ApiResult<PostOutcome>>),
-    Change(ChannelChange, oneshot::Sender<ApiResult<Option<i64>>>),
+    Post(NewPost, oneshot::Sender<ServiceResult<PostOutcome>>),
+    Change(ChannelChange, oneshot::Sender<ServiceResult<Option<i64>>>),
 }
 
-/// Who hears about every new message besides the hub: the agents' activity
-/// feed and the queue that embeds messages for the insights job.
-pub struct Listeners {
-    pub activity: crate::agents::ActivityFeed,
-    pub embed: crate::insights::vectors::EmbedQueue,
+/// A message the writer committed, as start-up's subscribers hear it.
+pub struct Committed<'a> {
+    pub message: &'a message::Model,
+    pub author: &'a Principal,
+    pub label: &'a Label,
+    /// Handles mentioned in the body.
+    pub mentions: &'a [String],
+    /// Posted in a direct-message channel, private to its members.
+    pub direct: bool,
+}
+
+/// Hears every committed message besides the hub (the agents' activity feed,
+/// the queue that embeds messages for the insights job). Subscribers are
+/// registered when the writer starts, so chat depends on none of them. Called
+/// on the publisher task after the message is durable: it must not block.
+pub trait CommitListener: Send + Sync + 'static {
+    fn committed(&self, event: &Committed<'_>);
 }
 
 /// Handle for submitting writes.
@@ -137,10 +149,9 @@ impl Writer {
         directory: Arc<Directory>,
         channels: Arc<ChannelCache>,
         metrics: Arc<Metrics>,
-        listeners: Listeners,
+        listeners: Vec<Arc<dyn CommitListener>>,
         gate: crate::storage::WriteGate,
     ) -> Self {
-        let Listeners { activity, embed } = listeners;
         let (tx, rx) = mpsc::channel(8192);
         let (pub_tx, mut pub_rx) = mpsc::channel::<Vec<Pending>>(1024);
         tokio::spawn(async move {
@@ -155,24 +166,22 @@ impl Writer {
                             mentions,
                             direct,
                         } => {
-                            activity.publish(&message, &author, mentions);
-                            // Direct messages are private to their members:
-                            // the insights job neither embeds nor mines them.
-                            if !direct {
-                                embed.offer(&message.id, &message.body);
+                            let event = Committed {
+                                message: &message,
+                                author: &author,
+                                label: &label,
+                                mentions: &mentions,
+                                direct,
+                            };
+                            for l in &listeners {
+                                l.committed(&event);
                             }
                             if !hub.has_subscribers(&message.channel_id) {
                                 continue;
                             }
-                            let view = MessageView::new(&message, &author);
-                            hub.publish(Arc::new(Published {
-                                channel_id: message.channel_id.clone(),
-                                seq: Some(message.seq),
-                                label,
-                                json: message_event_json("message.created", &view, message.seq)
-                                    .into(),
-                                effect: Effect::None,
-                            }));
+                            hub.publish(Arc::new(super::events::message_created(
+                                &message, &author, label,
+                            )));
                         }
                     }
                 }
@@ -191,25 +200,25 @@ impl Writer {
     }
 
     /// Store a post; resolves once it is durable.
-    pub async fn post(&self, post: NewPost) -> ApiResult<PostOutcome> {
+    pub async fn post(&self, post: NewPost) -> ServiceResult<PostOutcome> {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(Op::Post(post, tx))
             .await
-            .map_err(|_| ApiError::internal("writer stopped"))?;
+            .map_err(|_| ServiceError::internal("writer stopped"))?;
         rx.await
-            .map_err(|_| ApiError::internal("writer dropped a post"))?
+            .map_err(|_| ServiceError::internal("writer dropped a post"))?
     }
 
     /// Apply a change; resolves to its sequence number (`None`: nothing changed).
-    pub async fn change(&self, change: ChannelChange) -> ApiResult<Option<i64>> {
+    pub async fn change(&self, change: ChannelChange) -> ServiceResult<Option<i64>> {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(Op::Change(change, tx))
             .await
-            .map_err(|_| ApiError::internal("writer stopped"))?;
+            .map_err(|_| ServiceError::internal("writer stopped"))?;
         rx.await
-            .map_err(|_| ApiError::internal("writer dropped a change"))?
+            .map_err(|_| ServiceError::internal("writer dropped a change"))?
     }
 }
 
@@ -223,8 +232,8 @@ struct WriterTask {
 }
 
 enum Outcome {
-    Post(ApiResult<PostOutcome>),
-    Change(ApiResult<Option<i64>>),
+    Post(ServiceResult<PostOutcome>),
+    Change(ServiceResult<Option<i64>>),
 }
 
 impl WriterTask {
@@ -266,7 +275,7 @@ impl WriterTask {
                 }
             }
             Err(e) if ops.len() == 1 => {
-                let err = ApiError::from(e);
+                let err = ServiceError::from(e);
                 match ops.into_iter().next().expect("one op") {
                     Op::Post(_, tx) => {
                         let _ = tx.send(Err(err));
@@ -335,7 +344,7 @@ impl WriterTask {
         txn: &DatabaseTransaction,
         posts: &[&NewPost],
         events: &mut Vec<Pending>,
-    ) -> Result<Vec<ApiResult<PostOutcome>>, sea_orm::DbErr> {
+    ) -> Result<Vec<ServiceResult<PostOutcome>>, sea_orm::DbErr> {
         // Idempotent retries: return the stored original instead of a new message.
         let mut existing: HashMap<(String, String), message::Model> = HashMap::new();
         let keyed: Vec<(&str, &str)> = posts
@@ -366,7 +375,7 @@ impl WriterTask {
         }
 
         // Which posts are new, deduplicated within the batch too.
-        let mut results: Vec<Option<ApiResult<PostOutcome>>> = vec![None; posts.len()];
+        let mut results: Vec<Option<ServiceResult<PostOutcome>>> = vec![None; posts.len()];
         let mut fresh: Vec<usize> = Vec::new();
         let mut batch_keys: HashMap<(String, String), usize> = HashMap::new();
         let mut dup_of: Vec<(usize, usize)> = Vec::new();
@@ -410,7 +419,7 @@ impl WriterTask {
         for (channel_id, idxs) in &per_channel {
             let Some(&last) = reserved.get(*channel_id) else {
                 for &i in idxs {
-                    results[i] = Some(Err(ApiError::conflict("channel is archived or gone")));
+                    results[i] = Some(Err(ServiceError::conflict("channel is archived or gone")));
                 }
                 continue;
             };
@@ -487,12 +496,12 @@ impl WriterTask {
                     created: false,
                 }),
                 Some(Err(e)) => Err(e.clone()),
-                None => Err(ApiError::internal("duplicate of an unprocessed post")),
+                None => Err(ServiceError::internal("duplicate of an unprocessed post")),
             });
         }
         Ok(results
             .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(ApiError::internal("post not processed"))))
+            .map(|r| r.unwrap_or_else(|| Err(ServiceError::internal("post not processed"))))
             .collect())
     }
 
@@ -501,16 +510,16 @@ impl WriterTask {
         txn: &DatabaseTransaction,
         c: &ChannelChange,
         events: &mut Vec<Pending>,
-    ) -> Result<ApiResult<Option<i64>>, sea_orm::DbErr> {
+    ) -> Result<ServiceResult<Option<i64>>, sea_orm::DbErr> {
         let Some(ch) = channel::Entity::find_by_id(c.channel_id.clone())
             .one(txn)
             .await?
         else {
-            return Ok(Err(ApiError::not_found("channel")));
+            return Ok(Err(ServiceError::not_found("channel")));
         };
         let attrs = match ChannelAttrs::try_from(&ch) {
             Ok(a) => a,
-            Err(e) => return Ok(Err(ApiError::internal(e))),
+            Err(e) => return Ok(Err(ServiceError::internal(e))),
         };
         let channel_label = attrs.label.clone();
         let now = chrono::Utc::now();
@@ -528,7 +537,7 @@ impl WriterTask {
                 mention_ids,
             } => {
                 let Some(m) = live_message(txn, &c.channel_id, message_id).await? else {
-                    return Ok(Err(ApiError::not_found("message")));
+                    return Ok(Err(ServiceError::not_found("message")));
                 };
                 let mut am: message::ActiveModel = m.clone().into();
                 am.body = Set(body.clone());
@@ -561,7 +570,7 @@ impl WriterTask {
             }
             Change::Delete { message_id } => {
                 let Some(m) = live_message(txn, &c.channel_id, message_id).await? else {
-                    return Ok(Err(ApiError::not_found("message")));
+                    return Ok(Err(ServiceError::not_found("message")));
                 };
                 let mut am: message::ActiveModel = m.clone().into();
                 // The body is blanked, not kept: deleted text must not stay searchable.
@@ -584,7 +593,7 @@ impl WriterTask {
             Change::ReactionAdd { message_id, emoji }
             | Change::ReactionRemove { message_id, emoji } => {
                 let Some(m) = live_message(txn, &c.channel_id, message_id).await? else {
-                    return Ok(Err(ApiError::not_found("message")));
+                    return Ok(Err(ServiceError::not_found("message")));
                 };
                 let key = (message_id.clone(), c.actor_id.clone(), emoji.clone());
                 let exists = reaction::Entity::find_by_id(key.clone())
@@ -690,7 +699,7 @@ impl WriterTask {
             }
         };
         let Some(seq) = next_seq(txn, &c.channel_id).await? else {
-            return Ok(Err(ApiError::not_found("channel")));
+            return Ok(Err(ServiceError::not_found("channel")));
         };
         channel_event::ActiveModel {
             channel_id: Set(c.channel_id.clone()),
@@ -702,13 +711,14 @@ impl WriterTask {
         }
         .insert(txn)
         .await?;
-        events.push(Pending::Ready(Arc::new(Published {
-            channel_id: c.channel_id.clone(),
-            seq: Some(seq),
+        events.push(Pending::Ready(Arc::new(super::events::channel_event(
+            kind,
+            &c.channel_id,
+            seq,
             label,
-            json: event_json(kind, &c.channel_id, seq, payload).into(),
+            payload,
             effect,
-        })));
+        ))));
         Ok(Ok(Some(seq)))
     }
 

@@ -587,12 +587,12 @@ mod tests {
             "bag-of-words"
         }
         fn dim(&self) -> usize {
-            crate::loopback_embed::DIM
+            warroom_tools::loopback_embed::DIM
         }
         async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
             Ok(texts
                 .iter()
-                .map(|t| crate::loopback_embed::embed(t))
+                .map(|t| warroom_tools::loopback_embed::embed(t))
                 .collect())
         }
     }

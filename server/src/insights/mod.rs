@@ -26,7 +26,7 @@ use utoipa::ToSchema;
 
 use crate::app::App;
 use crate::chat::{placeholders, stmt};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ServiceError, ServiceResult};
 use crate::label::{Label, Level};
 use crate::principal::Principal;
 use mine::{ChunkInfo, Kind, MineConfig, Miner, Msg, MsgRef, Signals};
@@ -35,20 +35,6 @@ use vectors::{Quantized, ToEmbed};
 /// A 64-bit FNV-1a hash (stable across runs).
 pub fn hash64(s: &str) -> u64 {
     warroom_agent_runtime::platform::fnv1a(s.as_bytes())
-}
-
-/// `mon`..`sun`.
-pub fn parse_weekday(s: &str) -> Option<chrono::Weekday> {
-    match s.trim().to_ascii_lowercase().get(..3)? {
-        "mon" => Some(chrono::Weekday::Mon),
-        "tue" => Some(chrono::Weekday::Tue),
-        "wed" => Some(chrono::Weekday::Wed),
-        "thu" => Some(chrono::Weekday::Thu),
-        "fri" => Some(chrono::Weekday::Fri),
-        "sat" => Some(chrono::Weekday::Sat),
-        "sun" => Some(chrono::Weekday::Sun),
-        _ => None,
-    }
 }
 
 /// A digest's period, `[from, to)`.
@@ -68,15 +54,15 @@ impl Period {
     }
 
     /// Check a requested period.
-    pub fn validate(&self) -> ApiResult<()> {
+    pub fn validate(&self) -> ServiceResult<()> {
         if self.from >= self.to {
-            return Err(ApiError::invalid("period: `from` must be before `to`"));
+            return Err(ServiceError::invalid("period: `from` must be before `to`"));
         }
         if self.to - self.from > Duration::days(366) {
-            return Err(ApiError::invalid("period: at most 366 days"));
+            return Err(ServiceError::invalid("period: at most 366 days"));
         }
         if self.from > Utc::now() {
-            return Err(ApiError::invalid("period: `from` is in the future"));
+            return Err(ServiceError::invalid("period: `from` is in the future"));
         }
         Ok(())
     }
@@ -246,8 +232,8 @@ impl Trigger {
     }
 }
 
-fn db_err(e: sea_orm::DbErr) -> ApiError {
-    ApiError::internal(e)
+fn db_err(e: sea_orm::DbErr) -> ServiceError {
+    ServiceError::internal(e)
 }
 
 /// Run the job for `period` and store the digest.
@@ -257,7 +243,7 @@ pub async fn run(
     trigger: Trigger,
     actor: Option<&str>,
     progress: &(dyn Fn(&str) + Sync),
-) -> ApiResult<Digest> {
+) -> ServiceResult<Digest> {
     period.validate()?;
     let started = std::time::Instant::now();
     progress("embedding messages without vectors");
@@ -738,7 +724,7 @@ fn nearest_elsewhere(miner: &Miner, facts: &[u32], k: usize) -> Vec<(String, Str
 }
 
 /// Embed the period's messages that have no vector yet.
-async fn catch_up(app: &App, period: Period) -> ApiResult<usize> {
+async fn catch_up(app: &App, period: Period) -> ServiceResult<usize> {
     let backend = app.db.get_database_backend();
     let mut done = 0;
     loop {
@@ -776,8 +762,8 @@ async fn catch_up(app: &App, period: Period) -> ApiResult<usize> {
         let n = vectors::embed_and_store(app, &embedder, &batch)
             .await
             .map_err(|e| {
-                ApiError::new(
-                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                ServiceError::new(
+                    crate::error::ErrorKind::Unavailable,
                     "embedder_failed",
                     format!("embedding messages failed: {e}; check [knowledge] embedder settings"),
                 )
@@ -790,7 +776,7 @@ async fn catch_up(app: &App, period: Period) -> ApiResult<usize> {
 }
 
 /// The chunks the period's messages cite, with their documents.
-async fn cited_chunks(app: &App, period: Period) -> ApiResult<Vec<ChunkInfo>> {
+async fn cited_chunks(app: &App, period: Period) -> ServiceResult<Vec<ChunkInfo>> {
     let backend = app.db.get_database_backend();
     let rows = app
         .db
@@ -820,7 +806,10 @@ async fn cited_chunks(app: &App, period: Period) -> ApiResult<Vec<ChunkInfo>> {
         .collect())
 }
 
-async fn document_bodies(app: &App, chunks: &[ChunkInfo]) -> ApiResult<HashMap<String, String>> {
+async fn document_bodies(
+    app: &App,
+    chunks: &[ChunkInfo],
+) -> ServiceResult<HashMap<String, String>> {
     let backend = app.db.get_database_backend();
     let paths: BTreeSet<&str> = chunks.iter().map(|c| c.document_path.as_str()).collect();
     let mut out = HashMap::new();
@@ -856,7 +845,7 @@ async fn stream_messages(
     period: Period,
     miner: &mut Miner,
     progress: &(dyn Fn(&str) + Sync),
-) -> ApiResult<()> {
+) -> ServiceResult<()> {
     const PAGE: usize = 5000;
     let backend = app.db.get_database_backend();
     let mut cursor = (String::new(), -1i64);
@@ -964,7 +953,7 @@ async fn stream_messages(
     }
 }
 
-async fn latest_before(app: &App, period: Period) -> ApiResult<Option<Digest>> {
+async fn latest_before(app: &App, period: Period) -> ServiceResult<Option<Digest>> {
     let backend = app.db.get_database_backend();
     let row = app
         .db
@@ -981,7 +970,7 @@ async fn latest_before(app: &App, period: Period) -> ApiResult<Option<Digest>> {
         .and_then(|d| serde_json::from_str(&d).ok()))
 }
 
-async fn week_rows(app: &App, n: u64) -> ApiResult<Vec<WeekRow>> {
+async fn week_rows(app: &App, n: u64) -> ServiceResult<Vec<WeekRow>> {
     let backend = app.db.get_database_backend();
     let rows = app
         .db
@@ -1018,7 +1007,7 @@ async fn week_rows(app: &App, n: u64) -> ApiResult<Vec<WeekRow>> {
 }
 
 /// Store `digest` as the next version of its period.
-async fn store(app: &App, mut digest: Digest, actor: Option<&str>) -> ApiResult<Digest> {
+async fn store(app: &App, mut digest: Digest, actor: Option<&str>) -> ServiceResult<Digest> {
     let backend = app.db.get_database_backend();
     let _gate = app.gate.enter().await;
     let txn = crate::storage::begin_write(&app.db).await.map_err(db_err)?;
@@ -1034,7 +1023,7 @@ async fn store(app: &App, mut digest: Digest, actor: Option<&str>) -> ApiResult<
         .and_then(|r| r.try_get::<Option<i64>>("", "v").ok().flatten())
         .unwrap_or(0);
     digest.version = last + 1;
-    let data = serde_json::to_string(&digest).map_err(ApiError::internal)?;
+    let data = serde_json::to_string(&digest).map_err(ServiceError::internal)?;
     txn.execute_raw(stmt(
         backend,
         "INSERT INTO digests (id, period_from, period_to, version, label, risks, opportunities, \
@@ -1060,7 +1049,7 @@ async fn store(app: &App, mut digest: Digest, actor: Option<&str>) -> ApiResult<
 }
 
 /// How many digests and message vectors are stored.
-pub async fn stored_counts(app: &App) -> ApiResult<(u64, u64)> {
+pub async fn stored_counts(app: &App) -> ServiceResult<(u64, u64)> {
     let backend = app.db.get_database_backend();
     let mut out = [0u64; 2];
     for (i, table) in ["digests", "message_vectors"].iter().enumerate() {
@@ -1081,7 +1070,7 @@ pub async fn stored_counts(app: &App) -> ApiResult<(u64, u64)> {
 }
 
 /// Stored digests, newest first, as `reader` may see them.
-pub async fn list(app: &App, reader: &Principal, limit: u64) -> ApiResult<Vec<DigestSummary>> {
+pub async fn list(app: &App, reader: &Principal, limit: u64) -> ServiceResult<Vec<DigestSummary>> {
     let backend = app.db.get_database_backend();
     let rows = app
         .db
@@ -1127,7 +1116,7 @@ pub async fn list(app: &App, reader: &Principal, limit: u64) -> ApiResult<Vec<Di
 }
 
 /// One digest (`latest` for the newest), redacted to `reader`'s clearance.
-pub async fn get(app: &App, reader: &Principal, id: &str) -> ApiResult<Digest> {
+pub async fn get(app: &App, reader: &Principal, id: &str) -> ServiceResult<Digest> {
     let backend = app.db.get_database_backend();
     let row = if id == "latest" {
         app.db
@@ -1139,7 +1128,9 @@ pub async fn get(app: &App, reader: &Principal, id: &str) -> ApiResult<Digest> {
             .await
     } else {
         if id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-            return Err(ApiError::invalid("digest id must be a UUID or `latest`"));
+            return Err(ServiceError::invalid(
+                "digest id must be a UUID or `latest`",
+            ));
         }
         app.db
             .query_one_raw(stmt(
@@ -1150,9 +1141,9 @@ pub async fn get(app: &App, reader: &Principal, id: &str) -> ApiResult<Digest> {
             .await
     }
     .map_err(db_err)?
-    .ok_or_else(|| ApiError::not_found("digest"))?;
+    .ok_or_else(|| ServiceError::not_found("digest"))?;
     let data: String = row.try_get("", "data").map_err(db_err)?;
-    let digest: Digest = serde_json::from_str(&data).map_err(ApiError::internal)?;
+    let digest: Digest = serde_json::from_str(&data).map_err(ServiceError::internal)?;
     redact_now(app, digest, reader).await
 }
 
@@ -1208,7 +1199,7 @@ fn redacted_insight(i: &Insight) -> Insight {
 /// of a private channel the reader is not a member of, or on one deleted or
 /// gone, is redacted, and so are activity rows of channels they cannot read.
 /// Then [`redact`] applies the reader's clearance (SECURITY-CASES 10, 25).
-pub async fn redact_now(app: &App, mut d: Digest, reader: &Principal) -> ApiResult<Digest> {
+pub async fn redact_now(app: &App, mut d: Digest, reader: &Principal) -> ServiceResult<Digest> {
     use crate::storage::entities::{channel, membership, message};
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
     let ids: BTreeSet<String> = d
@@ -1350,7 +1341,7 @@ pub fn spawn_schedule(app: App) {
 /// ending at the most recent configured weekday and hour.
 pub fn due_period(app: &App, now: DateTime<Utc>) -> Option<Period> {
     let s = &app.settings.insights;
-    let weekday = parse_weekday(&s.weekday)?;
+    let weekday = crate::config::parse_weekday(&s.weekday)?;
     let mut day = now.date_naive();
     for _ in 0..8 {
         if day.weekday() == weekday {

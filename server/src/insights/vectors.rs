@@ -125,6 +125,16 @@ impl EmbedQueue {
     }
 }
 
+impl crate::chat::writer::CommitListener for EmbedQueue {
+    fn committed(&self, e: &crate::chat::writer::Committed<'_>) {
+        // Direct messages are private to their members: the insights job
+        // neither embeds nor mines them.
+        if !e.direct {
+            self.offer(&e.message.id, &e.message.body);
+        }
+    }
+}
+
 /// Embed posted messages in batches, once the knowledge engine is loaded
 /// (retrieval loads it; a server nobody retrieves from leaves the work to the
 /// insights job's catch-up).

@@ -8,6 +8,7 @@
 //! returned chunk is re-checked by Cedar against the scope and the caller's clearance.
 
 pub mod scope;
+pub mod views;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -31,7 +32,7 @@ use warroom_knowledge::{models, sparse};
 use crate::audit::Audit;
 use crate::authz::{Authz, ChunkAttrs, ScopeRule};
 use crate::config::KnowledgeSettings;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ServiceError, ServiceResult};
 use crate::label::Label;
 use crate::principal::Principal;
 use crate::storage::entities::{
@@ -142,8 +143,8 @@ pub struct Engine {
     pub store: Arc<dyn VectorStore>,
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError::internal(e)
+fn internal(e: impl std::fmt::Display) -> ServiceError {
+    ServiceError::internal(e)
 }
 
 fn json_list(list: &[String]) -> String {
@@ -164,7 +165,7 @@ fn sha256_hex(parts: &[&[u8]]) -> String {
 }
 
 /// A chunk's policy attributes from its document row.
-fn chunk_attrs(chunk_id: &str, d: &document::Model) -> ApiResult<ChunkAttrs> {
+fn chunk_attrs(chunk_id: &str, d: &document::Model) -> ServiceResult<ChunkAttrs> {
     Ok(ChunkAttrs {
         id: chunk_id.to_string(),
         collection: d.collection.clone(),
@@ -218,7 +219,7 @@ impl Knowledge {
     }
 
     /// The embedder and vector store, loading them on first use.
-    pub async fn engine(&self) -> ApiResult<&Engine> {
+    pub async fn engine(&self) -> ServiceResult<&Engine> {
         self.engine
             .get_or_try_init(|| async { self.load_engine().await })
             .await
@@ -226,7 +227,7 @@ impl Knowledge {
 
     /// The embedder: the engine's, or (when the vector store cannot be
     /// opened, e.g. a server holds it) the embedder alone.
-    pub async fn embedder(&self) -> ApiResult<Arc<dyn Embedder>> {
+    pub async fn embedder(&self) -> ServiceResult<Arc<dyn Embedder>> {
         match self.engine().await {
             Ok(e) => Ok(e.embedder.clone()),
             Err(_) => Ok(self.load_embedder().await?.0),
@@ -238,10 +239,10 @@ impl Knowledge {
         self.engine.get()
     }
 
-    async fn load_embedder(&self) -> ApiResult<(Arc<dyn Embedder>, Arc<dyn TokenCounter>)> {
+    async fn load_embedder(&self) -> ServiceResult<(Arc<dyn Embedder>, Arc<dyn TokenCounter>)> {
         let unavailable = |what: &str, e: String| {
-            ApiError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            ServiceError::new(
+                crate::error::ErrorKind::Unavailable,
                 "knowledge_unavailable",
                 format!("{what}: {e}"),
             )
@@ -281,10 +282,10 @@ impl Knowledge {
         Ok(pair)
     }
 
-    async fn load_engine(&self) -> ApiResult<Engine> {
+    async fn load_engine(&self) -> ServiceResult<Engine> {
         let unavailable = |what: &str, e: String| {
-            ApiError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            ServiceError::new(
+                crate::error::ErrorKind::Unavailable,
                 "knowledge_unavailable",
                 format!("{what}: {e}"),
             )
@@ -338,10 +339,10 @@ impl Knowledge {
         bytes: &[u8],
         meta: &IngestMeta,
         audit: &Audit,
-    ) -> ApiResult<IngestOutcome> {
+    ) -> ServiceResult<IngestOutcome> {
         let path = path.trim();
         if path.is_empty() || path.len() > 512 || path.contains('\0') {
-            return Err(ApiError::invalid("path must be 1-512 characters"));
+            return Err(ServiceError::invalid("path must be 1-512 characters"));
         }
         let limits = Limits {
             max_bytes: self.settings.max_file_bytes,
@@ -353,8 +354,8 @@ impl Knowledge {
             .await
             .map_err(internal)?
             .map_err(|e| {
-                ApiError::new(
-                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                ServiceError::new(
+                    crate::error::ErrorKind::Unprocessable,
                     e.code(),
                     format!("{path}: {e}"),
                 )
@@ -379,7 +380,7 @@ impl Knowledge {
         let mut tags = raw_tags
             .iter()
             .map(|t| parse_slug("tag", t))
-            .collect::<ApiResult<Vec<_>>>()?;
+            .collect::<ServiceResult<Vec<_>>>()?;
         tags.sort();
         tags.dedup();
         let label_s = label.to_string();
@@ -418,16 +419,16 @@ impl Knowledge {
         };
         let chunks = chunker::chunk(&parsed, &opts, engine.counter.as_ref());
         if chunks.is_empty() {
-            return Err(ApiError::new(
-                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            return Err(ServiceError::new(
+                crate::error::ErrorKind::Unprocessable,
                 "empty",
                 format!("{path}: the document has no text to index"),
             ));
         }
         let texts: Vec<String> = chunks.iter().map(|c| c.embed_text(&parsed.title)).collect();
         let vectors = engine.embedder.embed(&texts).await.map_err(|e| {
-            ApiError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            ServiceError::new(
+                crate::error::ErrorKind::Unavailable,
                 "embedder_failed",
                 e.to_string(),
             )
@@ -570,19 +571,19 @@ impl Knowledge {
 
     // ---- documents -----------------------------------------------------------------------
 
-    pub async fn document(&self, id: &str) -> ApiResult<document::Model> {
+    pub async fn document(&self, id: &str) -> ServiceResult<document::Model> {
         document::Entity::find_by_id(id)
             .one(&self.db)
             .await
             .map_err(internal)?
-            .ok_or_else(|| ApiError::not_found("document"))
+            .ok_or_else(|| ServiceError::not_found("document"))
     }
 
     pub async fn documents(
         &self,
         collection: Option<&str>,
         department: Option<&str>,
-    ) -> ApiResult<Vec<document::Model>> {
+    ) -> ServiceResult<Vec<document::Model>> {
         let mut q = document::Entity::find()
             .select_only()
             .columns([
@@ -619,7 +620,7 @@ impl Knowledge {
             .map_err(internal)
     }
 
-    pub async fn chunks_of(&self, document_id: &str) -> ApiResult<Vec<chunk::Model>> {
+    pub async fn chunks_of(&self, document_id: &str) -> ServiceResult<Vec<chunk::Model>> {
         chunk::Entity::find()
             .filter(chunk::Column::DocumentId.eq(document_id))
             .order_by_asc(chunk::Column::Ord)
@@ -629,7 +630,7 @@ impl Knowledge {
     }
 
     /// Delete a document, its chunks and their vectors.
-    pub async fn delete(&self, actor: &str, id: &str, audit: &Audit) -> ApiResult<()> {
+    pub async fn delete(&self, actor: &str, id: &str, audit: &Audit) -> ServiceResult<()> {
         let doc = self.document(id).await?;
         let engine = self.engine().await?;
         let _write = self.write.lock().await;
@@ -679,7 +680,7 @@ impl Knowledge {
         id: &str,
         label: &Label,
         audit: &Audit,
-    ) -> ApiResult<document::Model> {
+    ) -> ServiceResult<document::Model> {
         let engine = self.engine().await?;
         let _write = self.write.lock().await;
         let doc = self.document(id).await?;
@@ -718,7 +719,7 @@ impl Knowledge {
 
     // ---- scopes ----------------------------------------------------------------------------
 
-    pub async fn scopes(&self) -> ApiResult<Vec<Scope>> {
+    pub async fn scopes(&self) -> ServiceResult<Vec<Scope>> {
         scope_e::Entity::find()
             .order_by_asc(scope_e::Column::Name)
             .all(&self.db)
@@ -730,7 +731,7 @@ impl Knowledge {
     }
 
     /// A scope by id or by name.
-    pub async fn scope(&self, id_or_name: &str) -> ApiResult<Scope> {
+    pub async fn scope(&self, id_or_name: &str) -> ServiceResult<Scope> {
         let m = scope_e::Entity::find()
             .filter(
                 sea_orm::Condition::any()
@@ -740,7 +741,7 @@ impl Knowledge {
             .one(&self.db)
             .await
             .map_err(internal)?
-            .ok_or_else(|| ApiError::not_found("scope"))?;
+            .ok_or_else(|| ServiceError::not_found("scope"))?;
         Scope::from_model(&m)
     }
 
@@ -751,7 +752,7 @@ impl Knowledge {
         id: Option<&str>,
         spec: ScopeSpec,
         audit: &Audit,
-    ) -> ApiResult<Scope> {
+    ) -> ServiceResult<Scope> {
         self.forget_scopes();
         let (spec, rule) = spec.validate()?;
         let now = chrono::Utc::now();
@@ -763,7 +764,7 @@ impl Knowledge {
                     .one(&self.db)
                     .await
                     .map_err(internal)?
-                    .ok_or_else(|| ApiError::not_found("scope"))?;
+                    .ok_or_else(|| ServiceError::not_found("scope"))?;
                 (cur.id, m.created_at)
             }
             None => (uuid::Uuid::now_v7().to_string(), now),
@@ -790,7 +791,7 @@ impl Knowledge {
         if let Err(e) = res {
             let msg = e.to_string();
             if msg.contains("UNIQUE") || msg.contains("unique") || msg.contains("duplicate") {
-                return Err(ApiError::conflict(format!(
+                return Err(ServiceError::conflict(format!(
                     "a scope named {:?} already exists",
                     spec.name
                 )));
@@ -810,7 +811,7 @@ impl Knowledge {
     }
 
     /// Delete a scope that no principal uses.
-    pub async fn delete_scope(&self, actor: &str, id: &str, audit: &Audit) -> ApiResult<()> {
+    pub async fn delete_scope(&self, actor: &str, id: &str, audit: &Audit) -> ServiceResult<()> {
         self.forget_scopes();
         let s = self.scope(id).await?;
         let users = principal_scope::Entity::find()
@@ -819,7 +820,7 @@ impl Knowledge {
             .await
             .map_err(internal)?;
         if users > 0 {
-            return Err(ApiError::conflict(format!(
+            return Err(ServiceError::conflict(format!(
                 "scope {:?} is assigned to {users} principal(s); assign them another scope first",
                 s.spec.name
             )));
@@ -847,7 +848,7 @@ impl Knowledge {
         user_id: &str,
         scope: Option<&str>,
         audit: &Audit,
-    ) -> ApiResult<Option<Scope>> {
+    ) -> ServiceResult<Option<Scope>> {
         self.forget_scopes();
         let txn = crate::storage::begin_write(&self.db)
             .await
@@ -891,7 +892,7 @@ impl Knowledge {
         txn: &sea_orm::DatabaseTransaction,
         user_ids: &[String],
         scope_id: &str,
-    ) -> ApiResult<()> {
+    ) -> ServiceResult<()> {
         self.forget_scopes();
         let now = chrono::Utc::now();
         for chunk in user_ids.chunks(300) {
@@ -910,7 +911,10 @@ impl Knowledge {
     }
 
     /// The names of the scopes assigned to these principals.
-    pub async fn scope_names_of(&self, user_ids: &[String]) -> ApiResult<HashMap<String, String>> {
+    pub async fn scope_names_of(
+        &self,
+        user_ids: &[String],
+    ) -> ServiceResult<HashMap<String, String>> {
         let mut out = HashMap::new();
         let names: HashMap<String, String> = self
             .scopes()
@@ -934,7 +938,7 @@ impl Knowledge {
     }
 
     /// The scope a principal retrieves through, if any.
-    pub async fn scope_of(&self, user_id: &str) -> ApiResult<Option<Scope>> {
+    pub async fn scope_of(&self, user_id: &str) -> ServiceResult<Option<Scope>> {
         if let Some((at, s)) = self
             .scope_cache
             .lock()
@@ -954,7 +958,7 @@ impl Knowledge {
         Ok(s)
     }
 
-    async fn scope_of_uncached(&self, user_id: &str) -> ApiResult<Option<Scope>> {
+    async fn scope_of_uncached(&self, user_id: &str) -> ServiceResult<Option<Scope>> {
         let Some(a) = principal_scope::Entity::find_by_id(user_id)
             .one(&self.db)
             .await
@@ -975,9 +979,9 @@ impl Knowledge {
         k: usize,
         ceiling: Option<&Label>,
         audit: &Audit,
-    ) -> ApiResult<Retrieval> {
+    ) -> ServiceResult<Retrieval> {
         let scope = self.scope_of(&p.id).await?.ok_or_else(|| {
-            ApiError::forbidden(
+            ServiceError::forbidden(
                 "no retrieval scope is assigned to you; an admin assigns one with PUT /api/v1/users/{id}/scope",
             )
         })?;
@@ -1003,13 +1007,13 @@ impl Knowledge {
         query: &str,
         k: usize,
         audit: &Audit,
-    ) -> ApiResult<Retrieval> {
+    ) -> ServiceResult<Retrieval> {
         let query = query.trim();
         if query.is_empty() || query.chars().count() > 2000 {
-            return Err(ApiError::invalid("query must be 1-2000 characters"));
+            return Err(ServiceError::invalid("query must be 1-2000 characters"));
         }
         if k == 0 || k > self.settings.max_k {
-            return Err(ApiError::invalid(format!(
+            return Err(ServiceError::invalid(format!(
                 "k must be between 1 and {}",
                 self.settings.max_k
             )));
@@ -1021,8 +1025,8 @@ impl Knowledge {
             .embed(&[query.to_string()])
             .await
             .map_err(|e| {
-                ApiError::new(
-                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                ServiceError::new(
+                    crate::error::ErrorKind::Unavailable,
                     "embedder_failed",
                     e.to_string(),
                 )
@@ -1070,7 +1074,7 @@ impl Knowledge {
         rule: &ScopeRule,
         hits: &[warroom_knowledge::store::Hit],
         k: usize,
-    ) -> ApiResult<(Vec<RetrievedChunk>, Vec<String>)> {
+    ) -> ServiceResult<(Vec<RetrievedChunk>, Vec<String>)> {
         let ids: Vec<String> = hits.iter().map(|h| h.chunk_id.to_string()).collect();
         let (rows, docs) = self.chunks_with_documents(&ids).await?;
         let mut out = Vec::new();
@@ -1105,7 +1109,7 @@ impl Knowledge {
     async fn chunks_with_documents(
         &self,
         ids: &[String],
-    ) -> ApiResult<(
+    ) -> ServiceResult<(
         HashMap<String, chunk::Model>,
         HashMap<String, document::Model>,
     )> {
@@ -1128,7 +1132,7 @@ impl Knowledge {
     }
 
     /// Documents' metadata without bodies.
-    async fn docs_meta(&self, ids: &[String]) -> ApiResult<Vec<document::Model>> {
+    async fn docs_meta(&self, ids: &[String]) -> ServiceResult<Vec<document::Model>> {
         let mut out = Vec::new();
         for batch in ids.chunks(500) {
             let rows = document::Entity::find()
@@ -1151,7 +1155,7 @@ impl Knowledge {
         viewer: &Principal,
         rule: &ScopeRule,
         samples: usize,
-    ) -> ApiResult<ScopePreview> {
+    ) -> ServiceResult<ScopePreview> {
         let filter: ChunkFilter = scope::compile(rule, &rule.max_label);
         let docs = self.documents(None, None).await?;
         let mut preview = ScopePreview::default();
@@ -1200,7 +1204,7 @@ impl Knowledge {
     /// Re-embed every chunk from the database and write it to the vector store (after
     /// switching embedder or store, or to repair a store that lost writes). Idempotent:
     /// points are keyed by chunk id. Calls `progress` with (documents done, total).
-    pub async fn reindex(&self, progress: impl Fn(usize, usize)) -> ApiResult<usize> {
+    pub async fn reindex(&self, progress: impl Fn(usize, usize)) -> ServiceResult<usize> {
         let engine = self.engine().await?;
         let _write = self.write.lock().await;
         let docs = self.documents(None, None).await?;
@@ -1226,8 +1230,8 @@ impl Knowledge {
                 })
                 .collect();
             let vectors = engine.embedder.embed(&texts).await.map_err(|e| {
-                ApiError::new(
-                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                ServiceError::new(
+                    crate::error::ErrorKind::Unavailable,
                     "embedder_failed",
                     e.to_string(),
                 )
@@ -1259,17 +1263,17 @@ impl Knowledge {
         p: &Principal,
         ids: &[String],
         audit: &Audit,
-    ) -> ApiResult<(Vec<(String, String)>, Option<Label>)> {
+    ) -> ServiceResult<(Vec<(String, String)>, Option<Label>)> {
         if ids.is_empty() {
             return Ok((Vec::new(), None));
         }
         if ids.len() > 20 {
-            return Err(ApiError::invalid("at most 20 citations per message"));
+            return Err(ServiceError::invalid("at most 20 citations per message"));
         }
         let mut unique: Vec<String> = Vec::new();
         for id in ids {
             if uuid::Uuid::parse_str(id).is_err() {
-                return Err(ApiError::invalid(format!(
+                return Err(ServiceError::invalid(format!(
                     "citation {id:?} is not a chunk id"
                 )));
             }
@@ -1293,8 +1297,8 @@ impl Knowledge {
         let mut join: Option<Label> = None;
         for id in &unique {
             let Some(c) = rows.get(id) else {
-                return Err(ApiError::new(
-                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                return Err(ServiceError::new(
+                    crate::error::ErrorKind::Unprocessable,
                     "unknown_citation",
                     format!("cited chunk {id} does not exist (it may have been replaced by a newer version of its document)"),
                 ));
@@ -1313,7 +1317,7 @@ impl Knowledge {
                         serde_json::json!({"document": d.id, "label": d.label}),
                     )
                     .await;
-                return Err(ApiError::forbidden(format!(
+                return Err(ServiceError::forbidden(format!(
                     "you may not cite chunk {id}: it is outside your scope or clearance"
                 )));
             }
@@ -1335,7 +1339,7 @@ impl Knowledge {
         &self,
         reader: &Principal,
         chunk_ids: &[String],
-    ) -> ApiResult<Vec<CitedChunk>> {
+    ) -> ServiceResult<Vec<CitedChunk>> {
         let (rows, docs) = self.chunks_with_documents(chunk_ids).await?;
         let mut out = Vec::new();
         for id in chunk_ids {
@@ -1363,7 +1367,7 @@ impl Knowledge {
     pub async fn citations_of(
         &self,
         message_ids: &[String],
-    ) -> ApiResult<HashMap<String, Vec<String>>> {
+    ) -> ServiceResult<HashMap<String, Vec<String>>> {
         let mut out: HashMap<String, Vec<String>> = HashMap::new();
         for batch in message_ids.chunks(500) {
             for c in message_citation::Entity::find()
@@ -1379,7 +1383,7 @@ impl Knowledge {
     }
 
     /// Number of stored documents (for readiness and the dashboard).
-    pub async fn document_count(&self) -> ApiResult<u64> {
+    pub async fn document_count(&self) -> ServiceResult<u64> {
         document::Entity::find()
             .count(&self.db)
             .await
@@ -1444,14 +1448,14 @@ fn resolve_department(
     front_matter: Option<&str>,
     given: Option<&str>,
     fallback: Option<&str>,
-) -> ApiResult<String> {
+) -> ServiceResult<String> {
     let front_matter = front_matter
         .map(|d| parse_slug("department", d))
         .transpose()?;
     let given = given.map(|d| parse_slug("department", d)).transpose()?;
     match (front_matter, given) {
-        (Some(f), Some(g)) if f != g => Err(ApiError::new(
-            axum::http::StatusCode::CONFLICT,
+        (Some(f), Some(g)) if f != g => Err(ServiceError::new(
+            crate::error::ErrorKind::Conflict,
             "department_conflict",
             format!(
                 "{path}: the upload says department {g:?} but the file's front matter says {f:?}: fix one of them"
@@ -1460,7 +1464,7 @@ fn resolve_department(
         (Some(d), _) | (None, Some(d)) => Ok(d),
         (None, None) => fallback
             .ok_or_else(|| {
-                ApiError::invalid(format!(
+                ServiceError::invalid(format!(
                     "{path}: no department: add `department:` to the front matter or pass one with the upload (--department)"
                 ))
             })
@@ -1471,10 +1475,14 @@ fn resolve_department(
 /// The label of an upload: the join of the uploader's label (a floor) and the
 /// front matter's, so metadata inside a file can raise its label but never
 /// lower it (SECURITY-CASES 25). `internal` when neither gives one.
-fn resolve_label(path: &str, front_matter: Option<&str>, given: Option<&str>) -> ApiResult<Label> {
+fn resolve_label(
+    path: &str,
+    front_matter: Option<&str>,
+    given: Option<&str>,
+) -> ServiceResult<Label> {
     let parse = |raw: &str, whose: &str| {
         raw.parse::<Label>()
-            .map_err(|e| ApiError::invalid(format!("{path}: {whose} label: {e}")))
+            .map_err(|e| ServiceError::invalid(format!("{path}: {whose} label: {e}")))
     };
     let front_matter = front_matter.map(|l| parse(l, "front matter")).transpose()?;
     let given = given.map(|l| parse(l, "upload")).transpose()?;

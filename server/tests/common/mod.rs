@@ -169,14 +169,14 @@ impl TestApp {
     pub async fn with_loopback_embedder(
         tune: impl FnOnce(&mut Settings) + Send + 'static,
     ) -> TestApp {
-        let url = warroom::loopback_embed::start()
+        let url = warroom_tools::loopback_embed::start()
             .await
             .expect("loopback embedder");
         TestApp::start(Backend::Sqlite, move |s| {
             s.knowledge.embedder = "openai".into();
             s.knowledge.openai_base_url = url;
             s.knowledge.openai_model = "loopback".into();
-            s.knowledge.openai_dim = warroom::loopback_embed::DIM;
+            s.knowledge.openai_dim = warroom_tools::loopback_embed::DIM;
             tune(s);
         })
         .await
@@ -314,7 +314,9 @@ impl TestApp {
             clearance: clearance.map(str::to_string),
             password: Some(PASSWORD.into()),
         };
-        let new = warroom::api::new_user_from(req).await.expect("valid user");
+        let new = warroom::users::new_user_from(req)
+            .await
+            .expect("valid user");
         let row = self
             .running
             .app
@@ -557,7 +559,11 @@ pub fn warroom_cli(
 ) -> std::process::Output {
     use std::io::Write;
     use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_warroom"))
+    // The binary lives in the `warroom` package (cli/); only its tests have it.
+    let Some(bin) = option_env!("CARGO_BIN_EXE_warroom") else {
+        panic!("the warroom binary is built for the cli package's tests only");
+    };
+    let mut child = Command::new(bin)
         .args(args)
         .env("WARROOM_STORAGE__DATA_DIR", data)
         .env("WARROOM_LOG", "warn")

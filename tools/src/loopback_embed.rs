@@ -68,7 +68,7 @@ pub async fn start() -> std::io::Result<String> {
 }
 
 /// Point `settings` at a freshly started loopback endpoint.
-pub async fn use_in(settings: &mut crate::config::Settings) -> std::io::Result<()> {
+pub async fn use_in(settings: &mut warroom::config::Settings) -> std::io::Result<()> {
     let url = start().await?;
     let k = &mut settings.knowledge;
     k.embedder = "openai".into();

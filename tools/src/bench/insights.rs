@@ -17,8 +17,8 @@ use rand::{Rng, SeedableRng};
 use sea_orm::{ConnectionTrait, Value};
 use serde_json::{json, Value as Json};
 
-use crate::chat::stmt;
-use crate::insights::vectors::Quantized;
+use warroom::chat::stmt;
+use warroom::insights::vectors::Quantized;
 
 /// Options of `warroom bench insights`.
 #[derive(clap::Args, Debug, Clone)]
@@ -46,7 +46,7 @@ const DIM: usize = 384;
 
 /// Peak resident set size since the last reset, bytes.
 fn peak_rss() -> u64 {
-    crate::bench_agents::proc_status_bytes("VmHWM:")
+    crate::bench::agents::proc_status_bytes("VmHWM:")
 }
 
 /// Reset the peak to the current size (Linux: `5` to clear_refs).
@@ -92,11 +92,11 @@ pub async fn run(args: InsightsBenchArgs) -> anyhow::Result<()> {
 
 async fn one_run(n: usize) -> anyhow::Result<Json> {
     let dir = tempfile::tempdir()?;
-    let mut settings = crate::config::Settings::default();
+    let mut settings = warroom::config::Settings::default();
     settings.storage.data_dir = dir.path().to_path_buf();
     settings.insights.schedule = false;
     settings.insights.embed_on_post = false;
-    let app = crate::app::AppState::build(settings)
+    let app = warroom::app::AppState::build(settings)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let bar = indicatif::ProgressBar::new(n as u64);
@@ -109,7 +109,7 @@ async fn one_run(n: usize) -> anyhow::Result<Json> {
     let period_to = Utc::now();
     generate(&app, n, period_to, &bar).await?;
     bar.finish_and_clear();
-    let period = crate::insights::Period::ending(period_to + Duration::seconds(1), 7);
+    let period = warroom::insights::Period::ending(period_to + Duration::seconds(1), 7);
 
     // The floor: reading the same rows the job reads.
     let scan_started = Instant::now();
@@ -131,9 +131,10 @@ async fn one_run(n: usize) -> anyhow::Result<Json> {
 
     reset_peak();
     let started = Instant::now();
-    let digest = crate::insights::run(&app, period, crate::insights::Trigger::Cli, None, &|_| {})
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let digest =
+        warroom::insights::run(&app, period, warroom::insights::Trigger::Cli, None, &|_| {})
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
     let seconds = started.elapsed().as_secs_f64();
     let peak = peak_rss();
     let per_s = n as f64 / seconds;
@@ -160,7 +161,7 @@ struct SynFact {
     base: Vec<f32>,
 }
 
-async fn exec(app: &crate::app::App, sql: &str, values: Vec<Value>) -> anyhow::Result<()> {
+async fn exec(app: &warroom::app::App, sql: &str, values: Vec<Value>) -> anyhow::Result<()> {
     app.db
         .execute_raw(stmt(app.db.get_database_backend(), sql, values))
         .await?;
@@ -171,12 +172,12 @@ fn insert_sql(table: &str, cols: &[&str], rows: usize) -> String {
     format!(
         "INSERT INTO {table} ({}) VALUES {}",
         cols.join(", "),
-        crate::chat::placeholders(rows, cols.len())
+        warroom::chat::placeholders(rows, cols.len())
     )
 }
 
 async fn generate(
-    app: &crate::app::App,
+    app: &warroom::app::App,
     n: usize,
     period_to: chrono::DateTime<Utc>,
     bar: &indicatif::ProgressBar,
@@ -365,7 +366,7 @@ async fn generate(
                 }
             }
         }
-        let txn = crate::storage::begin_write(&app.db).await?;
+        let txn = warroom::storage::begin_write(&app.db).await?;
         let backend = app.db.get_database_backend();
         for (table, cols, values, rows) in [
             (

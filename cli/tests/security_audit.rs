@@ -4,6 +4,7 @@
 //! `warroom` binary; the kill test starts `warroom serve` as a child process
 //! and SIGKILLs it mid-stream.
 
+#[path = "../../server/tests/common/mod.rs"]
 mod common;
 
 use std::collections::{HashMap, HashSet};

@@ -27,9 +27,9 @@ use warroom_agent_runtime::persona::{ActivityLevel, Template};
 use warroom_agent_runtime::platform::Shard;
 use warroom_agent_runtime::runtime::{Runtime, RuntimeConfig};
 
-use crate::cli::api;
-use crate::config::Settings;
-use crate::label::{Label, Level};
+use warroom::config::Settings;
+use warroom::label::{Label, Level};
+use warroom::ops::api;
 
 /// Flags of `warroom eval planted`.
 #[derive(clap::Args, Debug)]
@@ -369,7 +369,7 @@ pub fn department_interests(
     for (dept, texts) in docs {
         let counts = tf.entry(dept.as_str()).or_default();
         for t in texts {
-            for w in crate::insights::mine::entity_tokens(t) {
+            for w in warroom::insights::mine::entity_tokens(t) {
                 if w.chars().any(|c| c.is_ascii_digit()) || w.len() < 5 {
                     continue;
                 }
@@ -618,38 +618,38 @@ async fn run_once(
     settings.storage.data_dir = data_dir.clone();
     settings.storage.database_url = None;
     settings.insights.schedule = false;
-    let app = crate::app::AppState::build(settings)
+    let app = warroom::app::AppState::build(settings)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let (departments, sim) = if args.mine_only {
         reuse(&app).await?
     } else {
-        crate::api::ensure_first_admin(&app, &data_dir).await?;
-        let departments = crate::cli::load_corpus(&app, &args.corpus).await?;
+        warroom::users::ensure_first_admin(&app, &data_dir).await?;
+        let departments = warroom::demo::load_corpus(&app, &args.corpus).await?;
         let sim = simulate(&app, args, corpus, &departments, seed).await?;
         (departments, sim)
     };
     let admin_id = sim.admin_id.clone();
-    let period = crate::insights::Period {
+    let period = warroom::insights::Period {
         from: sim.period_start,
         to: chrono::Utc::now() + chrono::Duration::seconds(1),
     };
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     let spinner = indicatif::ProgressBar::new_spinner();
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));
-    let digest = crate::insights::run(
+    let digest = warroom::insights::run(
         &app,
         period,
-        crate::insights::Trigger::Eval,
+        warroom::insights::Trigger::Eval,
         Some(&admin_id),
         &|m| spinner.set_message(m.to_string()),
     )
     .await
     .map_err(api)?;
     spinner.finish_and_clear();
-    let digest_json = crate::insights::render::json(&digest);
+    let digest_json = warroom::insights::render::json(&digest);
 
-    let messages = crate::storage::entities::message::Entity::find()
+    let messages = warroom::storage::entities::message::Entity::find()
         .all(&app.db)
         .await?;
     let talk: Vec<(String, String)> = messages
@@ -675,8 +675,8 @@ async fn run_once(
         .collect();
     let mut below = Label::level(Level::Confidential);
     below.compartments = departments.iter().cloned().collect();
-    let redacted = crate::insights::redact(digest.clone(), &below);
-    readable.push(serde_json::to_string(&crate::insights::render::json(
+    let redacted = warroom::insights::redact(digest.clone(), &below);
+    readable.push(serde_json::to_string(&warroom::insights::render::json(
         &redacted,
     ))?);
     let corpus_dir = args.corpus.clone();
@@ -735,7 +735,7 @@ struct Sim {
 }
 
 /// A kept run (`--mine-only`): its departments and the whole span of its talk.
-async fn reuse(app: &crate::app::App) -> anyhow::Result<(BTreeSet<String>, Sim)> {
+async fn reuse(app: &warroom::app::App) -> anyhow::Result<(BTreeSet<String>, Sim)> {
     use sea_orm::QueryOrder;
     let departments: BTreeSet<String> = app
         .knowledge
@@ -745,8 +745,8 @@ async fn reuse(app: &crate::app::App) -> anyhow::Result<(BTreeSet<String>, Sim)>
         .into_iter()
         .filter_map(|s| s.spec.name.strip_prefix("dept-").map(str::to_string))
         .collect();
-    let first = crate::storage::entities::message::Entity::find()
-        .order_by_asc(crate::storage::entities::message::Column::CreatedAt)
+    let first = warroom::storage::entities::message::Entity::find()
+        .order_by_asc(warroom::storage::entities::message::Column::CreatedAt)
         .one(&app.db)
         .await?
         .context("--mine-only: the data dir has no messages; run without it first")?;
@@ -773,7 +773,7 @@ async fn reuse(app: &crate::app::App) -> anyhow::Result<(BTreeSet<String>, Sim)>
 
 /// Spawn the agents and let them talk for `args.hours` of virtual time.
 async fn simulate(
-    app: &crate::app::App,
+    app: &warroom::app::App,
     args: &PlantedArgs,
     corpus: &BTreeMap<String, Vec<String>>,
     departments: &BTreeSet<String>,
@@ -797,11 +797,11 @@ async fn simulate(
         }
     }
     app.agents.register_templates(templates.clone());
-    let admin = crate::cli::admin(app, "admin").await?;
-    let shared = crate::chat::create_channel(
+    let admin = warroom::ops::admin(app, "admin").await?;
+    let shared = warroom::chat::create_channel(
         app,
         &admin,
-        crate::chat::CreateChannel {
+        warroom::chat::CreateChannel {
             name: "war-room-confidential".into(),
             visibility: "public".into(),
             label: Some("confidential".into()),
@@ -820,7 +820,7 @@ async fn simulate(
     for d in departments {
         for k in 0..args.agents_per_department {
             let (role, _, _) = ROLES[k as usize % ROLES.len()];
-            let req = crate::agents::SpawnRequest {
+            let req = warroom::agents::SpawnRequest {
                 template: format!("{d}-{role}"),
                 count: 1,
                 scope: Some(format!("dept-{d}")),
@@ -850,17 +850,17 @@ async fn simulate(
         }
     }
     bar.finish_and_clear();
-    let brains = crate::agents::host::brains(&app.settings, args.brain == "local").await;
+    let brains = warroom::agents::host::brains(&app.settings, args.brain == "local").await;
     if !brains.names().contains(&args.brain) {
         anyhow::bail!(
             "the {} brain is not available: check [agents] settings (openai_base_url, local_model)",
             args.brain
         );
     }
-    let platform = Arc::new(crate::agents::adapter::InProcess::new(app.clone()));
+    let platform = Arc::new(warroom::agents::adapter::InProcess::new(app.clone()));
     let mut cfg = RuntimeConfig {
         max_concurrent_turns: 8,
-        ..crate::agents::host::runtime_config(&app.settings)
+        ..warroom::agents::host::runtime_config(&app.settings)
     };
     cfg.scheduler.seed = seed;
     let rt =
@@ -869,13 +869,13 @@ async fn simulate(
             .map_err(|e| anyhow::anyhow!("agent runtime: {e}"))?;
     // A leader opens the conversation in both shared rooms.
     let period_start = chrono::Utc::now() - chrono::Duration::minutes(1);
-    let leader = crate::api::new_user_from(crate::api::users_create_request(
+    let leader = warroom::users::new_user_from(warroom::users::users_create_request(
         "eval-leader".into(),
         "leader".into(),
         Some("Eval Leader".into()),
         None,
         Some("confidential".into()),
-        Some(crate::auth::random_password(16)),
+        Some(warroom::auth::random_password(16)),
     ))
     .await
     .map_err(api)?;
@@ -886,7 +886,7 @@ async fn simulate(
         .await
         .map_err(api)?
         .context("leader")?;
-    let rooms: Vec<String> = crate::chat::list_channels(app, &leader)
+    let rooms: Vec<String> = warroom::chat::list_channels(app, &leader)
         .await
         .map_err(api)?
         .into_iter()
@@ -894,13 +894,13 @@ async fn simulate(
         .map(|c| c.id)
         .collect();
     for room in &rooms {
-        crate::chat::join(app, &leader, room).await.map_err(api)?;
+        warroom::chat::join(app, &leader, room).await.map_err(api)?;
         let asked: Vec<String> = leads.iter().map(|h| format!("@{h}")).collect();
-        crate::chat::post(
+        warroom::chat::post(
             app,
             &leader,
             room,
-            crate::chat::PostMessage {
+            warroom::chat::PostMessage {
                 body: format!(
                     "{} What risks and opportunities do you see across our teams? Numbers and dates, please.",
                     asked.join(" ")

@@ -15,10 +15,10 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 use warroom_agent_runtime::brain::extractive::sentences;
 
-use crate::config::Settings;
-use crate::eval_planted::Answer;
-use crate::insights::judge::{self, Facets, Hypotheses, Verdict};
-use crate::insights::mine::word_lean;
+use crate::eval::planted::Answer;
+use warroom::config::Settings;
+use warroom::insights::judge::{self, Facets, Hypotheses, Verdict};
+use warroom::insights::mine::word_lean;
 
 /// Flags of `warroom eval judge`.
 #[derive(clap::Args, Debug)]
@@ -175,7 +175,7 @@ pub async fn run(mut settings: Settings, args: JudgeArgs) -> anyhow::Result<()> 
     // command, not something to find out after the embeddings.
     let model = if args.model {
         Some(
-            crate::agents::host::openai_brain(&settings)
+            warroom::agents::host::openai_brain(&settings)
                 .map(judge::ModelJudge::new)
                 .context("--model needs a chat endpoint: set [agents] openai_base_url (or WARROOM_AGENTS__OPENAI_BASE_URL) and openai_model")?,
         )
@@ -186,7 +186,7 @@ pub async fn run(mut settings: Settings, args: JudgeArgs) -> anyhow::Result<()> 
     settings.storage.data_dir = tmp.path().to_path_buf();
     settings.storage.database_url = None;
     settings.insights.schedule = false;
-    let app = crate::app::AppState::build(settings)
+    let app = warroom::app::AppState::build(settings)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let embedder = app

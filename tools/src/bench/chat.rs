@@ -27,7 +27,7 @@ use serde_json::json;
 use tokio::sync::{watch, Notify};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::config::Settings;
+use warroom::config::Settings;
 
 /// Options of `warroom bench chat`.
 #[derive(clap::Args, Debug, Clone)]
@@ -218,7 +218,7 @@ async fn http(
 }
 
 struct Product {
-    running: crate::app::Running,
+    running: warroom::app::Running,
     base: String,
     client: HttpClient,
     _data: tempfile::TempDir,
@@ -237,7 +237,7 @@ impl Product {
         s.limits.post_burst = 1e9;
         s.auth.login_per_ip_per_minute = 1_000_000;
         s.auth.login_per_handle_per_minute = 1_000_000;
-        let running = crate::app::start(s)
+        let running = warroom::app::start(s)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let base = format!("http://{}", running.addr);
@@ -250,7 +250,7 @@ impl Product {
     }
 
     async fn user(&self, handle: &str) -> anyhow::Result<String> {
-        let req = crate::api::users_create_request(
+        let req = warroom::users::users_create_request(
             handle.into(),
             "member".into(),
             None,
@@ -258,7 +258,7 @@ impl Product {
             None,
             Some("benchmark password".into()),
         );
-        let new = crate::api::new_user_from(req)
+        let new = warroom::users::new_user_from(req)
             .await
             .map_err(|e| anyhow::anyhow!("{}", e.message))?;
         self.running
@@ -290,7 +290,7 @@ impl Product {
     }
 
     /// The principal behind a handle.
-    async fn principal(&self, handle: &str) -> anyhow::Result<Arc<crate::principal::Principal>> {
+    async fn principal(&self, handle: &str) -> anyhow::Result<Arc<warroom::principal::Principal>> {
         let app = &self.running.app;
         let row = app
             .directory
@@ -435,7 +435,7 @@ async fn product_fanout(args: &ChatBenchArgs, pace: Pace) -> anyhow::Result<(Fan
     Ok((fan, batch))
 }
 
-fn mean_batch(app: &crate::app::AppState) -> f64 {
+fn mean_batch(app: &warroom::app::AppState) -> f64 {
     let h = &app.metrics.write_batch_size;
     if h.get_sample_count() == 0 {
         0.0
@@ -622,13 +622,13 @@ async fn group_commit_only(args: &ChatBenchArgs) -> anyhow::Result<(f64, f64)> {
         tasks.push(tokio::spawn(async move {
             let mut n = 0usize;
             while Instant::now() < until {
-                let post = crate::chat::writer::NewPost {
+                let post = warroom::chat::writer::NewPost {
                     id: uuid::Uuid::now_v7().to_string(),
                     channel_id: channel.clone(),
                     author: author.clone(),
                     thread_root: None,
                     body: format!("group commit post {n} from task {i}"),
-                    label: crate::label::Label::level(crate::label::Level::Internal),
+                    label: warroom::label::Label::level(warroom::label::Level::Internal),
                     idempotency_key: Some(format!("g{i}-{n}")),
                     mention_ids: Vec::new(),
                     citations: Vec::new(),
@@ -674,8 +674,8 @@ async fn unbatched_reference(args: &ChatBenchArgs) -> anyhow::Result<f64> {
     let mut n: i64 = 0;
     while Instant::now() < until {
         n += 1;
-        let txn = crate::storage::begin_write(&db).await?;
-        crate::storage::entities::message::ActiveModel {
+        let txn = warroom::storage::begin_write(&db).await?;
+        warroom::storage::entities::message::ActiveModel {
             id: Set(uuid::Uuid::now_v7().to_string()),
             channel_id: Set(ch.clone()),
             seq: Set(1_000_000 + n),

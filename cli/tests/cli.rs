@@ -1,6 +1,7 @@
 //! The `warroom` command line: creating the first admin from standard input,
 //! clear errors for bad input, migrations and audit verification.
 
+#[path = "../../server/tests/common/mod.rs"]
 mod common;
 
 use std::io::Write;

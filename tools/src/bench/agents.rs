@@ -19,8 +19,8 @@ use warroom_agent_runtime::platform::Shard;
 use warroom_agent_runtime::runtime::{Brains, Runtime, RuntimeConfig};
 use warroom_agent_runtime::scheduler::SchedulerConfig;
 
-use crate::agents::adapter::InProcess;
-use crate::agents::SpawnRequest;
+use warroom::agents::adapter::InProcess;
+use warroom::agents::SpawnRequest;
 
 /// Options of `warroom bench agents`.
 #[derive(clap::Args, Debug, Clone)]
@@ -135,19 +135,19 @@ fn ratio(a: &Value, b: &Value, key: &str) -> Value {
 
 async fn one_run(n: usize, args: &AgentsBenchArgs) -> anyhow::Result<Value> {
     let dir = tempfile::tempdir()?;
-    let mut settings = crate::config::Settings::default();
+    let mut settings = warroom::config::Settings::default();
     settings.storage.data_dir = dir.path().to_path_buf();
     settings.server.bind = "127.0.0.1:0".into();
     // The platform, not the posting limiter, is what is measured.
     settings.limits.posts_per_second = 1_000.0;
     settings.limits.post_burst = 1_000.0;
     crate::loopback_embed::use_in(&mut settings).await?;
-    let app = crate::app::AppState::build(settings)
+    let app = warroom::app::AppState::build(settings)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let admin = crate::api::ensure_first_admin(&app, dir.path()).await?;
+    let admin = warroom::users::ensure_first_admin(&app, dir.path()).await?;
     let _ = admin;
-    crate::cli::seed_sample_company(&app).await?;
+    warroom::demo::seed_sample_company(&app).await?;
     let actor = {
         let row = app
             .directory

@@ -1,0 +1,120 @@
+//! Committed channel events as subscribers receive them: one encoder for
+//! live delivery (the writer's publisher) and for replay to a socket that
+//! resumes from a `seq` (read back from storage here).
+
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
+
+use crate::chat::parse_label;
+use crate::chat::views::{event_json, message_event_json, MessageView};
+use crate::directory::Directory;
+use crate::error::ServiceResult;
+use crate::label::Label;
+use crate::principal::Principal;
+use crate::realtime::{Effect, Published};
+use crate::storage::entities::{channel_event, message};
+
+/// `message.created` for a stored message.
+pub fn message_created(m: &message::Model, author: &Principal, label: Label) -> Published {
+    let view = MessageView::new(m, author);
+    Published {
+        channel_id: m.channel_id.clone(),
+        seq: Some(m.seq),
+        label,
+        json: message_event_json("message.created", &view, m.seq).into(),
+        effect: Effect::None,
+    }
+}
+
+/// Any other sequenced channel event (edits, deletions, reactions, members,
+/// channel changes), with what it does to the hub's subscriptions.
+pub fn channel_event(
+    kind: &str,
+    channel_id: &str,
+    seq: i64,
+    label: Label,
+    payload: serde_json::Value,
+    effect: Effect,
+) -> Published {
+    Published {
+        channel_id: channel_id.into(),
+        seq: Some(seq),
+        label,
+        json: event_json(kind, channel_id, seq, payload).into(),
+        effect,
+    }
+}
+
+/// Stored events of a channel with `after < seq <= through`, in order.
+/// Replay builds each event with the same encoder as live delivery.
+pub async fn replay(
+    db: &DatabaseConnection,
+    directory: &Directory,
+    channel_label: &Label,
+    channel_id: &str,
+    after: i64,
+    through: i64,
+) -> ServiceResult<Vec<Published>> {
+    let msgs = message::Entity::find()
+        .filter(message::Column::ChannelId.eq(channel_id))
+        .filter(message::Column::Seq.gt(after))
+        .filter(message::Column::Seq.lte(through))
+        .all(db)
+        .await?;
+    let events = channel_event::Entity::find()
+        .filter(channel_event::Column::ChannelId.eq(channel_id))
+        .filter(channel_event::Column::Seq.gt(after))
+        .filter(channel_event::Column::Seq.lte(through))
+        .order_by_asc(channel_event::Column::Seq)
+        .all(db)
+        .await?;
+    let mut by_id = std::collections::HashMap::new();
+    let mut out: Vec<Published> = Vec::with_capacity(msgs.len() + events.len());
+    for m in &msgs {
+        by_id.insert(m.id.clone(), m.clone());
+    }
+    for m in msgs {
+        let Some(author) = directory.get(&m.author_id).await? else {
+            continue;
+        };
+        let label = parse_label(&m.label)?;
+        out.push(message_created(&m, &author, label));
+    }
+    for e in events {
+        let msg = match &e.message_id {
+            Some(id) => match by_id.get(id) {
+                Some(m) => Some(m.clone()),
+                None => message::Entity::find_by_id(id.clone()).one(db).await?,
+            },
+            None => None,
+        };
+        let label: Label = match &msg {
+            Some(m) => parse_label(&m.label)?,
+            None => channel_label.clone(),
+        };
+        let payload: serde_json::Value =
+            serde_json::from_str(&e.payload).unwrap_or(serde_json::Value::Null);
+        let payload = match (e.kind.as_str(), &msg) {
+            // Edits replay the message as it is now (a later deletion blanks it).
+            ("message.edited", Some(m)) => {
+                let author = directory.get(&m.author_id).await?;
+                let view = author.map(|a| MessageView::new(m, &a));
+                serde_json::json!({ "message": view })
+            }
+            _ => payload,
+        };
+        let user = payload
+            .get("user_id")
+            .and_then(|u| u.as_str())
+            .map(str::to_string);
+        let effect = match (e.kind.as_str(), user) {
+            ("member.joined", Some(u)) => Effect::MemberJoined(u),
+            ("member.left", Some(u)) => Effect::MemberLeft(u),
+            _ => Effect::None,
+        };
+        out.push(channel_event(
+            &e.kind, channel_id, e.seq, label, payload, effect,
+        ));
+    }
+    out.sort_by_key(|p| p.seq);
+    Ok(out)
+}

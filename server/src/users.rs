@@ -1,0 +1,313 @@
+//! The users service: validating and creating accounts, shared by the API,
+//! the command line and the demo.
+
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use crate::app::App;
+use crate::auth::check_password_strength;
+use crate::authz::SystemAction;
+use crate::chat::parse_label;
+use crate::directory::{parse_handle, NewUser};
+use crate::error::{ServiceError, ServiceResult};
+use crate::principal::{Principal, Role, UserKind};
+use crate::realtime::{CloseReason, CLOSE_REVOKED};
+use crate::storage::entities::user;
+use sea_orm::{ActiveModelTrait, EntityTrait, QueryOrder, QuerySelect, Set};
+
+/// Request to create a user (admin).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    pub handle: String,
+    pub display_name: Option<String>,
+    pub role: String,
+    /// `human` (default) or `agent`.
+    pub kind: Option<String>,
+    pub department: Option<String>,
+    /// Clearance label; default by role.
+    pub clearance: Option<String>,
+    /// Required for humans; at least 12 characters.
+    pub password: Option<String>,
+}
+
+/// Default clearance for a role when none is given.
+pub fn default_clearance(role: Role) -> &'static str {
+    match role {
+        Role::Admin => "restricted",
+        Role::Leader => "confidential",
+        Role::Member | Role::Agent | Role::Worker => "internal",
+        Role::Guest => "public",
+    }
+}
+
+/// Validate a create-user request into a [`NewUser`] (hashing the password).
+pub async fn new_user(req: CreateUser) -> ServiceResult<NewUser> {
+    let handle = parse_handle(&req.handle)?;
+    let role: Role = req.role.parse().map_err(ServiceError::invalid)?;
+    let kind: UserKind = req
+        .kind
+        .as_deref()
+        .unwrap_or("human")
+        .parse()
+        .map_err(ServiceError::invalid)?;
+    if (kind == UserKind::Agent) != (role == Role::Agent) {
+        return Err(ServiceError::invalid(
+            "agents have kind agent and role agent; humans never have role agent",
+        ));
+    }
+    let clearance = parse_label(req.clearance.as_deref().unwrap_or(default_clearance(role)))?;
+    let department = req
+        .department
+        .as_deref()
+        .map(parse_department)
+        .transpose()?;
+    let display_name = req.display_name.unwrap_or_else(|| handle.clone());
+    if display_name.trim().is_empty() || display_name.chars().count() > 80 {
+        return Err(ServiceError::invalid(
+            "display_name must be 1-80 characters",
+        ));
+    }
+    let password_hash = match (kind, req.password) {
+        (_, Some(pw)) => {
+            check_password_strength(&pw).map_err(ServiceError::invalid)?;
+            Some(
+                tokio::task::spawn_blocking(move || crate::auth::hash_password(&pw))
+                    .await
+                    .map_err(ServiceError::internal)?,
+            )
+        }
+        (UserKind::Human, None) => {
+            return Err(ServiceError::invalid(
+                "a password is required for human users",
+            ))
+        }
+        (UserKind::Agent, None) => None,
+    };
+    Ok(NewUser {
+        handle,
+        display_name: display_name.trim().to_string(),
+        kind,
+        role,
+        department,
+        clearance,
+        password_hash,
+    })
+}
+
+/// Check a department name: 1-32 characters a-z, 0-9, '-' or '_' (lower-cased).
+pub fn parse_department(raw: &str) -> ServiceResult<String> {
+    let d = raw.trim().to_ascii_lowercase();
+    let ok = (1..=32).contains(&d.len())
+        && d.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok {
+        Ok(d)
+    } else {
+        Err(ServiceError::invalid(
+            "department must be 1-32 characters a-z, 0-9, '-' or '_'",
+        ))
+    }
+}
+
+/// A create-user request from CLI arguments.
+pub fn users_create_request(
+    handle: String,
+    role: String,
+    display_name: Option<String>,
+    department: Option<String>,
+    clearance: Option<String>,
+    password: Option<String>,
+) -> CreateUser {
+    // Agents are the only users with role agent, and always of kind agent.
+    let kind = (role == "agent").then(|| "agent".to_string());
+    CreateUser {
+        handle,
+        display_name,
+        role,
+        kind,
+        department,
+        clearance,
+        password,
+    }
+}
+
+/// Validate a create-user request (shared by the API and the CLI).
+pub async fn new_user_from(req: CreateUser) -> ServiceResult<crate::directory::NewUser> {
+    new_user(req).await
+}
+
+/// Create the first admin if there are no users yet; returns how to log in.
+pub async fn ensure_first_admin(app: &App, data_dir: &std::path::Path) -> anyhow::Result<String> {
+    use sea_orm::{EntityTrait, PaginatorTrait};
+    let users = crate::storage::entities::user::Entity::find()
+        .count(&app.db)
+        .await?;
+    let file = data_dir.join("first-admin-password.txt");
+    if users > 0 {
+        return Ok(if file.exists() {
+            format!(
+                "Admin login: handle 'admin', password in {}",
+                file.display()
+            )
+        } else {
+            "Log in with an existing account (create more with `warroom users create`).".into()
+        });
+    }
+    let password = crate::auth::random_password(20);
+    let req = users_create_request(
+        "admin".into(),
+        "admin".into(),
+        Some("Administrator".into()),
+        None,
+        None,
+        Some(password.clone()),
+    );
+    let new = new_user(req)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    app.directory
+        .create(new)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    crate::storage::write_private(&file, format!("{password}\n").as_bytes())?;
+    Ok(format!(
+        "Admin login: handle 'admin', password '{password}' (also saved in {})",
+        file.display()
+    ))
+}
+
+/// Changes to a user (admin).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    pub active: Option<bool>,
+    pub role: Option<String>,
+    pub clearance: Option<String>,
+    pub department: Option<String>,
+}
+
+/// An admin grants only clearance they hold themselves (SECURITY-CASES 27):
+/// anything wider is granted by someone cleared for it, or by the operator
+/// with `warroom users create|update` on the server.
+fn grantable(granter: &Principal, clearance: &crate::label::Label) -> ServiceResult<()> {
+    if clearance.within(&granter.clearance) {
+        return Ok(());
+    }
+    Err(ServiceError::new(
+        crate::error::ErrorKind::Forbidden,
+        "clearance_exceeded",
+        format!(
+            "clearance {clearance} is beyond your own ({}): ask someone cleared for it",
+            granter.clearance
+        ),
+    ))
+}
+
+/// The user directory, for those allowed to list it (not guests).
+pub async fn list(app: &App, p: &Principal) -> ServiceResult<Vec<Principal>> {
+    app.authz.require_system(p, SystemAction::UserList)?;
+    let rows = user::Entity::find()
+        .order_by_asc(user::Column::Handle)
+        .limit(5000)
+        .all(&app.db)
+        .await?;
+    rows.iter()
+        .map(|r| Principal::try_from(r).map_err(ServiceError::internal))
+        .collect()
+}
+
+/// Create a user (admin), granting at most the creator's own clearance; audited.
+pub async fn create(app: &App, p: &Principal, req: CreateUser) -> ServiceResult<Principal> {
+    app.authz.require_system(p, SystemAction::UserManage)?;
+    let new = new_user(req).await?;
+    grantable(p, &new.clearance)?;
+    let row = app.directory.create(new).await?;
+    let created = Principal::try_from(&row).map_err(ServiceError::internal)?;
+    app.audit
+        .record(
+            Some(&p.id),
+            "user.create",
+            &format!("user:{}", row.id),
+            "ok",
+            serde_json::json!({"handle": row.handle, "role": row.role, "clearance": row.clearance}),
+        )
+        .await;
+    Ok(created)
+}
+
+/// Change a user (admin). Deactivation revokes refresh tokens and closes
+/// sockets; a change of role or clearance closes sockets so they reconnect
+/// with the new rights. Audited.
+pub async fn update(
+    app: &App,
+    p: &Principal,
+    id: &str,
+    req: UpdateUser,
+) -> ServiceResult<Principal> {
+    app.authz.require_system(p, SystemAction::UserManage)?;
+    let id = id.to_string();
+    let Some(row) = user::Entity::find_by_id(id.clone()).one(&app.db).await? else {
+        return Err(ServiceError::not_found("user"));
+    };
+    if id == p.id && (req.role.is_some() || req.clearance.is_some()) {
+        return Err(ServiceError::new(
+            crate::error::ErrorKind::Forbidden,
+            "own_permissions",
+            "nobody changes their own role or clearance: ask another admin",
+        ));
+    }
+    let mut am: user::ActiveModel = row.clone().into();
+    if let Some(role) = &req.role {
+        let r: Role = role.parse().map_err(ServiceError::invalid)?;
+        if (r == Role::Agent) != (row.kind == "agent") {
+            return Err(ServiceError::invalid("only agents have role agent"));
+        }
+        am.role = Set(r.as_str().into());
+    }
+    if let Some(c) = &req.clearance {
+        let clearance = parse_label(c)?;
+        grantable(p, &clearance)?;
+        am.clearance = Set(clearance.to_string());
+    }
+    if let Some(d) = &req.department {
+        am.department = Set(Some(parse_department(d)?));
+    }
+    if let Some(active) = req.active {
+        if !active && id == p.id {
+            return Err(ServiceError::invalid("you cannot deactivate yourself"));
+        }
+        am.active = Set(active);
+    }
+    let updated = am.update(&app.db).await?;
+    app.directory.invalidate(&id);
+    // Any change to who someone is invalidates their sessions' view of them.
+    if req.active == Some(false) {
+        crate::sessions::revoke_user(app, &id).await?;
+        app.hub.close_user(
+            &id,
+            CloseReason {
+                code: CLOSE_REVOKED,
+                reason: "account deactivated".into(),
+            },
+        );
+    } else if req.role.is_some() || req.clearance.is_some() {
+        app.hub.close_user(
+            &id,
+            CloseReason {
+                code: CLOSE_REVOKED,
+                reason: "permissions changed: reconnect".into(),
+            },
+        );
+    }
+    app.audit
+        .record(
+            Some(&p.id),
+            "user.update",
+            &format!("user:{id}"),
+            "ok",
+            serde_json::json!({"active": req.active, "role": req.role, "clearance": req.clearance}),
+        )
+        .await;
+    Principal::try_from(&updated).map_err(ServiceError::internal)
+}
