@@ -7,7 +7,8 @@
 
 pub mod brain;
 pub mod heard;
-pub mod label;
+/// The label lattice, defined at the bottom of the workspace in `warroom-types`.
+pub use warroom_types::label;
 pub mod marks;
 pub mod memory;
 pub mod persona;
