@@ -161,8 +161,8 @@ fn main() -> ExitCode {
 
 async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
-        Command::Serve => warroom::app::serve(settings, false).await,
-        Command::Demo => warroom::app::serve(settings, true).await,
+        Command::Serve => warroom::startup::serve(settings, false).await,
+        Command::Demo => warroom::startup::serve(settings, true).await,
         Command::Migrate => {
             warroom::storage::connect(&settings).await?;
             println!(

@@ -25,5 +25,6 @@ pub mod realtime;
 pub mod render;
 pub mod retention;
 pub mod sessions;
+pub mod startup;
 pub mod storage;
 pub mod users;

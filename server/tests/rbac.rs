@@ -445,7 +445,7 @@ async fn invalid_policies_refuse_to_start_with_a_readable_error() {
     s.server.bind = "127.0.0.1:0".into();
     s.server.policy_dir = Some(dir.path().to_path_buf());
     s.storage.data_dir = data.path().to_path_buf();
-    let err = warroom::app::start(s)
+    let err = warroom::startup::start(s)
         .await
         .err()
         .expect("must refuse to start");

@@ -371,7 +371,7 @@ async fn finding_12_a_permissive_policy_set_is_refused_at_load() {
     let dir = shipped_policies();
     std::fs::write(dir.path().join("zz-open.cedar"), PERMIT_EVERYTHING).unwrap();
     let data = tempfile::tempdir().unwrap();
-    let err = warroom::app::start(settings_with(dir.path().to_path_buf(), data.path()))
+    let err = warroom::startup::start(settings_with(dir.path().to_path_buf(), data.path()))
         .await
         .err()
         .expect("a set that permits what the barriers forbid must not load");

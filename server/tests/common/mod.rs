@@ -14,8 +14,8 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
-use warroom::app::{self, Running};
 use warroom::config::Settings;
+use warroom::startup::{self, Running};
 
 /// Which database a test runs against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,7 +150,7 @@ impl TestApp {
             guard = Some(SchemaGuard { url, schema });
         }
         tune(&mut settings);
-        let running = app::start(settings).await.expect("server starts");
+        let running = startup::start(settings).await.expect("server starts");
         let addr = running.addr;
         TestApp {
             base: format!("http://{addr}"),

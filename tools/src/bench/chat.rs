@@ -218,7 +218,7 @@ async fn http(
 }
 
 struct Product {
-    running: warroom::app::Running,
+    running: warroom::startup::Running,
     base: String,
     client: HttpClient,
     _data: tempfile::TempDir,
@@ -237,7 +237,7 @@ impl Product {
         s.limits.post_burst = 1e9;
         s.auth.login_per_ip_per_minute = 1_000_000;
         s.auth.login_per_handle_per_minute = 1_000_000;
-        let running = warroom::app::start(s)
+        let running = warroom::startup::start(s)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let base = format!("http://{}", running.addr);
