@@ -27,7 +27,7 @@ use crate::app::AppState;
 use crate::error::{ServiceError, ServiceResult};
 use crate::label::Label;
 use crate::principal::{Principal, Role, UserKind};
-use crate::storage::entities::{agent, agent_memory, membership, message, user};
+use crate::storage::entities::{agent, agent_memory, membership, user};
 
 /// New messages, as metadata, to whoever runs agents (in process or remote).
 /// Subscribers get an [`Activity`] cut for them from each [`FeedItem`]: only
@@ -105,28 +105,14 @@ impl Default for ActivityFeed {
     }
 }
 
+/// Announces each committed message to the feed (cheap when nobody listens).
+/// The label is the one the writer stored with the message, already typed.
 impl crate::chat::writer::CommitListener for ActivityFeed {
     fn committed(&self, e: &crate::chat::writer::Committed<'_>) {
-        if self.tx.receiver_count() > 0 {
-            self.publish(e.message, e.author, e.mentions.to_vec());
-        }
-    }
-}
-
-impl ActivityFeed {
-    /// Announce a committed message (cheap when nobody listens).
-    pub fn publish(&self, m: &message::Model, author: &Principal, mentions: Vec<String>) {
         if self.tx.receiver_count() == 0 {
             return;
         }
-        // A label that does not parse cannot be checked: the item is not sent.
-        let label: Label = match m.label.parse() {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!(message_id = %m.id, error = %e, "stored message label unreadable; left out of the activity feed");
-                return;
-            }
-        };
+        let (m, author, label) = (e.message, e.author, e.label.clone());
         let thread_author = {
             let mut r = self.roots.lock().expect("roots lock");
             match &m.thread_root {
@@ -155,14 +141,16 @@ impl ActivityFeed {
                 author_is_agent: author.kind == UserKind::Agent,
                 thread_root: m.thread_root.clone(),
                 label,
-                mentions,
+                mentions: e.mentions.to_vec(),
                 interests: Vec::new(),
             },
             root_label,
             words: match_words(&m.body, WORDS_MATCHED),
         }));
     }
+}
 
+impl ActivityFeed {
     /// Listen from now on. Each item must go through
     /// [`FeedItem::for_reader`] before it leaves the process.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<FeedItem>> {

@@ -121,7 +121,7 @@ pub struct Committed<'a> {
     pub message: &'a message::Model,
     pub author: &'a Principal,
     pub label: &'a Label,
-    /// Handles mentioned in the body.
+    /// Ids of the users the body mentions.
     pub mentions: &'a [String],
     /// Posted in a direct-message channel, private to its members.
     pub direct: bool,
