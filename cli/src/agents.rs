@@ -1,7 +1,9 @@
 //! `warroom agents`.
 
 use clap::Subcommand;
+use warroom::agents::Status;
 use warroom::config::Settings;
+use warroom::ids::AgentId;
 use warroom::ops::{admin, api, offline_app};
 
 #[derive(Subcommand)]
@@ -62,11 +64,12 @@ pub enum AgentsCommand {
 }
 
 /// An agent id from an id or a handle.
-async fn agent_id(app: &warroom::app::App, raw: &str) -> anyhow::Result<String> {
+async fn agent_id(app: &warroom::app::App, raw: &str) -> anyhow::Result<AgentId> {
     if let Some(row) = app.directory.row_by_handle(raw).await.map_err(api)? {
-        return Ok(row.id);
+        return Ok(AgentId::from_trusted(row.id));
     }
-    Ok(raw.to_string())
+    AgentId::parse(raw)
+        .map_err(|e| anyhow::anyhow!("{raw:?} is neither an agent handle nor an id ({e})"))
 }
 
 pub async fn run(settings: Settings, command: AgentsCommand) -> anyhow::Result<()> {
@@ -113,9 +116,7 @@ pub async fn run(settings: Settings, command: AgentsCommand) -> anyhow::Result<(
             };
             let out = app
                 .agents
-                .spawn(&app, &p, req, 1_000_000, &|done, _| {
-                    bar.set_position(done as u64)
-                })
+                .spawn(&p, req, 1_000_000, &|done, _| bar.set_position(done as u64))
                 .await
                 .map_err(api)?;
             bar.finish_and_clear();
@@ -137,7 +138,7 @@ pub async fn run(settings: Settings, command: AgentsCommand) -> anyhow::Result<(
         } => {
             let (list, total) = app
                 .agents
-                .list(&app, status.as_deref(), template.as_deref(), 0, limit)
+                .list(status.as_deref(), template.as_deref(), 0, limit)
                 .await
                 .map_err(api)?;
             println!("{total} agents");
@@ -151,21 +152,32 @@ pub async fn run(settings: Settings, command: AgentsCommand) -> anyhow::Result<(
         }
         AgentsCommand::Show { agent } => {
             let id = agent_id(&app, &agent).await?;
-            let v = app.agents.get(&app, &id).await.map_err(api)?;
+            let v = app.agents.get(&id).await.map_err(api)?;
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
-        AgentsCommand::Pause { agent, actor } => status(&app, &agent, &actor, "paused").await?,
-        AgentsCommand::Resume { agent, actor } => status(&app, &agent, &actor, "active").await?,
-        AgentsCommand::Retire { agent, actor } => status(&app, &agent, &actor, "retired").await?,
+        AgentsCommand::Pause { agent, actor } => {
+            status(&app, &agent, &actor, Status::Paused).await?
+        }
+        AgentsCommand::Resume { agent, actor } => {
+            status(&app, &agent, &actor, Status::Active).await?
+        }
+        AgentsCommand::Retire { agent, actor } => {
+            status(&app, &agent, &actor, Status::Retired).await?
+        }
     }
     app.agents.flush_memory().await;
     Ok(())
 }
 
-async fn status(app: &warroom::app::App, agent: &str, actor: &str, to: &str) -> anyhow::Result<()> {
+async fn status(
+    app: &warroom::app::App,
+    agent: &str,
+    actor: &str,
+    to: Status,
+) -> anyhow::Result<()> {
     let p = admin(app, actor).await?;
     let id = agent_id(app, agent).await?;
-    let v = app.agents.set_status(app, &p, &id, to).await.map_err(api)?;
+    let v = app.agents.set_status(&p, &id, to).await.map_err(api)?;
     println!("{} is {}", v.handle, v.status);
     Ok(())
 }

@@ -81,19 +81,15 @@ pub async fn run(settings: Settings, command: InsightsCommand) -> anyhow::Result
             let period = warroom::api::insights_routes::resolve_period(&app, from, to);
             let bar = indicatif::ProgressBar::new_spinner();
             bar.enable_steady_tick(std::time::Duration::from_millis(120));
-            let d = warroom::insights::run(
-                &app,
-                period,
-                warroom::insights::Trigger::Cli,
-                Some(&p.id),
-                &|m| bar.set_message(m.to_string()),
-            )
-            .await
-            .map_err(api)?;
-            bar.finish_and_clear();
-            let d = warroom::insights::redact_now(&app, d, &p)
+            let d = app
+                .insights
+                .run(period, warroom::insights::Trigger::Cli, Some(&p.id), &|m| {
+                    bar.set_message(m.to_string())
+                })
                 .await
                 .map_err(api)?;
+            bar.finish_and_clear();
+            let d = app.insights.redact_now(d, &p).await.map_err(api)?;
             println!(
                 "digest {} version {} for {} to {}: {} risks, {} opportunities (label {}), {} messages read in {:.1} s",
                 d.id,
@@ -114,7 +110,7 @@ pub async fn run(settings: Settings, command: InsightsCommand) -> anyhow::Result
         }
         InsightsCommand::List { actor } => {
             let p = reader(&app, &actor).await?;
-            let list = warroom::insights::list(&app, &p, 100).await.map_err(api)?;
+            let list = app.insights.list(&p, 100).await.map_err(api)?;
             if list.is_empty() {
                 println!("no digests yet: run `warroom insights run`");
             }
@@ -146,7 +142,8 @@ pub async fn run(settings: Settings, command: InsightsCommand) -> anyhow::Result
             let f = Format::parse(&format)
                 .ok_or_else(|| anyhow::anyhow!("--format must be md, html or json"))?;
             let p = reader(&app, &actor).await?;
-            let d = warroom::insights::get(&app, &p, &id).await.map_err(api)?;
+            let which: warroom::insights::DigestRef = id.parse().map_err(api)?;
+            let d = app.insights.get(&p, &which).await.map_err(api)?;
             match out {
                 Some(o) => {
                     write_digest(&d, &o)?;

@@ -9,6 +9,7 @@ use crate::auth::Auth;
 use crate::authz::Authz;
 use crate::chat::cache::ChannelCache;
 use crate::chat::writer::Writer;
+use crate::chat::{Chat, ChatParts};
 use crate::config::Settings;
 use crate::directory::Directory;
 use crate::knowledge::Knowledge;
@@ -27,22 +28,43 @@ pub struct AppState {
     pub directory: Arc<Directory>,
     pub channels: Arc<ChannelCache>,
     pub metrics: Arc<Metrics>,
-    pub post_limiter: RateLimiter,
+    pub post_limiter: Arc<RateLimiter>,
     /// Every authenticated API request, per user.
     pub request_limiter: RateLimiter,
     /// Frames clients send over WebSockets, per user.
     pub ws_limiter: RateLimiter,
     /// What each agent retrieved and observed since its last post.
-    pub marks: crate::marks::AgentMarks,
-    pub audit: Audit,
-    pub knowledge: Knowledge,
-    pub agents: crate::agents::Agents,
+    pub marks: Arc<crate::marks::AgentMarks>,
+    pub audit: Arc<Audit>,
+    pub knowledge: Arc<Knowledge>,
+    /// Channels, messages and search.
+    pub chat: Chat,
+    /// Accounts, roles and clearances.
+    pub users: crate::users::Users,
+    /// The insights job and its digests.
+    pub insights: crate::insights::Insights,
+    pub agents: Arc<crate::agents::Agents>,
     /// Serialises SQLite write transactions across the writers.
     pub gate: crate::storage::WriteGate,
 }
 
 /// Shared application state handle.
 pub type App = Arc<AppState>;
+
+impl AppState {
+    /// The agent runtime's window on this server: the same services HTTP
+    /// requests go through.
+    pub fn platform(&self) -> crate::agents::adapter::InProcess {
+        crate::agents::adapter::InProcess::new(crate::agents::adapter::InProcessParts {
+            directory: self.directory.clone(),
+            chat: self.chat.clone(),
+            knowledge: self.knowledge.clone(),
+            marks: self.marks.clone(),
+            audit: self.audit.clone(),
+            agents: self.agents.clone(),
+        })
+    }
+}
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -94,9 +116,10 @@ impl AppState {
             vec![Arc::new(feed.clone()), Arc::new(embed_queue)],
             gate.clone(),
         );
-        let agents = crate::agents::Agents::new(db.clone(), feed, gate.clone());
-        let post_limiter =
-            RateLimiter::new(settings.limits.posts_per_second, settings.limits.post_burst);
+        let post_limiter = Arc::new(RateLimiter::new(
+            settings.limits.posts_per_second,
+            settings.limits.post_burst,
+        ));
         let request_limiter = RateLimiter::new(
             settings.limits.requests_per_second,
             settings.limits.request_burst,
@@ -105,12 +128,63 @@ impl AppState {
             settings.limits.ws_frames_per_second,
             settings.limits.ws_frame_burst,
         );
-        let audit = Audit::open_with_gate(db.clone(), &settings.storage.data_dir, gate.clone())?;
-        let knowledge = Knowledge::new(
+        let audit = Arc::new(Audit::open_with_gate(
+            db.clone(),
+            &settings.storage.data_dir,
+            gate.clone(),
+        )?);
+        let knowledge = Arc::new(Knowledge::new(
             db.clone(),
             settings.knowledge.clone(),
             settings.storage.data_dir.clone(),
             authz.clone(),
+        ));
+        let marks = Arc::new(crate::marks::AgentMarks::default());
+        let chat = Chat::new(ChatParts {
+            db: db.clone(),
+            authz: authz.clone(),
+            hub: hub.clone(),
+            writer: writer.clone(),
+            directory: directory.clone(),
+            channels: channels.clone(),
+            marks: marks.clone(),
+            audit: audit.clone(),
+            knowledge: knowledge.clone(),
+            post_limiter: post_limiter.clone(),
+            limits: settings.limits.clone(),
+        });
+        let agents = Arc::new(crate::agents::Agents::new(crate::agents::AgentsParts {
+            db: db.clone(),
+            settings: settings.agents.clone(),
+            chat: chat.clone(),
+            knowledge: knowledge.clone(),
+            audit: audit.clone(),
+            directory: directory.clone(),
+            hub: hub.clone(),
+            feed,
+            gate: gate.clone(),
+        }));
+        let users = crate::users::Users::new(
+            db.clone(),
+            authz.clone(),
+            directory.clone(),
+            hub.clone(),
+            audit.clone(),
+        );
+        let model_judge =
+            if settings.insights.summarize_with_model && settings.agents.brain == "openai" {
+                crate::agents::host::openai_brain(&settings)
+                    .map(crate::insights::judge::ModelJudge::new)
+            } else {
+                None
+            };
+        let insights = crate::insights::Insights::new(
+            db.clone(),
+            settings.insights.clone(),
+            knowledge.clone(),
+            audit.clone(),
+            gate.clone(),
+            model_judge,
         );
         let app = Arc::new(AppState {
             settings,
@@ -125,14 +199,17 @@ impl AppState {
             post_limiter,
             request_limiter,
             ws_limiter,
-            marks: crate::marks::AgentMarks::default(),
+            marks,
             audit,
             knowledge,
+            chat,
+            insights,
+            users,
             agents,
             gate,
         });
-        crate::retention::spawn(app.clone());
-        crate::insights::vectors::spawn_embedder(app.clone(), embed_inbox);
+        crate::retention::spawn(app.db.clone(), app.settings.limits.events_kept_per_channel);
+        app.insights.spawn_embedder(embed_inbox);
 
         Ok(app)
     }

@@ -1,6 +1,7 @@
 //! The demo's sample company, people and agents, seeded once on first start,
 //! and the first digest it announces.
 
+use crate::ids::UserId;
 use std::path::PathBuf;
 
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
@@ -30,14 +31,15 @@ pub fn first_digest(app: crate::app::App, url: String) {
                 chrono::Utc::now(),
                 app.settings.insights.period_days,
             );
-            match crate::insights::run(
-                &app,
-                period,
-                crate::insights::Trigger::Demo,
-                lena.as_ref().map(|u| u.id.as_str()),
-                &|_| {},
-            )
-            .await
+            match app
+                .insights
+                .run(
+                    period,
+                    crate::insights::Trigger::Demo,
+                    lena.as_ref().map(|u| u.id.as_str()),
+                    &|_| {},
+                )
+                .await
             {
                 Ok(d) => {
                     let _ =
@@ -68,7 +70,7 @@ pub async fn seed_demo_agents(
 ) -> anyhow::Result<(String, Option<Kickoff>)> {
     let mut kickoff = None;
     let logins = data_dir.join("demo-logins.txt");
-    let (existing, _) = app.agents.list(app, None, None, 0, 1).await.map_err(api)?;
+    let (existing, _) = app.agents.list(None, None, 0, 1).await.map_err(api)?;
     let departments: Vec<String> = app
         .knowledge
         .scopes()
@@ -130,7 +132,7 @@ pub async fn seed_demo_agents(
             };
             let out = app
                 .agents
-                .spawn(app, &admin, req, 10, &|_, _| {})
+                .spawn(&admin, req, 10, &|_, _| {})
                 .await
                 .map_err(api)?;
             spawned += out.spawned;
@@ -151,7 +153,11 @@ pub async fn seed_demo_agents(
                 .await
                 .map_err(api)?
                 .expect("just created");
-            crate::chat::join(app, &p, &war_room.id)
+            app.chat
+                .join(
+                    &p,
+                    &crate::ids::ChannelId::from_trusted(war_room.id.clone()),
+                )
                 .await
                 .map_err(api)?;
         }
@@ -162,7 +168,7 @@ pub async fn seed_demo_agents(
         );
         kickoff = Some(Kickoff {
             author: people[0].clone(),
-            channel: war_room.id,
+            channel: crate::ids::ChannelId::from_trusted(war_room.id),
             body,
         });
     }
@@ -176,7 +182,7 @@ pub async fn seed_demo_agents(
 /// The demo's first question, posted once the agents listen.
 pub struct Kickoff {
     author: String,
-    channel: String,
+    channel: crate::ids::ChannelId,
     body: String,
 }
 
@@ -197,7 +203,8 @@ impl Kickoff {
             citations: vec![],
             brain: None,
         };
-        crate::chat::post(app, &lena, &self.channel, req)
+        app.chat
+            .post(&lena, &self.channel, req)
             .await
             .map_err(api)?;
         Ok(())
@@ -298,7 +305,7 @@ pub async fn load_corpus(
         };
         let _ = app
             .knowledge
-            .put_scope("system", None, spec, &app.audit)
+            .put_scope(&UserId::system(), None, spec, &app.audit)
             .await;
     }
     let company = crate::knowledge::scope::ScopeSpec {
@@ -314,12 +321,17 @@ pub async fn load_corpus(
     };
     let _ = app
         .knowledge
-        .put_scope("system", None, company, &app.audit)
+        .put_scope(&UserId::system(), None, company, &app.audit)
         .await;
     if let Some(id) = admin_id {
         let _ = app
             .knowledge
-            .assign_scope("system", &id, Some("company-internal"), &app.audit)
+            .assign_scope(
+                &UserId::system(),
+                &UserId::from_trusted(id),
+                Some("company-internal"),
+                &app.audit,
+            )
             .await;
     }
     println!(

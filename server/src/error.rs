@@ -86,6 +86,12 @@ impl ServiceError {
     }
 }
 
+impl From<crate::ids::IdError> for ServiceError {
+    fn from(e: crate::ids::IdError) -> Self {
+        ServiceError::invalid(e.to_string())
+    }
+}
+
 impl From<sea_orm::DbErr> for ServiceError {
     fn from(e: sea_orm::DbErr) -> Self {
         ServiceError::internal(format!("database: {e}"))

@@ -78,6 +78,13 @@ pub struct Principal {
     pub active: bool,
 }
 
+impl Principal {
+    /// The account id, typed.
+    pub fn user_id(&self) -> crate::ids::UserId {
+        crate::ids::UserId::from_trusted(self.id.clone())
+    }
+}
+
 impl TryFrom<&user::Model> for Principal {
     type Error = String;
     fn try_from(u: &user::Model) -> Result<Self, String> {

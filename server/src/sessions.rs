@@ -204,22 +204,28 @@ fn end_sessions(app: &App, user_id: &str, sessions: &[String], why: &str) {
 }
 
 async fn revoke_family(app: &App, family: &str) -> ServiceResult<()> {
-    revoke_where(app, refresh_token::Column::FamilyId.eq(family)).await
+    revoke_where(&app.db, refresh_token::Column::FamilyId.eq(family)).await
 }
 
 /// Revoke every refresh token of a user.
-pub async fn revoke_user(app: &App, user_id: &str) -> ServiceResult<()> {
-    revoke_where(app, refresh_token::Column::UserId.eq(user_id)).await
+pub async fn revoke_user(
+    db: &sea_orm::DatabaseConnection,
+    user_id: &crate::ids::UserId,
+) -> ServiceResult<()> {
+    revoke_where(db, refresh_token::Column::UserId.eq(user_id)).await
 }
 
-async fn revoke_where(app: &App, which: sea_orm::sea_query::SimpleExpr) -> ServiceResult<()> {
+async fn revoke_where(
+    db: &sea_orm::DatabaseConnection,
+    which: sea_orm::sea_query::SimpleExpr,
+) -> ServiceResult<()> {
     refresh_token::Entity::update_many()
         .col_expr(
             refresh_token::Column::Revoked,
             sea_orm::sea_query::Expr::value(true),
         )
         .filter(which)
-        .exec(&app.db)
+        .exec(db)
         .await?;
     Ok(())
 }
@@ -328,7 +334,7 @@ pub async fn logout(
             ended.extend(recent_sessions(app, &p.id).await?);
             ended.sort();
             ended.dedup();
-            revoke_user(app, &p.id).await?;
+            revoke_user(&app.db, &p.user_id()).await?;
         }
     }
     end_sessions(app, &p.id, &ended, "logged out: log in again");

@@ -85,7 +85,7 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     let mut host = None;
     let mut agents_line = None;
     if demo {
-        let login = crate::users::ensure_first_admin(&running.app, &data_dir).await?;
+        let login = running.app.users.ensure_first_admin(&data_dir).await?;
         if let Err(e) = crate::demo::seed_sample_company(&running.app).await {
             eprintln!("warning: the sample company was not loaded: {e:#}");
         }
@@ -107,7 +107,13 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
             }
             Err(e) => eprintln!("warning: the demo agents were not created: {e:#}"),
         }
-        match crate::agents::host::AgentHost::start(running.app.clone(), brains).await {
+        match crate::agents::host::AgentHost::start(
+            running.app.platform(),
+            &running.app.settings,
+            brains,
+        )
+        .await
+        {
             Ok(h) => host = Some(h),
             Err(e) => eprintln!("warning: agents are not running: {e:#}"),
         }
@@ -135,11 +141,18 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         if running.app.settings.agents.run_in_process {
             let want_local = running.app.settings.agents.brain == "local";
             let brains = crate::agents::host::brains(&running.app.settings, want_local).await;
-            host = Some(crate::agents::host::AgentHost::start(running.app.clone(), brains).await?);
+            host = Some(
+                crate::agents::host::AgentHost::start(
+                    running.app.platform(),
+                    &running.app.settings,
+                    brains,
+                )
+                .await?,
+            );
         }
         println!("warroom listening on {url}");
     }
-    crate::insights::spawn_schedule(running.app.clone());
+    running.app.insights.spawn_schedule();
     shutdown_signal().await?;
     tracing::info!("shutting down");
     if let Some(h) = host {

@@ -4,13 +4,20 @@
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::app::App;
+use std::sync::Arc;
+
+use sea_orm::DatabaseConnection;
+
+use crate::audit::Audit;
 use crate::auth::check_password_strength;
+use crate::authz::Authz;
 use crate::authz::SystemAction;
 use crate::chat::parse_label;
+use crate::directory::Directory;
 use crate::directory::{parse_handle, NewUser};
 use crate::error::{ServiceError, ServiceResult};
 use crate::principal::{Principal, Role, UserKind};
+use crate::realtime::Hub;
 use crate::realtime::{CloseReason, CLOSE_REVOKED};
 use crate::storage::entities::user;
 use sea_orm::{ActiveModelTrait, EntityTrait, QueryOrder, QuerySelect, Set};
@@ -137,46 +144,6 @@ pub async fn new_user_from(req: CreateUser) -> ServiceResult<crate::directory::N
     new_user(req).await
 }
 
-/// Create the first admin if there are no users yet; returns how to log in.
-pub async fn ensure_first_admin(app: &App, data_dir: &std::path::Path) -> anyhow::Result<String> {
-    use sea_orm::{EntityTrait, PaginatorTrait};
-    let users = crate::storage::entities::user::Entity::find()
-        .count(&app.db)
-        .await?;
-    let file = data_dir.join("first-admin-password.txt");
-    if users > 0 {
-        return Ok(if file.exists() {
-            format!(
-                "Admin login: handle 'admin', password in {}",
-                file.display()
-            )
-        } else {
-            "Log in with an existing account (create more with `warroom users create`).".into()
-        });
-    }
-    let password = crate::auth::random_password(20);
-    let req = users_create_request(
-        "admin".into(),
-        "admin".into(),
-        Some("Administrator".into()),
-        None,
-        None,
-        Some(password.clone()),
-    );
-    let new = new_user(req)
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-    app.directory
-        .create(new)
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-    crate::storage::write_private(&file, format!("{password}\n").as_bytes())?;
-    Ok(format!(
-        "Admin login: handle 'admin', password '{password}' (also saved in {})",
-        file.display()
-    ))
-}
-
 /// Changes to a user (admin).
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -204,110 +171,180 @@ fn grantable(granter: &Principal, clearance: &crate::label::Label) -> ServiceRes
     ))
 }
 
-/// The user directory, for those allowed to list it (not guests).
-pub async fn list(app: &App, p: &Principal) -> ServiceResult<Vec<Principal>> {
-    app.authz.require_system(p, SystemAction::UserList)?;
-    let rows = user::Entity::find()
-        .order_by_asc(user::Column::Handle)
-        .limit(5000)
-        .all(&app.db)
-        .await?;
-    rows.iter()
-        .map(|r| Principal::try_from(r).map_err(ServiceError::internal))
-        .collect()
+/// The users service: accounts, their roles and clearances.
+#[derive(Clone)]
+pub struct Users {
+    db: DatabaseConnection,
+    authz: Arc<Authz>,
+    directory: Arc<Directory>,
+    hub: Arc<Hub>,
+    audit: Arc<Audit>,
 }
 
-/// Create a user (admin), granting at most the creator's own clearance; audited.
-pub async fn create(app: &App, p: &Principal, req: CreateUser) -> ServiceResult<Principal> {
-    app.authz.require_system(p, SystemAction::UserManage)?;
-    let new = new_user(req).await?;
-    grantable(p, &new.clearance)?;
-    let row = app.directory.create(new).await?;
-    let created = Principal::try_from(&row).map_err(ServiceError::internal)?;
-    app.audit
-        .record(
-            Some(&p.id),
-            "user.create",
-            &format!("user:{}", row.id),
-            "ok",
-            serde_json::json!({"handle": row.handle, "role": row.role, "clearance": row.clearance}),
-        )
-        .await;
-    Ok(created)
+impl Users {
+    /// A users service over these handles.
+    pub fn new(
+        db: DatabaseConnection,
+        authz: Arc<Authz>,
+        directory: Arc<Directory>,
+        hub: Arc<Hub>,
+        audit: Arc<Audit>,
+    ) -> Self {
+        Self {
+            db,
+            authz,
+            directory,
+            hub,
+            audit,
+        }
+    }
 }
 
-/// Change a user (admin). Deactivation revokes refresh tokens and closes
-/// sockets; a change of role or clearance closes sockets so they reconnect
-/// with the new rights. Audited.
-pub async fn update(
-    app: &App,
-    p: &Principal,
-    id: &str,
-    req: UpdateUser,
-) -> ServiceResult<Principal> {
-    app.authz.require_system(p, SystemAction::UserManage)?;
-    let id = id.to_string();
-    let Some(row) = user::Entity::find_by_id(id.clone()).one(&app.db).await? else {
-        return Err(ServiceError::not_found("user"));
-    };
-    if id == p.id && (req.role.is_some() || req.clearance.is_some()) {
-        return Err(ServiceError::new(
-            crate::error::ErrorKind::Forbidden,
-            "own_permissions",
-            "nobody changes their own role or clearance: ask another admin",
-        ));
-    }
-    let mut am: user::ActiveModel = row.clone().into();
-    if let Some(role) = &req.role {
-        let r: Role = role.parse().map_err(ServiceError::invalid)?;
-        if (r == Role::Agent) != (row.kind == "agent") {
-            return Err(ServiceError::invalid("only agents have role agent"));
+impl Users {
+    /// Create the first admin if there are no users yet; returns how to log in.
+    pub async fn ensure_first_admin(&self, data_dir: &std::path::Path) -> anyhow::Result<String> {
+        use sea_orm::{EntityTrait, PaginatorTrait};
+        let users = crate::storage::entities::user::Entity::find()
+            .count(&self.db)
+            .await?;
+        let file = data_dir.join("first-admin-password.txt");
+        if users > 0 {
+            return Ok(if file.exists() {
+                format!(
+                    "Admin login: handle 'admin', password in {}",
+                    file.display()
+                )
+            } else {
+                "Log in with an existing account (create more with `warroom users create`).".into()
+            });
         }
-        am.role = Set(r.as_str().into());
+        let password = crate::auth::random_password(20);
+        let req = users_create_request(
+            "admin".into(),
+            "admin".into(),
+            Some("Administrator".into()),
+            None,
+            None,
+            Some(password.clone()),
+        );
+        let new = new_user(req)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        self.directory
+            .create(new)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        crate::storage::write_private(&file, format!("{password}\n").as_bytes())?;
+        Ok(format!(
+            "Admin login: handle 'admin', password '{password}' (also saved in {})",
+            file.display()
+        ))
     }
-    if let Some(c) = &req.clearance {
-        let clearance = parse_label(c)?;
-        grantable(p, &clearance)?;
-        am.clearance = Set(clearance.to_string());
+
+    /// The user directory, for those allowed to list it (not guests).
+    pub async fn list(&self, p: &Principal) -> ServiceResult<Vec<Principal>> {
+        self.authz.require_system(p, SystemAction::UserList)?;
+        let rows = user::Entity::find()
+            .order_by_asc(user::Column::Handle)
+            .limit(5000)
+            .all(&self.db)
+            .await?;
+        rows.iter()
+            .map(|r| Principal::try_from(r).map_err(ServiceError::internal))
+            .collect()
     }
-    if let Some(d) = &req.department {
-        am.department = Set(Some(parse_department(d)?));
+
+    /// Create a user (admin), granting at most the creator's own clearance; audited.
+    pub async fn create(&self, p: &Principal, req: CreateUser) -> ServiceResult<Principal> {
+        self.authz.require_system(p, SystemAction::UserManage)?;
+        let new = new_user(req).await?;
+        grantable(p, &new.clearance)?;
+        let row = self.directory.create(new).await?;
+        let created = Principal::try_from(&row).map_err(ServiceError::internal)?;
+        self.audit
+            .record(
+                Some(&p.id),
+                "user.create",
+                &format!("user:{}", row.id),
+                "ok",
+                serde_json::json!({"handle": row.handle, "role": row.role, "clearance": row.clearance}),
+            )
+            .await;
+        Ok(created)
     }
-    if let Some(active) = req.active {
-        if !active && id == p.id {
-            return Err(ServiceError::invalid("you cannot deactivate yourself"));
+
+    /// Change a user (admin). Deactivation revokes refresh tokens and closes
+    /// sockets; a change of role or clearance closes sockets so they reconnect
+    /// with the new rights. Audited.
+    pub async fn update(
+        &self,
+        p: &Principal,
+        id: &crate::ids::UserId,
+        req: UpdateUser,
+    ) -> ServiceResult<Principal> {
+        self.authz.require_system(p, SystemAction::UserManage)?;
+        let Some(row) = user::Entity::find_by_id(id).one(&self.db).await? else {
+            return Err(ServiceError::not_found("user"));
+        };
+        if *id == p.id && (req.role.is_some() || req.clearance.is_some()) {
+            return Err(ServiceError::new(
+                crate::error::ErrorKind::Forbidden,
+                "own_permissions",
+                "nobody changes their own role or clearance: ask another admin",
+            ));
         }
-        am.active = Set(active);
+        let mut am: user::ActiveModel = row.clone().into();
+        if let Some(role) = &req.role {
+            let r: Role = role.parse().map_err(ServiceError::invalid)?;
+            if (r == Role::Agent) != (row.kind == "agent") {
+                return Err(ServiceError::invalid("only agents have role agent"));
+            }
+            am.role = Set(r.as_str().into());
+        }
+        if let Some(c) = &req.clearance {
+            let clearance = parse_label(c)?;
+            grantable(p, &clearance)?;
+            am.clearance = Set(clearance.to_string());
+        }
+        if let Some(d) = &req.department {
+            am.department = Set(Some(parse_department(d)?));
+        }
+        if let Some(active) = req.active {
+            if !active && *id == p.id {
+                return Err(ServiceError::invalid("you cannot deactivate yourself"));
+            }
+            am.active = Set(active);
+        }
+        let updated = am.update(&self.db).await?;
+        self.directory.invalidate(id);
+        // Any change to who someone is invalidates their sessions' view of them.
+        if req.active == Some(false) {
+            crate::sessions::revoke_user(&self.db, id).await?;
+            self.hub.close_user(
+                id,
+                CloseReason {
+                    code: CLOSE_REVOKED,
+                    reason: "account deactivated".into(),
+                },
+            );
+        } else if req.role.is_some() || req.clearance.is_some() {
+            self.hub.close_user(
+                id,
+                CloseReason {
+                    code: CLOSE_REVOKED,
+                    reason: "permissions changed: reconnect".into(),
+                },
+            );
+        }
+        self.audit
+            .record(
+                Some(&p.id),
+                "user.update",
+                &format!("user:{id}"),
+                "ok",
+                serde_json::json!({"active": req.active, "role": req.role, "clearance": req.clearance}),
+            )
+            .await;
+        Principal::try_from(&updated).map_err(ServiceError::internal)
     }
-    let updated = am.update(&app.db).await?;
-    app.directory.invalidate(&id);
-    // Any change to who someone is invalidates their sessions' view of them.
-    if req.active == Some(false) {
-        crate::sessions::revoke_user(app, &id).await?;
-        app.hub.close_user(
-            &id,
-            CloseReason {
-                code: CLOSE_REVOKED,
-                reason: "account deactivated".into(),
-            },
-        );
-    } else if req.role.is_some() || req.clearance.is_some() {
-        app.hub.close_user(
-            &id,
-            CloseReason {
-                code: CLOSE_REVOKED,
-                reason: "permissions changed: reconnect".into(),
-            },
-        );
-    }
-    app.audit
-        .record(
-            Some(&p.id),
-            "user.update",
-            &format!("user:{id}"),
-            "ok",
-            serde_json::json!({"active": req.active, "role": req.role, "clearance": req.clearance}),
-        )
-        .await;
-    Principal::try_from(&updated).map_err(ServiceError::internal)
 }

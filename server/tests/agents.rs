@@ -12,7 +12,6 @@ use common::{TestApp, User};
 use hyper::{Method, StatusCode};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{json, Value};
-use warroom::agents::adapter::InProcess;
 use warroom::label::Label;
 use warroom::storage::entities::{channel, chunk, document, membership, message, message_citation};
 use warroom_agent_runtime::platform::{Draft, Platform, Shard};
@@ -104,7 +103,7 @@ fn runtime_config(turns_per_hour: u32) -> RuntimeConfig {
 }
 
 async fn runtime(app: &TestApp, cfg: RuntimeConfig) -> Arc<Runtime> {
-    let platform = Arc::new(InProcess::new(app.running.app.clone()));
+    let platform = Arc::new(app.running.app.platform());
     Runtime::start(platform, Brains::default(), cfg, Shard::ALL, 0)
         .await
         .expect("runtime starts")
@@ -532,7 +531,7 @@ async fn security_cases_6_and_7_restricted_context_never_reaches_an_uncleared_ch
         .await;
     let out = spawn(&app, &admin, json!({"template": "hr-lead", "count": 5, "channels": ["war-room", "all-hands"], "turns_per_hour": 100, "activity": "high"})).await;
     let hr = out["agents"][0]["id"].as_str().unwrap().to_string();
-    let platform = InProcess::new(app.running.app.clone());
+    let platform = app.running.app.platform();
     let chunk = hr_chunk(&app, true).await;
     let restricted: Label = "restricted:hr".parse().unwrap();
     let audit_before = app
@@ -635,7 +634,7 @@ async fn security_case_8_hr_text_cannot_be_dmed_to_a_sales_agent() {
     assert!(r.status.is_success(), "{:?}", r.json);
     let dm = r.json["id"].as_str().unwrap().to_string();
     let chunk = hr_chunk(&app, false).await;
-    let platform = InProcess::new(app.running.app.clone());
+    let platform = app.running.app.platform();
     let e = platform
         .post(
             hr["id"].as_str().unwrap(),

@@ -230,9 +230,7 @@ async fn digests_find_cross_department_insights_and_redact_by_clearance() {
         .post("/api/v1/insights/run", &admin.token, json!({"since": 1}))
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.json);
-    let (digests, _) = warroom::insights::stored_counts(&app.running.app)
-        .await
-        .unwrap();
+    let (digests, _) = app.running.app.insights.stored_counts().await.unwrap();
     assert_eq!(digests, 0, "refused runs store nothing");
 
     let r = app
@@ -387,9 +385,7 @@ async fn digests_find_cross_department_insights_and_redact_by_clearance() {
     assert!(again.iter().all(|i| i["trend"] == "steady"), "{again:?}");
 
     // Messages were embedded when posted or by the job; none is left without a vector.
-    let (_, vectors) = warroom::insights::stored_counts(&app.running.app)
-        .await
-        .unwrap();
+    let (_, vectors) = app.running.app.insights.stored_counts().await.unwrap();
     let messages = warroom::storage::entities::message::Entity::find()
         .count(&app.running.app.db)
         .await

@@ -11,6 +11,11 @@
 //!    `src/api/`. The services below report domain errors; the API maps them.
 //! 3. The API does not touch storage: nothing under `src/api/` names
 //!    `sea_orm` or `crate::storage`. Handlers go through the services.
+//! 4. Services take typed ids: no `pub fn` outside `src/api/` and
+//!    `src/storage/` has a parameter named like an id (`id`, `ids`, `*_id`,
+//!    `*_ids`, `seq`, `*_seq`) typed as a bare `&str`, `String`, `i64` or a
+//!    list or option of them. Ids are `warroom_types::id` types, checked
+//!    once where they enter.
 //!
 //! The tree does not satisfy these rules yet, so each rule carries a list of
 //! known violations (the `KNOWN_*` lists below). This is a ratchet: a test
@@ -27,26 +32,16 @@ use std::fs;
 use std::path::Path;
 
 /// Module dependency edges (`from -> to`) that still lie on an import cycle.
-const KNOWN_CYCLE_EDGES: &[&str] = &[
-    "agents -> app",
-    "agents -> chat",
-    "app -> agents",
-    "app -> chat",
-    "app -> insights",
-    "app -> retention",
-    "chat -> app",
-    "insights -> agents",
-    "insights -> app",
-    "insights -> chat",
-    "retention -> app",
-    "retention -> chat",
-];
+const KNOWN_CYCLE_EDGES: &[&str] = &[];
 
 /// Files outside `src/api/` that still name `StatusCode` or `ApiError`.
 const KNOWN_HTTP_TYPES_OUTSIDE_API: &[&str] = &[];
 
 /// Files under `src/api/` that still name `sea_orm` or `crate::storage`.
 const KNOWN_STORAGE_IN_API: &[&str] = &[];
+
+/// Public functions that still take a bare id (`file: function(parameter)`).
+const KNOWN_BARE_ID_PARAMETERS: &[&str] = &[];
 
 const SOURCE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
 
@@ -641,6 +636,142 @@ fn api_does_not_touch_storage() {
         "KNOWN_STORAGE_IN_API",
         KNOWN_STORAGE_IN_API,
         &describe_files(found),
+    );
+}
+
+/// Whether a parameter name names an id or a sequence position.
+fn names_an_id(name: &str) -> bool {
+    ["id", "ids", "seq"].contains(&name)
+        || name.ends_with("_id")
+        || name.ends_with("_ids")
+        || name.ends_with("_seq")
+}
+
+/// Whether a parameter type (its tokens joined) is a bare string or integer,
+/// alone or in a reference, slice, `Vec` or `Option`.
+fn is_bare_type(ty: &str) -> bool {
+    let mut t = ty;
+    loop {
+        let before = t;
+        t = t.strip_prefix('&').unwrap_or(t);
+        for (open, close) in [("Option<", ">"), ("Vec<", ">"), ("[", "]")] {
+            if let Some(inner) = t.strip_prefix(open).and_then(|r| r.strip_suffix(close)) {
+                t = inner;
+            }
+        }
+        if t == before {
+            break;
+        }
+    }
+    ["str", "String", "i64"].contains(&t)
+}
+
+/// `pub fn` / `pub async fn` parameters named like ids with bare types, as
+/// (`file: function(parameter)`, `line`).
+fn bare_id_parameters(file: &SourceFile) -> Vec<(String, usize)> {
+    let tokens = &file.tokens;
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 2 < tokens.len() {
+        // Only plain `pub`: `pub(crate)` and `pub(super)` are not the API of a service.
+        if tokens[i].text != "pub" || tokens[i + 1].text == "(" {
+            i += 1;
+            continue;
+        }
+        let mut j = i + 1;
+        if tokens[j].text == "async" {
+            j += 1;
+        }
+        if tokens[j].text != "fn" || j + 1 >= tokens.len() {
+            i += 1;
+            continue;
+        }
+        let name = tokens[j + 1].text.clone();
+        let line = tokens[j + 1].line;
+        // Skip generics up to the parameter list.
+        let mut k = j + 2;
+        while k < tokens.len() && tokens[k].text != "(" {
+            k += 1;
+        }
+        // Split the parameter list at top-level commas.
+        let mut depth = 0i32;
+        let mut params: Vec<Vec<&str>> = vec![Vec::new()];
+        k += 1;
+        while k < tokens.len() {
+            let t = tokens[k].text.as_str();
+            match t {
+                "(" | "[" | "<" => depth += 1,
+                ")" | "]" | ">" if depth > 0 => depth -= 1,
+                ")" => break,
+                _ => {}
+            }
+            if t == "," && depth == 0 {
+                params.push(Vec::new());
+            } else {
+                params.last_mut().expect("one list").push(t);
+            }
+            k += 1;
+        }
+        for p in params {
+            let Some(colon) = p.iter().position(|t| *t == ":") else {
+                continue;
+            };
+            let pname = p[..colon].last().copied().unwrap_or("");
+            let ty: String = p[colon + 1..].concat();
+            if names_an_id(pname) && is_bare_type(&ty) {
+                out.push((format!("{}: {name}({pname})", file.path), line));
+            }
+        }
+        i = k;
+    }
+    out
+}
+
+#[test]
+fn services_take_typed_ids() {
+    let tree = SourceTree::load();
+    let mut found = BTreeMap::new();
+    for file in &tree.files {
+        if file.is_in_api() || file.path.starts_with("src/storage/") {
+            continue;
+        }
+        for (key, line) in bare_id_parameters(file) {
+            found.insert(key, format!("line {line}"));
+        }
+    }
+    assert_ratchet(
+        "public functions take typed ids (warroom_types::id), not bare strings or integers",
+        "KNOWN_BARE_ID_PARAMETERS",
+        KNOWN_BARE_ID_PARAMETERS,
+        &found,
+    );
+}
+
+#[test]
+fn bare_id_scanner_reads_signatures() {
+    let source = r##"
+pub async fn get(&self, p: &Principal, id: &str) -> R {}
+pub fn typed(id: &ChannelId, seq: Seq) {}
+pub(crate) fn inner(id: &str) {}
+pub fn many<T: Into<String>>(ids: &[String], after_seq: Option<i64>, name: &str) {}
+fn private(user_id: String) {}
+"##;
+    let file = SourceFile {
+        path: "src/x.rs".to_string(),
+        module: Some("x".to_string()),
+        tokens: code_tokens(source),
+    };
+    let found: Vec<String> = bare_id_parameters(&file)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            "src/x.rs: get(id)".to_string(),
+            "src/x.rs: many(ids)".to_string(),
+            "src/x.rs: many(after_seq)".to_string(),
+        ]
     );
 }
 

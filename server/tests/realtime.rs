@@ -304,7 +304,10 @@ async fn pruned_history_forces_resync(app: &TestApp) {
     let owner = app.user("owner", "member", None).await;
     let ch = app.channel(&owner, "pruned", "public", None).await;
     churn(app, &owner, &ch, 8, "old").await;
-    warroom::retention::prune(&app.running.app).await.unwrap();
+    let a = &app.running.app;
+    warroom::retention::prune(&a.db, a.settings.limits.events_kept_per_channel)
+        .await
+        .unwrap();
     let mut ws = app.ws(&owner).await;
     ws.subscribe(&ch, Some(1)).await;
     assert_eq!(ws.expect("resync").await["reason"], "history_pruned");

@@ -13,7 +13,14 @@ use warroom_agent_runtime::platform::{
     Platform, PlatformError, Posted, Shard,
 };
 
-use crate::app::App;
+use crate::audit::Audit;
+use crate::chat::Chat;
+use crate::directory::Directory;
+use crate::ids::{AgentId, IdError, Seq};
+use crate::knowledge::Knowledge;
+use crate::marks::AgentMarks;
+
+use super::Agents;
 use crate::chat::views::ChannelView;
 use crate::error::ServiceError;
 use crate::principal::{Principal, UserKind};
@@ -21,7 +28,23 @@ use crate::principal::{Principal, UserKind};
 /// The runtime's window on this server.
 #[derive(Clone)]
 pub struct InProcess {
-    app: App,
+    directory: Arc<Directory>,
+    chat: Chat,
+    knowledge: Arc<Knowledge>,
+    marks: Arc<AgentMarks>,
+    audit: Arc<Audit>,
+    agents: Arc<Agents>,
+}
+
+/// What [`InProcess::new`] is built from: the services an agent acts
+/// through, the same ones HTTP requests use.
+pub struct InProcessParts {
+    pub directory: Arc<Directory>,
+    pub chat: Chat,
+    pub knowledge: Arc<Knowledge>,
+    pub marks: Arc<AgentMarks>,
+    pub audit: Arc<Audit>,
+    pub agents: Arc<Agents>,
 }
 
 impl InProcess {
@@ -31,7 +54,6 @@ impl InProcess {
         m: crate::storage::entities::message::Model,
     ) -> Result<Observed, PlatformError> {
         let author = self
-            .app
             .directory
             .get(&m.author_id)
             .await
@@ -50,14 +72,20 @@ impl InProcess {
         })
     }
 
-    /// An adapter over a running server's state.
-    pub fn new(app: App) -> Self {
-        Self { app }
+    /// An adapter over a running server's services.
+    pub fn new(p: InProcessParts) -> Self {
+        Self {
+            directory: p.directory,
+            chat: p.chat,
+            knowledge: p.knowledge,
+            marks: p.marks,
+            audit: p.audit,
+            agents: p.agents,
+        }
     }
 
     async fn principal(&self, agent: &str) -> Result<Arc<Principal>, PlatformError> {
         let p = self
-            .app
             .directory
             .get(agent)
             .await
@@ -94,6 +122,12 @@ pub fn platform_error(e: ServiceError) -> PlatformError {
     }
 }
 
+/// An id the runtime hands over, checked as one from an HTTP path is.
+fn parse_id<T: std::str::FromStr<Err = IdError>>(s: &str) -> Result<T, PlatformError> {
+    s.parse()
+        .map_err(|e: IdError| platform_error(ServiceError::from(e)))
+}
+
 fn channel_info(c: ChannelView) -> Result<ChannelInfo, PlatformError> {
     Ok(ChannelInfo {
         label: server_label(&c.label)?,
@@ -108,17 +142,16 @@ fn channel_info(c: ChannelView) -> Result<ChannelInfo, PlatformError> {
 impl Platform for InProcess {
     async fn agents(&self, shard: Shard) -> Result<Vec<AgentRecord>, PlatformError> {
         let mut out = Vec::new();
-        let mut after: Option<String> = None;
+        let mut after: Option<AgentId> = None;
         loop {
             let page = self
-                .app
                 .agents
-                .runtime_page(shard, after.as_deref(), 10_000)
+                .runtime_page(shard, after.as_ref(), 10_000)
                 .await
                 .map_err(platform_error)?;
             out.extend(page.agents);
             match page.next_after {
-                Some(a) => after = Some(a),
+                Some(a) => after = Some(AgentId::from_trusted(a)),
                 None => return Ok(out),
             }
         }
@@ -126,12 +159,13 @@ impl Platform for InProcess {
 
     async fn activity(&self, words: &[String]) -> Result<mpsc::Receiver<Activity>, PlatformError> {
         let interests = InterestMatcher::new(words)?;
-        Ok(self.app.agents.feed().in_process(interests))
+        Ok(self.agents.feed().in_process(interests))
     }
 
     async fn channels(&self, agent: &str) -> Result<Vec<ChannelInfo>, PlatformError> {
         let p = self.principal(agent).await?;
-        crate::chat::list_channels(&self.app, &p)
+        self.chat
+            .list_channels(&p)
             .await
             .map_err(platform_error)?
             .into_iter()
@@ -148,15 +182,16 @@ impl Platform for InProcess {
         limit: usize,
     ) -> Result<Vec<Observed>, PlatformError> {
         let p = self.principal(agent).await?;
-        let rows = crate::chat::read_recent(
-            &self.app,
-            &p,
-            channel_id,
-            after_seq,
-            limit.clamp(1, 200) as u64,
-        )
-        .await
-        .map_err(platform_error)?;
+        let rows = self
+            .chat
+            .read_recent(
+                &p,
+                &parse_id(channel_id)?,
+                Seq(after_seq),
+                limit.clamp(1, 200) as u64,
+            )
+            .await
+            .map_err(platform_error)?;
         let mut out = Vec::with_capacity(rows.len());
         for m in rows {
             out.push(self.observed_row(m).await?);
@@ -166,7 +201,9 @@ impl Platform for InProcess {
 
     async fn message(&self, agent: &str, message_id: &str) -> Result<Observed, PlatformError> {
         let p = self.principal(agent).await?;
-        let m = crate::chat::read_message(&self.app, &p, message_id)
+        let m = self
+            .chat
+            .read_message(&p, &parse_id(message_id)?)
             .await
             .map_err(platform_error)?;
         self.observed_row(m).await
@@ -181,13 +218,11 @@ impl Platform for InProcess {
     ) -> Result<Vec<Evidence>, PlatformError> {
         let p = self.principal(agent).await?;
         let r = self
-            .app
             .knowledge
-            .retrieve(&p, query, k, Some(ceiling), &self.app.audit)
+            .retrieve(&p, query, k, Some(ceiling), &self.audit)
             .await
             .map_err(platform_error)?;
-        self.app
-            .marks
+        self.marks
             .raise_stored(&p, r.chunks.iter().map(|c| c.label.as_str()));
         r.chunks
             .into_iter()
@@ -215,7 +250,9 @@ impl Platform for InProcess {
             citations: draft.citations,
             brain: Some(draft.brain),
         };
-        let (stored, _) = crate::chat::post_stored(&self.app, &p, &draft.channel_id, req)
+        let (stored, _) = self
+            .chat
+            .post_stored(&p, &parse_id(&draft.channel_id)?, req)
             .await
             .map_err(platform_error)?;
         Ok(Posted {
@@ -226,14 +263,16 @@ impl Platform for InProcess {
 
     async fn react(&self, agent: &str, message_id: &str, emoji: &str) -> Result<(), PlatformError> {
         let p = self.principal(agent).await?;
-        crate::chat::react(&self.app, &p, message_id, emoji, true)
+        self.chat
+            .react(&p, &parse_id(message_id)?, emoji, true)
             .await
             .map_err(platform_error)
     }
 
     async fn join(&self, agent: &str, channel_id: &str) -> Result<(), PlatformError> {
         let p = self.principal(agent).await?;
-        crate::chat::join(&self.app, &p, channel_id)
+        self.chat
+            .join(&p, &parse_id(channel_id)?)
             .await
             .map(|_| ())
             .map_err(platform_error)
@@ -247,29 +286,32 @@ impl Platform for InProcess {
         label: &Label,
     ) -> Result<ChannelInfo, PlatformError> {
         let p = self.principal(agent).await?;
-        let c = crate::chat::create_channel(
-            &self.app,
-            &p,
-            crate::chat::CreateChannel {
-                name: name.into(),
-                visibility: "public".into(),
-                label: Some(label.to_string()),
-                topic: Some(topic.into()),
-            },
-        )
-        .await
-        .map_err(platform_error)?;
+        let c = self
+            .chat
+            .create_channel(
+                &p,
+                crate::chat::CreateChannel {
+                    name: name.into(),
+                    visibility: "public".into(),
+                    label: Some(label.to_string()),
+                    topic: Some(topic.into()),
+                },
+            )
+            .await
+            .map_err(platform_error)?;
         channel_info(c)
     }
 
     async fn load_memory(&self, agent: &str) -> Result<Option<Memory>, PlatformError> {
-        self.app.agents.memory(agent).await.map_err(platform_error)
+        self.agents
+            .memory(&parse_id(agent)?)
+            .await
+            .map_err(platform_error)
     }
 
     async fn save_memory(&self, agent: &str, memory: &Memory) -> Result<(), PlatformError> {
-        self.app
-            .agents
-            .save_memory(agent, memory)
+        self.agents
+            .save_memory(&parse_id(agent)?, memory)
             .await
             .map_err(platform_error)
     }

@@ -12,7 +12,6 @@ use warroom_agent_runtime::runtime::{Brains, Runtime, RuntimeConfig};
 use warroom_agent_runtime::scheduler::SchedulerConfig;
 
 use super::adapter::InProcess;
-use crate::app::App;
 use crate::config::Settings;
 
 /// A running in-process agent runtime.
@@ -92,10 +91,14 @@ pub fn openai_brain(settings: &Settings) -> Option<OpenAiBrain> {
 
 impl AgentHost {
     /// Load every agent and start taking turns in real time.
-    pub async fn start(app: App, brains: Brains) -> anyhow::Result<Self> {
-        let cfg = runtime_config(&app.settings);
-        let tick = Duration::from_millis(app.settings.agents.tick_ms);
-        let platform = Arc::new(InProcess::new(app.clone()));
+    pub async fn start(
+        platform: InProcess,
+        settings: &Settings,
+        brains: Brains,
+    ) -> anyhow::Result<Self> {
+        let cfg = runtime_config(settings);
+        let tick = Duration::from_millis(settings.agents.tick_ms);
+        let platform = Arc::new(platform);
         let runtime = Runtime::start(platform, brains, cfg, Shard::ALL, 0)
             .await
             .map_err(|e| anyhow::anyhow!("agent runtime: {e}"))?;

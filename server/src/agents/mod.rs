@@ -23,10 +23,16 @@ use warroom_agent_runtime::platform::{
     match_words, Activity, AgentRecord, InterestMatcher, Shard, WORDS_MATCHED,
 };
 
-use crate::app::AppState;
+use crate::audit::Audit;
+use crate::chat::Chat;
+use crate::config::AgentSettings;
+use crate::directory::Directory;
 use crate::error::{ServiceError, ServiceResult};
+use crate::ids::{AgentId, UserId};
+use crate::knowledge::Knowledge;
 use crate::label::Label;
 use crate::principal::{Principal, Role, UserKind};
+use crate::realtime::Hub;
 use crate::storage::entities::{agent, agent_memory, membership, user};
 
 /// New messages, as metadata, to whoever runs agents (in process or remote).
@@ -196,7 +202,8 @@ pub enum Status {
 }
 
 impl Status {
-    fn as_str(self) -> &'static str {
+    /// The stored and wire name.
+    pub fn as_str(self) -> &'static str {
         match self {
             Status::Active => "active",
             Status::Paused => "paused",
@@ -204,7 +211,8 @@ impl Status {
         }
     }
 
-    fn parse(raw: &str) -> ServiceResult<Self> {
+    /// Parse a status from input.
+    pub fn parse(raw: &str) -> ServiceResult<Self> {
         match raw {
             "active" => Ok(Status::Active),
             "paused" => Ok(Status::Paused),
@@ -409,11 +417,30 @@ fn new_channel_label(name: &str, template: &Template) -> (Label, String) {
 /// The agents service.
 pub struct Agents {
     db: DatabaseConnection,
+    settings: AgentSettings,
+    chat: Chat,
+    knowledge: Arc<Knowledge>,
+    audit: Arc<Audit>,
+    directory: Arc<Directory>,
+    hub: Arc<Hub>,
     feed: ActivityFeed,
     memory: MemoryWriter,
     /// Templates added at run time (an evaluation corpus's departments);
     /// they take precedence over built-in ones of the same name.
     extra_templates: std::sync::RwLock<Vec<Template>>,
+}
+
+/// What [`Agents::new`] is built from.
+pub struct AgentsParts {
+    pub db: DatabaseConnection,
+    pub settings: AgentSettings,
+    pub chat: Chat,
+    pub knowledge: Arc<Knowledge>,
+    pub audit: Arc<Audit>,
+    pub directory: Arc<Directory>,
+    pub hub: Arc<Hub>,
+    pub feed: ActivityFeed,
+    pub gate: crate::storage::WriteGate,
 }
 
 fn parse_persona(raw: &str) -> Persona {
@@ -452,16 +479,18 @@ fn view(
 }
 
 impl Agents {
-    /// The service over `db`, publishing to `feed`.
-    pub fn new(
-        db: DatabaseConnection,
-        feed: ActivityFeed,
-        gate: crate::storage::WriteGate,
-    ) -> Self {
+    /// The service over `p.db`, publishing to `p.feed`.
+    pub fn new(p: AgentsParts) -> Self {
         Self {
-            memory: MemoryWriter::start(db.clone(), gate),
-            db,
-            feed,
+            memory: MemoryWriter::start(p.db.clone(), p.gate),
+            db: p.db,
+            settings: p.settings,
+            chat: p.chat,
+            knowledge: p.knowledge,
+            audit: p.audit,
+            directory: p.directory,
+            hub: p.hub,
+            feed: p.feed,
             extra_templates: Default::default(),
         }
     }
@@ -502,7 +531,6 @@ impl Agents {
     /// the chat service (authorized as the agent).
     pub async fn spawn(
         &self,
-        app: &AppState,
         actor: &Principal,
         req: SpawnRequest,
         max_count: u32,
@@ -522,7 +550,7 @@ impl Agents {
         let brain = req
             .brain
             .clone()
-            .unwrap_or_else(|| app.settings.agents.brain.clone());
+            .unwrap_or_else(|| self.settings.brain.clone());
         if !BRAINS.contains(&brain.as_str()) {
             return Err(ServiceError::invalid(
                 "brain must be extractive, local or openai",
@@ -536,7 +564,7 @@ impl Agents {
             .scope
             .clone()
             .unwrap_or_else(|| format!("dept-{}", template.department));
-        let scope = app.knowledge.scope(&scope_name).await.map_err(|e| {
+        let scope = self.knowledge.scope(&scope_name).await.map_err(|e| {
             if e.kind == crate::error::ErrorKind::NotFound {
                 ServiceError::invalid(format!(
                     "scope {scope_name:?} does not exist; create it first (POST /api/v1/scopes) or pass another scope"
@@ -590,11 +618,15 @@ impl Agents {
                 .exec(&txn)
                 .await?;
         }
-        app.knowledge
-            .assign_scopes_in(&txn, &ids, &scope.id)
+        self.knowledge
+            .assign_scopes_in(
+                &txn,
+                &ids.iter().map(AgentId::user).collect::<Vec<_>>(),
+                &scope.id,
+            )
             .await?;
         txn.commit().await?;
-        app.audit
+        self.audit
             .record(
                 Some(&actor.id),
                 "agent.spawn",
@@ -614,7 +646,7 @@ impl Agents {
                     let creator = if label.within(&actor.clearance) {
                         Arc::new(actor.clone())
                     } else {
-                        app.directory
+                        self.directory
                             .get(&ids[0])
                             .await?
                             .ok_or_else(|| ServiceError::internal("spawned agent vanished"))?
@@ -625,7 +657,7 @@ impl Agents {
                         label: Some(label.to_string()),
                         topic: Some(topic),
                     };
-                    match crate::chat::create_channel(app, &creator, req).await {
+                    match self.chat.create_channel(&creator, req).await {
                         Ok(c) => c,
                         // Someone created it meanwhile.
                         Err(e) if e.kind == crate::error::ErrorKind::Conflict => self
@@ -638,9 +670,9 @@ impl Agents {
             };
             channels.push(c);
         }
-        self.join_all(app, &ids, &channels, progress).await?;
-        let shown: Vec<String> = ids.iter().take(50).cloned().collect();
-        let agents = self.views(app, &shown).await?;
+        self.join_all(&ids, &channels, progress).await?;
+        let shown: Vec<AgentId> = ids.iter().take(50).cloned().collect();
+        let agents = self.views(&shown).await?;
         Ok(SpawnOutcome {
             spawned: ids.len(),
             template: template.name,
@@ -660,7 +692,11 @@ impl Agents {
         clearance: &Label,
         actor: &Principal,
         count: u32,
-    ) -> ServiceResult<(Vec<String>, Vec<user::ActiveModel>, Vec<agent::ActiveModel>)> {
+    ) -> ServiceResult<(
+        Vec<AgentId>,
+        Vec<user::ActiveModel>,
+        Vec<agent::ActiveModel>,
+    )> {
         let existing = agent::Entity::find()
             .filter(agent::Column::Template.eq(template.name.as_str()))
             .count(&self.db)
@@ -672,7 +708,7 @@ impl Agents {
         for i in 0..count as u64 {
             let n = existing + i + 1;
             let id = uuid::Uuid::now_v7().to_string();
-            ids.push(id.clone());
+            ids.push(AgentId::from_trusted(id.clone()));
             let name = persona::agent_name(&template.name, n);
             let p = template.persona(&name);
             users.push(user::ActiveModel {
@@ -723,8 +759,7 @@ impl Agents {
 
     async fn join_all(
         &self,
-        app: &AppState,
-        ids: &[String],
+        ids: &[AgentId],
         channels: &[crate::chat::views::ChannelView],
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> ServiceResult<()> {
@@ -732,13 +767,15 @@ impl Agents {
         let total = ids.len();
         let mut done = 0;
         let mut joins = stream::iter(ids.iter().cloned().map(|id| async move {
-            let p = app
+            let p = self
                 .directory
                 .get(&id)
                 .await?
                 .ok_or_else(|| ServiceError::internal("spawned agent vanished"))?;
             for c in channels {
-                crate::chat::join(app, &p, &c.id).await?;
+                self.chat
+                    .join(&p, &crate::ids::ChannelId::from_trusted(c.id.clone()))
+                    .await?;
             }
             Ok::<(), ServiceError>(())
         }))
@@ -753,44 +790,43 @@ impl Agents {
         Ok(())
     }
 
-    async fn scope_names(
-        &self,
-        app: &AppState,
-        ids: &[String],
-    ) -> ServiceResult<HashMap<String, String>> {
-        app.knowledge.scope_names_of(ids).await
+    async fn scope_names(&self, ids: &[AgentId]) -> ServiceResult<HashMap<String, String>> {
+        let ids: Vec<UserId> = ids.iter().map(AgentId::user).collect();
+        self.knowledge.scope_names_of(&ids).await
     }
 
     /// Views of these agents, in order, with their stats.
-    pub async fn views(&self, app: &AppState, ids: &[String]) -> ServiceResult<Vec<AgentView>> {
+    pub async fn views(&self, ids: &[AgentId]) -> ServiceResult<Vec<AgentView>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        let raw: Vec<String> = ids.iter().map(String::from).collect();
         let agents: HashMap<String, agent::Model> = agent::Entity::find()
-            .filter(agent::Column::UserId.is_in(ids.iter().cloned()))
+            .filter(agent::Column::UserId.is_in(raw.iter().cloned()))
             .all(&self.db)
             .await?
             .into_iter()
             .map(|a| (a.user_id.clone(), a))
             .collect();
         let users: HashMap<String, user::Model> = user::Entity::find()
-            .filter(user::Column::Id.is_in(ids.iter().cloned()))
+            .filter(user::Column::Id.is_in(raw.iter().cloned()))
             .all(&self.db)
             .await?
             .into_iter()
             .map(|u| (u.id.clone(), u))
             .collect();
         let memories: HashMap<String, Memory> = agent_memory::Entity::find()
-            .filter(agent_memory::Column::AgentId.is_in(ids.iter().cloned()))
+            .filter(agent_memory::Column::AgentId.is_in(raw.iter().cloned()))
             .all(&self.db)
             .await?
             .into_iter()
             .filter_map(|m| serde_json::from_str(&m.data).ok().map(|d| (m.agent_id, d)))
             .collect();
-        let scopes = self.scope_names(app, ids).await?;
+        let scopes = self.scope_names(ids).await?;
         Ok(ids
             .iter()
             .filter_map(|id| {
+                let id = id.as_str();
                 let (a, u) = (agents.get(id)?, users.get(id)?);
                 Some(view(a, u, scopes.get(id).cloned(), memories.get(id)))
             })
@@ -800,7 +836,6 @@ impl Agents {
     /// A page of agents, newest first, optionally by status and template.
     pub async fn list(
         &self,
-        app: &AppState,
         status: Option<&str>,
         template: Option<&str>,
         offset: u64,
@@ -814,7 +849,7 @@ impl Agents {
             q = q.filter(agent::Column::Template.eq(t));
         }
         let total = q.clone().count(&self.db).await?;
-        let ids: Vec<String> = q
+        let ids: Vec<AgentId> = q
             .order_by_desc(agent::Column::CreatedAt)
             .order_by_asc(agent::Column::UserId)
             .offset(offset)
@@ -822,14 +857,14 @@ impl Agents {
             .all(&self.db)
             .await?
             .into_iter()
-            .map(|a| a.user_id)
+            .map(|a| AgentId::from_trusted(a.user_id))
             .collect();
-        Ok((self.views(app, &ids).await?, total))
+        Ok((self.views(&ids).await?, total))
     }
 
     /// One agent.
-    pub async fn get(&self, app: &AppState, id: &str) -> ServiceResult<AgentView> {
-        self.views(app, &[id.to_string()])
+    pub async fn get(&self, id: &AgentId) -> ServiceResult<AgentView> {
+        self.views(std::slice::from_ref(id))
             .await?
             .pop()
             .ok_or_else(|| ServiceError::not_found("agent"))
@@ -839,12 +874,10 @@ impl Agents {
     /// (it can no longer act, and its sockets close) and cannot be undone.
     pub async fn set_status(
         &self,
-        app: &AppState,
         actor: &Principal,
-        id: &str,
-        status: &str,
+        id: &AgentId,
+        status: Status,
     ) -> ServiceResult<AgentView> {
-        let status = Status::parse(status)?;
         let row = agent::Entity::find_by_id(id.to_string())
             .one(&self.db)
             .await?
@@ -864,7 +897,7 @@ impl Agents {
                 agent::Column::UpdatedAt,
                 sea_orm::sea_query::Expr::value(chrono::Utc::now()),
             )
-            .filter(agent::Column::UserId.eq(id))
+            .filter(agent::Column::UserId.eq(id.as_str()))
             .exec(&txn)
             .await?;
         // The server enforces the status, not the worker: a paused or retired
@@ -876,13 +909,13 @@ impl Agents {
                 user::Column::Active,
                 sea_orm::sea_query::Expr::value(status == Status::Active),
             )
-            .filter(user::Column::Id.eq(id))
+            .filter(user::Column::Id.eq(id.as_str()))
             .exec(&txn)
             .await?;
         txn.commit().await?;
-        app.directory.invalidate(id);
+        self.directory.invalidate(id);
         if status != Status::Active {
-            app.hub.close_user(
+            self.hub.close_user(
                 id,
                 crate::realtime::CloseReason {
                     code: crate::realtime::CLOSE_REVOKED,
@@ -890,7 +923,7 @@ impl Agents {
                 },
             );
         }
-        app.audit
+        self.audit
             .record(
                 Some(&actor.id),
                 &format!("agent.{}", status.as_str()),
@@ -899,14 +932,14 @@ impl Agents {
                 serde_json::json!({}),
             )
             .await;
-        self.get(app, id).await
+        self.get(id).await
     }
 
     /// Agents a runtime shard drives (active and paused), a page at a time, by id.
     pub async fn runtime_page(
         &self,
         shard: Shard,
-        after: Option<&str>,
+        after: Option<&AgentId>,
         limit: u64,
     ) -> ServiceResult<RuntimePage> {
         let limit = limit.clamp(1, 10_000);
@@ -915,7 +948,7 @@ impl Agents {
             .order_by_asc(agent::Column::UserId)
             .limit(limit);
         if let Some(a) = after {
-            q = q.filter(agent::Column::UserId.gt(a));
+            q = q.filter(agent::Column::UserId.gt(a.as_str()));
         }
         let rows = q.all(&self.db).await?;
         let next_after = (rows.len() as u64 == limit)
@@ -966,8 +999,14 @@ impl Agents {
     }
 
     /// An agent's saved memory.
-    pub async fn memory(&self, id: &str) -> ServiceResult<Option<Memory>> {
-        if let Some(d) = self.memory.pending.lock().expect("memory lock").get(id) {
+    pub async fn memory(&self, id: &AgentId) -> ServiceResult<Option<Memory>> {
+        if let Some(d) = self
+            .memory
+            .pending
+            .lock()
+            .expect("memory lock")
+            .get(id.as_str())
+        {
             return Ok(serde_json::from_str(d).ok());
         }
         Ok(agent_memory::Entity::find_by_id(id.to_string())
@@ -1017,7 +1056,7 @@ impl Agents {
     }
 
     /// Save an agent's memory (written in the background, batched).
-    pub async fn save_memory(&self, id: &str, memory: &Memory) -> ServiceResult<()> {
+    pub async fn save_memory(&self, id: &AgentId, memory: &Memory) -> ServiceResult<()> {
         let data = serde_json::to_string(memory).map_err(ServiceError::internal)?;
         if data.len() > 64 * 1024 {
             return Err(ServiceError::invalid("agent memory is limited to 64 KiB"));
@@ -1048,7 +1087,7 @@ impl Agents {
     }
 
     /// Whether `id` is an agent (retired or not).
-    pub async fn exists(&self, id: &str) -> ServiceResult<bool> {
+    pub async fn exists(&self, id: &AgentId) -> ServiceResult<bool> {
         Ok(agent::Entity::find_by_id(id.to_string())
             .one(&self.db)
             .await?

@@ -2,7 +2,7 @@
 //! agent did; and what workers need: the shard's agents, per-agent access
 //! tokens, and agent memory.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -12,12 +12,14 @@ use warroom_agent_runtime::memory::Memory;
 use warroom_agent_runtime::platform::Shard;
 
 use super::users_routes::require_system;
-use super::{check_id, ApiJson, ApiQuery, Caller};
+use super::{ApiJson, ApiPath, ApiQuery, Caller};
+use crate::agents::Status;
 use crate::agents::{AgentView, RuntimePage, SpawnOutcome, SpawnRequest};
 use crate::api::error::{ApiError, ApiResult};
 use crate::app::App;
 use crate::authz::SystemAction;
 use crate::chat::views::MessageView;
+use crate::ids::AgentId;
 use crate::principal::UserKind;
 
 pub fn routes() -> Router<App> {
@@ -51,7 +53,7 @@ pub async fn spawn_agents(
 ) -> ApiResult<(StatusCode, Json<SpawnOutcome>)> {
     require_system(&app, &p, SystemAction::AgentManage)?;
     let max = app.settings.agents.max_spawn;
-    let out = app.agents.spawn(&app, &p, req, max, &|_, _| {}).await?;
+    let out = app.agents.spawn(&p, req, max, &|_, _| {}).await?;
     Ok((StatusCode::CREATED, Json(out)))
 }
 
@@ -85,7 +87,6 @@ pub async fn list_agents(
     let (agents, total) = app
         .agents
         .list(
-            &app,
             q.status.as_deref(),
             q.template.as_deref(),
             q.offset.unwrap_or(0),
@@ -100,10 +101,10 @@ pub async fn list_agents(
 pub async fn get_agent(
     State(app): State<App>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<AgentId>,
 ) -> ApiResult<Json<AgentView>> {
     require_system(&app, &p, SystemAction::AgentView)?;
-    Ok(Json(app.agents.get(&app, check_id(&id)?).await?))
+    Ok(Json(app.agents.get(&id).await?))
 }
 
 /// A status change.
@@ -119,13 +120,13 @@ pub struct StatusChange {
 pub async fn set_status(
     State(app): State<App>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<AgentId>,
     ApiJson(req): ApiJson<StatusChange>,
 ) -> ApiResult<Json<AgentView>> {
     require_system(&app, &p, SystemAction::AgentManage)?;
     Ok(Json(
         app.agents
-            .set_status(&app, &p, check_id(&id)?, &req.status)
+            .set_status(&p, &id, Status::parse(&req.status)?)
             .await?,
     ))
 }
@@ -143,13 +144,12 @@ pub struct AgentMessagesQuery {
 pub async fn agent_messages(
     State(app): State<App>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<AgentId>,
     ApiQuery(q): ApiQuery<AgentMessagesQuery>,
 ) -> ApiResult<Json<Vec<MessageView>>> {
     require_system(&app, &p, SystemAction::AgentView)?;
-    let id = check_id(&id)?;
     let limit = q.limit.unwrap_or(50).clamp(1, app.settings.limits.max_page);
-    Ok(Json(crate::chat::by_author(&app, &p, id, limit).await?))
+    Ok(Json(app.chat.by_author(&p, &id.user(), limit).await?))
 }
 
 /// Which agents a worker asks for.
@@ -176,12 +176,10 @@ pub async fn runtime_agents(
         Some(s) => Shard::parse(s).map_err(ApiError::invalid)?,
         None => Shard::ALL,
     };
-    if let Some(a) = &q.after {
-        check_id(a)?;
-    }
+    let after = q.after.as_deref().map(AgentId::parse).transpose()?;
     Ok(Json(
         app.agents
-            .runtime_page(shard, q.after.as_deref(), q.limit.unwrap_or(5000))
+            .runtime_page(shard, after.as_ref(), q.limit.unwrap_or(5000))
             .await?,
     ))
 }
@@ -199,13 +197,12 @@ pub struct AgentToken {
 pub async fn agent_token(
     State(app): State<App>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<AgentId>,
 ) -> ApiResult<Json<AgentToken>> {
     require_system(&app, &p, SystemAction::AgentRun)?;
-    let id = check_id(&id)?;
     let agent = app
         .directory
-        .get(id)
+        .get(&id)
         .await?
         .filter(|a| a.kind == UserKind::Agent && a.active)
         .ok_or_else(|| ApiError::not_found("active agent"))?;
@@ -245,8 +242,12 @@ pub async fn agent_token(
 }
 
 /// The agent itself, or an admin, may read and write its memory.
-fn require_self_or_admin(app: &App, p: &crate::principal::Principal, id: &str) -> ApiResult<()> {
-    if p.id == id && p.kind == UserKind::Agent {
+fn require_self_or_admin(
+    app: &App,
+    p: &crate::principal::Principal,
+    id: &AgentId,
+) -> ApiResult<()> {
+    if p.id == *id && p.kind == UserKind::Agent {
         return Ok(());
     }
     require_system(app, p, SystemAction::AgentManage)
@@ -257,17 +258,16 @@ fn require_self_or_admin(app: &App, p: &crate::principal::Principal, id: &str) -
 pub async fn get_memory(
     State(app): State<App>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<AgentId>,
 ) -> ApiResult<Json<Option<Memory>>> {
-    let id = check_id(&id)?;
-    require_self_or_admin(&app, &p, id)?;
-    let memory = app.agents.memory(id).await?;
+    require_self_or_admin(&app, &p, &id)?;
+    let memory = app.agents.memory(&id).await?;
     if p.id == id {
         return Ok(Json(memory));
     }
     let agent_clearance = app
         .directory
-        .get(id)
+        .get(&id)
         .await?
         .map(|a| a.clearance.clone())
         .ok_or_else(|| ApiError::not_found("agent"))?;
@@ -314,14 +314,13 @@ const REDACTED: &str = "[redacted: above your clearance]";
 pub async fn put_memory(
     State(app): State<App>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<AgentId>,
     ApiJson(memory): ApiJson<Memory>,
 ) -> ApiResult<StatusCode> {
-    let id = check_id(&id)?;
-    require_self_or_admin(&app, &p, id)?;
-    if !app.agents.exists(id).await? {
+    require_self_or_admin(&app, &p, &id)?;
+    if !app.agents.exists(&id).await? {
         return Err(ApiError::not_found("agent"));
     }
-    app.agents.save_memory(id, &memory).await?;
+    app.agents.save_memory(&id, &memory).await?;
     Ok(StatusCode::NO_CONTENT)
 }

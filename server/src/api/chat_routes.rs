@@ -1,20 +1,21 @@
 //! Channels, messages, threads, reactions, mentions, unread state and search.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{check_id, ApiJson, ApiQuery, Caller};
+use super::{check_id, ApiJson, ApiPath, ApiQuery, Caller};
 use crate::api::error::{ApiError, ApiResult};
 use crate::app::App;
 use crate::chat::{
-    self, views::AuthorView, views::ChannelView, views::MessageView, CreateChannel, ListQuery,
+    views::AuthorView, views::ChannelView, views::MessageView, CreateChannel, ListQuery,
     PostMessage,
 };
 use crate::directory::parse_handle;
+use crate::ids::{ChannelId, MessageId, Seq};
 use crate::principal::Principal;
 
 /// Who to invite or message: a user id or a handle.
@@ -109,7 +110,7 @@ pub async fn list_channels(
     State(app): State<App>,
     Caller(p): Caller,
 ) -> ApiResult<Json<Vec<ChannelView>>> {
-    Ok(Json(chat::list_channels(&app, &p).await?))
+    Ok(Json(app.chat.list_channels(&p).await?))
 }
 
 /// Create a public or private channel.
@@ -123,7 +124,7 @@ pub async fn create_channel(
 ) -> ApiResult<(StatusCode, Json<ChannelView>)> {
     Ok((
         StatusCode::CREATED,
-        Json(chat::create_channel(&app, &p, req).await?),
+        Json(app.chat.create_channel(&p, req).await?),
     ))
 }
 
@@ -132,9 +133,9 @@ pub async fn create_channel(
 pub async fn get_channel(
     State(app): State<App>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<ChannelId>,
 ) -> ApiResult<Json<ChannelView>> {
-    Ok(Json(chat::get_channel(&app, &p, check_id(&id)?).await?))
+    Ok(Json(app.chat.get_channel(&p, &id).await?))
 }
 
 /// Change a channel's topic (owner or admin).
@@ -142,12 +143,10 @@ pub async fn get_channel(
 pub async fn update_channel(
     State(app): State<App>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<ChannelId>,
     ApiJson(req): ApiJson<UpdateChannel>,
 ) -> ApiResult<Json<ChannelView>> {
-    Ok(Json(
-        chat::set_topic(&app, &p, check_id(&id)?, &req.topic).await?,
-    ))
+    Ok(Json(app.chat.set_topic(&p, &id, &req.topic).await?))
 }
 
 /// Join a channel.
@@ -155,9 +154,9 @@ pub async fn update_channel(
 pub async fn join(
     State(app): State<App>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<ChannelId>,
 ) -> ApiResult<Json<ChannelView>> {
-    Ok(Json(chat::join(&app, &p, check_id(&id)?).await?))
+    Ok(Json(app.chat.join(&p, &id).await?))
 }
 
 /// Leave a channel.
@@ -165,9 +164,9 @@ pub async fn join(
 pub async fn leave(
     State(app): State<App>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<ChannelId>,
 ) -> ApiResult<StatusCode> {
-    chat::leave(&app, &p, check_id(&id)?).await?;
+    app.chat.leave(&p, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -176,11 +175,11 @@ pub async fn leave(
 pub async fn invite(
     State(app): State<App>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<ChannelId>,
     ApiJson(req): ApiJson<UserRef>,
 ) -> ApiResult<StatusCode> {
     let invitee = resolve_user(&app, &req).await?;
-    chat::invite(&app, &p, check_id(&id)?, &invitee).await?;
+    app.chat.invite(&p, &id, &invitee).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -189,9 +188,9 @@ pub async fn invite(
 pub async fn archive(
     State(app): State<App>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<ChannelId>,
 ) -> ApiResult<StatusCode> {
-    chat::archive(&app, &p, check_id(&id)?).await?;
+    app.chat.archive(&p, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -200,9 +199,9 @@ pub async fn archive(
 pub async fn members(
     State(app): State<App>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<ChannelId>,
 ) -> ApiResult<Json<Vec<AuthorView>>> {
-    Ok(Json(chat::members(&app, &p, check_id(&id)?).await?))
+    Ok(Json(app.chat.members(&p, &id).await?))
 }
 
 /// Who of a channel's members is connected now.
@@ -217,9 +216,11 @@ pub struct Presence {
 pub async fn presence(
     State(app): State<App>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<ChannelId>,
 ) -> ApiResult<Json<Presence>> {
-    let ids: Vec<String> = chat::members(&app, &p, check_id(&id)?)
+    let ids: Vec<String> = app
+        .chat
+        .members(&p, &id)
         .await?
         .into_iter()
         .map(|m| m.id)
@@ -234,11 +235,11 @@ pub async fn presence(
 pub async fn mark_read(
     State(app): State<App>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<ChannelId>,
     ApiJson(req): ApiJson<ReadMark>,
 ) -> ApiResult<Json<ReadMark>> {
-    let seq = chat::mark_read(&app, &p, check_id(&id)?, req.seq).await?;
-    Ok(Json(ReadMark { seq }))
+    let seq = app.chat.mark_read(&p, &id, Seq(req.seq)).await?;
+    Ok(Json(ReadMark { seq: seq.get() }))
 }
 
 /// Open a direct conversation (201 when new, 200 when it existed).
@@ -249,7 +250,7 @@ pub async fn open_dm(
     ApiJson(req): ApiJson<UserRef>,
 ) -> ApiResult<(StatusCode, Json<ChannelView>)> {
     let peer = resolve_user(&app, &req).await?;
-    let (v, created) = chat::open_direct(&app, &p, &peer).await?;
+    let (v, created) = app.chat.open_direct(&p, &peer).await?;
     Ok((
         if created {
             StatusCode::CREATED
@@ -267,10 +268,10 @@ pub async fn open_dm(
 pub async fn post_message(
     State(app): State<App>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<ChannelId>,
     ApiJson(req): ApiJson<PostMessage>,
 ) -> ApiResult<(StatusCode, Json<MessageView>)> {
-    let (v, created) = chat::post(&app, &p, check_id(&id)?, req).await?;
+    let (v, created) = app.chat.post(&p, &id, req).await?;
     Ok((
         if created {
             StatusCode::CREATED
@@ -286,12 +287,10 @@ pub async fn post_message(
 pub async fn list_messages(
     State(app): State<App>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<ChannelId>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Vec<MessageView>>> {
-    Ok(Json(
-        chat::list_messages(&app, &p, check_id(&id)?, q).await?,
-    ))
+    Ok(Json(app.chat.list_messages(&p, &id, q).await?))
 }
 
 /// One message.
@@ -299,9 +298,9 @@ pub async fn list_messages(
 pub async fn get_message(
     State(app): State<App>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<MessageId>,
 ) -> ApiResult<Json<MessageView>> {
-    Ok(Json(chat::get_message(&app, &p, check_id(&id)?).await?))
+    Ok(Json(app.chat.get_message(&p, &id).await?))
 }
 
 /// Edit one's own message.
@@ -309,10 +308,10 @@ pub async fn get_message(
 pub async fn edit_message(
     State(app): State<App>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<MessageId>,
     ApiJson(req): ApiJson<EditMessage>,
 ) -> ApiResult<Json<MessageView>> {
-    Ok(Json(chat::edit(&app, &p, check_id(&id)?, &req.body).await?))
+    Ok(Json(app.chat.edit(&p, &id, &req.body).await?))
 }
 
 /// Delete a message (author or admin).
@@ -320,9 +319,9 @@ pub async fn edit_message(
 pub async fn delete_message(
     State(app): State<App>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<MessageId>,
 ) -> ApiResult<StatusCode> {
-    chat::delete(&app, &p, check_id(&id)?).await?;
+    app.chat.delete(&p, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -331,9 +330,9 @@ pub async fn delete_message(
 pub async fn thread(
     State(app): State<App>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<MessageId>,
 ) -> ApiResult<Json<Vec<MessageView>>> {
-    Ok(Json(chat::thread(&app, &p, check_id(&id)?).await?))
+    Ok(Json(app.chat.thread(&p, &id).await?))
 }
 
 /// React to a message.
@@ -341,9 +340,9 @@ pub async fn thread(
 pub async fn add_reaction(
     State(app): State<App>,
     Caller(p): Caller,
-    Path((id, emoji)): Path<(String, String)>,
+    ApiPath((id, emoji)): ApiPath<(MessageId, String)>,
 ) -> ApiResult<StatusCode> {
-    chat::react(&app, &p, check_id(&id)?, &emoji, true).await?;
+    app.chat.react(&p, &id, &emoji, true).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -352,9 +351,9 @@ pub async fn add_reaction(
 pub async fn remove_reaction(
     State(app): State<App>,
     Caller(p): Caller,
-    Path((id, emoji)): Path<(String, String)>,
+    ApiPath((id, emoji)): ApiPath<(MessageId, String)>,
 ) -> ApiResult<StatusCode> {
-    chat::react(&app, &p, check_id(&id)?, &emoji, false).await?;
+    app.chat.react(&p, &id, &emoji, false).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -365,7 +364,7 @@ pub async fn mentions(
     Caller(p): Caller,
     ApiQuery(q): ApiQuery<LimitQuery>,
 ) -> ApiResult<Json<Vec<MessageView>>> {
-    Ok(Json(chat::mentions(&app, &p, q.limit.unwrap_or(50)).await?))
+    Ok(Json(app.chat.mentions(&p, q.limit.unwrap_or(50)).await?))
 }
 
 /// Full-text search over messages the caller may read.
@@ -376,6 +375,6 @@ pub async fn search(
     ApiQuery(q): ApiQuery<SearchQuery>,
 ) -> ApiResult<Json<Vec<MessageView>>> {
     Ok(Json(
-        chat::search(&app, &p, &q.q, q.limit.unwrap_or(20)).await?,
+        app.chat.search(&p, &q.q, q.limit.unwrap_or(20)).await?,
     ))
 }

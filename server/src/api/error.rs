@@ -87,6 +87,12 @@ impl std::fmt::Display for ApiError {
 impl std::error::Error for ApiError {}
 
 /// A service's failure as HTTP: each kind has one status; code and message pass through.
+impl From<crate::ids::IdError> for ApiError {
+    fn from(e: crate::ids::IdError) -> Self {
+        ServiceError::from(e).into()
+    }
+}
+
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         let status = match e.kind {

@@ -11,12 +11,13 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::users_routes::require_system;
-use super::{check_id, ApiQuery, Caller};
+use super::{ApiQuery, Caller};
 use crate::api::error::{ApiError, ApiResult};
 use crate::app::App;
 use crate::authz::SystemAction;
 use crate::insights::render::{self, Format};
-use crate::insights::{self, DigestSummary, Period, Trigger};
+use crate::insights::DigestRef;
+use crate::insights::{DigestSummary, Period, Trigger};
 
 pub fn routes() -> Router<App> {
     Router::new()
@@ -51,16 +52,8 @@ pub async fn list_digests(
         return Err(ApiError::invalid("limit must be 1-500"));
     }
     Ok(Json(DigestList {
-        digests: insights::list(&app, &p, limit).await?,
+        digests: app.insights.list(&p, limit).await?,
     }))
-}
-
-fn digest_id(id: &str) -> ApiResult<&str> {
-    if id == "latest" {
-        Ok(id)
-    } else {
-        check_id(id)
-    }
 }
 
 /// One digest (or `latest`), redacted to the reader's clearance, with its charts.
@@ -71,7 +64,7 @@ pub async fn get_digest(
     Path(id): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
     require_system(&app, &p, SystemAction::InsightsRead)?;
-    let d = insights::get(&app, &p, digest_id(&id)?).await?;
+    let d = app.insights.get(&p, &id.parse::<DigestRef>()?).await?;
     Ok(Json(render::json(&d)))
 }
 
@@ -93,7 +86,7 @@ pub async fn export_digest(
     require_system(&app, &p, SystemAction::InsightsRead)?;
     let format = Format::parse(&q.format)
         .ok_or_else(|| ApiError::invalid("format must be md, html or json"))?;
-    let d = insights::get(&app, &p, digest_id(&id)?).await?;
+    let d = app.insights.get(&p, &id.parse::<DigestRef>()?).await?;
     let body = render::render(&d, format);
     let name = format!(
         "attachment; filename=\"warroom-digest-{}-v{}.{}\"",
@@ -144,8 +137,11 @@ pub async fn run_insights(
         })?
     };
     let period = resolve_period(&app, req.from, req.to);
-    let d = insights::run(&app, period, Trigger::Api, Some(&p.id), &|_| {}).await?;
-    let d = insights::redact_now(&app, d, &p).await?;
+    let d = app
+        .insights
+        .run(period, Trigger::Api, Some(&p.id), &|_| {})
+        .await?;
+    let d = app.insights.redact_now(d, &p).await?;
     Ok((StatusCode::CREATED, Json(render::json(&d))))
 }
 

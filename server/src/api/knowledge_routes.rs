@@ -10,11 +10,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::users_routes::require_system;
-use super::{check_id, ApiJson, ApiQuery, Caller};
+use super::{ApiJson, ApiPath, ApiQuery, Caller};
 use crate::api::error::{ApiError, ApiResult};
 use crate::app::App;
 use crate::authz::SystemAction;
 use crate::chat::parse_label;
+use crate::ids::{DocumentId, UserId};
 use crate::knowledge::scope::{parse_slug, Scope, ScopeSpec};
 use crate::knowledge::views::DocumentView;
 use crate::knowledge::{CitedChunk, IngestMeta, IngestOutcome, Retrieval, ScopePreview};
@@ -159,7 +160,7 @@ pub async fn upload_document(
     };
     let outcome = app
         .knowledge
-        .ingest(Some(&p.id), &q.path, &body, &meta, &app.audit)
+        .ingest(Some(&p.user_id()), &q.path, &body, &meta, &app.audit)
         .await?;
     let status = if outcome.status == "unchanged" {
         StatusCode::OK
@@ -199,15 +200,15 @@ pub async fn list_documents(
 pub async fn get_document(
     State(app): State<App>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<DocumentId>,
 ) -> ApiResult<Json<DocumentDetail>> {
     require_system(&app, &p, SystemAction::DocumentManage)?;
-    let d = app.knowledge.document(check_id(&id)?).await?;
+    let d = app.knowledge.document(&id).await?;
     let cleared = d
         .label
         .parse::<crate::label::Label>()
         .is_ok_and(|l| l.within(&p.clearance));
-    let chunks = app.knowledge.chunks_of(&d.id).await?;
+    let chunks = app.knowledge.chunks_of(&id).await?;
     Ok(Json(DocumentDetail {
         document: DocumentView::from(&d),
         redacted: !cleared,
@@ -229,12 +230,10 @@ pub async fn get_document(
 pub async fn delete_document(
     State(app): State<App>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<DocumentId>,
 ) -> ApiResult<StatusCode> {
     require_system(&app, &p, SystemAction::DocumentManage)?;
-    app.knowledge
-        .delete(&p.id, check_id(&id)?, &app.audit)
-        .await?;
+    app.knowledge.delete(&p.user_id(), &id, &app.audit).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -250,14 +249,14 @@ pub struct Reclassify {
 pub async fn reclassify_document(
     State(app): State<App>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<DocumentId>,
     ApiJson(req): ApiJson<Reclassify>,
 ) -> ApiResult<Json<DocumentView>> {
     require_system(&app, &p, SystemAction::DocumentManage)?;
     let label = parse_label(&req.label)?;
     let d = app
         .knowledge
-        .reclassify(&p.id, check_id(&id)?, &label, &app.audit)
+        .reclassify(&p.user_id(), &id, &label, &app.audit)
         .await?;
     Ok(Json(DocumentView::from(&d)))
 }
@@ -306,7 +305,7 @@ pub async fn create_scope(
     require_system(&app, &p, SystemAction::ScopeManage)?;
     let s = app
         .knowledge
-        .put_scope(&p.id, None, spec, &app.audit)
+        .put_scope(&p.user_id(), None, spec, &app.audit)
         .await?;
     Ok((StatusCode::CREATED, Json(s.into())))
 }
@@ -335,7 +334,7 @@ pub async fn update_scope(
     require_system(&app, &p, SystemAction::ScopeManage)?;
     let s = app
         .knowledge
-        .put_scope(&p.id, Some(check_scope_ref(&id)?), spec, &app.audit)
+        .put_scope(&p.user_id(), Some(check_scope_ref(&id)?), spec, &app.audit)
         .await?;
     Ok(Json(s.into()))
 }
@@ -349,7 +348,7 @@ pub async fn delete_scope(
 ) -> ApiResult<StatusCode> {
     require_system(&app, &p, SystemAction::ScopeManage)?;
     app.knowledge
-        .delete_scope(&p.id, check_scope_ref(&id)?, &app.audit)
+        .delete_scope(&p.user_id(), check_scope_ref(&id)?, &app.audit)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -414,13 +413,14 @@ pub struct ScopeAssignment {
 pub async fn get_user_scope(
     State(app): State<App>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<UserId>,
 ) -> ApiResult<Json<Option<ScopeView>>> {
-    let id = check_id(&id)?;
-    if id != p.id {
+    if p.id != id {
         require_system(&app, &p, SystemAction::ScopeManage)?;
     }
-    Ok(Json(app.knowledge.scope_of(id).await?.map(ScopeView::from)))
+    Ok(Json(
+        app.knowledge.scope_of(&id).await?.map(ScopeView::from),
+    ))
 }
 
 /// Assign the scope a user or agent retrieves through (admin).
@@ -428,19 +428,18 @@ pub async fn get_user_scope(
 pub async fn assign_scope(
     State(app): State<App>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<UserId>,
     ApiJson(req): ApiJson<ScopeAssignment>,
 ) -> ApiResult<Json<Option<ScopeView>>> {
     require_system(&app, &p, SystemAction::ScopeManage)?;
-    let id = check_id(&id)?;
     app.directory
-        .get(id)
+        .get(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;
     let scope = req.scope.as_deref().map(check_scope_ref).transpose()?;
     let s = app
         .knowledge
-        .assign_scope(&p.id, id, scope, &app.audit)
+        .assign_scope(&p.user_id(), &id, scope, &app.audit)
         .await?;
     Ok(Json(s.map(ScopeView::from)))
 }
@@ -488,9 +487,9 @@ pub async fn retrieve(
 pub async fn message_citations(
     State(app): State<App>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<crate::ids::MessageId>,
 ) -> ApiResult<Json<Vec<CitedChunk>>> {
-    let m = crate::chat::get_message(&app, &p, check_id(&id)?).await?;
+    let m = app.chat.get_message(&p, &id).await?;
     let cited = app.knowledge.cited_chunks(&p, &m.citations).await?;
     // Cited text an agent is handed counts toward its next post, as
     // retrieved text does (SECURITY-CASES 28).

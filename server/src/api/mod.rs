@@ -177,6 +177,25 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
+/// Path parameters whose rejections use the API's error format. With a
+/// typed id (`ApiPath<ChannelId>`) a malformed id is refused here, before
+/// any handler runs.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| ApiPath(p.0))
+            .map_err(|e| ApiError::invalid(format!("invalid path: {}", e.body_text())))
+    }
+}
+
 /// Path and query identifiers are bounded before any lookup.
 pub fn check_id(id: &str) -> Result<&str, ApiError> {
     if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')

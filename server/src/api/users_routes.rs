@@ -1,13 +1,13 @@
 //! Users (self, directory, administration), the audit log and policy reload.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{check_id, ApiJson, ApiQuery, Caller};
+use super::{ApiJson, ApiPath, ApiQuery, Caller};
 use crate::api::error::{ApiError, ApiResult};
 use crate::app::App;
 use crate::authz::SystemAction;
@@ -85,7 +85,7 @@ pub async fn list_users(
     State(app): State<App>,
     Caller(p): Caller,
 ) -> ApiResult<Json<Vec<UserView>>> {
-    let users = crate::users::list(&app, &p).await?;
+    let users = app.users.list(&p).await?;
     Ok(Json(users.iter().map(UserView::from).collect()))
 }
 
@@ -96,7 +96,7 @@ pub async fn create_user(
     Caller(p): Caller,
     ApiJson(req): ApiJson<CreateUser>,
 ) -> ApiResult<(StatusCode, Json<UserView>)> {
-    let created = crate::users::create(&app, &p, req).await?;
+    let created = app.users.create(&p, req).await?;
     Ok((StatusCode::CREATED, Json(UserView::from(&created))))
 }
 
@@ -105,11 +105,10 @@ pub async fn create_user(
 pub async fn update_user(
     State(app): State<App>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<crate::ids::UserId>,
     ApiJson(req): ApiJson<UpdateUser>,
 ) -> ApiResult<Json<UserView>> {
-    let id = check_id(&id)?;
-    let updated = crate::users::update(&app, &p, id, req).await?;
+    let updated = app.users.update(&p, &id, req).await?;
     Ok(Json(UserView::from(&updated)))
 }
 

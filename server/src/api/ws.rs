@@ -23,7 +23,6 @@ use crate::api::error::ApiError;
 use crate::app::App;
 use crate::authz::{ChannelAction, ChannelCtx};
 use crate::chat::cache::CachedChannel;
-use crate::chat::channel_facts;
 use crate::label::Label;
 use crate::principal::Principal;
 use crate::realtime::{CloseReason, Conn, Outbound};
@@ -292,7 +291,7 @@ async fn handle_frame(app: &App, conn: &Arc<Conn>, text: &str) -> Result<(), Api
             channel_id,
             last_seq,
         } => {
-            let channel_id = super::check_id(&channel_id)?.to_string();
+            let channel_id = crate::ids::ChannelId::parse(&channel_id)?;
             if app.hub.subscription_count(conn) >= app.settings.limits.max_subscriptions {
                 return Err(ApiError::invalid(
                     "too many subscriptions on this connection",
@@ -312,7 +311,7 @@ async fn subscribe(
     app: &App,
     conn: &Arc<Conn>,
     sub: &crate::realtime::Sub,
-    channel_id: &str,
+    channel_id: &crate::ids::ChannelId,
     last_seq: Option<i64>,
 ) -> Result<(), ApiError> {
     let p = &conn.principal;
@@ -323,7 +322,7 @@ async fn subscribe(
             "agents read channels over the REST API, not by subscribing; see GET /api/v1/channels/{id}/messages",
         ));
     }
-    let f = channel_facts(app, p, channel_id).await?;
+    let f = app.chat.channel_facts(p, channel_id).await?;
     let ctx = f.ctx(p);
     if !app.authz.channel(p, ChannelAction::Read, &f.attrs, &ctx) {
         // Non-members of a private channel learn nothing, not even that it exists.

@@ -763,7 +763,11 @@ async fn reserve_many(
         ids.join(", ")
     );
     let rows = txn
-        .query_all_raw(crate::chat::stmt(txn.get_database_backend(), &sql, values))
+        .query_all_raw(crate::storage::sql::stmt(
+            txn.get_database_backend(),
+            &sql,
+            values,
+        ))
         .await?;
     let mut out = HashMap::new();
     for r in rows {
@@ -783,7 +787,7 @@ async fn next_seq(
 ) -> Result<Option<i64>, sea_orm::DbErr> {
     let sql = "UPDATE channels SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq";
     let row = txn
-        .query_one_raw(crate::chat::stmt(
+        .query_one_raw(crate::storage::sql::stmt(
             txn.get_database_backend(),
             sql,
             vec![channel_id.into()],

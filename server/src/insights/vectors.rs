@@ -9,8 +9,8 @@ use base64::Engine as _;
 use sea_orm::{ConnectionTrait, Value};
 use tokio::sync::mpsc;
 
-use crate::app::App;
-use crate::chat::{placeholders, stmt};
+use super::Insights;
+use crate::storage::sql::{placeholders, stmt};
 
 /// A vector as stored: `q[i] ≈ v[i] / scale`, with `|q[i]| <= 127`.
 #[derive(Debug, Clone, PartialEq)]
@@ -135,91 +135,94 @@ impl crate::chat::writer::CommitListener for EmbedQueue {
     }
 }
 
-/// Embed posted messages in batches, once the knowledge engine is loaded
-/// (retrieval loads it; a server nobody retrieves from leaves the work to the
-/// insights job's catch-up).
-pub fn spawn_embedder(app: App, inbox: EmbedInbox) {
-    if !app.settings.insights.embed_on_post {
-        return;
-    }
-    let mut rx = inbox.0;
-    tokio::spawn(async move {
-        let mut batch: Vec<ToEmbed> = Vec::new();
-        loop {
-            let first = match rx.recv().await {
-                Some(m) => m,
-                None => return,
-            };
-            batch.push(first);
-            let deadline = tokio::time::sleep(Duration::from_millis(200));
-            tokio::pin!(deadline);
-            while batch.len() < 64 {
-                tokio::select! {
-                    m = rx.recv() => match m { Some(m) => batch.push(m), None => break },
-                    _ = &mut deadline => break,
+impl Insights {
+    /// Embed posted messages in batches, once the knowledge engine is loaded
+    /// (retrieval loads it; a server nobody retrieves from leaves the work to the
+    /// insights job's catch-up).
+    pub fn spawn_embedder(&self, inbox: EmbedInbox) {
+        if !self.settings.embed_on_post {
+            return;
+        }
+        let mut rx = inbox.0;
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut batch: Vec<ToEmbed> = Vec::new();
+            loop {
+                let first = match rx.recv().await {
+                    Some(m) => m,
+                    None => return,
+                };
+                batch.push(first);
+                let deadline = tokio::time::sleep(Duration::from_millis(200));
+                tokio::pin!(deadline);
+                while batch.len() < 64 {
+                    tokio::select! {
+                        m = rx.recv() => match m { Some(m) => batch.push(m), None => break },
+                        _ = &mut deadline => break,
+                    }
                 }
-            }
-            let Some(engine) = app.knowledge.engine_if_loaded() else {
+                let Some(engine) = this.knowledge.engine_if_loaded() else {
+                    batch.clear();
+                    continue;
+                };
+                if let Err(e) = this.embed_and_store(&engine.embedder, &batch).await {
+                    tracing::warn!(error = %e, "message vectors not stored; the insights job will embed them");
+                }
                 batch.clear();
-                continue;
-            };
-            if let Err(e) = embed_and_store(&app, &engine.embedder, &batch).await {
-                tracing::warn!(error = %e, "message vectors not stored; the insights job will embed them");
             }
-            batch.clear();
-        }
-    });
-}
-
-/// Embed `batch` and store the vectors (existing ones are kept).
-pub async fn embed_and_store(
-    app: &App,
-    embedder: &Arc<dyn warroom_knowledge::embed::Embedder>,
-    batch: &[ToEmbed],
-) -> anyhow::Result<usize> {
-    if batch.is_empty() {
-        return Ok(0);
+        });
     }
-    let texts: Vec<String> = batch.iter().map(|m| m.body.clone()).collect();
-    let vectors = embedder.embed(&texts).await?;
-    let model = embedder.model_id().to_string();
-    let now = chrono::Utc::now();
-    let rows: Vec<(String, String)> = batch
-        .iter()
-        .zip(vectors)
-        .map(|(m, v)| (m.message_id.clone(), Quantized::from_f32(&v).encode()))
-        .collect();
-    store(app, &model, now, &rows).await?;
-    Ok(rows.len())
-}
 
-/// Insert vectors in one write transaction.
-pub async fn store(
-    app: &App,
-    model: &str,
-    now: chrono::DateTime<chrono::Utc>,
-    rows: &[(String, String)],
-) -> anyhow::Result<()> {
-    let backend = app.db.get_database_backend();
-    let _gate = app.gate.enter().await;
-    let txn = crate::storage::begin_write(&app.db).await?;
-    for chunk in rows.chunks(200) {
-        let mut sql = format!(
-            "INSERT INTO message_vectors (message_id, model, vector, created_at) VALUES {}",
-            placeholders(chunk.len(), 4)
-        );
-        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 4);
-        for (id, v) in chunk {
-            values.push(id.clone().into());
-            values.push(model.to_string().into());
-            values.push(v.clone().into());
-            values.push(now.into());
+    /// Embed `batch` and store the vectors (existing ones are kept).
+    pub async fn embed_and_store(
+        &self,
+        embedder: &Arc<dyn warroom_knowledge::embed::Embedder>,
+        batch: &[ToEmbed],
+    ) -> anyhow::Result<usize> {
+        if batch.is_empty() {
+            return Ok(0);
         }
-        sql.push_str(" ON CONFLICT (message_id) DO NOTHING");
-        txn.execute_raw(stmt(backend, &sql, values)).await?;
+        let texts: Vec<String> = batch.iter().map(|m| m.body.clone()).collect();
+        let vectors = embedder.embed(&texts).await?;
+        let model = embedder.model_id().to_string();
+        let now = chrono::Utc::now();
+        let rows: Vec<(String, String)> = batch
+            .iter()
+            .zip(vectors)
+            .map(|(m, v)| (m.message_id.clone(), Quantized::from_f32(&v).encode()))
+            .collect();
+        self.store_vectors(&model, now, &rows).await?;
+        Ok(rows.len())
     }
-    txn.commit().await?;
-    Ok(())
+
+    /// Insert vectors in one write transaction.
+    pub async fn store_vectors(
+        &self,
+        model: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        rows: &[(String, String)],
+    ) -> anyhow::Result<()> {
+        let backend = self.db.get_database_backend();
+        let _gate = self.gate.enter().await;
+        let txn = crate::storage::begin_write(&self.db).await?;
+        for chunk in rows.chunks(200) {
+            let mut sql = format!(
+                "INSERT INTO message_vectors (message_id, model, vector, created_at) VALUES {}",
+                placeholders(chunk.len(), 4)
+            );
+            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 4);
+            for (id, v) in chunk {
+                values.push(id.clone().into());
+                values.push(model.to_string().into());
+                values.push(v.clone().into());
+                values.push(now.into());
+            }
+            sql.push_str(" ON CONFLICT (message_id) DO NOTHING");
+            txn.execute_raw(stmt(backend, &sql, values)).await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

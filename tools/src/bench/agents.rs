@@ -19,7 +19,6 @@ use warroom_agent_runtime::platform::Shard;
 use warroom_agent_runtime::runtime::{Brains, Runtime, RuntimeConfig};
 use warroom_agent_runtime::scheduler::SchedulerConfig;
 
-use warroom::agents::adapter::InProcess;
 use warroom::agents::SpawnRequest;
 
 /// Options of `warroom bench agents`.
@@ -145,7 +144,7 @@ async fn one_run(n: usize, args: &AgentsBenchArgs) -> anyhow::Result<Value> {
     let app = warroom::app::AppState::build(settings)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let admin = warroom::users::ensure_first_admin(&app, dir.path()).await?;
+    let admin = app.users.ensure_first_admin(dir.path()).await?;
     let _ = admin;
     warroom::demo::seed_sample_company(&app).await?;
     let actor = {
@@ -188,7 +187,7 @@ async fn one_run(n: usize, args: &AgentsBenchArgs) -> anyhow::Result<Value> {
             turns_per_hour: None,
         };
         app.agents
-            .spawn(&app, &actor, req, u32::MAX, &|_, _| {})
+            .spawn(&actor, req, u32::MAX, &|_, _| {})
             .await
             .map_err(|e| anyhow::anyhow!("{}", e.message))?;
         spawned += count;
@@ -209,7 +208,7 @@ async fn one_run(n: usize, args: &AgentsBenchArgs) -> anyhow::Result<Value> {
     };
     let rss_before = rss_bytes();
     let rt = Runtime::start(
-        Arc::new(InProcess::new(app.clone())),
+        Arc::new(app.platform()),
         Brains::default(),
         cfg,
         Shard::ALL,

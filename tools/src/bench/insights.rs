@@ -17,8 +17,8 @@ use rand::{Rng, SeedableRng};
 use sea_orm::{ConnectionTrait, Value};
 use serde_json::{json, Value as Json};
 
-use warroom::chat::stmt;
 use warroom::insights::vectors::Quantized;
+use warroom::storage::sql::stmt;
 
 /// Options of `warroom bench insights`.
 #[derive(clap::Args, Debug, Clone)]
@@ -131,10 +131,11 @@ async fn one_run(n: usize) -> anyhow::Result<Json> {
 
     reset_peak();
     let started = Instant::now();
-    let digest =
-        warroom::insights::run(&app, period, warroom::insights::Trigger::Cli, None, &|_| {})
-            .await
-            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let digest = app
+        .insights
+        .run(period, warroom::insights::Trigger::Cli, None, &|_| {})
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
     let seconds = started.elapsed().as_secs_f64();
     let peak = peak_rss();
     let per_s = n as f64 / seconds;
@@ -172,7 +173,7 @@ fn insert_sql(table: &str, cols: &[&str], rows: usize) -> String {
     format!(
         "INSERT INTO {table} ({}) VALUES {}",
         cols.join(", "),
-        warroom::chat::placeholders(rows, cols.len())
+        warroom::storage::sql::placeholders(rows, cols.len())
     )
 }
 

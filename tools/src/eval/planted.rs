@@ -28,6 +28,7 @@ use warroom_agent_runtime::platform::Shard;
 use warroom_agent_runtime::runtime::{Runtime, RuntimeConfig};
 
 use warroom::config::Settings;
+use warroom::ids::ChannelId;
 use warroom::label::{Label, Level};
 use warroom::ops::api;
 
@@ -624,7 +625,7 @@ async fn run_once(
     let (departments, sim) = if args.mine_only {
         reuse(&app).await?
     } else {
-        warroom::users::ensure_first_admin(&app, &data_dir).await?;
+        app.users.ensure_first_admin(&data_dir).await?;
         let departments = warroom::demo::load_corpus(&app, &args.corpus).await?;
         let sim = simulate(&app, args, corpus, &departments, seed).await?;
         (departments, sim)
@@ -637,15 +638,16 @@ async fn run_once(
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     let spinner = indicatif::ProgressBar::new_spinner();
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));
-    let digest = warroom::insights::run(
-        &app,
-        period,
-        warroom::insights::Trigger::Eval,
-        Some(&admin_id),
-        &|m| spinner.set_message(m.to_string()),
-    )
-    .await
-    .map_err(api)?;
+    let digest = app
+        .insights
+        .run(
+            period,
+            warroom::insights::Trigger::Eval,
+            Some(&admin_id),
+            &|m| spinner.set_message(m.to_string()),
+        )
+        .await
+        .map_err(api)?;
     spinner.finish_and_clear();
     let digest_json = warroom::insights::render::json(&digest);
 
@@ -798,18 +800,19 @@ async fn simulate(
     }
     app.agents.register_templates(templates.clone());
     let admin = warroom::ops::admin(app, "admin").await?;
-    let shared = warroom::chat::create_channel(
-        app,
-        &admin,
-        warroom::chat::CreateChannel {
-            name: "war-room-confidential".into(),
-            visibility: "public".into(),
-            label: Some("confidential".into()),
-            topic: Some("Cross-department talk up to confidential".into()),
-        },
-    )
-    .await
-    .map_err(api)?;
+    let shared = app
+        .chat
+        .create_channel(
+            &admin,
+            warroom::chat::CreateChannel {
+                name: "war-room-confidential".into(),
+                visibility: "public".into(),
+                label: Some("confidential".into()),
+                topic: Some("Cross-department talk up to confidential".into()),
+            },
+        )
+        .await
+        .map_err(api)?;
     let bar =
         indicatif::ProgressBar::new((departments.len() as u64) * args.agents_per_department as u64);
     bar.set_style(
@@ -840,7 +843,7 @@ async fn simulate(
             };
             let out = app
                 .agents
-                .spawn(app, &admin, req, 10, &|_, _| {})
+                .spawn(&admin, req, 10, &|_, _| {})
                 .await
                 .map_err(api)?;
             if role == "lead" {
@@ -857,7 +860,7 @@ async fn simulate(
             args.brain
         );
     }
-    let platform = Arc::new(warroom::agents::adapter::InProcess::new(app.clone()));
+    let platform = Arc::new(app.platform());
     let mut cfg = RuntimeConfig {
         max_concurrent_turns: 8,
         ..warroom::agents::host::runtime_config(&app.settings)
@@ -886,19 +889,19 @@ async fn simulate(
         .await
         .map_err(api)?
         .context("leader")?;
-    let rooms: Vec<String> = warroom::chat::list_channels(app, &leader)
+    let rooms: Vec<ChannelId> = app
+        .chat
+        .list_channels(&leader)
         .await
         .map_err(api)?
         .into_iter()
         .filter(|c| c.name == "war-room" || c.name == shared.name)
-        .map(|c| c.id)
+        .map(|c| ChannelId::from_trusted(c.id))
         .collect();
     for room in &rooms {
-        warroom::chat::join(app, &leader, room).await.map_err(api)?;
+        app.chat.join(&leader, room).await.map_err(api)?;
         let asked: Vec<String> = leads.iter().map(|h| format!("@{h}")).collect();
-        warroom::chat::post(
-            app,
-            &leader,
+        app.chat.post(&leader,
             room,
             warroom::chat::PostMessage {
                 body: format!(
