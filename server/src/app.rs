@@ -22,7 +22,7 @@ pub struct AppState {
     pub settings: Settings,
     pub db: DatabaseConnection,
     pub authz: Arc<Authz>,
-    pub auth: Auth,
+    pub auth: Arc<Auth>,
     pub hub: Arc<Hub>,
     pub writer: Writer,
     pub directory: Arc<Directory>,
@@ -39,6 +39,8 @@ pub struct AppState {
     pub knowledge: Arc<Knowledge>,
     /// Channels, messages and search.
     pub chat: Chat,
+    /// Login, refresh, logout and revocation.
+    pub sessions: crate::sessions::Sessions,
     /// Accounts, roles and clearances.
     pub users: crate::users::Users,
     /// The insights job and its digests.
@@ -90,11 +92,11 @@ impl AppState {
             "authorization policies validated"
         );
         let db = crate::storage::connect(&settings).await?;
-        let auth = Auth::new(
+        let auth = Arc::new(Auth::new(
             settings.auth.clone(),
             &settings.storage.data_dir,
             metrics.clone(),
-        )?;
+        )?);
         let hub = Arc::new(Hub::new(
             authz.clone(),
             metrics.clone(),
@@ -164,6 +166,15 @@ impl AppState {
             feed,
             gate: gate.clone(),
         }));
+        let sessions = crate::sessions::Sessions::new(crate::sessions::SessionsParts {
+            db: db.clone(),
+            auth: auth.clone(),
+            audit: audit.clone(),
+            directory: directory.clone(),
+            hub: hub.clone(),
+            metrics: metrics.clone(),
+            gate: gate.clone(),
+        });
         let users = crate::users::Users::new(
             db.clone(),
             authz.clone(),
@@ -205,6 +216,7 @@ impl AppState {
             chat,
             insights,
             users,
+            sessions,
             agents,
             gate,
         });

@@ -9,7 +9,16 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, Query
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::app::App;
+use std::sync::Arc;
+
+use sea_orm::DatabaseConnection;
+
+use crate::audit::Audit;
+use crate::auth::Auth;
+use crate::directory::Directory;
+use crate::metrics::Metrics;
+use crate::realtime::Hub;
+use crate::storage::WriteGate;
 use crate::auth::{new_refresh_token, refresh_hash};
 use crate::error::{ServiceError, ServiceResult};
 use crate::principal::Principal;
@@ -32,179 +41,6 @@ pub struct TokenResponse {
     /// Seconds until the access token expires.
     pub expires_in: u64,
     pub token_type: &'static str,
-}
-
-/// Store a refresh token of session `family` (through `db`, which may be a
-/// transaction) and return it with an access token of the same session.
-async fn issue<C: ConnectionTrait>(
-    db: &C,
-    app: &App,
-    user_id: &str,
-    family: &str,
-) -> ServiceResult<TokenResponse> {
-    let (token, hash) = new_refresh_token();
-    let now = chrono::Utc::now();
-    refresh_token::ActiveModel {
-        id: Set(uuid::Uuid::now_v7().to_string()),
-        user_id: Set(user_id.into()),
-        family_id: Set(family.into()),
-        token_hash: Set(hash),
-        expires_at: Set(now + app.auth.refresh_ttl()),
-        used: Set(false),
-        revoked: Set(false),
-        created_at: Set(now),
-    }
-    .insert(db)
-    .await?;
-    Ok(TokenResponse {
-        access_token: app.auth.issue_session_access(user_id, family),
-        refresh_token: token,
-        expires_in: app.auth.access_ttl(),
-        token_type: "Bearer",
-    })
-}
-
-/// Log in with a handle and password from `client`: throttled per address,
-/// and per handle from that address. A refusal for throttling carries the
-/// seconds to wait.
-pub async fn login(
-    app: &App,
-    client: IpAddr,
-    req: LoginRequest,
-) -> Result<TokenResponse, (ServiceError, Option<u64>)> {
-    if req.handle.len() > 64 || req.password.len() > 1024 {
-        return Err((ServiceError::invalid("handle or password too long"), None));
-    }
-    // Throttled per address, and per handle from that address: failures
-    // elsewhere never lock this client out (SECURITY-CASES 29).
-    let attempt = match app.auth.admit_login(&req.handle, client) {
-        Ok(attempt) => attempt,
-        Err(throttled) => {
-            app.metrics.logins.with_label_values(&["throttled"]).inc();
-            return Err((
-                ServiceError::rate_limited(throttled.message()),
-                Some(throttled.retry_after().as_secs()),
-            ));
-        }
-    };
-    let row = app
-        .directory
-        .row_by_handle(&req.handle)
-        .await
-        .map_err(|e| (e, None))?;
-    let stored = row.as_ref().and_then(|r| r.password_hash.clone());
-    let password = req.password;
-    let app2 = app.clone();
-    // argon2id is CPU-heavy: off the async runtime. Unknown users pay the same cost.
-    let ok =
-        tokio::task::spawn_blocking(move || app2.auth.check_password(&password, stored.as_deref()))
-            .await
-            .map_err(|e| (ServiceError::internal(e), None))?;
-    let user = match row {
-        Some(u) if ok && u.active => u,
-        _ => {
-            attempt.failed();
-            app.metrics.logins.with_label_values(&["failed"]).inc();
-            app.audit
-                .record(
-                    None,
-                    "auth.login",
-                    &format!("handle:{}", req.handle.to_lowercase()),
-                    "failed",
-                    serde_json::json!({"ip": client.to_string()}),
-                )
-                .await;
-            return Err((
-                ServiceError::unauthenticated("wrong handle or password"),
-                None,
-            ));
-        }
-    };
-    attempt.succeeded();
-    app.metrics.logins.with_label_values(&["ok"]).inc();
-    app.audit
-        .record(
-            Some(&user.id),
-            "auth.login",
-            &format!("user:{}", user.id),
-            "ok",
-            serde_json::json!({}),
-        )
-        .await;
-    let session = uuid::Uuid::new_v4().to_string();
-    issue(&app.db, app, &user.id, &session)
-        .await
-        .map_err(|e| (e, None))
-}
-
-/// Claim `row` and store its successor in one transaction; `None` when the
-/// token was already claimed. A concurrent refresh with the same token
-/// either waits for this transaction and then finds the token used, or
-/// finds it used after the successor is stored: either way its family
-/// revocation includes the successor, so no token of a reused family lives.
-async fn rotate(app: &App, row: &refresh_token::Model) -> ServiceResult<Option<TokenResponse>> {
-    let _gate = app.gate.enter().await;
-    let txn = crate::storage::begin_write(&app.db).await?;
-    let claimed = refresh_token::Entity::update_many()
-        .col_expr(
-            refresh_token::Column::Used,
-            sea_orm::sea_query::Expr::value(true),
-        )
-        .filter(refresh_token::Column::Id.eq(row.id.as_str()))
-        .filter(refresh_token::Column::Used.eq(false))
-        .filter(refresh_token::Column::Revoked.eq(false))
-        .exec(&txn)
-        .await?;
-    if claimed.rows_affected != 1 {
-        txn.rollback().await?;
-        return Ok(None);
-    }
-    let tokens = issue(&txn, app, &row.user_id, &row.family_id).await?;
-    txn.commit().await?;
-    Ok(Some(tokens))
-}
-
-/// A spent or revoked refresh token came back: whoever holds the family may
-/// be an attacker, so revoke it, end its session (access tokens refused,
-/// sockets closed) and record it.
-async fn family_reused(app: &App, row: &refresh_token::Model) -> ServiceResult<()> {
-    revoke_family(app, &row.family_id).await?;
-    end_sessions(
-        app,
-        &row.user_id,
-        std::slice::from_ref(&row.family_id),
-        "refresh token reused: log in again",
-    );
-    app.audit
-        .record(
-            Some(&row.user_id),
-            "auth.refresh_reuse",
-            &format!("family:{}", row.family_id),
-            "revoked",
-            serde_json::json!({}),
-        )
-        .await;
-    tracing::warn!(user = %row.user_id, family = %row.family_id, "refresh token reuse: family revoked");
-    Ok(())
-}
-
-/// Refuse the access tokens of `sessions` and close the sockets they opened.
-fn end_sessions(app: &App, user_id: &str, sessions: &[String], why: &str) {
-    for sid in sessions {
-        app.auth.end_session(sid);
-        app.hub.close_session(
-            user_id,
-            sid,
-            CloseReason {
-                code: CLOSE_REVOKED,
-                reason: why.into(),
-            },
-        );
-    }
-}
-
-async fn revoke_family(app: &App, family: &str) -> ServiceResult<()> {
-    revoke_where(&app.db, refresh_token::Column::FamilyId.eq(family)).await
 }
 
 /// Revoke every refresh token of a user.
@@ -230,133 +66,346 @@ async fn revoke_where(
     Ok(())
 }
 
-/// When the oldest access token that may still be accepted was issued.
-fn oldest_live_access(app: &App) -> chrono::DateTime<chrono::Utc> {
-    // The extra minute covers validation leeway and clock steps.
-    chrono::Utc::now() - chrono::Duration::seconds(app.auth.access_ttl() as i64 + 60)
+/// The sessions service: login, refresh rotation with reuse detection,
+/// logout and revocation. Cloning is cheap: every handle is shared.
+#[derive(Clone)]
+pub struct Sessions {
+    db: DatabaseConnection,
+    auth: Arc<Auth>,
+    audit: Arc<Audit>,
+    directory: Arc<Directory>,
+    hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
+    gate: WriteGate,
 }
 
-/// Sessions of `user_id` whose access tokens may not have expired yet.
-async fn recent_sessions(app: &App, user_id: &str) -> ServiceResult<Vec<String>> {
-    let rows = refresh_token::Entity::find()
-        .filter(refresh_token::Column::UserId.eq(user_id))
-        .filter(refresh_token::Column::CreatedAt.gt(oldest_live_access(app)))
-        .all(&app.db)
+/// What [`Sessions::new`] is built from.
+pub struct SessionsParts {
+    pub db: DatabaseConnection,
+    pub auth: Arc<Auth>,
+    pub audit: Arc<Audit>,
+    pub directory: Arc<Directory>,
+    pub hub: Arc<Hub>,
+    pub metrics: Arc<Metrics>,
+    pub gate: WriteGate,
+}
+
+impl Sessions {
+    /// A sessions service over these handles.
+    pub fn new(p: SessionsParts) -> Self {
+        Self {
+            db: p.db,
+            auth: p.auth,
+            audit: p.audit,
+            directory: p.directory,
+            hub: p.hub,
+            metrics: p.metrics,
+            gate: p.gate,
+        }
+    }
+}
+
+impl Sessions {
+    /// Store a refresh token of session `family` (through `db`, which may be a
+    /// transaction) and return it with an access token of the same session.
+    async fn issue<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        user_id: &str,
+        family: &str,
+    ) -> ServiceResult<TokenResponse> {
+        let (token, hash) = new_refresh_token();
+        let now = chrono::Utc::now();
+        refresh_token::ActiveModel {
+            id: Set(uuid::Uuid::now_v7().to_string()),
+            user_id: Set(user_id.into()),
+            family_id: Set(family.into()),
+            token_hash: Set(hash),
+            expires_at: Set(now + self.auth.refresh_ttl()),
+            used: Set(false),
+            revoked: Set(false),
+            created_at: Set(now),
+        }
+        .insert(db)
         .await?;
-    let mut families: Vec<String> = rows.into_iter().map(|r| r.family_id).collect();
-    families.sort();
-    families.dedup();
-    Ok(families)
-}
+        Ok(TokenResponse {
+            access_token: self.auth.issue_session_access(user_id, family),
+            refresh_token: token,
+            expires_in: self.auth.access_ttl(),
+            token_type: "Bearer",
+        })
+    }
 
-/// After a restart, end again the sessions revoked within the last
-/// access-token lifetime: the set of ended sessions lives in memory, and
-/// their access tokens would otherwise work again until they expire.
-pub async fn restore_ended_sessions(app: &App) -> Result<usize, sea_orm::DbErr> {
-    let rows = refresh_token::Entity::find()
-        .filter(refresh_token::Column::Revoked.eq(true))
-        .filter(refresh_token::Column::CreatedAt.gt(oldest_live_access(app)))
-        .all(&app.db)
-        .await?;
-    let mut families: Vec<String> = rows.into_iter().map(|r| r.family_id).collect();
-    families.sort();
-    families.dedup();
-    for sid in &families {
-        app.auth.end_session(sid);
-    }
-    Ok(families.len())
-}
-
-/// Exchange a refresh token for new tokens. Each refresh token works once;
-/// presenting a used one revokes its whole family and ends its session.
-pub async fn refresh(app: &App, token: &str) -> ServiceResult<TokenResponse> {
-    let bad = || ServiceError::unauthenticated("invalid refresh token; log in again");
-    if token.len() > 256 {
-        return Err(bad());
-    }
-    let hash = refresh_hash(token);
-    let Some(row) = refresh_token::Entity::find()
-        .filter(refresh_token::Column::TokenHash.eq(hash))
-        .one(&app.db)
-        .await?
-    else {
-        return Err(bad());
-    };
-    if row.used || row.revoked {
-        family_reused(app, &row).await?;
-        return Err(bad());
-    }
-    if row.expires_at < chrono::Utc::now() {
-        return Err(bad());
-    }
-    match app.directory.get(&row.user_id).await? {
-        Some(p) if p.active => {}
-        _ => return Err(ServiceError::unauthenticated("account is not active")),
-    }
-    match rotate(app, &row).await? {
-        Some(tokens) => Ok(tokens),
-        None => {
-            // A concurrent refresh claimed this token first: that is reuse.
-            family_reused(app, &row).await?;
-            Err(bad())
+    /// Log in with a handle and password from `client`: throttled per address,
+    /// and per handle from that address. A refusal for throttling carries the
+    /// seconds to wait.
+    pub async fn login(
+        &self,
+        client: IpAddr,
+        req: LoginRequest,
+    ) -> Result<TokenResponse, (ServiceError, Option<u64>)> {
+        if req.handle.len() > 64 || req.password.len() > 1024 {
+            return Err((ServiceError::invalid("handle or password too long"), None));
         }
-    }
-}
-
-/// Log out: end the caller's session (`own_session`, the one its access
-/// token belongs to) and the given refresh token's, or every session of the
-/// caller when no refresh token is given. Ended sessions lose their refresh
-/// and access tokens at once, and their sockets close with code 4003.
-pub async fn logout(
-    app: &App,
-    p: &Principal,
-    own_session: Option<String>,
-    token: Option<String>,
-) -> ServiceResult<()> {
-    let mut ended: Vec<String> = own_session.into_iter().collect();
-    let everywhere = token.is_none();
-    match token {
-        Some(t) => {
-            let row = refresh_token::Entity::find()
-                .filter(refresh_token::Column::TokenHash.eq(refresh_hash(&t)))
-                .one(&app.db)
-                .await?;
-            if let Some(row) = row.filter(|r| r.user_id == p.id) {
-                ended.push(row.family_id);
+        // Throttled per address, and per handle from that address: failures
+        // elsewhere never lock this client out (SECURITY-CASES 29).
+        let attempt = match self.auth.admit_login(&req.handle, client) {
+            Ok(attempt) => attempt,
+            Err(throttled) => {
+                self.metrics.logins.with_label_values(&["throttled"]).inc();
+                return Err((
+                    ServiceError::rate_limited(throttled.message()),
+                    Some(throttled.retry_after().as_secs()),
+                ));
             }
-            ended.sort();
-            ended.dedup();
-            for family in &ended {
-                revoke_family(app, family).await?;
+        };
+        let row = self
+            .directory
+            .row_by_handle(&req.handle)
+            .await
+            .map_err(|e| (e, None))?;
+        let stored = row.as_ref().and_then(|r| r.password_hash.clone());
+        let password = req.password;
+        let auth = self.auth.clone();
+        // argon2id is CPU-heavy: off the async runtime. Unknown users pay the same cost.
+        let ok =
+            tokio::task::spawn_blocking(move || auth.check_password(&password, stored.as_deref()))
+                .await
+                .map_err(|e| (ServiceError::internal(e), None))?;
+        let user = match row {
+            Some(u) if ok && u.active => u,
+            _ => {
+                attempt.failed();
+                self.metrics.logins.with_label_values(&["failed"]).inc();
+                self.audit
+                    .record(
+                        None,
+                        "auth.login",
+                        &format!("handle:{}", req.handle.to_lowercase()),
+                        "failed",
+                        serde_json::json!({"ip": client.to_string()}),
+                    )
+                    .await;
+                return Err((
+                    ServiceError::unauthenticated("wrong handle or password"),
+                    None,
+                ));
             }
-        }
-        None => {
-            ended.extend(recent_sessions(app, &p.id).await?);
-            ended.sort();
-            ended.dedup();
-            revoke_user(&app.db, &p.user_id()).await?;
-        }
+        };
+        attempt.succeeded();
+        self.metrics.logins.with_label_values(&["ok"]).inc();
+        self.audit
+            .record(
+                Some(&user.id),
+                "auth.login",
+                &format!("user:{}", user.id),
+                "ok",
+                serde_json::json!({}),
+            )
+            .await;
+        let session = uuid::Uuid::new_v4().to_string();
+        self.issue(&self.db, &user.id, &session)
+            .await
+            .map_err(|e| (e, None))
     }
-    end_sessions(app, &p.id, &ended, "logged out: log in again");
-    if everywhere {
-        // Sockets opened with tokens of no session (or of sessions older
-        // than an access token's life) close too.
-        app.hub.close_user(
-            &p.id,
-            CloseReason {
-                code: CLOSE_REVOKED,
-                reason: "logged out everywhere: log in again".into(),
-            },
+
+    /// Claim `row` and store its successor in one transaction; `None` when the
+    /// token was already claimed. A concurrent refresh with the same token
+    /// either waits for this transaction and then finds the token used, or
+    /// finds it used after the successor is stored: either way its family
+    /// revocation includes the successor, so no token of a reused family lives.
+    async fn rotate(&self, row: &refresh_token::Model) -> ServiceResult<Option<TokenResponse>> {
+        let _gate = self.gate.enter().await;
+        let txn = crate::storage::begin_write(&self.db).await?;
+        let claimed = refresh_token::Entity::update_many()
+            .col_expr(
+                refresh_token::Column::Used,
+                sea_orm::sea_query::Expr::value(true),
+            )
+            .filter(refresh_token::Column::Id.eq(row.id.as_str()))
+            .filter(refresh_token::Column::Used.eq(false))
+            .filter(refresh_token::Column::Revoked.eq(false))
+            .exec(&txn)
+            .await?;
+        if claimed.rows_affected != 1 {
+            txn.rollback().await?;
+            return Ok(None);
+        }
+        let tokens = self.issue(&txn, &row.user_id, &row.family_id).await?;
+        txn.commit().await?;
+        Ok(Some(tokens))
+    }
+
+    /// A spent or revoked refresh token came back: whoever holds the family may
+    /// be an attacker, so revoke it, end its session (access tokens refused,
+    /// sockets closed) and record it.
+    async fn family_reused(&self, row: &refresh_token::Model) -> ServiceResult<()> {
+        self.revoke_family(&row.family_id).await?;
+        self.end_sessions(
+            &row.user_id,
+            std::slice::from_ref(&row.family_id),
+            "refresh token reused: log in again",
         );
+        self.audit
+            .record(
+                Some(&row.user_id),
+                "auth.refresh_reuse",
+                &format!("family:{}", row.family_id),
+                "revoked",
+                serde_json::json!({}),
+            )
+            .await;
+        tracing::warn!(user = %row.user_id, family = %row.family_id, "refresh token reuse: family revoked");
+        Ok(())
     }
-    app.audit
-        .record(
-            Some(&p.id),
-            "auth.logout",
-            &format!("user:{}", p.id),
-            "ok",
-            serde_json::json!({"sessions_ended": ended.len(), "everywhere": everywhere}),
-        )
-        .await;
-    Ok(())
+
+    /// Refuse the access tokens of `sessions` and close the sockets they opened.
+    fn end_sessions(&self, user_id: &str, sessions: &[String], why: &str) {
+        for sid in sessions {
+            self.auth.end_session(sid);
+            self.hub.close_session(
+                user_id,
+                sid,
+                CloseReason {
+                    code: CLOSE_REVOKED,
+                    reason: why.into(),
+                },
+            );
+        }
+    }
+
+    async fn revoke_family(&self, family: &str) -> ServiceResult<()> {
+        revoke_where(&self.db, refresh_token::Column::FamilyId.eq(family)).await
+    }
+
+    /// When the oldest access token that may still be accepted was issued.
+    fn oldest_live_access(&self) -> chrono::DateTime<chrono::Utc> {
+        // The extra minute covers validation leeway and clock steps.
+        chrono::Utc::now() - chrono::Duration::seconds(self.auth.access_ttl() as i64 + 60)
+    }
+
+    /// Sessions of `user_id` whose access tokens may not have expired yet.
+    async fn recent_sessions(&self, user_id: &str) -> ServiceResult<Vec<String>> {
+        let rows = refresh_token::Entity::find()
+            .filter(refresh_token::Column::UserId.eq(user_id))
+            .filter(refresh_token::Column::CreatedAt.gt(self.oldest_live_access()))
+            .all(&self.db)
+            .await?;
+        let mut families: Vec<String> = rows.into_iter().map(|r| r.family_id).collect();
+        families.sort();
+        families.dedup();
+        Ok(families)
+    }
+
+    /// After a restart, end again the sessions revoked within the last
+    /// access-token lifetime: the set of ended sessions lives in memory, and
+    /// their access tokens would otherwise work again until they expire.
+    pub async fn restore_ended_sessions(&self) -> Result<usize, sea_orm::DbErr> {
+        let rows = refresh_token::Entity::find()
+            .filter(refresh_token::Column::Revoked.eq(true))
+            .filter(refresh_token::Column::CreatedAt.gt(self.oldest_live_access()))
+            .all(&self.db)
+            .await?;
+        let mut families: Vec<String> = rows.into_iter().map(|r| r.family_id).collect();
+        families.sort();
+        families.dedup();
+        for sid in &families {
+            self.auth.end_session(sid);
+        }
+        Ok(families.len())
+    }
+
+    /// Exchange a refresh token for new tokens. Each refresh token works once;
+    /// presenting a used one revokes its whole family and ends its session.
+    pub async fn refresh(&self, token: &str) -> ServiceResult<TokenResponse> {
+        let bad = || ServiceError::unauthenticated("invalid refresh token; log in again");
+        if token.len() > 256 {
+            return Err(bad());
+        }
+        let hash = refresh_hash(token);
+        let Some(row) = refresh_token::Entity::find()
+            .filter(refresh_token::Column::TokenHash.eq(hash))
+            .one(&self.db)
+            .await?
+        else {
+            return Err(bad());
+        };
+        if row.used || row.revoked {
+            self.family_reused(&row).await?;
+            return Err(bad());
+        }
+        if row.expires_at < chrono::Utc::now() {
+            return Err(bad());
+        }
+        match self.directory.get(&row.user_id).await? {
+            Some(p) if p.active => {}
+            _ => return Err(ServiceError::unauthenticated("account is not active")),
+        }
+        match self.rotate(&row).await? {
+            Some(tokens) => Ok(tokens),
+            None => {
+                // A concurrent refresh claimed this token first: that is reuse.
+                self.family_reused(&row).await?;
+                Err(bad())
+            }
+        }
+    }
+
+    /// Log out: end the caller's session (`own_session`, the one its access
+    /// token belongs to) and the given refresh token's, or every session of the
+    /// caller when no refresh token is given. Ended sessions lose their refresh
+    /// and access tokens at once, and their sockets close with code 4003.
+    pub async fn logout(
+        &self,
+        p: &Principal,
+        own_session: Option<String>,
+        token: Option<String>,
+    ) -> ServiceResult<()> {
+        let mut ended: Vec<String> = own_session.into_iter().collect();
+        let everywhere = token.is_none();
+        match token {
+            Some(t) => {
+                let row = refresh_token::Entity::find()
+                    .filter(refresh_token::Column::TokenHash.eq(refresh_hash(&t)))
+                    .one(&self.db)
+                    .await?;
+                if let Some(row) = row.filter(|r| r.user_id == p.id) {
+                    ended.push(row.family_id);
+                }
+                ended.sort();
+                ended.dedup();
+                for family in &ended {
+                    self.revoke_family(family).await?;
+                }
+            }
+            None => {
+                ended.extend(self.recent_sessions(&p.id).await?);
+                ended.sort();
+                ended.dedup();
+                revoke_user(&self.db, &p.user_id()).await?;
+            }
+        }
+        self.end_sessions(&p.id, &ended, "logged out: log in again");
+        if everywhere {
+            // Sockets opened with tokens of no session (or of sessions older
+            // than an access token's life) close too.
+            self.hub.close_user(
+                &p.id,
+                CloseReason {
+                    code: CLOSE_REVOKED,
+                    reason: "logged out everywhere: log in again".into(),
+                },
+            );
+        }
+        self.audit
+            .record(
+                Some(&p.id),
+                "auth.logout",
+                &format!("user:{}", p.id),
+                "ok",
+                serde_json::json!({"sessions_ended": ended.len(), "everywhere": everywhere}),
+            )
+            .await;
+        Ok(())
+    }
 }

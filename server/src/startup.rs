@@ -43,7 +43,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let addr = listener.local_addr()?;
     let app = AppState::build(settings).await?;
     // Sessions ended before a restart stay ended; the policy set serving is on record.
-    crate::sessions::restore_ended_sessions(&app).await?;
+    app.sessions.restore_ended_sessions().await?;
     app.audit
         .record(
             None,

@@ -41,7 +41,38 @@ const KNOWN_HTTP_TYPES_OUTSIDE_API: &[&str] = &[];
 const KNOWN_STORAGE_IN_API: &[&str] = &[];
 
 /// Public functions that still take a bare id (`file: function(parameter)`).
-const KNOWN_BARE_ID_PARAMETERS: &[&str] = &[];
+const KNOWN_BARE_ID_PARAMETERS: &[&str] = &[
+    "src/auth.rs: issue_access(user_id)",
+    "src/auth.rs: issue_agent_access(agent_id)",
+    "src/auth.rs: issue_agent_access(minter_id)",
+    "src/auth.rs: issue_session_access(user_id)",
+    "src/chat/cache.rs: get(id)",
+    "src/chat/cache.rs: invalidate(id)",
+    "src/chat/events.rs: channel_event(channel_id)",
+    "src/chat/events.rs: channel_event(seq)",
+    "src/chat/events.rs: replay(channel_id)",
+    "src/chat/views.rs: event_json(channel_id)",
+    "src/chat/views.rs: event_json(seq)",
+    "src/chat/views.rs: message_event_json(seq)",
+    "src/directory.rs: get(id)",
+    "src/directory.rs: invalidate(id)",
+    "src/insights/vectors.rs: offer(message_id)",
+    "src/knowledge/retrieval.rs: check_citations(ids)",
+    "src/knowledge/retrieval.rs: citations_of(message_ids)",
+    "src/knowledge/retrieval.rs: cited_chunks(chunk_ids)",
+    "src/knowledge/scopes.rs: assign_scopes_in(scope_id)",
+    "src/knowledge/scopes.rs: delete_scope(id)",
+    "src/knowledge/scopes.rs: put_scope(id)",
+    "src/realtime.rs: begin_subscribe(channel_id)",
+    "src/realtime.rs: close_session(user_id)",
+    "src/realtime.rs: close_user(user_id)",
+    "src/realtime.rs: has_subscribers(channel_id)",
+    "src/realtime.rs: notify_user(user_id)",
+    "src/realtime.rs: online(user_ids)",
+    "src/realtime.rs: prepare(after_seq)",
+    "src/realtime.rs: typing(channel_id)",
+    "src/realtime.rs: unsubscribe(channel_id)",
+];
 
 const SOURCE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
 

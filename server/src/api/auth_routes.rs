@@ -72,7 +72,7 @@ pub async fn login(
     let client = app
         .auth
         .client_addr(peer.ip(), forwarded_for(&headers).as_deref());
-    match crate::sessions::login(&app, client, req).await {
+    match app.sessions.login(client, req).await {
         Ok(t) => Json(t).into_response(),
         Err((e, retry)) => {
             let mut resp = ApiError::from(e).into_response();
@@ -95,7 +95,7 @@ pub async fn refresh(
     ApiJson(req): ApiJson<RefreshRequest>,
 ) -> ApiResult<Json<TokenResponse>> {
     Ok(Json(
-        crate::sessions::refresh(&app, &req.refresh_token).await?,
+        app.sessions.refresh(&req.refresh_token).await?,
     ))
 }
 
@@ -120,7 +120,7 @@ pub async fn logout(
     let own = bearer(&headers)
         .and_then(|t| app.auth.verify_access(t).ok())
         .and_then(|c| c.sid);
-    crate::sessions::logout(&app, &p, own, req.refresh_token).await?;
+    app.sessions.logout(&p, own, req.refresh_token).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
