@@ -333,6 +333,54 @@ pub fn server_label(raw: &str) -> Result<Label, PlatformError> {
         .map_err(|e| PlatformError::Unavailable(format!("server sent a bad label {raw:?}: {e}")))
 }
 
+// What the server's API sends, read as the port's types; both adapters use
+// these, so the in-process and the remote runtime see the same thing.
+
+impl TryFrom<warroom_types::wire::MessageView> for Observed {
+    type Error = PlatformError;
+    fn try_from(m: warroom_types::wire::MessageView) -> Result<Self, PlatformError> {
+        Ok(Observed {
+            label: server_label(&m.label)?,
+            message_id: m.id,
+            channel_id: m.channel_id,
+            seq: m.seq,
+            author_is_agent: m.author.kind == "agent",
+            author_id: m.author.id,
+            author_handle: m.author.handle,
+            body: m.body,
+            thread_root: m.thread_root,
+        })
+    }
+}
+
+impl TryFrom<warroom_types::wire::RetrievedChunk> for Evidence {
+    type Error = PlatformError;
+    fn try_from(c: warroom_types::wire::RetrievedChunk) -> Result<Self, PlatformError> {
+        Ok(Evidence {
+            label: server_label(&c.label)?,
+            chunk_id: c.chunk_id,
+            document_title: c.title,
+            document_path: c.document_path,
+            heading: c.heading_path.join(" › "),
+            text: c.text,
+            score: c.score,
+        })
+    }
+}
+
+impl TryFrom<warroom_types::wire::ChannelView> for ChannelInfo {
+    type Error = PlatformError;
+    fn try_from(c: warroom_types::wire::ChannelView) -> Result<Self, PlatformError> {
+        Ok(ChannelInfo {
+            label: server_label(&c.label)?,
+            id: c.id,
+            name: c.name,
+            is_member: c.is_member,
+            topic: c.topic,
+        })
+    }
+}
+
 /// Everything an agent can do, and the runtime's access to its own agents'
 /// records and memory. There is no other capability: no files, no network,
 /// no shell.

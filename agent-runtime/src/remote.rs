@@ -18,12 +18,13 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+use warroom_types::wire::{AgentToken, ChannelView, MessageView, Retrieval};
 
 use crate::label::Label;
 use crate::memory::Memory;
 use crate::platform::{
-    server_label, Activity, AgentRecord, ChannelInfo, Draft, Evidence, InterestMatcher, Observed,
-    Platform, PlatformError, Posted, Shard,
+    Activity, AgentRecord, ChannelInfo, Draft, Evidence, InterestMatcher, Observed, Platform,
+    PlatformError, Posted, Shard,
 };
 
 /// How the worker authenticates as the operator.
@@ -45,91 +46,12 @@ pub struct RemoteAdapter {
     agent_tokens: Mutex<HashMap<String, (String, Instant)>>,
 }
 
-#[derive(Deserialize)]
-struct TokenBody {
-    access_token: String,
-    expires_in: u64,
-}
-
-#[derive(Deserialize)]
-struct AuthorBody {
-    id: String,
-    handle: String,
-    kind: String,
-}
-
-#[derive(Deserialize)]
-struct MessageBody {
-    id: String,
-    channel_id: String,
-    seq: i64,
-    author: AuthorBody,
-    thread_root: Option<String>,
-    body: String,
-    label: String,
-}
-
-#[derive(Deserialize)]
-struct ChannelBody {
-    id: String,
-    name: String,
-    label: String,
-    topic: String,
-    is_member: bool,
-    visibility: String,
-    archived: bool,
-}
-
-#[derive(Deserialize)]
-struct ChunkBody {
-    chunk_id: String,
-    document_path: String,
-    title: String,
-    heading_path: Vec<String>,
-    text: String,
-    label: String,
-    score: f32,
-}
-
-#[derive(Deserialize)]
-struct RetrievalBody {
-    chunks: Vec<ChunkBody>,
-}
-
+/// A page of `GET /agents/runtime` (the server's `RuntimePage`; its agents are
+/// this crate's [`AgentRecord`], which the shared wire types cannot name).
 #[derive(Deserialize)]
 struct AgentPage {
     agents: Vec<AgentRecord>,
     next_after: Option<String>,
-}
-
-impl TryFrom<MessageBody> for Observed {
-    type Error = PlatformError;
-    fn try_from(m: MessageBody) -> Result<Self, PlatformError> {
-        Ok(Observed {
-            label: server_label(&m.label)?,
-            message_id: m.id,
-            channel_id: m.channel_id,
-            seq: m.seq,
-            author_is_agent: m.author.kind == "agent",
-            author_id: m.author.id,
-            author_handle: m.author.handle,
-            body: m.body,
-            thread_root: m.thread_root,
-        })
-    }
-}
-
-impl TryFrom<ChannelBody> for ChannelInfo {
-    type Error = PlatformError;
-    fn try_from(c: ChannelBody) -> Result<Self, PlatformError> {
-        Ok(ChannelInfo {
-            label: server_label(&c.label)?,
-            id: c.id,
-            name: c.name,
-            is_member: c.is_member,
-            topic: c.topic,
-        })
-    }
 }
 
 type FeedSocket =
@@ -241,7 +163,7 @@ impl RemoteAdapter {
                 if !status.is_success() {
                     return Err(error_for(status, &bytes));
                 }
-                let t: TokenBody = serde_json::from_slice(&bytes)
+                let t: AgentToken = serde_json::from_slice(&bytes)
                     .map_err(|e| PlatformError::Unavailable(format!("login: {e}")))?;
                 (t.access_token, t.expires_in)
             }
@@ -264,7 +186,7 @@ impl RemoteAdapter {
             }
         }
         let op = self.operator_token().await?;
-        let t: TokenBody = self
+        let t: AgentToken = self
             .call(Method::POST, &format!("/agents/{agent}/token"), &op, None)
             .await?;
         let mut tokens = self.agent_tokens.lock().expect("token lock");
@@ -386,7 +308,7 @@ impl Platform for RemoteAdapter {
     }
 
     async fn channels(&self, agent: &str) -> Result<Vec<ChannelInfo>, PlatformError> {
-        let list: Vec<ChannelBody> = self.as_agent(agent, Method::GET, "/channels", None).await?;
+        let list: Vec<ChannelView> = self.as_agent(agent, Method::GET, "/channels", None).await?;
         list.into_iter()
             .filter(|c| c.visibility != "direct" && !c.archived)
             .map(ChannelInfo::try_from)
@@ -404,7 +326,7 @@ impl Platform for RemoteAdapter {
             "/channels/{channel_id}/messages?limit={}",
             limit.clamp(1, 200)
         );
-        let list: Vec<MessageBody> = self.as_agent(agent, Method::GET, &path, None).await?;
+        let list: Vec<MessageView> = self.as_agent(agent, Method::GET, &path, None).await?;
         list.into_iter()
             .filter(|m| m.seq > after_seq)
             .map(Observed::try_from)
@@ -412,7 +334,7 @@ impl Platform for RemoteAdapter {
     }
 
     async fn message(&self, agent: &str, message_id: &str) -> Result<Observed, PlatformError> {
-        let m: MessageBody = self
+        let m: MessageView = self
             .as_agent(agent, Method::GET, &format!("/messages/{message_id}"), None)
             .await?;
         m.try_into()
@@ -425,7 +347,7 @@ impl Platform for RemoteAdapter {
         k: usize,
         ceiling: &Label,
     ) -> Result<Vec<Evidence>, PlatformError> {
-        let r: RetrievalBody = self
+        let r: Retrieval = self
             .as_agent(
                 agent,
                 Method::POST,
@@ -433,20 +355,7 @@ impl Platform for RemoteAdapter {
                 Some(json!({"query": query, "k": k, "max_label": ceiling.to_string()})),
             )
             .await?;
-        r.chunks
-            .into_iter()
-            .map(|c| {
-                Ok(Evidence {
-                    label: server_label(&c.label)?,
-                    chunk_id: c.chunk_id,
-                    document_title: c.title,
-                    document_path: c.document_path,
-                    heading: c.heading_path.join(" › "),
-                    text: c.text,
-                    score: c.score,
-                })
-            })
-            .collect()
+        r.chunks.into_iter().map(Evidence::try_from).collect()
     }
 
     async fn post(&self, agent: &str, draft: Draft) -> Result<Posted, PlatformError> {
@@ -458,7 +367,7 @@ impl Platform for RemoteAdapter {
             "idempotency_key": draft.idempotency_key,
             "brain": draft.brain,
         });
-        let m: MessageBody = self
+        let m: MessageView = self
             .as_agent(
                 agent,
                 Method::POST,
@@ -503,7 +412,7 @@ impl Platform for RemoteAdapter {
         topic: &str,
         label: &Label,
     ) -> Result<ChannelInfo, PlatformError> {
-        let c: ChannelBody = self
+        let c: ChannelView = self
             .as_agent(
                 agent,
                 Method::POST,

@@ -15,15 +15,15 @@ use sea_orm::DatabaseConnection;
 
 use crate::audit::Audit;
 use crate::auth::Auth;
-use crate::directory::Directory;
-use crate::metrics::Metrics;
-use crate::realtime::Hub;
-use crate::storage::WriteGate;
 use crate::auth::{new_refresh_token, refresh_hash};
+use crate::directory::Directory;
 use crate::error::{ServiceError, ServiceResult};
+use crate::metrics::Metrics;
 use crate::principal::Principal;
+use crate::realtime::Hub;
 use crate::realtime::{CloseReason, CLOSE_REVOKED};
 use crate::storage::entities::refresh_token;
+use crate::storage::WriteGate;
 
 /// Credentials.
 #[derive(Deserialize, ToSchema)]

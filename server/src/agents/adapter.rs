@@ -21,7 +21,6 @@ use crate::knowledge::Knowledge;
 use crate::marks::AgentMarks;
 
 use super::Agents;
-use crate::chat::views::ChannelView;
 use crate::error::ServiceError;
 use crate::principal::{Principal, UserKind};
 
@@ -128,16 +127,6 @@ fn parse_id<T: std::str::FromStr<Err = IdError>>(s: &str) -> Result<T, PlatformE
         .map_err(|e: IdError| platform_error(ServiceError::from(e)))
 }
 
-fn channel_info(c: ChannelView) -> Result<ChannelInfo, PlatformError> {
-    Ok(ChannelInfo {
-        label: server_label(&c.label)?,
-        id: c.id,
-        name: c.name,
-        is_member: c.is_member,
-        topic: c.topic,
-    })
-}
-
 #[async_trait::async_trait]
 impl Platform for InProcess {
     async fn agents(&self, shard: Shard) -> Result<Vec<AgentRecord>, PlatformError> {
@@ -170,7 +159,7 @@ impl Platform for InProcess {
             .map_err(platform_error)?
             .into_iter()
             .filter(|c| c.visibility != "direct" && !c.archived)
-            .map(channel_info)
+            .map(ChannelInfo::try_from)
             .collect()
     }
 
@@ -224,20 +213,7 @@ impl Platform for InProcess {
             .map_err(platform_error)?;
         self.marks
             .raise_stored(&p, r.chunks.iter().map(|c| c.label.as_str()));
-        r.chunks
-            .into_iter()
-            .map(|c| {
-                Ok(Evidence {
-                    label: server_label(&c.label)?,
-                    chunk_id: c.chunk_id,
-                    document_title: c.title,
-                    document_path: c.document_path,
-                    heading: c.heading_path.join(" › "),
-                    text: c.text,
-                    score: c.score,
-                })
-            })
-            .collect()
+        r.chunks.into_iter().map(Evidence::try_from).collect()
     }
 
     async fn post(&self, agent: &str, draft: Draft) -> Result<Posted, PlatformError> {
@@ -299,7 +275,7 @@ impl Platform for InProcess {
             )
             .await
             .map_err(platform_error)?;
-        channel_info(c)
+        ChannelInfo::try_from(c)
     }
 
     async fn load_memory(&self, agent: &str) -> Result<Option<Memory>, PlatformError> {

@@ -754,7 +754,7 @@ impl Agents {
             .order_by_asc(channel::Column::CreatedAt)
             .one(&self.db)
             .await?
-            .map(|c| crate::chat::views::ChannelView::new(&c)))
+            .map(|c| crate::chat::views::channel_view(&c)))
     }
 
     async fn join_all(

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use warroom_agent_runtime::memory::Memory;
 use warroom_agent_runtime::platform::Shard;
+use warroom_types::wire::AgentToken;
 
 use super::users_routes::require_system;
 use super::{ApiJson, ApiPath, ApiQuery, Caller};
@@ -182,13 +183,6 @@ pub async fn runtime_agents(
             .runtime_page(shard, after.as_ref(), q.limit.unwrap_or(5000))
             .await?,
     ))
-}
-
-/// A short-lived access token for one agent.
-#[derive(Serialize, ToSchema)]
-pub struct AgentToken {
-    pub access_token: String,
-    pub expires_in: u64,
 }
 
 /// Issue an access token for an active agent, for a worker to act as it (admins and

@@ -94,9 +94,7 @@ pub async fn refresh(
     State(app): State<App>,
     ApiJson(req): ApiJson<RefreshRequest>,
 ) -> ApiResult<Json<TokenResponse>> {
-    Ok(Json(
-        app.sessions.refresh(&req.refresh_token).await?,
-    ))
+    Ok(Json(app.sessions.refresh(&req.refresh_token).await?))
 }
 
 /// Log out: end the caller's session (the one its access token belongs to)

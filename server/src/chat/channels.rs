@@ -16,7 +16,7 @@ use crate::storage::sql::stmt;
 use crate::ids::{ChannelId, Seq};
 
 use super::views;
-use super::views::ChannelView;
+use super::views::{channel_view, ChannelView};
 use super::writer::{Change, ChannelChange};
 use super::{parse_label, Chat, CreateChannel};
 
@@ -140,7 +140,7 @@ impl Chat {
                 serde_json::json!({"name": name, "label": label.to_string()}),
             )
             .await;
-        let mut view = ChannelView::new(&row);
+        let mut view = channel_view(&row);
         view.is_member = true;
         view.last_read_seq = Some(0);
         if visibility == Visibility::Public {
@@ -186,7 +186,7 @@ impl Chat {
             if !self.authz.channel(p, ChannelAction::Read, &attrs, &ctx) {
                 continue;
             }
-            let mut v = ChannelView::new(&row);
+            let mut v = channel_view(&row);
             v.is_member = m.is_some();
             v.last_read_seq = m.map(|m| m.last_read_seq);
             v.unread = unread.get(&row.id).copied().unwrap_or(0);
@@ -222,7 +222,7 @@ impl Chat {
     pub async fn get_channel(&self, p: &Principal, id: &ChannelId) -> ServiceResult<ChannelView> {
         let f = self.channel_facts(p, id).await?;
         self.require(p, ChannelAction::Read, &f, &f.ctx(p)).await?;
-        let mut v = ChannelView::new(&f.row);
+        let mut v = channel_view(&f.row);
         v.is_member = f.membership.is_some();
         v.last_read_seq = f.membership.as_ref().map(|m| m.last_read_seq);
         Ok(v)
@@ -315,7 +315,7 @@ impl Chat {
             )
             .await;
         if seq.is_some() {
-            let mut view = ChannelView::new(&f.row);
+            let mut view = channel_view(&f.row);
             view.is_member = true;
             let json = serde_json::json!({ "type": "channel.added", "channel": view }).to_string();
             self.hub.notify_user(&invitee.id, json.into());
@@ -424,7 +424,7 @@ impl Chat {
             .one(&self.db)
             .await?
         {
-            let mut v = ChannelView::new(&row);
+            let mut v = channel_view(&row);
             v.is_member = true;
             return Ok((v, false));
         }
@@ -457,7 +457,7 @@ impl Chat {
             .await?;
         }
         txn.commit().await?;
-        let mut v = ChannelView::new(&row);
+        let mut v = channel_view(&row);
         v.is_member = true;
         let json = serde_json::json!({ "type": "channel.added", "channel": v }).to_string();
         self.hub.notify_user(&peer.id, json.into());

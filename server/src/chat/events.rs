@@ -5,7 +5,7 @@
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 
 use crate::chat::parse_label;
-use crate::chat::views::{event_json, message_event_json, MessageView};
+use crate::chat::views::{event_json, message_event_json, message_view};
 use crate::directory::Directory;
 use crate::error::ServiceResult;
 use crate::label::Label;
@@ -15,7 +15,7 @@ use crate::storage::entities::{channel_event, message};
 
 /// `message.created` for a stored message.
 pub fn message_created(m: &message::Model, author: &Principal, label: Label) -> Published {
-    let view = MessageView::new(m, author);
+    let view = message_view(m, author);
     Published {
         channel_id: m.channel_id.clone(),
         seq: Some(m.seq),
@@ -97,7 +97,7 @@ pub async fn replay(
             // Edits replay the message as it is now (a later deletion blanks it).
             ("message.edited", Some(m)) => {
                 let author = directory.get(&m.author_id).await?;
-                let view = author.map(|a| MessageView::new(m, &a));
+                let view = author.map(|a| message_view(m, &a));
                 serde_json::json!({ "message": view })
             }
             _ => payload,

@@ -13,7 +13,7 @@ use crate::storage::entities::{message, reaction};
 
 use crate::ids::{ChannelId, MessageId, Seq, UserId};
 
-use super::views::{MessageView, ReactionView};
+use super::views::{message_view, MessageView, ReactionView};
 use super::writer::{Change, ChannelChange, NewPost, PostOutcome};
 use super::{parse_label, ChannelFacts, Chat, ListQuery, PostMessage};
 
@@ -68,7 +68,7 @@ impl Chat {
             .get(&outcome.message.author_id)
             .await?
             .ok_or_else(|| ServiceError::internal("author vanished"))?;
-        let mut view = MessageView::new(&outcome.message, &author);
+        let mut view = message_view(&outcome.message, &author);
         view.citations = if outcome.created {
             // Just stored: they are the ones checked.
             req_citations
@@ -330,7 +330,7 @@ impl Chat {
             let Some(author) = self.directory.get(&m.author_id).await? else {
                 continue;
             };
-            let mut v = MessageView::new(&m, &author);
+            let mut v = message_view(&m, &author);
             v.citations = citations.remove(&m.id).unwrap_or_default();
             if let Some(r) = reactions.remove(&m.id) {
                 v.reactions = r

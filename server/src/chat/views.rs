@@ -1,23 +1,11 @@
 //! What the API and the WebSocket show of channels and messages, and the
 //! JSON of realtime events.
 
-use serde::Serialize;
-use utoipa::ToSchema;
-
 use crate::principal::Principal;
 use crate::render;
 use crate::storage::entities::{channel, message};
 
-/// The author of a message, as shown next to it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct AuthorView {
-    pub id: String,
-    pub handle: String,
-    pub display_name: String,
-    /// `human` or `agent`.
-    pub kind: String,
-    pub department: Option<String>,
-}
+pub use warroom_types::wire::{AuthorView, ChannelView, MessageView, ReactionView};
 
 impl From<&Principal> for AuthorView {
     fn from(p: &Principal) -> Self {
@@ -31,99 +19,47 @@ impl From<&Principal> for AuthorView {
     }
 }
 
-/// One emoji's reactions on a message.
-#[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
-pub struct ReactionView {
-    pub emoji: String,
-    pub count: usize,
-    pub user_ids: Vec<String>,
-}
-
-/// A message as clients see it. `body_html` is sanitized and safe to insert.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct MessageView {
-    pub id: String,
-    pub channel_id: String,
-    pub seq: i64,
-    pub author: AuthorView,
-    pub thread_root: Option<String>,
-    pub body: String,
-    pub body_html: String,
-    pub label: String,
-    pub created_at: chrono::DateTime<chrono::Utc>,
-    pub edited_at: Option<chrono::DateTime<chrono::Utc>>,
-    pub deleted: bool,
-    pub reactions: Vec<ReactionView>,
-    pub reply_count: i64,
-    /// Ids of the document chunks the message cites (agents' evidence).
-    pub citations: Vec<String>,
-    /// Which brain wrote an agent's message: `extractive` (quotes, no model),
-    /// `local` or `openai`; absent for people.
-    pub brain: Option<String>,
-}
-
-impl MessageView {
-    /// A view of a stored message (reactions and replies filled in by the caller).
-    pub fn new(m: &message::Model, author: &Principal) -> Self {
-        let (body, body_html) = if m.deleted {
-            (String::new(), String::new())
-        } else {
-            (m.body.clone(), render::to_html(&m.body))
-        };
-        Self {
-            id: m.id.clone(),
-            channel_id: m.channel_id.clone(),
-            seq: m.seq,
-            author: author.into(),
-            thread_root: m.thread_root.clone(),
-            body,
-            body_html,
-            label: m.label.clone(),
-            created_at: m.created_at,
-            edited_at: m.edited_at,
-            deleted: m.deleted,
-            reactions: Vec::new(),
-            citations: Vec::new(),
-            reply_count: 0,
-            brain: m.brain.clone(),
-        }
+/// A view of a stored message (reactions and replies filled in by the caller).
+pub fn message_view(m: &message::Model, author: &Principal) -> MessageView {
+    let (body, body_html) = if m.deleted {
+        (String::new(), String::new())
+    } else {
+        (m.body.clone(), render::to_html(&m.body))
+    };
+    MessageView {
+        id: m.id.clone(),
+        channel_id: m.channel_id.clone(),
+        seq: m.seq,
+        author: author.into(),
+        thread_root: m.thread_root.clone(),
+        body,
+        body_html,
+        label: m.label.clone(),
+        created_at: m.created_at,
+        edited_at: m.edited_at,
+        deleted: m.deleted,
+        reactions: Vec::new(),
+        citations: Vec::new(),
+        reply_count: 0,
+        brain: m.brain.clone(),
     }
 }
 
-/// A channel as clients see it; `unread` and `last_read_seq` are the caller's.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ChannelView {
-    pub id: String,
-    pub name: String,
-    pub visibility: String,
-    pub label: String,
-    pub topic: String,
-    pub created_by: String,
-    pub archived: bool,
-    pub last_seq: i64,
-    pub is_member: bool,
-    pub last_read_seq: Option<i64>,
-    pub unread: i64,
-    pub created_at: chrono::DateTime<chrono::Utc>,
-}
-
-impl ChannelView {
-    /// A view without membership details.
-    pub fn new(c: &channel::Model) -> Self {
-        Self {
-            id: c.id.clone(),
-            name: c.name.clone(),
-            visibility: c.visibility.clone(),
-            label: c.label.clone(),
-            topic: c.topic.clone(),
-            created_by: c.created_by.clone(),
-            archived: c.archived,
-            last_seq: c.last_seq,
-            is_member: false,
-            last_read_seq: None,
-            unread: 0,
-            created_at: c.created_at,
-        }
+/// A view of a stored channel, without the caller's membership details.
+pub fn channel_view(c: &channel::Model) -> ChannelView {
+    ChannelView {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        visibility: c.visibility.clone(),
+        label: c.label.clone(),
+        topic: c.topic.clone(),
+        created_by: c.created_by.clone(),
+        archived: c.archived,
+        last_seq: c.last_seq,
+        is_member: false,
+        last_read_seq: None,
+        unread: 0,
+        created_at: c.created_at,
     }
 }
 

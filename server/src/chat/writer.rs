@@ -15,7 +15,6 @@ use sea_orm::{
 use tokio::sync::{mpsc, oneshot};
 
 use crate::chat::cache::ChannelCache;
-use crate::chat::views::MessageView;
 use crate::directory::Directory;
 use crate::error::{ServiceError, ServiceResult};
 use crate::label::Label;
@@ -558,7 +557,7 @@ impl WriterTask {
                     .await?;
                 }
                 let author = self.author(&updated.author_id).await;
-                let view = author.map(|a| MessageView::new(&updated, &a));
+                let view = author.map(|a| crate::chat::views::message_view(&updated, &a));
                 let label = updated.label.parse().unwrap_or(channel_label.clone());
                 (
                     "message.edited",

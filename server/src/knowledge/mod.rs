@@ -73,35 +73,21 @@ pub struct IngestMeta {
     pub tags: Vec<String>,
 }
 
-/// A retrieved chunk with its provenance.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct RetrievedChunk {
-    pub chunk_id: String,
-    pub document_id: String,
-    pub document_path: String,
-    pub title: String,
-    pub heading_path: Vec<String>,
-    pub text: String,
-    pub collection: String,
-    pub department: String,
-    pub label: String,
-    pub score: f32,
-}
+pub use warroom_types::wire::{Retrieval, RetrievedChunk};
 
-impl RetrievedChunk {
-    fn new(c: &chunk::Model, d: &document::Model, score: f32) -> Self {
-        Self {
-            chunk_id: c.id.clone(),
-            document_id: d.id.clone(),
-            document_path: d.path.clone(),
-            title: d.title.clone(),
-            heading_path: parse_list(&c.heading_path),
-            text: c.text.clone(),
-            collection: d.collection.clone(),
-            department: d.department.clone(),
-            label: d.label.clone(),
-            score,
-        }
+/// A retrieved chunk from its rows.
+fn retrieved_chunk(c: &chunk::Model, d: &document::Model, score: f32) -> RetrievedChunk {
+    RetrievedChunk {
+        chunk_id: c.id.clone(),
+        document_id: d.id.clone(),
+        document_path: d.path.clone(),
+        title: d.title.clone(),
+        heading_path: parse_list(&c.heading_path),
+        text: c.text.clone(),
+        collection: d.collection.clone(),
+        department: d.department.clone(),
+        label: d.label.clone(),
+        score,
     }
 }
 
@@ -112,15 +98,6 @@ pub struct CitedChunk {
     pub chunk: RetrievedChunk,
     /// True when the text is withheld because the reader is not cleared for the label.
     pub redacted: bool,
-}
-
-/// The result of a retrieval.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Retrieval {
-    pub scope: String,
-    pub chunks: Vec<RetrievedChunk>,
-    /// Chunks the vector store returned that policy refused (should always be 0).
-    pub denied: usize,
 }
 
 /// The knowledge service.

@@ -135,7 +135,7 @@ impl Knowledge {
                 continue;
             }
             if out.len() < k {
-                out.push(RetrievedChunk::new(c, d, hit.score));
+                out.push(retrieved_chunk(c, d, hit.score));
             }
         }
         Ok((out, denied))
@@ -281,7 +281,7 @@ impl Knowledge {
                 .label
                 .parse::<Label>()
                 .is_ok_and(|l| l.within(&reader.clearance));
-            let mut chunk = RetrievedChunk::new(c, d, 0.0);
+            let mut chunk = retrieved_chunk(c, d, 0.0);
             if !cleared {
                 chunk.text = String::new();
             }

@@ -317,7 +317,7 @@ impl Knowledge {
                 .await
                 .map_err(internal)?
             {
-                preview.samples.push(RetrievedChunk::new(&c, d, 0.0));
+                preview.samples.push(retrieved_chunk(&c, d, 0.0));
             }
         }
         Ok(preview)
