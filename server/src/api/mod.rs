@@ -198,8 +198,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
 
 /// Path and query identifiers are bounded before any lookup.
 pub fn check_id(id: &str) -> Result<&str, ApiError> {
-    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    {
+    if !crate::ids::is_id(id) {
         return Err(ApiError::invalid("malformed id"));
     }
     Ok(id)
