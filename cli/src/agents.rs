@@ -2,6 +2,7 @@
 
 use clap::Subcommand;
 use warroom::agents::Status;
+use warroom::authz::Actor;
 use warroom::config::Settings;
 use warroom::ids::AgentId;
 use warroom::ops::{admin, api, offline_app};
@@ -21,7 +22,7 @@ pub enum AgentsCommand {
         scope: Option<String>,
         /// `extractive`, `local` or `openai`.
         #[arg(long)]
-        brain: Option<String>,
+        brain: Option<warroom::choice::Brain>,
         /// `low`, `medium` or `high`.
         #[arg(long)]
         activity: Option<String>,
@@ -138,7 +139,13 @@ pub async fn run(settings: Settings, command: AgentsCommand) -> anyhow::Result<(
         } => {
             let (list, total) = app
                 .agents
-                .list(status.as_deref(), template.as_deref(), 0, limit)
+                .list(
+                    Actor::Server,
+                    status.as_deref(),
+                    template.as_deref(),
+                    0,
+                    limit,
+                )
                 .await
                 .map_err(api)?;
             println!("{total} agents");
@@ -152,7 +159,7 @@ pub async fn run(settings: Settings, command: AgentsCommand) -> anyhow::Result<(
         }
         AgentsCommand::Show { agent } => {
             let id = agent_id(&app, &agent).await?;
-            let v = app.agents.get(&id).await.map_err(api)?;
+            let v = app.agents.get(Actor::Server, &id).await.map_err(api)?;
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
         AgentsCommand::Pause { agent, actor } => {

@@ -1,6 +1,7 @@
 //! `warroom insights`.
 
 use std::path::PathBuf;
+use warroom::insights::InsightKind;
 
 use clap::Subcommand;
 use warroom::config::Settings;
@@ -83,9 +84,12 @@ pub async fn run(settings: Settings, command: InsightsCommand) -> anyhow::Result
             bar.enable_steady_tick(std::time::Duration::from_millis(120));
             let d = app
                 .insights
-                .run(period, warroom::insights::Trigger::Cli, Some(&p.id), &|m| {
-                    bar.set_message(m.to_string())
-                })
+                .run(
+                    period,
+                    warroom::insights::Trigger::Cli,
+                    warroom::authz::Actor::Principal(&p),
+                    &|m| bar.set_message(m.to_string()),
+                )
                 .await
                 .map_err(api)?;
             bar.finish_and_clear();
@@ -96,8 +100,8 @@ pub async fn run(settings: Settings, command: InsightsCommand) -> anyhow::Result
                 d.version,
                 d.period.from.format("%Y-%m-%d %H:%M"),
                 d.period.to.format("%Y-%m-%d %H:%M"),
-                d.insights.iter().filter(|i| i.kind == "risk").count(),
-                d.insights.iter().filter(|i| i.kind == "opportunity").count(),
+                d.insights.iter().filter(|i| i.kind == InsightKind::Risk).count(),
+                d.insights.iter().filter(|i| i.kind == InsightKind::Opportunity).count(),
                 d.label,
                 d.stats.messages,
                 d.stats.seconds

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use warroom::authz::Actor;
 use warroom::config::Settings;
 use warroom::ops::{collect_files, display_path, offline_knowledge, say};
 
@@ -31,10 +32,6 @@ pub async fn ingest(settings: Settings, args: IngestArgs) -> anyhow::Result<()> 
         anyhow::bail!("no .md, .txt, .html or .pdf files under the given paths");
     }
     let knowledge = offline_knowledge(&settings).await?;
-    let audit = warroom::audit::Audit::open(
-        warroom::storage::connect(&settings).await?,
-        &settings.storage.data_dir,
-    )?;
     let bar = ProgressBar::new(files.len() as u64);
     bar.set_style(
         ProgressStyle::with_template(
@@ -62,11 +59,10 @@ pub async fn ingest(settings: Settings, args: IngestArgs) -> anyhow::Result<()> 
         let result = match std::fs::read(file) {
             Ok(bytes) => knowledge
                 .ingest(
-                    None,
+                    Actor::Server,
                     &display_path(file, &args.paths),
                     &bytes,
                     &meta,
-                    &audit,
                 )
                 .await
                 .map_err(|e| format!("{} ({})", e.message, e.code)),

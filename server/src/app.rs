@@ -62,7 +62,6 @@ impl AppState {
             chat: self.chat.clone(),
             knowledge: self.knowledge.clone(),
             marks: self.marks.clone(),
-            audit: self.audit.clone(),
             agents: self.agents.clone(),
         })
     }
@@ -140,6 +139,7 @@ impl AppState {
             settings.knowledge.clone(),
             settings.storage.data_dir.clone(),
             authz.clone(),
+            audit.clone(),
         ));
         let marks = Arc::new(crate::marks::AgentMarks::default());
         let chat = Chat::new(ChatParts {
@@ -161,6 +161,8 @@ impl AppState {
             chat: chat.clone(),
             knowledge: knowledge.clone(),
             audit: audit.clone(),
+            authz: authz.clone(),
+            auth: auth.clone(),
             directory: directory.clone(),
             hub: hub.clone(),
             feed,
@@ -182,18 +184,20 @@ impl AppState {
             hub.clone(),
             audit.clone(),
         );
-        let model_judge =
-            if settings.insights.summarize_with_model && settings.agents.brain == "openai" {
-                crate::agents::host::openai_brain(&settings)
-                    .map(crate::insights::judge::ModelJudge::new)
-            } else {
-                None
-            };
+        let model_judge = if settings.insights.summarize_with_model
+            && settings.agents.brain == warroom_types::Brain::Openai
+        {
+            crate::agents::host::openai_brain(&settings)
+                .map(crate::insights::judge::ModelJudge::new)
+        } else {
+            None
+        };
         let insights = crate::insights::Insights::new(
             db.clone(),
             settings.insights.clone(),
             knowledge.clone(),
             audit.clone(),
+            authz.clone(),
             gate.clone(),
             model_judge,
         );

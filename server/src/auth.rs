@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::config::AuthSettings;
+use crate::ids::{AgentId, UserId};
 use crate::metrics::Metrics;
 
 /// argon2id cost: 19 MiB, 2 passes, 1 lane (OWASP's minimum for argon2id).
@@ -216,19 +217,19 @@ impl Auth {
     }
 
     /// Sign an access token for `user_id`.
-    pub fn issue_access(&self, user_id: &str) -> String {
+    pub fn issue_access(&self, user_id: &UserId) -> String {
         self.issue(user_id, None, None)
     }
 
     /// Sign an access token for `user_id` in login session `sid` (the
     /// session's refresh-token family), so that ending the session ends it.
-    pub fn issue_session_access(&self, user_id: &str, sid: &str) -> String {
+    pub fn issue_session_access(&self, user_id: &UserId, sid: &str) -> String {
         self.issue(user_id, None, Some(sid))
     }
 
     /// Issue an access token for an agent on behalf of `minter`, who is named
     /// in the token's `act` claim.
-    pub fn issue_agent_access(&self, agent_id: &str, minter_id: &str) -> String {
+    pub fn issue_agent_access(&self, agent_id: &AgentId, minter_id: &UserId) -> String {
         self.issue(agent_id, Some(minter_id), None)
     }
 
@@ -770,9 +771,9 @@ mod tests {
     #[test]
     fn an_ended_session_ends_its_access_tokens_only() {
         let (auth, _dir) = auth_with(&[]);
-        let mine = auth.issue_session_access("u1", "family-1");
-        let other = auth.issue_session_access("u1", "family-2");
-        let plain = auth.issue_access("u1");
+        let mine = auth.issue_session_access(&UserId::from_trusted("u1"), "family-1");
+        let other = auth.issue_session_access(&UserId::from_trusted("u1"), "family-2");
+        let plain = auth.issue_access(&UserId::from_trusted("u1"));
         assert_eq!(
             auth.verify_access(&mine).unwrap().sid.as_deref(),
             Some("family-1")

@@ -374,6 +374,19 @@ impl Authz {
         self.decide(Query::system(p, action))
     }
 
+    /// A service's check of an administrative act: the server itself may;
+    /// a principal may when the policy allows `action` (else `forbidden`).
+    pub fn permit(
+        &self,
+        actor: Actor<'_>,
+        action: SystemAction,
+    ) -> crate::error::ServiceResult<()> {
+        match actor {
+            Actor::Server => Ok(()),
+            Actor::Principal(p) => self.require_system(p, action),
+        }
+    }
+
     /// [`Authz::system`] as a service's check: refused with `forbidden`.
     pub fn require_system(
         &self,
@@ -401,6 +414,36 @@ impl Authz {
             return false;
         }
         self.decide(Query::direct_message(p, peer))
+    }
+}
+
+/// Who asks a service for an administrative act (managing documents,
+/// scopes, agents, digests).
+#[derive(Debug, Clone, Copy)]
+pub enum Actor<'a> {
+    /// A signed-in person or agent; the policy decides.
+    Principal(&'a Principal),
+    /// The server itself: seeding at start-up, scheduled runs, the
+    /// operator's CLI on the host. No request can present it: the API only
+    /// builds [`Actor::Principal`] (checked by the layering test).
+    Server,
+}
+
+impl Actor<'_> {
+    /// The principal, unless the server acts itself.
+    pub fn principal(&self) -> Option<&Principal> {
+        match self {
+            Actor::Principal(p) => Some(p),
+            Actor::Server => None,
+        }
+    }
+
+    /// The id the audit log records (`system` for the server).
+    pub fn user_id(&self) -> crate::ids::UserId {
+        match self {
+            Actor::Principal(p) => p.user_id(),
+            Actor::Server => crate::ids::UserId::system(),
+        }
     }
 }
 
@@ -697,7 +740,7 @@ mod barriers {
 
     fn user(name: &str, role: Role, clearance: &str) -> Principal {
         Principal {
-            id: format!("barrier-probe-{name}"),
+            id: crate::ids::UserId::from_trusted(format!("barrier-probe-{name}")),
             handle: name.into(),
             display_name: name.into(),
             role,
@@ -1323,7 +1366,7 @@ mod tests {
         assert_eq!(authz.digest(), digest, "the last good set stays active");
         assert_eq!(authz.generation(), generation);
         let outsider = Principal {
-            id: "u-out".into(),
+            id: crate::ids::UserId::from_trusted("u-out"),
             handle: "out".into(),
             display_name: "out".into(),
             role: crate::principal::Role::Member,

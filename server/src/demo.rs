@@ -1,6 +1,7 @@
 //! The demo's sample company, people and agents, seeded once on first start,
 //! and the first digest it announces.
 
+use crate::authz::Actor;
 use crate::ids::UserId;
 use std::path::PathBuf;
 
@@ -31,14 +32,16 @@ pub fn first_digest(app: crate::app::App, url: String) {
                 chrono::Utc::now(),
                 app.settings.insights.period_days,
             );
+            let lena = lena
+                .as_ref()
+                .and_then(|u| crate::principal::Principal::try_from(u).ok());
+            let actor = match &lena {
+                Some(p) => Actor::Principal(p),
+                None => Actor::Server,
+            };
             match app
                 .insights
-                .run(
-                    period,
-                    crate::insights::Trigger::Demo,
-                    lena.as_ref().map(|u| u.id.as_str()),
-                    &|_| {},
-                )
+                .run(period, crate::insights::Trigger::Demo, actor, &|_| {})
                 .await
             {
                 Ok(d) => {
@@ -66,14 +69,18 @@ pub fn first_digest(app: crate::app::App, url: String) {
 pub async fn seed_demo_agents(
     app: &crate::app::App,
     data_dir: &std::path::Path,
-    brain: &str,
+    brain: warroom_types::Brain,
 ) -> anyhow::Result<(String, Option<Kickoff>)> {
     let mut kickoff = None;
     let logins = data_dir.join("demo-logins.txt");
-    let (existing, _) = app.agents.list(None, None, 0, 1).await.map_err(api)?;
+    let (existing, _) = app
+        .agents
+        .list(Actor::Server, None, None, 0, 1)
+        .await
+        .map_err(api)?;
     let departments: Vec<String> = app
         .knowledge
-        .scopes()
+        .scopes(Actor::Server)
         .await
         .map_err(api)?
         .into_iter()
@@ -124,7 +131,7 @@ pub async fn seed_demo_agents(
                 template,
                 count: 1,
                 scope: None,
-                brain: Some(brain.to_string()),
+                brain: Some(brain),
                 activity: Some("high".into()),
                 channels: None,
                 tokens_per_hour: None,
@@ -149,7 +156,7 @@ pub async fn seed_demo_agents(
         for id in &people {
             let p = app
                 .directory
-                .get(id)
+                .get(&UserId::from_trusted(id.as_str()))
                 .await
                 .map_err(api)?
                 .expect("just created");
@@ -191,7 +198,7 @@ impl Kickoff {
     pub async fn post(self, app: &crate::app::App) -> anyhow::Result<()> {
         let lena = app
             .directory
-            .get(&self.author)
+            .get(&UserId::from_trusted(self.author.as_str()))
             .await
             .map_err(api)?
             .expect("demo user exists");
@@ -270,7 +277,7 @@ pub async fn load_corpus(
         };
         match app
             .knowledge
-            .ingest(None, &rel, &std::fs::read(file)?, &meta, &app.audit)
+            .ingest(Actor::Server, &rel, &std::fs::read(file)?, &meta)
             .await
         {
             Ok(_) => {
@@ -303,10 +310,7 @@ pub async fn load_corpus(
             exclude_tags: vec![],
             max_label: format!("confidential:{d}"),
         };
-        let _ = app
-            .knowledge
-            .put_scope(&UserId::system(), None, spec, &app.audit)
-            .await;
+        let _ = app.knowledge.put_scope(Actor::Server, None, spec).await;
     }
     let company = crate::knowledge::scope::ScopeSpec {
         name: "company-internal".into(),
@@ -319,18 +323,14 @@ pub async fn load_corpus(
         exclude_tags: vec![],
         max_label: "internal".into(),
     };
-    let _ = app
-        .knowledge
-        .put_scope(&UserId::system(), None, company, &app.audit)
-        .await;
+    let _ = app.knowledge.put_scope(Actor::Server, None, company).await;
     if let Some(id) = admin_id {
         let _ = app
             .knowledge
             .assign_scope(
-                &UserId::system(),
+                Actor::Server,
                 &UserId::from_trusted(id),
-                Some("company-internal"),
-                &app.audit,
+                Some(&crate::ids::ScopeId::from_trusted("company-internal")),
             )
             .await;
     }

@@ -9,6 +9,7 @@ use std::sync::{Arc, RwLock};
 use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 
 use crate::error::{ServiceError, ServiceResult};
+use crate::ids::UserId;
 use crate::label::Label;
 use crate::principal::{Principal, Role, UserKind};
 use crate::storage::entities::user;
@@ -102,7 +103,7 @@ impl Directory {
     }
 
     /// The principal with this id, if any.
-    pub async fn get(&self, id: &str) -> ServiceResult<Option<Arc<Principal>>> {
+    pub async fn get(&self, id: &UserId) -> ServiceResult<Option<Arc<Principal>>> {
         if let Some(p) = self.cache.get(id) {
             return Ok(Some(p));
         }
@@ -141,7 +142,7 @@ impl Directory {
     }
 
     /// Forget a cached principal after it changed.
-    pub fn invalidate(&self, id: &str) {
+    pub fn invalidate(&self, id: &UserId) {
         self.cache.invalidate(id);
     }
 
@@ -181,7 +182,7 @@ mod tests {
 
     fn principal(clearance: &str, active: bool) -> Arc<Principal> {
         Arc::new(Principal {
-            id: "u1".into(),
+            id: crate::ids::UserId::from_trusted("u1"),
             handle: "hana".into(),
             display_name: "Hana".into(),
             role: Role::Member,

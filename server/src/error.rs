@@ -92,6 +92,12 @@ impl From<crate::ids::IdError> for ServiceError {
     }
 }
 
+impl From<warroom_types::ChoiceError> for ServiceError {
+    fn from(e: warroom_types::ChoiceError) -> Self {
+        ServiceError::invalid(e.to_string())
+    }
+}
+
 impl From<sea_orm::DbErr> for ServiceError {
     fn from(e: sea_orm::DbErr) -> Self {
         ServiceError::internal(format!("database: {e}"))

@@ -16,6 +16,7 @@ pub mod error;
 pub mod insights;
 pub mod knowledge;
 pub mod marks;
+pub use warroom_types::choice;
 pub use warroom_types::id as ids;
 pub use warroom_types::label;
 pub mod metrics;

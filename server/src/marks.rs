@@ -43,7 +43,7 @@ impl AgentMarks {
             map.retain(|_, (_, at)| now.duration_since(*at) < WINDOW);
         }
         let entry = map
-            .entry(p.id.clone())
+            .entry(p.id.to_string())
             .or_insert_with(|| (label.clone(), now));
         if now.duration_since(entry.1) >= WINDOW {
             *entry = (label.clone(), now);
@@ -61,7 +61,7 @@ impl AgentMarks {
         }
         let seen = labels
             .into_iter()
-            .map(|l| l.parse::<Label>().unwrap_or_else(|_| p.clearance.clone()))
+            .map(|l| Label::from_stored(l, &p.clearance))
             .reduce(|a, b| a.join(&b));
         if let Some(l) = seen {
             self.raise(p, &l);
@@ -81,7 +81,7 @@ mod tests {
 
     fn agent(kind: UserKind) -> Principal {
         Principal {
-            id: "a1".into(),
+            id: crate::ids::UserId::from_trusted("a1"),
             handle: "bot".into(),
             display_name: "Bot".into(),
             role: crate::principal::Role::Agent,

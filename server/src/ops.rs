@@ -33,7 +33,7 @@ pub async fn acting_as(
         .ok_or_else(|| anyhow::anyhow!("no user {handle:?}: {missing}"))?;
     let p = app
         .directory
-        .get(&row.id)
+        .get(&crate::ids::UserId::from_trusted(row.id))
         .await
         .map_err(api)?
         .expect("row exists");
@@ -128,11 +128,16 @@ pub async fn offline_knowledge(settings: &Settings) -> anyhow::Result<crate::kno
         settings.server.policy_dir.as_deref(),
         std::sync::Arc::new(crate::metrics::Metrics::default()),
     )?);
+    let audit = std::sync::Arc::new(crate::audit::Audit::open(
+        db.clone(),
+        &settings.storage.data_dir,
+    )?);
     let knowledge = crate::knowledge::Knowledge::new(
         db,
         settings.knowledge.clone(),
         settings.storage.data_dir.clone(),
         authz,
+        audit,
     );
     knowledge
         .engine()

@@ -1,74 +1,15 @@
 //! Who is acting and on what: typed views of users and channels as the
 //! authorization layer sees them, parsed once from storage rows.
 
-use std::fmt;
-use std::str::FromStr;
-
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-
 use crate::label::Label;
 use crate::storage::entities::{channel, user};
 
-/// What a user may do in general; refined per action by the Cedar policies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Admin,
-    Leader,
-    Member,
-    Guest,
-    Agent,
-    /// A service account for agent workers: it lists the agents it runs, issues
-    /// their tokens and streams the activity feed, and nothing else.
-    Worker,
-}
-
-/// A person or an agent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum UserKind {
-    Human,
-    Agent,
-}
-
-/// Who can find and join a channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Visibility {
-    Public,
-    Private,
-    Direct,
-}
-
-macro_rules! string_enum {
-    ($t:ty, $what:literal, $($v:ident => $s:literal),+) => {
-        impl $t {
-            /// The stored and wire form.
-            pub fn as_str(self) -> &'static str {
-                match self { $(Self::$v => $s),+ }
-            }
-        }
-        impl FromStr for $t {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
-                match s { $($s => Ok(Self::$v),)+ other => Err(format!(concat!("unknown ", $what, " {:?}"), other)) }
-            }
-        }
-        impl fmt::Display for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) }
-        }
-    };
-}
-
-string_enum!(Role, "role", Admin => "admin", Leader => "leader", Member => "member", Guest => "guest", Agent => "agent", Worker => "worker");
-string_enum!(UserKind, "user kind", Human => "human", Agent => "agent");
-string_enum!(Visibility, "visibility", Public => "public", Private => "private", Direct => "direct");
+pub use warroom_types::choice::{Role, UserKind, Visibility};
 
 /// An authenticated user as policy sees them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    pub id: String,
+    pub id: crate::ids::UserId,
     pub handle: String,
     pub display_name: String,
     pub role: Role,
@@ -81,7 +22,7 @@ pub struct Principal {
 impl Principal {
     /// The account id, typed.
     pub fn user_id(&self) -> crate::ids::UserId {
-        crate::ids::UserId::from_trusted(self.id.clone())
+        self.id.clone()
     }
 }
 
@@ -89,11 +30,17 @@ impl TryFrom<&user::Model> for Principal {
     type Error = String;
     fn try_from(u: &user::Model) -> Result<Self, String> {
         Ok(Self {
-            id: u.id.clone(),
+            id: crate::ids::UserId::from_trusted(u.id.as_str()),
             handle: u.handle.clone(),
             display_name: u.display_name.clone(),
-            role: u.role.parse()?,
-            kind: u.kind.parse()?,
+            role: u
+                .role
+                .parse()
+                .map_err(|e: warroom_types::ChoiceError| e.to_string())?,
+            kind: u
+                .kind
+                .parse()
+                .map_err(|e: warroom_types::ChoiceError| e.to_string())?,
             department: u.department.clone(),
             clearance: u.clearance.parse().map_err(|e| format!("{e}"))?,
             active: u.active,
@@ -116,7 +63,10 @@ impl TryFrom<&channel::Model> for ChannelAttrs {
     fn try_from(c: &channel::Model) -> Result<Self, String> {
         Ok(Self {
             id: c.id.clone(),
-            visibility: c.visibility.parse()?,
+            visibility: c
+                .visibility
+                .parse()
+                .map_err(|e: warroom_types::ChoiceError| e.to_string())?,
             label: c.label.parse().map_err(|e| format!("{e}"))?,
             archived: c.archived,
             created_by: c.created_by.clone(),

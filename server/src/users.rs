@@ -19,7 +19,7 @@ use crate::error::{ServiceError, ServiceResult};
 use crate::principal::{Principal, Role, UserKind};
 use crate::realtime::Hub;
 use crate::realtime::{CloseReason, CLOSE_REVOKED};
-use crate::storage::entities::user;
+use crate::storage::entities::{audit, user};
 use sea_orm::{ActiveModelTrait, EntityTrait, QueryOrder, QuerySelect, Set};
 
 /// Request to create a user (admin).
@@ -51,13 +51,8 @@ pub fn default_clearance(role: Role) -> &'static str {
 /// Validate a create-user request into a [`NewUser`] (hashing the password).
 pub async fn new_user(req: CreateUser) -> ServiceResult<NewUser> {
     let handle = parse_handle(&req.handle)?;
-    let role: Role = req.role.parse().map_err(ServiceError::invalid)?;
-    let kind: UserKind = req
-        .kind
-        .as_deref()
-        .unwrap_or("human")
-        .parse()
-        .map_err(ServiceError::invalid)?;
+    let role: Role = req.role.parse()?;
+    let kind: UserKind = req.kind.as_deref().unwrap_or("human").parse()?;
     if (kind == UserKind::Agent) != (role == Role::Agent) {
         return Err(ServiceError::invalid(
             "agents have kind agent and role agent; humans never have role agent",
@@ -182,6 +177,48 @@ pub struct Users {
 }
 
 impl Users {
+    /// The newest `limit` audit records (auditors).
+    pub async fn audit_log(&self, p: &Principal, limit: u64) -> ServiceResult<Vec<audit::Model>> {
+        self.authz.require_system(p, SystemAction::AuditRead)?;
+        crate::audit::latest(&self.db, limit).await
+    }
+
+    /// Re-read and validate the policy directory; on error the active set
+    /// stays (`invalid_policies`). Returns how many policies are active.
+    pub async fn reload_policies(&self, p: &Principal) -> ServiceResult<usize> {
+        self.authz.require_system(p, SystemAction::PolicyReload)?;
+        match self.authz.reload() {
+            Ok(n) => {
+                self.audit
+                    .record(
+                        Some(&p.id),
+                        "policy.reload",
+                        "policies",
+                        "ok",
+                        serde_json::json!({"policies": n, "sha256": self.authz.digest()}),
+                    )
+                    .await;
+                Ok(n)
+            }
+            Err(e) => {
+                self.audit
+                    .record(
+                        Some(&p.id),
+                        "policy.reload",
+                        "policies",
+                        "rejected",
+                        serde_json::json!({"error": e.to_string()}),
+                    )
+                    .await;
+                Err(ServiceError::new(
+                    crate::error::ErrorKind::Unprocessable,
+                    "invalid_policies",
+                    format!("{e}; the previous policies stay active"),
+                ))
+            }
+        }
+    }
+
     /// A users service over these handles.
     pub fn new(
         db: DatabaseConnection,
@@ -295,7 +332,7 @@ impl Users {
         }
         let mut am: user::ActiveModel = row.clone().into();
         if let Some(role) = &req.role {
-            let r: Role = role.parse().map_err(ServiceError::invalid)?;
+            let r: Role = role.parse()?;
             if (r == Role::Agent) != (row.kind == "agent") {
                 return Err(ServiceError::invalid("only agents have role agent"));
             }

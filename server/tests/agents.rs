@@ -684,7 +684,7 @@ async fn security_case_8_hr_text_cannot_be_dmed_to_a_sales_agent() {
 async fn security_case_16_a_flooding_agent_is_rate_limited_and_others_keep_posting() {
     let url = warroom_tools::loopback_embed::start().await.unwrap();
     let app = TestApp::start(common::Backend::Sqlite, move |s| {
-        s.knowledge.embedder = "openai".into();
+        s.knowledge.embedder = warroom::choice::EmbedderKind::Openai;
         s.knowledge.openai_base_url = url;
         s.knowledge.openai_dim = warroom_tools::loopback_embed::DIM;
         s.limits.posts_per_second = 2.0;

@@ -400,7 +400,7 @@ async fn digest_judged_by(url: String, model: &str, timeout_secs: Option<u64>) -
     let model = model.to_string();
     let app = TestApp::with_loopback_embedder(move |s| {
         s.insights.schedule = false;
-        s.agents.brain = "openai".into();
+        s.agents.brain = warroom::choice::Brain::Openai;
         s.agents.openai_base_url = Some(url);
         s.agents.openai_model = model;
         if let Some(t) = timeout_secs {

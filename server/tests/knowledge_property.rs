@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestRunner};
 use warroom::audit::Audit;
-use warroom::authz::Authz;
+use warroom::authz::{Actor, Authz};
 use warroom::config::Settings;
 use warroom::knowledge::scope::ScopeSpec;
 use warroom::knowledge::{Engine, IngestMeta, Knowledge};
@@ -178,7 +178,7 @@ fn case_strategy() -> impl Strategy<Value = (ScopeSpec, String, String)> {
         )
 }
 
-async fn corpus(knowledge: &Knowledge, audit: &Audit) -> HashMap<String, Doc> {
+async fn corpus(knowledge: &Knowledge) -> HashMap<String, Doc> {
     let mut runner = TestRunner::deterministic();
     let doc = (
         0..4usize,
@@ -197,11 +197,10 @@ async fn corpus(knowledge: &Knowledge, audit: &Audit) -> HashMap<String, Doc> {
         );
         let o = knowledge
             .ingest(
-                None,
+                Actor::Server,
                 &format!("d/{i}.md"),
                 text.as_bytes(),
                 &IngestMeta::default(),
-                audit,
             )
             .await
             .unwrap_or_else(|e| panic!("ingest {i}: {e:?}"));
@@ -227,7 +226,7 @@ fn run(leaky: bool) {
     let mut settings = Settings::default();
     settings.storage.data_dir = dir.path().to_path_buf();
     settings.log = Some("error".into());
-    let (knowledge, audit, docs) = rt.block_on(async {
+    let (knowledge, docs) = rt.block_on(async {
         let db = warroom::storage::connect(&settings).await.unwrap();
         let authz = Arc::new(Authz::load(None, Arc::new(Default::default())).unwrap());
         let edge: Arc<dyn VectorStore> =
@@ -247,11 +246,11 @@ fn run(leaky: bool) {
             settings.knowledge.clone(),
             dir.path().to_path_buf(),
             authz,
+            Arc::new(Audit::open(db, dir.path()).unwrap()),
         )
         .with_engine(engine);
-        let audit = Audit::open(db, dir.path()).unwrap();
-        let docs = corpus(&knowledge, &audit).await;
-        (knowledge, audit, docs)
+        let docs = corpus(&knowledge).await;
+        (knowledge, docs)
     });
     let denied_total = std::cell::Cell::new(0usize);
     let returned_total = std::cell::Cell::new(0usize);
@@ -269,7 +268,7 @@ fn run(leaky: bool) {
                 rule,
             };
             let p = Principal {
-                id: "agent-1".into(),
+                id: warroom::ids::UserId::from_trusted("agent-1"),
                 handle: "agent-1".into(),
                 display_name: "agent".into(),
                 role: Role::Agent,
@@ -279,7 +278,7 @@ fn run(leaky: bool) {
                 active: true,
             };
             let r = rt
-                .block_on(knowledge.retrieve_in(&p, &scope, &query, 10, &audit))
+                .block_on(knowledge.retrieve_in(&p, &scope, &query, 10))
                 .unwrap();
             denied_total.set(denied_total.get() + r.denied);
             returned_total.set(returned_total.get() + r.chunks.len());

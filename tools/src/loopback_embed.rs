@@ -71,7 +71,7 @@ pub async fn start() -> std::io::Result<String> {
 pub async fn use_in(settings: &mut warroom::config::Settings) -> std::io::Result<()> {
     let url = start().await?;
     let k = &mut settings.knowledge;
-    k.embedder = "openai".into();
+    k.embedder = warroom::choice::EmbedderKind::Openai;
     k.openai_base_url = url;
     k.openai_model = "loopback".into();
     k.openai_dim = DIM;

@@ -199,6 +199,13 @@ string_id!(
     DigestId,
     "digest"
 );
+string_id!(
+    /// A knowledge scope. Where a scope is looked up, its name serves as
+    /// well as its id: names are slugs (`a-z`, digits, `-`), which have the
+    /// id form.
+    ScopeId,
+    "scope"
+);
 
 impl UserId {
     /// The server itself, as the actor of work no person asked for (seeding

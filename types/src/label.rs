@@ -53,6 +53,17 @@ pub struct Label {
 }
 
 impl Label {
+    /// A label read back from storage, where every label was checked when it
+    /// was written: an unreadable one means the row was changed outside
+    /// Warroom. It counts as `fallback`, which the reader picks so that the
+    /// row stays at least as closed as what holds it (the channel's label for
+    /// a message, the agent's clearance for its notes, `restricted` for a
+    /// digest's parts). Input from people is parsed with `str::parse`, which
+    /// refuses instead.
+    pub fn from_stored(raw: &str, fallback: &Label) -> Label {
+        raw.parse().unwrap_or_else(|_| fallback.clone())
+    }
+
     /// A label with a level and no compartments.
     pub fn level(level: Level) -> Self {
         Self {

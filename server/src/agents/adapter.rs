@@ -13,10 +13,9 @@ use warroom_agent_runtime::platform::{
     Platform, PlatformError, Posted, Shard,
 };
 
-use crate::audit::Audit;
 use crate::chat::Chat;
 use crate::directory::Directory;
-use crate::ids::{AgentId, IdError, Seq};
+use crate::ids::{AgentId, IdError, Seq, UserId};
 use crate::knowledge::Knowledge;
 use crate::marks::AgentMarks;
 
@@ -31,7 +30,6 @@ pub struct InProcess {
     chat: Chat,
     knowledge: Arc<Knowledge>,
     marks: Arc<AgentMarks>,
-    audit: Arc<Audit>,
     agents: Arc<Agents>,
 }
 
@@ -42,7 +40,6 @@ pub struct InProcessParts {
     pub chat: Chat,
     pub knowledge: Arc<Knowledge>,
     pub marks: Arc<AgentMarks>,
-    pub audit: Arc<Audit>,
     pub agents: Arc<Agents>,
 }
 
@@ -54,7 +51,7 @@ impl InProcess {
     ) -> Result<Observed, PlatformError> {
         let author = self
             .directory
-            .get(&m.author_id)
+            .get(&UserId::from_trusted(m.author_id.as_str()))
             .await
             .map_err(platform_error)?
             .ok_or_else(|| PlatformError::Unavailable("author vanished".into()))?;
@@ -78,7 +75,6 @@ impl InProcess {
             chat: p.chat,
             knowledge: p.knowledge,
             marks: p.marks,
-            audit: p.audit,
             agents: p.agents,
         }
     }
@@ -86,7 +82,7 @@ impl InProcess {
     async fn principal(&self, agent: &str) -> Result<Arc<Principal>, PlatformError> {
         let p = self
             .directory
-            .get(agent)
+            .get(&parse_id::<UserId>(agent)?)
             .await
             .map_err(platform_error)?
             .ok_or_else(|| PlatformError::NotFound(format!("agent {agent}")))?;
@@ -135,7 +131,7 @@ impl Platform for InProcess {
         loop {
             let page = self
                 .agents
-                .runtime_page(shard, after.as_ref(), 10_000)
+                .runtime_page(crate::authz::Actor::Server, shard, after.as_ref(), 10_000)
                 .await
                 .map_err(platform_error)?;
             out.extend(page.agents);
@@ -208,7 +204,7 @@ impl Platform for InProcess {
         let p = self.principal(agent).await?;
         let r = self
             .knowledge
-            .retrieve(&p, query, k, Some(ceiling), &self.audit)
+            .retrieve(&p, query, k, Some(ceiling))
             .await
             .map_err(platform_error)?;
         self.marks
@@ -223,8 +219,20 @@ impl Platform for InProcess {
             thread_root: draft.thread_root,
             idempotency_key: Some(draft.idempotency_key),
             label: Some(draft.label.to_string()),
-            citations: draft.citations,
-            brain: Some(draft.brain),
+            citations: draft
+                .citations
+                .iter()
+                .map(|c| parse_id(c))
+                .collect::<Result<_, _>>()?,
+            brain: Some(
+                draft
+                    .brain
+                    .parse()
+                    .map_err(|e: warroom_types::ChoiceError| PlatformError::Rejected {
+                        code: "invalid_input".into(),
+                        message: e.to_string(),
+                    })?,
+            ),
         };
         let (stored, _) = self
             .chat

@@ -13,6 +13,7 @@ use warroom_agent_runtime::scheduler::SchedulerConfig;
 
 use super::adapter::InProcess;
 use crate::config::Settings;
+use warroom_types::Brain;
 
 /// A running in-process agent runtime.
 pub struct AgentHost {
@@ -42,7 +43,7 @@ pub fn runtime_config(settings: &Settings) -> RuntimeConfig {
 pub async fn brains(settings: &Settings, want_local: bool) -> Brains {
     let a = &settings.agents;
     let mut brains = Brains::default();
-    if want_local || a.brain == "local" {
+    if want_local || a.brain == Brain::Local {
         let models_dir = settings.knowledge.models_dir();
         let path = a.local_model.clone();
         let fetch = settings.knowledge.fetch_models;

@@ -5,6 +5,7 @@
 //! them to their channels through the ordinary, authorized chat service.
 
 pub mod adapter;
+pub mod admin;
 pub mod host;
 
 use std::collections::HashMap;
@@ -24,6 +25,8 @@ use warroom_agent_runtime::platform::{
 };
 
 use crate::audit::Audit;
+use crate::auth::Auth;
+use crate::authz::{Actor, Authz, SystemAction};
 use crate::chat::Chat;
 use crate::config::AgentSettings;
 use crate::directory::Directory;
@@ -34,6 +37,7 @@ use crate::label::Label;
 use crate::principal::{Principal, Role, UserKind};
 use crate::realtime::Hub;
 use crate::storage::entities::{agent, agent_memory, membership, user};
+use warroom_types::Brain;
 
 /// New messages, as metadata, to whoever runs agents (in process or remote).
 /// Subscribers get an [`Activity`] cut for them from each [`FeedItem`]: only
@@ -125,7 +129,7 @@ impl crate::chat::writer::CommitListener for ActivityFeed {
                 Some(root) => r.map.get(root).cloned(),
                 None => {
                     r.map
-                        .insert(m.id.clone(), (author.id.clone(), label.clone()));
+                        .insert(m.id.clone(), (author.id.to_string(), label.clone()));
                     r.order.push_back(m.id.clone());
                     if r.order.len() > RECENT_ROOTS {
                         if let Some(old) = r.order.pop_front() {
@@ -143,7 +147,7 @@ impl crate::chat::writer::CommitListener for ActivityFeed {
                 channel_id: m.channel_id.clone(),
                 seq: m.seq,
                 message_id: m.id.clone(),
-                author_id: author.id.clone(),
+                author_id: author.id.to_string(),
                 author_is_agent: author.kind == UserKind::Agent,
                 thread_root: m.thread_root.clone(),
                 label,
@@ -224,9 +228,6 @@ impl Status {
     }
 }
 
-/// The brains an agent may be given.
-pub const BRAINS: &[&str] = &["extractive", "local", "openai"];
-
 /// A request to spawn agents from a template.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -238,7 +239,7 @@ pub struct SpawnRequest {
     /// The retrieval scope (name or id); default `dept-<department>`.
     pub scope: Option<String>,
     /// `extractive`, `local` or `openai`; default from the server's `[agents]` settings.
-    pub brain: Option<String>,
+    pub brain: Option<Brain>,
     /// `low`, `medium` or `high`; default the template's.
     pub activity: Option<String>,
     /// Channels to join (names); default `war-room` and the department's channel.
@@ -421,6 +422,8 @@ pub struct Agents {
     chat: Chat,
     knowledge: Arc<Knowledge>,
     audit: Arc<Audit>,
+    authz: Arc<Authz>,
+    auth: Arc<Auth>,
     directory: Arc<Directory>,
     hub: Arc<Hub>,
     feed: ActivityFeed,
@@ -437,6 +440,8 @@ pub struct AgentsParts {
     pub chat: Chat,
     pub knowledge: Arc<Knowledge>,
     pub audit: Arc<Audit>,
+    pub authz: Arc<Authz>,
+    pub auth: Arc<Auth>,
     pub directory: Arc<Directory>,
     pub hub: Arc<Hub>,
     pub feed: ActivityFeed,
@@ -488,6 +493,8 @@ impl Agents {
             chat: p.chat,
             knowledge: p.knowledge,
             audit: p.audit,
+            authz: p.authz,
+            auth: p.auth,
             directory: p.directory,
             hub: p.hub,
             feed: p.feed,
@@ -536,6 +543,8 @@ impl Agents {
         max_count: u32,
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> ServiceResult<SpawnOutcome> {
+        self.authz
+            .permit(Actor::Principal(actor), SystemAction::AgentManage)?;
         let template = self.template(&req.template).ok_or_else(|| {
             ServiceError::invalid(format!(
                 "unknown template {:?}; see GET /api/v1/agents/templates",
@@ -547,15 +556,7 @@ impl Agents {
                 "count must be 1-{max_count}"
             )));
         }
-        let brain = req
-            .brain
-            .clone()
-            .unwrap_or_else(|| self.settings.brain.clone());
-        if !BRAINS.contains(&brain.as_str()) {
-            return Err(ServiceError::invalid(
-                "brain must be extractive, local or openai",
-            ));
-        }
+        let brain = req.brain.unwrap_or(self.settings.brain);
         let activity = match &req.activity {
             Some(a) => ActivityLevel::parse(a).map_err(ServiceError::invalid)?,
             None => template.activity,
@@ -564,7 +565,8 @@ impl Agents {
             .scope
             .clone()
             .unwrap_or_else(|| format!("dept-{}", template.department));
-        let scope = self.knowledge.scope(&scope_name).await.map_err(|e| {
+        let scope_ref = crate::ids::ScopeId::parse(&scope_name)?;
+        let scope = self.knowledge.find_scope(&scope_ref).await.map_err(|e| {
             if e.kind == crate::error::ErrorKind::NotFound {
                 ServiceError::invalid(format!(
                     "scope {scope_name:?} does not exist; create it first (POST /api/v1/scopes) or pass another scope"
@@ -574,7 +576,7 @@ impl Agents {
             }
         })?;
         // An agent is cleared for exactly what its scope may show it.
-        let clearance: Label = crate::chat::parse_label(&scope.spec.max_label)?;
+        let clearance: Label = crate::chat::stored_label(&scope.spec.max_label)?;
         let channel_names = req.channels.clone().unwrap_or_else(|| {
             vec![
                 "war-room".to_string(),
@@ -594,7 +596,7 @@ impl Agents {
         for name in &channel_names {
             let existing = self.find_channel(name).await?;
             let (label, topic) = match &existing {
-                Some(c) => (crate::chat::parse_label(&c.label)?, c.topic.clone()),
+                Some(c) => (crate::chat::stored_label(&c.label)?, c.topic.clone()),
                 None => new_channel_label(name, &template),
             };
             if !label.within(&clearance) {
@@ -606,7 +608,7 @@ impl Agents {
         }
         let (ids, rows, agent_rows) = self
             .new_rows(
-                &template, &req, &brain, activity, &clearance, actor, req.count,
+                &template, &req, brain, activity, &clearance, actor, req.count,
             )
             .await?;
         let txn = crate::storage::begin_write(&self.db).await?;
@@ -622,7 +624,7 @@ impl Agents {
             .assign_scopes_in(
                 &txn,
                 &ids.iter().map(AgentId::user).collect::<Vec<_>>(),
-                &scope.id,
+                &crate::ids::ScopeId::from_trusted(scope.id.as_str()),
             )
             .await?;
         txn.commit().await?;
@@ -647,7 +649,7 @@ impl Agents {
                         Arc::new(actor.clone())
                     } else {
                         self.directory
-                            .get(&ids[0])
+                            .get(&ids[0].user())
                             .await?
                             .ok_or_else(|| ServiceError::internal("spawned agent vanished"))?
                     };
@@ -687,7 +689,7 @@ impl Agents {
         &self,
         template: &Template,
         req: &SpawnRequest,
-        brain: &str,
+        brain: Brain,
         activity: ActivityLevel,
         clearance: &Label,
         actor: &Principal,
@@ -728,11 +730,11 @@ impl Agents {
                 template: Set(template.name.clone()),
                 persona: Set(serde_json::to_string(&p).expect("persona serializes")),
                 activity: Set(activity.as_str().into()),
-                brain: Set(brain.into()),
+                brain: Set(brain.as_str().to_string()),
                 status: Set(Status::Active.as_str().into()),
                 tokens_per_hour: Set(req.tokens_per_hour.unwrap_or(0) as i64),
                 turns_per_hour: Set(req.turns_per_hour.unwrap_or(0) as i64),
-                created_by: Set(actor.id.clone()),
+                created_by: Set(actor.id.to_string()),
                 created_at: Set(now),
                 updated_at: Set(now),
             });
@@ -769,7 +771,7 @@ impl Agents {
         let mut joins = stream::iter(ids.iter().cloned().map(|id| async move {
             let p = self
                 .directory
-                .get(&id)
+                .get(&id.user())
                 .await?
                 .ok_or_else(|| ServiceError::internal("spawned agent vanished"))?;
             for c in channels {
@@ -836,11 +838,13 @@ impl Agents {
     /// A page of agents, newest first, optionally by status and template.
     pub async fn list(
         &self,
+        actor: Actor<'_>,
         status: Option<&str>,
         template: Option<&str>,
         offset: u64,
         limit: u64,
     ) -> ServiceResult<(Vec<AgentView>, u64)> {
+        self.authz.permit(actor, SystemAction::AgentView)?;
         let mut q = agent::Entity::find();
         if let Some(s) = status {
             q = q.filter(agent::Column::Status.eq(Status::parse(s)?.as_str()));
@@ -863,7 +867,12 @@ impl Agents {
     }
 
     /// One agent.
-    pub async fn get(&self, id: &AgentId) -> ServiceResult<AgentView> {
+    pub async fn get(&self, actor: Actor<'_>, id: &AgentId) -> ServiceResult<AgentView> {
+        self.authz.permit(actor, SystemAction::AgentView)?;
+        self.view_of(id).await
+    }
+
+    async fn view_of(&self, id: &AgentId) -> ServiceResult<AgentView> {
         self.views(std::slice::from_ref(id))
             .await?
             .pop()
@@ -878,6 +887,8 @@ impl Agents {
         id: &AgentId,
         status: Status,
     ) -> ServiceResult<AgentView> {
+        self.authz
+            .permit(Actor::Principal(actor), SystemAction::AgentManage)?;
         let row = agent::Entity::find_by_id(id.to_string())
             .one(&self.db)
             .await?
@@ -913,10 +924,10 @@ impl Agents {
             .exec(&txn)
             .await?;
         txn.commit().await?;
-        self.directory.invalidate(id);
+        self.directory.invalidate(&id.user());
         if status != Status::Active {
             self.hub.close_user(
-                id,
+                &id.user(),
                 crate::realtime::CloseReason {
                     code: crate::realtime::CLOSE_REVOKED,
                     reason: format!("agent {}", status.as_str()),
@@ -932,16 +943,18 @@ impl Agents {
                 serde_json::json!({}),
             )
             .await;
-        self.get(id).await
+        self.view_of(id).await
     }
 
     /// Agents a runtime shard drives (active and paused), a page at a time, by id.
     pub async fn runtime_page(
         &self,
+        actor: Actor<'_>,
         shard: Shard,
         after: Option<&AgentId>,
         limit: u64,
     ) -> ServiceResult<RuntimePage> {
+        self.authz.permit(actor, SystemAction::AgentRun)?;
         let limit = limit.clamp(1, 10_000);
         let mut q = agent::Entity::find()
             .filter(agent::Column::Status.ne(Status::Retired.as_str()))
@@ -1038,7 +1051,7 @@ impl Agents {
                 .all(&self.db)
                 .await?;
             for (id, label) in rows {
-                let label = label.parse().unwrap_or_else(|_| agent_clearance.clone());
+                let label = Label::from_stored(&label, agent_clearance);
                 current.insert(id, label);
             }
         }

@@ -12,16 +12,14 @@ use warroom_agent_runtime::memory::Memory;
 use warroom_agent_runtime::platform::Shard;
 use warroom_types::wire::AgentToken;
 
-use super::users_routes::require_system;
 use super::{ApiJson, ApiPath, ApiQuery, Caller};
 use crate::agents::Status;
 use crate::agents::{AgentView, RuntimePage, SpawnOutcome, SpawnRequest};
 use crate::api::error::{ApiError, ApiResult};
 use crate::app::App;
-use crate::authz::SystemAction;
+use crate::authz::Actor;
 use crate::chat::views::MessageView;
 use crate::ids::AgentId;
-use crate::principal::UserKind;
 
 pub fn routes() -> Router<App> {
     Router::new()
@@ -41,8 +39,7 @@ pub async fn templates(
     State(app): State<App>,
     Caller(p): Caller,
 ) -> ApiResult<Json<Vec<warroom_agent_runtime::persona::Template>>> {
-    require_system(&app, &p, SystemAction::AgentView)?;
-    Ok(Json(app.agents.templates()))
+    Ok(Json(app.agents.templates_for(Actor::Principal(&p))?))
 }
 
 /// Spawn agents from a template (admins).
@@ -52,7 +49,6 @@ pub async fn spawn_agents(
     Caller(p): Caller,
     ApiJson(req): ApiJson<SpawnRequest>,
 ) -> ApiResult<(StatusCode, Json<SpawnOutcome>)> {
-    require_system(&app, &p, SystemAction::AgentManage)?;
     let max = app.settings.agents.max_spawn;
     let out = app.agents.spawn(&p, req, max, &|_, _| {}).await?;
     Ok((StatusCode::CREATED, Json(out)))
@@ -84,10 +80,10 @@ pub async fn list_agents(
     Caller(p): Caller,
     ApiQuery(q): ApiQuery<ListAgents>,
 ) -> ApiResult<Json<AgentList>> {
-    require_system(&app, &p, SystemAction::AgentView)?;
     let (agents, total) = app
         .agents
         .list(
+            Actor::Principal(&p),
             q.status.as_deref(),
             q.template.as_deref(),
             q.offset.unwrap_or(0),
@@ -104,8 +100,7 @@ pub async fn get_agent(
     Caller(p): Caller,
     ApiPath(id): ApiPath<AgentId>,
 ) -> ApiResult<Json<AgentView>> {
-    require_system(&app, &p, SystemAction::AgentView)?;
-    Ok(Json(app.agents.get(&id).await?))
+    Ok(Json(app.agents.get(Actor::Principal(&p), &id).await?))
 }
 
 /// A status change.
@@ -124,7 +119,6 @@ pub async fn set_status(
     ApiPath(id): ApiPath<AgentId>,
     ApiJson(req): ApiJson<StatusChange>,
 ) -> ApiResult<Json<AgentView>> {
-    require_system(&app, &p, SystemAction::AgentManage)?;
     Ok(Json(
         app.agents
             .set_status(&p, &id, Status::parse(&req.status)?)
@@ -148,9 +142,8 @@ pub async fn agent_messages(
     ApiPath(id): ApiPath<AgentId>,
     ApiQuery(q): ApiQuery<AgentMessagesQuery>,
 ) -> ApiResult<Json<Vec<MessageView>>> {
-    require_system(&app, &p, SystemAction::AgentView)?;
     let limit = q.limit.unwrap_or(50).clamp(1, app.settings.limits.max_page);
-    Ok(Json(app.chat.by_author(&p, &id.user(), limit).await?))
+    Ok(Json(app.agents.messages(&p, &id, limit).await?))
 }
 
 /// Which agents a worker asks for.
@@ -172,7 +165,6 @@ pub async fn runtime_agents(
     Caller(p): Caller,
     ApiQuery(q): ApiQuery<RuntimeQuery>,
 ) -> ApiResult<Json<RuntimePage>> {
-    require_system(&app, &p, SystemAction::AgentRun)?;
     let shard = match &q.shard {
         Some(s) => Shard::parse(s).map_err(ApiError::invalid)?,
         None => Shard::ALL,
@@ -180,7 +172,12 @@ pub async fn runtime_agents(
     let after = q.after.as_deref().map(AgentId::parse).transpose()?;
     Ok(Json(
         app.agents
-            .runtime_page(shard, after.as_ref(), q.limit.unwrap_or(5000))
+            .runtime_page(
+                Actor::Principal(&p),
+                shard,
+                after.as_ref(),
+                q.limit.unwrap_or(5000),
+            )
             .await?,
     ))
 }
@@ -193,58 +190,7 @@ pub async fn agent_token(
     Caller(p): Caller,
     ApiPath(id): ApiPath<AgentId>,
 ) -> ApiResult<Json<AgentToken>> {
-    require_system(&app, &p, SystemAction::AgentRun)?;
-    let agent = app
-        .directory
-        .get(&id)
-        .await?
-        .filter(|a| a.kind == UserKind::Agent && a.active)
-        .ok_or_else(|| ApiError::not_found("active agent"))?;
-    // Nobody acts through an agent with more than they are cleared for.
-    if !agent.clearance.within(&p.clearance) {
-        app.audit
-            .record(
-                Some(&p.id),
-                "agent.token",
-                &agent.id,
-                "denied",
-                serde_json::json!({"reason": "clearance_exceeded", "agent_clearance": agent.clearance.to_string()}),
-            )
-            .await;
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "clearance_exceeded",
-            format!(
-                "agent {} is cleared for {}, beyond your clearance {}: a token must be issued by someone cleared for it",
-                agent.handle, agent.clearance, p.clearance
-            ),
-        ));
-    }
-    app.audit
-        .record(
-            Some(&p.id),
-            "agent.token",
-            &agent.id,
-            "ok",
-            serde_json::json!({"agent_clearance": agent.clearance.to_string()}),
-        )
-        .await;
-    Ok(Json(AgentToken {
-        access_token: app.auth.issue_agent_access(&agent.id, &p.id),
-        expires_in: app.auth.access_ttl(),
-    }))
-}
-
-/// The agent itself, or an admin, may read and write its memory.
-fn require_self_or_admin(
-    app: &App,
-    p: &crate::principal::Principal,
-    id: &AgentId,
-) -> ApiResult<()> {
-    if p.id == *id && p.kind == UserKind::Agent {
-        return Ok(());
-    }
-    require_system(app, p, SystemAction::AgentManage)
+    Ok(Json(app.agents.issue_token(&p, &id).await?))
 }
 
 /// An agent's saved memory (`null` when none).
@@ -254,54 +200,8 @@ pub async fn get_memory(
     Caller(p): Caller,
     ApiPath(id): ApiPath<AgentId>,
 ) -> ApiResult<Json<Option<Memory>>> {
-    require_self_or_admin(&app, &p, &id)?;
-    let memory = app.agents.memory(&id).await?;
-    if p.id == id {
-        return Ok(Json(memory));
-    }
-    let agent_clearance = app
-        .directory
-        .get(&id)
-        .await?
-        .map(|a| a.clearance.clone())
-        .ok_or_else(|| ApiError::not_found("agent"))?;
-    let Some(memory) = memory else {
-        return Ok(Json(None));
-    };
-    let memory = app.agents.labelled_memory(memory, &agent_clearance).await?;
-    Ok(Json(Some(redact_memory(
-        memory,
-        &p.clearance,
-        &agent_clearance,
-    ))))
+    Ok(Json(app.agents.memory_for(&p, &id).await?))
 }
-
-/// What of an agent's memory a reader other than the agent may see: notes
-/// and the summary only within the reader's clearance (a summary of unknown
-/// label counts as the agent's clearance), never the sentence keys.
-fn redact_memory(
-    mut m: Memory,
-    reader: &crate::label::Label,
-    agent_clearance: &crate::label::Label,
-) -> Memory {
-    for n in &mut m.recent {
-        if !n.label.within(reader) {
-            n.text = REDACTED.into();
-            n.author = REDACTED.into();
-            n.channel_id = REDACTED.into();
-            n.message_id = REDACTED.into();
-        }
-    }
-    let summary_label = m.summary_label.as_ref().unwrap_or(agent_clearance);
-    if !m.summary.is_empty() && !summary_label.within(reader) {
-        m.summary = REDACTED.into();
-    }
-    m.said.clear();
-    m
-}
-
-/// What replaces memory a reader is not cleared for.
-const REDACTED: &str = "[redacted: above your clearance]";
 
 /// Replace an agent's memory.
 #[utoipa::path(put, path = "/api/v1/agents/{id}/memory", request_body = Object, responses((status = 204, description = "saved")), security(("bearer" = [])))]
@@ -311,10 +211,6 @@ pub async fn put_memory(
     ApiPath(id): ApiPath<AgentId>,
     ApiJson(memory): ApiJson<Memory>,
 ) -> ApiResult<StatusCode> {
-    require_self_or_admin(&app, &p, &id)?;
-    if !app.agents.exists(&id).await? {
-        return Err(ApiError::not_found("agent"));
-    }
-    app.agents.save_memory(&id, &memory).await?;
+    app.agents.replace_memory(&p, &id, &memory).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -7,7 +7,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{check_id, ApiJson, ApiPath, ApiQuery, Caller};
+use super::{ApiJson, ApiPath, ApiQuery, Caller};
 use crate::api::error::{ApiError, ApiResult};
 use crate::app::App;
 use crate::chat::{
@@ -15,7 +15,7 @@ use crate::chat::{
     PostMessage,
 };
 use crate::directory::parse_handle;
-use crate::ids::{ChannelId, MessageId, Seq};
+use crate::ids::{ChannelId, MessageId, Seq, UserId};
 use crate::principal::Principal;
 
 /// Who to invite or message: a user id or a handle.
@@ -91,11 +91,11 @@ pub fn routes() -> Router<App> {
 
 async fn resolve_user(app: &App, r: &UserRef) -> ApiResult<std::sync::Arc<Principal>> {
     let found = match (&r.user_id, &r.handle) {
-        (Some(id), None) => app.directory.get(check_id(id)?).await?,
+        (Some(id), None) => app.directory.get(&UserId::parse(id)?).await?,
         (None, Some(h)) => {
             let h = parse_handle(h)?;
             match app.directory.row_by_handle(&h).await? {
-                Some(row) => app.directory.get(&row.id).await?,
+                Some(row) => app.directory.get(&UserId::from_trusted(row.id)).await?,
                 None => None,
             }
         }
@@ -218,15 +218,15 @@ pub async fn presence(
     Caller(p): Caller,
     ApiPath(id): ApiPath<ChannelId>,
 ) -> ApiResult<Json<Presence>> {
-    let ids: Vec<String> = app
+    let ids: Vec<UserId> = app
         .chat
         .members(&p, &id)
         .await?
         .into_iter()
-        .map(|m| m.id)
-        .collect();
+        .map(|m| UserId::from_trusted(m.id))
+        .collect::<Vec<UserId>>();
     Ok(Json(Presence {
-        online: app.hub.online(&ids),
+        online: app.hub.online(&ids).into_iter().map(String::from).collect(),
     }))
 }
 

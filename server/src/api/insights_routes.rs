@@ -10,11 +10,10 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::users_routes::require_system;
 use super::{ApiQuery, Caller};
 use crate::api::error::{ApiError, ApiResult};
 use crate::app::App;
-use crate::authz::SystemAction;
+use crate::authz::Actor;
 use crate::insights::render::{self, Format};
 use crate::insights::DigestRef;
 use crate::insights::{DigestSummary, Period, Trigger};
@@ -46,7 +45,6 @@ pub async fn list_digests(
     Caller(p): Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<DigestList>> {
-    require_system(&app, &p, SystemAction::InsightsRead)?;
     let limit = q.limit.unwrap_or(52);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::invalid("limit must be 1-500"));
@@ -63,7 +61,6 @@ pub async fn get_digest(
     Caller(p): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    require_system(&app, &p, SystemAction::InsightsRead)?;
     let d = app.insights.get(&p, &id.parse::<DigestRef>()?).await?;
     Ok(Json(render::json(&d)))
 }
@@ -83,7 +80,6 @@ pub async fn export_digest(
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<ExportQuery>,
 ) -> ApiResult<Response> {
-    require_system(&app, &p, SystemAction::InsightsRead)?;
     let format = Format::parse(&q.format)
         .ok_or_else(|| ApiError::invalid("format must be md, html or json"))?;
     let d = app.insights.get(&p, &id.parse::<DigestRef>()?).await?;
@@ -126,7 +122,6 @@ pub async fn run_insights(
     Caller(p): Caller,
     body: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
-    require_system(&app, &p, SystemAction::InsightsRun)?;
     let req: RunRequest = if body.iter().all(|b| b.is_ascii_whitespace()) {
         RunRequest::default()
     } else {
@@ -139,7 +134,7 @@ pub async fn run_insights(
     let period = resolve_period(&app, req.from, req.to);
     let d = app
         .insights
-        .run(period, Trigger::Api, Some(&p.id), &|_| {})
+        .run(period, Trigger::Api, Actor::Principal(&p), &|_| {})
         .await?;
     let d = app.insights.redact_now(d, &p).await?;
     Ok((StatusCode::CREATED, Json(render::json(&d))))

@@ -2,20 +2,19 @@
 //! (CRUD, preview, assignment) and scoped retrieval for the calling principal.
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::users_routes::require_system;
 use super::{ApiJson, ApiPath, ApiQuery, Caller};
 use crate::api::error::{ApiError, ApiResult};
 use crate::app::App;
-use crate::authz::SystemAction;
+use crate::authz::Actor;
 use crate::chat::parse_label;
-use crate::ids::{DocumentId, UserId};
+use crate::ids::{DocumentId, ScopeId, UserId};
 use crate::knowledge::scope::{parse_slug, Scope, ScopeSpec};
 use crate::knowledge::views::DocumentView;
 use crate::knowledge::{CitedChunk, IngestMeta, IngestOutcome, Retrieval, ScopePreview};
@@ -132,7 +131,6 @@ pub async fn upload_document(
     ApiQuery(q): ApiQuery<UploadQuery>,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<IngestOutcome>)> {
-    require_system(&app, &p, SystemAction::DocumentManage)?;
     let max = app.settings.knowledge.max_file_bytes;
     let body = read_upload(body, max).await?.ok_or_else(|| {
         ApiError::new(
@@ -160,7 +158,7 @@ pub async fn upload_document(
     };
     let outcome = app
         .knowledge
-        .ingest(Some(&p.user_id()), &q.path, &body, &meta, &app.audit)
+        .ingest(Actor::Principal(&p), &q.path, &body, &meta)
         .await?;
     let status = if outcome.status == "unchanged" {
         StatusCode::OK
@@ -177,7 +175,6 @@ pub async fn list_documents(
     Caller(p): Caller,
     ApiQuery(q): ApiQuery<DocumentQuery>,
 ) -> ApiResult<Json<Vec<DocumentView>>> {
-    require_system(&app, &p, SystemAction::DocumentManage)?;
     let collection = q
         .collection
         .as_deref()
@@ -190,7 +187,11 @@ pub async fn list_documents(
         .transpose()?;
     let docs = app
         .knowledge
-        .documents(collection.as_deref(), department.as_deref())
+        .documents(
+            Actor::Principal(&p),
+            collection.as_deref(),
+            department.as_deref(),
+        )
         .await?;
     Ok(Json(docs.iter().map(DocumentView::from).collect()))
 }
@@ -202,13 +203,12 @@ pub async fn get_document(
     Caller(p): Caller,
     ApiPath(id): ApiPath<DocumentId>,
 ) -> ApiResult<Json<DocumentDetail>> {
-    require_system(&app, &p, SystemAction::DocumentManage)?;
-    let d = app.knowledge.document(&id).await?;
+    let d = app.knowledge.document(Actor::Principal(&p), &id).await?;
     let cleared = d
         .label
         .parse::<crate::label::Label>()
         .is_ok_and(|l| l.within(&p.clearance));
-    let chunks = app.knowledge.chunks_of(&id).await?;
+    let chunks = app.knowledge.chunks_of(Actor::Principal(&p), &id).await?;
     Ok(Json(DocumentDetail {
         document: DocumentView::from(&d),
         redacted: !cleared,
@@ -232,8 +232,7 @@ pub async fn delete_document(
     Caller(p): Caller,
     ApiPath(id): ApiPath<DocumentId>,
 ) -> ApiResult<StatusCode> {
-    require_system(&app, &p, SystemAction::DocumentManage)?;
-    app.knowledge.delete(&p.user_id(), &id, &app.audit).await?;
+    app.knowledge.delete(Actor::Principal(&p), &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -252,11 +251,10 @@ pub async fn reclassify_document(
     ApiPath(id): ApiPath<DocumentId>,
     ApiJson(req): ApiJson<Reclassify>,
 ) -> ApiResult<Json<DocumentView>> {
-    require_system(&app, &p, SystemAction::DocumentManage)?;
     let label = parse_label(&req.label)?;
     let d = app
         .knowledge
-        .reclassify(&p.user_id(), &id, &label, &app.audit)
+        .reclassify(Actor::Principal(&p), &id, &label)
         .await?;
     Ok(Json(DocumentView::from(&d)))
 }
@@ -284,10 +282,9 @@ pub async fn list_scopes(
     State(app): State<App>,
     Caller(p): Caller,
 ) -> ApiResult<Json<Vec<ScopeView>>> {
-    require_system(&app, &p, SystemAction::ScopeManage)?;
     Ok(Json(
         app.knowledge
-            .scopes()
+            .scopes(Actor::Principal(&p))
             .await?
             .into_iter()
             .map(ScopeView::from)
@@ -302,10 +299,9 @@ pub async fn create_scope(
     Caller(p): Caller,
     ApiJson(spec): ApiJson<ScopeSpec>,
 ) -> ApiResult<(StatusCode, Json<ScopeView>)> {
-    require_system(&app, &p, SystemAction::ScopeManage)?;
     let s = app
         .knowledge
-        .put_scope(&p.user_id(), None, spec, &app.audit)
+        .put_scope(Actor::Principal(&p), None, spec)
         .await?;
     Ok((StatusCode::CREATED, Json(s.into())))
 }
@@ -315,11 +311,10 @@ pub async fn create_scope(
 pub async fn get_scope(
     State(app): State<App>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<ScopeId>,
 ) -> ApiResult<Json<ScopeView>> {
-    require_system(&app, &p, SystemAction::ScopeManage)?;
     Ok(Json(
-        app.knowledge.scope(check_scope_ref(&id)?).await?.into(),
+        app.knowledge.scope(Actor::Principal(&p), &id).await?.into(),
     ))
 }
 
@@ -328,13 +323,12 @@ pub async fn get_scope(
 pub async fn update_scope(
     State(app): State<App>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<ScopeId>,
     ApiJson(spec): ApiJson<ScopeSpec>,
 ) -> ApiResult<Json<ScopeView>> {
-    require_system(&app, &p, SystemAction::ScopeManage)?;
     let s = app
         .knowledge
-        .put_scope(&p.user_id(), Some(check_scope_ref(&id)?), spec, &app.audit)
+        .put_scope(Actor::Principal(&p), Some(&id), spec)
         .await?;
     Ok(Json(s.into()))
 }
@@ -344,25 +338,12 @@ pub async fn update_scope(
 pub async fn delete_scope(
     State(app): State<App>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<ScopeId>,
 ) -> ApiResult<StatusCode> {
-    require_system(&app, &p, SystemAction::ScopeManage)?;
     app.knowledge
-        .delete_scope(&p.user_id(), check_scope_ref(&id)?, &app.audit)
+        .delete_scope(Actor::Principal(&p), &id)
         .await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-fn check_scope_ref(id: &str) -> ApiResult<&str> {
-    if id.is_empty()
-        || id.len() > 64
-        || !id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-    {
-        return Err(ApiError::invalid("malformed scope id or name"));
-    }
-    Ok(id)
 }
 
 /// How many samples a preview shows.
@@ -377,11 +358,10 @@ pub struct PreviewQuery {
 pub async fn preview_scope(
     State(app): State<App>,
     Caller(p): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<ScopeId>,
     ApiQuery(q): ApiQuery<PreviewQuery>,
 ) -> ApiResult<Json<ScopePreview>> {
-    require_system(&app, &p, SystemAction::ScopeManage)?;
-    let s = app.knowledge.scope(check_scope_ref(&id)?).await?;
+    let s = app.knowledge.scope(Actor::Principal(&p), &id).await?;
     let samples = q.samples.unwrap_or(5).min(20);
     Ok(Json(app.knowledge.preview(&p, &s.rule, samples).await?))
 }
@@ -394,7 +374,6 @@ pub async fn preview_spec(
     ApiQuery(q): ApiQuery<PreviewQuery>,
     ApiJson(spec): ApiJson<ScopeSpec>,
 ) -> ApiResult<Json<ScopePreview>> {
-    require_system(&app, &p, SystemAction::ScopeManage)?;
     let (_, rule) = spec.validate()?;
     let samples = q.samples.unwrap_or(5).min(20);
     Ok(Json(app.knowledge.preview(&p, &rule, samples).await?))
@@ -415,11 +394,11 @@ pub async fn get_user_scope(
     Caller(p): Caller,
     ApiPath(id): ApiPath<UserId>,
 ) -> ApiResult<Json<Option<ScopeView>>> {
-    if p.id != id {
-        require_system(&app, &p, SystemAction::ScopeManage)?;
-    }
     Ok(Json(
-        app.knowledge.scope_of(&id).await?.map(ScopeView::from),
+        app.knowledge
+            .scope_of_user(&p, &id)
+            .await?
+            .map(ScopeView::from),
     ))
 }
 
@@ -431,15 +410,14 @@ pub async fn assign_scope(
     ApiPath(id): ApiPath<UserId>,
     ApiJson(req): ApiJson<ScopeAssignment>,
 ) -> ApiResult<Json<Option<ScopeView>>> {
-    require_system(&app, &p, SystemAction::ScopeManage)?;
     app.directory
         .get(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;
-    let scope = req.scope.as_deref().map(check_scope_ref).transpose()?;
+    let scope = req.scope.as_deref().map(ScopeId::parse).transpose()?;
     let s = app
         .knowledge
-        .assign_scope(&p.user_id(), &id, scope, &app.audit)
+        .assign_scope(Actor::Principal(&p), &id, scope.as_ref())
         .await?;
     Ok(Json(s.map(ScopeView::from)))
 }
@@ -467,13 +445,7 @@ pub async fn retrieve(
     let ceiling = req.max_label.as_deref().map(parse_label).transpose()?;
     let r = app
         .knowledge
-        .retrieve(
-            &p,
-            &req.query,
-            req.k.unwrap_or(5),
-            ceiling.as_ref(),
-            &app.audit,
-        )
+        .retrieve(&p, &req.query, req.k.unwrap_or(5), ceiling.as_ref())
         .await?;
     // What an agent retrieves counts toward its next post (SECURITY-CASES 28).
     app.marks
@@ -490,7 +462,12 @@ pub async fn message_citations(
     ApiPath(id): ApiPath<crate::ids::MessageId>,
 ) -> ApiResult<Json<Vec<CitedChunk>>> {
     let m = app.chat.get_message(&p, &id).await?;
-    let cited = app.knowledge.cited_chunks(&p, &m.citations).await?;
+    let cited_ids: Vec<crate::ids::ChunkId> = m
+        .citations
+        .iter()
+        .map(crate::ids::ChunkId::from_trusted)
+        .collect();
+    let cited = app.knowledge.cited_chunks(&p, &cited_ids).await?;
     // Cited text an agent is handed counts toward its next post, as
     // retrieved text does (SECURITY-CASES 28).
     app.marks.raise_stored(

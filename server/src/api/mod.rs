@@ -26,6 +26,7 @@ use utoipa::OpenApi;
 
 use crate::api::error::ApiError;
 use crate::app::App;
+use crate::ids::UserId;
 use crate::principal::Principal;
 
 /// The authenticated caller of a request.
@@ -56,14 +57,14 @@ pub async fn authenticate_acting(
         tracing::debug!(error = %e, "access token refused");
         ApiError::unauthenticated("invalid or expired access token; log in or refresh")
     })?;
-    let p = match app.directory.get(&claims.sub).await? {
+    let p = match app.directory.get(&UserId::parse(&claims.sub)?).await? {
         Some(p) if p.active => p,
         _ => return Err(ApiError::unauthenticated("account is not active")),
     };
     let Some(minter) = &claims.act else {
         return Ok((p, None));
     };
-    match app.directory.get(minter).await? {
+    match app.directory.get(&UserId::parse(minter)?).await? {
         Some(m) if m.active && p.clearance.within(&m.clearance) => Ok((p, Some(m))),
         _ => Err(ApiError::unauthenticated(
             "the account that issued this agent token is no longer active or cleared for the agent; issue a new token",

@@ -8,9 +8,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{ApiJson, ApiPath, ApiQuery, Caller};
-use crate::api::error::{ApiError, ApiResult};
+use crate::api::error::ApiResult;
 use crate::app::App;
-use crate::authz::SystemAction;
 use crate::principal::Principal;
 pub use crate::users::{CreateUser, UpdateUser};
 
@@ -30,7 +29,7 @@ pub struct UserView {
 impl From<&Principal> for UserView {
     fn from(p: &Principal) -> Self {
         Self {
-            id: p.id.clone(),
+            id: p.id.to_string(),
             handle: p.handle.clone(),
             display_name: p.display_name.clone(),
             kind: p.kind.as_str().into(),
@@ -67,10 +66,6 @@ pub fn routes() -> Router<App> {
         .route("/users/{id}", patch(update_user))
         .route("/audit", get(audit))
         .route("/admin/policies/reload", post(reload_policies))
-}
-
-pub(crate) fn require_system(app: &App, p: &Principal, action: SystemAction) -> ApiResult<()> {
-    Ok(app.authz.require_system(p, action)?)
 }
 
 /// The caller.
@@ -119,8 +114,10 @@ pub async fn audit(
     Caller(p): Caller,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> ApiResult<Json<Vec<AuditView>>> {
-    require_system(&app, &p, SystemAction::AuditRead)?;
-    let rows = crate::audit::latest(&app.db, q.limit.unwrap_or(100).clamp(1, 1000)).await?;
+    let rows = app
+        .users
+        .audit_log(&p, q.limit.unwrap_or(100).clamp(1, 1000))
+        .await?;
     Ok(Json(
         rows.into_iter()
             .map(|r| AuditView {
@@ -148,35 +145,6 @@ pub async fn reload_policies(
     State(app): State<App>,
     Caller(p): Caller,
 ) -> ApiResult<Json<ReloadResult>> {
-    require_system(&app, &p, SystemAction::PolicyReload)?;
-    match app.authz.reload() {
-        Ok(n) => {
-            app.audit
-                .record(
-                    Some(&p.id),
-                    "policy.reload",
-                    "policies",
-                    "ok",
-                    serde_json::json!({"policies": n, "sha256": app.authz.digest()}),
-                )
-                .await;
-            Ok(Json(ReloadResult { policies: n }))
-        }
-        Err(e) => {
-            app.audit
-                .record(
-                    Some(&p.id),
-                    "policy.reload",
-                    "policies",
-                    "rejected",
-                    serde_json::json!({"error": e.to_string()}),
-                )
-                .await;
-            Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_policies",
-                format!("{e}; the previous policies stay active"),
-            ))
-        }
-    }
+    let policies = app.users.reload_policies(&p).await?;
+    Ok(Json(ReloadResult { policies }))
 }

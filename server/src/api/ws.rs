@@ -259,11 +259,7 @@ async fn handle_frame(app: &App, conn: &Arc<Conn>, text: &str) -> Result<(), Api
             Ok(())
         }
         ClientFrame::AgentActivity { interests } => {
-            super::users_routes::require_system(
-                app,
-                &conn.principal,
-                crate::authz::SystemAction::AgentRun,
-            )?;
+            let feed = app.agents.activity_for(&conn.principal)?;
             let interests = InterestMatcher::new(&interests)
                 .map_err(|e| ApiError::invalid(format!("agent_activity: {e}")))?;
             if conn
@@ -274,17 +270,19 @@ async fn handle_frame(app: &App, conn: &Arc<Conn>, text: &str) -> Result<(), Api
                     "this connection already streams agent activity; open another to change the interests",
                 ));
             }
-            stream_activity(app, conn.clone(), interests);
+            stream_activity(app, conn.clone(), feed, interests);
             conn.send(Outbound::Text(r#"{"type":"activity_subscribed"}"#.into()))
                 .await;
             Ok(())
         }
         ClientFrame::Unsubscribe { channel_id } => {
-            app.hub.unsubscribe(conn, super::check_id(&channel_id)?);
+            app.hub
+                .unsubscribe(conn, &crate::ids::ChannelId::parse(&channel_id)?);
             Ok(())
         }
         ClientFrame::Typing { channel_id } => {
-            app.hub.typing(conn, super::check_id(&channel_id)?);
+            app.hub
+                .typing(conn, &crate::ids::ChannelId::parse(&channel_id)?);
             Ok(())
         }
         ClientFrame::Subscribe {
@@ -340,8 +338,12 @@ async fn subscribe(
         (Some(s), None) => s,
         _ => latest,
     };
-    app.hub
-        .prepare(sub, f.attrs.clone(), f.membership.is_some(), from);
+    app.hub.prepare(
+        sub,
+        f.attrs.clone(),
+        f.membership.is_some(),
+        crate::ids::Seq(from),
+    );
     let mut replayed = 0usize;
     if from < latest {
         for ev in crate::chat::events::replay(
@@ -349,8 +351,8 @@ async fn subscribe(
             &app.directory,
             &f.attrs.label,
             channel_id,
-            from,
-            latest,
+            crate::ids::Seq(from),
+            crate::ids::Seq(latest),
         )
         .await?
         {
@@ -376,8 +378,12 @@ async fn subscribe(
 /// Forward the agent activity feed to an operator's socket, batched, until
 /// it closes: only items for messages the operator may read, each with the
 /// operator's interest matches and nothing derived from the text.
-fn stream_activity(app: &App, conn: Arc<Conn>, interests: InterestMatcher) {
-    let mut rx = app.agents.feed().subscribe();
+fn stream_activity(
+    app: &App,
+    conn: Arc<Conn>,
+    mut rx: tokio::sync::broadcast::Receiver<Arc<crate::agents::FeedItem>>,
+    interests: InterestMatcher,
+) {
     let reader = feed_reader(&conn.principal);
     // Weak, so the task never keeps the server (and the feed) alive itself.
     let server = Arc::downgrade(app);
@@ -435,7 +441,7 @@ fn feed_reader(p: &Principal) -> Principal {
     }
     Principal {
         // Not the account's id: a membership it was somehow given counts for nothing.
-        id: format!("worker:{}", p.id),
+        id: crate::ids::UserId::from_trusted(format!("worker:{}", p.id)),
         handle: p.handle.clone(),
         display_name: p.display_name.clone(),
         role: crate::principal::Role::Agent,
@@ -475,7 +481,14 @@ impl ReadDecisions {
         item: &FeedItem,
         interests: &InterestMatcher,
     ) -> Result<Option<Activity>, ApiError> {
-        let Some(channel) = app.channels.get(&app.db, item.channel_id()).await? else {
+        let Some(channel) = app
+            .channels
+            .get(
+                &app.db,
+                &crate::ids::ChannelId::from_trusted(item.channel_id()),
+            )
+            .await?
+        else {
             return Ok(None);
         };
         let generation = app.authz.generation();
@@ -519,7 +532,7 @@ impl ReadDecisions {
 /// Cedar's `message.read` for `p`, a message labelled `label` and its channel.
 fn may_read(app: &App, p: &Principal, channel: &CachedChannel, label: &Label) -> bool {
     let ctx = ChannelCtx {
-        is_member: channel.members.contains(&p.id),
+        is_member: channel.members.contains(p.id.as_str()),
         is_owner: channel.attrs.created_by == p.id,
         msg_label: Some(label.clone()),
         ..Default::default()

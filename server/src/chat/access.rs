@@ -12,7 +12,7 @@ use crate::storage::entities::{channel, membership, message};
 
 use crate::ids::{ChannelId, MessageId};
 
-use super::{parse_label, Chat};
+use super::{stored_label, Chat};
 
 /// A channel with its policy view and the caller's relation to it.
 pub struct ChannelFacts {
@@ -65,7 +65,7 @@ impl Chat {
             return Err(ServiceError::not_found("channel"));
         };
         let attrs = ChannelAttrs::try_from(&row).map_err(ServiceError::internal)?;
-        let membership = membership::Entity::find_by_id((id.to_string(), p.id.clone()))
+        let membership = membership::Entity::find_by_id((id.to_string(), p.id.to_string()))
             .one(&self.db)
             .await?;
         Ok(ChannelFacts {
@@ -131,7 +131,7 @@ impl Chat {
             let allowed = match decisions.get(&m.label) {
                 Some(d) => *d,
                 None => {
-                    let label = parse_label(&m.label)?;
+                    let label = stored_label(&m.label)?;
                     let ctx = ChannelCtx {
                         msg_label: Some(label),
                         ..base.clone()
@@ -166,7 +166,7 @@ impl Chat {
             .channel_facts(p, &ChannelId::from_trusted(m.channel_id.clone()))
             .await?;
         let ctx = ChannelCtx {
-            msg_label: Some(parse_label(&m.label)?),
+            msg_label: Some(stored_label(&m.label)?),
             ..f.ctx(p)
         };
         if !self

@@ -11,6 +11,7 @@ use std::sync::{Arc, RwLock};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
 
 use crate::error::{ServiceError, ServiceResult};
+use crate::ids::ChannelId;
 use crate::principal::ChannelAttrs;
 use crate::storage::entities::{channel, membership};
 
@@ -35,9 +36,9 @@ impl ChannelCache {
     pub async fn get(
         &self,
         db: &DatabaseConnection,
-        id: &str,
+        id: &ChannelId,
     ) -> ServiceResult<Option<Arc<CachedChannel>>> {
-        if let Some(c) = self.map.read().expect("cache lock").get(id) {
+        if let Some(c) = self.map.read().expect("cache lock").get(id.as_str()) {
             return Ok(Some(c.clone()));
         }
         let epoch = self.epoch.load(Ordering::SeqCst);
@@ -66,9 +67,9 @@ impl ChannelCache {
     }
 
     /// Forget a channel after it changed.
-    pub fn invalidate(&self, id: &str) {
+    pub fn invalidate(&self, id: &ChannelId) {
         let mut map = self.map.write().expect("cache lock");
         self.epoch.fetch_add(1, Ordering::SeqCst);
-        map.remove(id);
+        map.remove(id.as_str());
     }
 }

@@ -13,7 +13,7 @@ use crate::principal::{ChannelAttrs, Principal, Role, Visibility};
 use crate::storage::entities::{channel, membership};
 use crate::storage::sql::stmt;
 
-use crate::ids::{ChannelId, Seq};
+use crate::ids::{ChannelId, Seq, UserId};
 
 use super::views;
 use super::views::{channel_view, ChannelView};
@@ -51,7 +51,7 @@ impl Chat {
         req: CreateChannel,
     ) -> ServiceResult<ChannelView> {
         let name = check_channel_name(&req.name)?;
-        let visibility: Visibility = req.visibility.parse().map_err(ServiceError::invalid)?;
+        let visibility: Visibility = req.visibility.parse()?;
         if visibility == Visibility::Direct {
             return Err(ServiceError::invalid(
                 "create direct channels with POST /api/v1/dms",
@@ -65,7 +65,7 @@ impl Chat {
             visibility,
             label: label.clone(),
             archived: false,
-            created_by: p.id.clone(),
+            created_by: p.id.to_string(),
         };
         let ctx = ChannelCtx {
             is_owner: true,
@@ -113,7 +113,7 @@ impl Chat {
             visibility: visibility.as_str().into(),
             label: label.to_string(),
             topic,
-            created_by: p.id.clone(),
+            created_by: p.id.to_string(),
             archived: false,
             last_seq: 0,
             history_floor: 0,
@@ -124,7 +124,7 @@ impl Chat {
         channel::ActiveModel::from(row.clone()).insert(&txn).await?;
         membership::ActiveModel {
             channel_id: Set(id.clone()),
-            user_id: Set(p.id.clone()),
+            user_id: Set(p.id.to_string()),
             last_read_seq: Set(0),
             joined_at: Set(now),
         }
@@ -236,9 +236,9 @@ impl Chat {
             self.writer
                 .change(ChannelChange {
                     channel_id: id.into(),
-                    actor_id: p.id.clone(),
+                    actor_id: p.id.to_string(),
                     change: Change::Join {
-                        user_id: p.id.clone(),
+                        user_id: p.id.to_string(),
                     },
                 })
                 .await?;
@@ -253,9 +253,9 @@ impl Chat {
         self.writer
             .change(ChannelChange {
                 channel_id: id.into(),
-                actor_id: p.id.clone(),
+                actor_id: p.id.to_string(),
                 change: Change::Leave {
-                    user_id: p.id.clone(),
+                    user_id: p.id.to_string(),
                 },
             })
             .await?;
@@ -299,9 +299,9 @@ impl Chat {
             .writer
             .change(ChannelChange {
                 channel_id: id.into(),
-                actor_id: p.id.clone(),
+                actor_id: p.id.to_string(),
                 change: Change::Join {
-                    user_id: invitee.id.clone(),
+                    user_id: invitee.id.to_string(),
                 },
             })
             .await?;
@@ -331,7 +331,7 @@ impl Chat {
         self.writer
             .change(ChannelChange {
                 channel_id: id.into(),
-                actor_id: p.id.clone(),
+                actor_id: p.id.to_string(),
                 change: Change::Archive,
             })
             .await?;
@@ -361,7 +361,7 @@ impl Chat {
         self.writer
             .change(ChannelChange {
                 channel_id: id.into(),
-                actor_id: p.id.clone(),
+                actor_id: p.id.to_string(),
                 change: Change::Update { topic },
             })
             .await?;
@@ -382,7 +382,11 @@ impl Chat {
             .await?;
         let mut out = Vec::new();
         for m in rows {
-            if let Some(u) = self.directory.get(&m.user_id).await? {
+            if let Some(u) = self
+                .directory
+                .get(&UserId::from_trusted(m.user_id.as_str()))
+                .await?
+            {
                 out.push(views::AuthorView::from(u.as_ref()));
             }
         }
@@ -437,7 +441,7 @@ impl Chat {
             visibility: "direct".into(),
             label: p.clearance.meet(&peer.clearance).to_string(),
             topic: String::new(),
-            created_by: p.id.clone(),
+            created_by: p.id.to_string(),
             archived: false,
             last_seq: 0,
             history_floor: 0,
@@ -449,7 +453,7 @@ impl Chat {
         for uid in [&p.id, &peer.id] {
             membership::ActiveModel {
                 channel_id: Set(row.id.clone()),
-                user_id: Set(uid.clone()),
+                user_id: Set(uid.to_string()),
                 last_read_seq: Set(0),
                 joined_at: Set(now),
             }

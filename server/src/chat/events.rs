@@ -4,10 +4,11 @@
 
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 
-use crate::chat::parse_label;
+use crate::chat::stored_label;
 use crate::chat::views::{event_json, message_event_json, message_view};
 use crate::directory::Directory;
 use crate::error::ServiceResult;
+use crate::ids::{ChannelId, Seq, UserId};
 use crate::label::Label;
 use crate::principal::Principal;
 use crate::realtime::{Effect, Published};
@@ -20,7 +21,7 @@ pub fn message_created(m: &message::Model, author: &Principal, label: Label) -> 
         channel_id: m.channel_id.clone(),
         seq: Some(m.seq),
         label,
-        json: message_event_json("message.created", &view, m.seq).into(),
+        json: message_event_json("message.created", &view, Seq(m.seq)).into(),
         effect: Effect::None,
     }
 }
@@ -29,15 +30,15 @@ pub fn message_created(m: &message::Model, author: &Principal, label: Label) -> 
 /// channel changes), with what it does to the hub's subscriptions.
 pub fn channel_event(
     kind: &str,
-    channel_id: &str,
-    seq: i64,
+    channel_id: &ChannelId,
+    seq: Seq,
     label: Label,
     payload: serde_json::Value,
     effect: Effect,
 ) -> Published {
     Published {
-        channel_id: channel_id.into(),
-        seq: Some(seq),
+        channel_id: channel_id.to_string(),
+        seq: Some(seq.get()),
         label,
         json: event_json(kind, channel_id, seq, payload).into(),
         effect,
@@ -50,20 +51,20 @@ pub async fn replay(
     db: &DatabaseConnection,
     directory: &Directory,
     channel_label: &Label,
-    channel_id: &str,
-    after: i64,
-    through: i64,
+    channel_id: &ChannelId,
+    after: Seq,
+    through: Seq,
 ) -> ServiceResult<Vec<Published>> {
     let msgs = message::Entity::find()
         .filter(message::Column::ChannelId.eq(channel_id))
-        .filter(message::Column::Seq.gt(after))
-        .filter(message::Column::Seq.lte(through))
+        .filter(message::Column::Seq.gt(after.get()))
+        .filter(message::Column::Seq.lte(through.get()))
         .all(db)
         .await?;
     let events = channel_event::Entity::find()
         .filter(channel_event::Column::ChannelId.eq(channel_id))
-        .filter(channel_event::Column::Seq.gt(after))
-        .filter(channel_event::Column::Seq.lte(through))
+        .filter(channel_event::Column::Seq.gt(after.get()))
+        .filter(channel_event::Column::Seq.lte(through.get()))
         .order_by_asc(channel_event::Column::Seq)
         .all(db)
         .await?;
@@ -73,10 +74,13 @@ pub async fn replay(
         by_id.insert(m.id.clone(), m.clone());
     }
     for m in msgs {
-        let Some(author) = directory.get(&m.author_id).await? else {
+        let Some(author) = directory
+            .get(&UserId::from_trusted(m.author_id.as_str()))
+            .await?
+        else {
             continue;
         };
-        let label = parse_label(&m.label)?;
+        let label = stored_label(&m.label)?;
         out.push(message_created(&m, &author, label));
     }
     for e in events {
@@ -88,7 +92,7 @@ pub async fn replay(
             None => None,
         };
         let label: Label = match &msg {
-            Some(m) => parse_label(&m.label)?,
+            Some(m) => stored_label(&m.label)?,
             None => channel_label.clone(),
         };
         let payload: serde_json::Value =
@@ -96,7 +100,9 @@ pub async fn replay(
         let payload = match (e.kind.as_str(), &msg) {
             // Edits replay the message as it is now (a later deletion blanks it).
             ("message.edited", Some(m)) => {
-                let author = directory.get(&m.author_id).await?;
+                let author = directory
+                    .get(&UserId::from_trusted(m.author_id.as_str()))
+                    .await?;
                 let view = author.map(|a| message_view(m, &a));
                 serde_json::json!({ "message": view })
             }
@@ -112,7 +118,12 @@ pub async fn replay(
             _ => Effect::None,
         };
         out.push(channel_event(
-            &e.kind, channel_id, e.seq, label, payload, effect,
+            &e.kind,
+            channel_id,
+            Seq(e.seq),
+            label,
+            payload,
+            effect,
         ));
     }
     out.sort_by_key(|p| p.seq);

@@ -15,7 +15,7 @@ use crate::ids::{ChannelId, MessageId, Seq, UserId};
 
 use super::views::{message_view, MessageView, ReactionView};
 use super::writer::{Change, ChannelChange, NewPost, PostOutcome};
-use super::{parse_label, ChannelFacts, Chat, ListQuery, PostMessage};
+use super::{parse_label, stored_label, ChannelFacts, Chat, ListQuery, PostMessage};
 
 fn check_emoji(emoji: &str) -> ServiceResult<String> {
     let e = emoji.trim();
@@ -65,7 +65,7 @@ impl Chat {
         let (outcome, req_citations) = self.post_stored(p, channel_id, req).await?;
         let author = self
             .directory
-            .get(&outcome.message.author_id)
+            .get(&UserId::from_trusted(outcome.message.author_id.as_str()))
             .await?
             .ok_or_else(|| ServiceError::internal("author vanished"))?;
         let mut view = message_view(&outcome.message, &author);
@@ -74,7 +74,7 @@ impl Chat {
             req_citations
         } else {
             self.knowledge
-                .citations_of(std::slice::from_ref(&view.id))
+                .citations_of(&[MessageId::from_trusted(view.id.as_str())])
                 .await?
                 .remove(&view.id)
                 .unwrap_or_default()
@@ -101,17 +101,10 @@ impl Chat {
                 ));
             }
         }
-        if let Some(b) = &req.brain {
-            if p.kind != UserKind::Agent {
-                return Err(ServiceError::invalid(
-                    "only agents say which brain wrote a message",
-                ));
-            }
-            if !["extractive", "local", "openai"].contains(&b.as_str()) {
-                return Err(ServiceError::invalid(
-                    "brain must be extractive, local or openai",
-                ));
-            }
+        if req.brain.is_some() && p.kind != UserKind::Agent {
+            return Err(ServiceError::invalid(
+                "only agents say which brain wrote a message",
+            ));
         }
         if !self.post_limiter.allow(&p.id) {
             return Err(ServiceError::rate_limited(
@@ -137,10 +130,7 @@ impl Chat {
                 label = label.join(&mark);
             }
         }
-        let (citations, cited) = self
-            .knowledge
-            .check_citations(p, &req.citations, &self.audit)
-            .await?;
+        let (citations, cited) = self.knowledge.check_citations(p, &req.citations).await?;
         let req_citations: Vec<String> = citations.iter().map(|(c, _)| c.clone()).collect();
         if let Some(cited) = &cited {
             if !cited.within(&label) {
@@ -163,7 +153,7 @@ impl Chat {
             }
         }
         let ctx = ChannelCtx {
-            is_member: cached.members.contains(&p.id),
+            is_member: cached.members.contains(p.id.as_str()),
             is_owner: cached.attrs.created_by == p.id,
             msg_label: Some(label.clone()),
             ..Default::default()
@@ -205,7 +195,7 @@ impl Chat {
                 idempotency_key: req.idempotency_key,
                 mention_ids,
                 citations,
-                brain: req.brain,
+                brain: req.brain.map(|b| b.as_str().to_string()),
                 direct: cached.attrs.visibility == Visibility::Direct,
             })
             .await?;
@@ -228,7 +218,7 @@ impl Chat {
             .by_handles(&handles)
             .await?
             .into_iter()
-            .map(|u| u.id)
+            .map(|u| u.id.into_string())
             .collect())
     }
 
@@ -262,7 +252,7 @@ impl Chat {
             .await?
             .ok_or_else(|| ServiceError::not_found("channel"))?;
         let mut ctx = ChannelCtx {
-            is_member: cached.members.contains(&p.id),
+            is_member: cached.members.contains(p.id.as_str()),
             is_owner: cached.attrs.created_by == p.id,
             ..Default::default()
         };
@@ -324,10 +314,15 @@ impl Chat {
                 }
             }
         }
-        let mut citations = self.knowledge.citations_of(&ids).await?;
+        let message_ids: Vec<MessageId> = ids.iter().map(MessageId::from_trusted).collect();
+        let mut citations = self.knowledge.citations_of(&message_ids).await?;
         let mut out = Vec::with_capacity(rows.len());
         for m in rows {
-            let Some(author) = self.directory.get(&m.author_id).await? else {
+            let Some(author) = self
+                .directory
+                .get(&UserId::from_trusted(m.author_id.as_str()))
+                .await?
+            else {
                 continue;
             };
             let mut v = message_view(&m, &author);
@@ -408,13 +403,13 @@ impl Chat {
         };
         let cached = self
             .channels
-            .get(&self.db, &m.channel_id)
+            .get(&self.db, &ChannelId::from_trusted(m.channel_id.as_str()))
             .await?
             .ok_or_else(|| ServiceError::not_found("message"))?;
         let ctx = ChannelCtx {
-            is_member: cached.members.contains(&p.id),
+            is_member: cached.members.contains(p.id.as_str()),
             is_owner: cached.attrs.created_by == p.id,
-            msg_label: Some(parse_label(&m.label)?),
+            msg_label: Some(stored_label(&m.label)?),
             ..Default::default()
         };
         if m.deleted
@@ -479,7 +474,7 @@ impl Chat {
         }
         let ctx = ChannelCtx {
             is_author: m.author_id == p.id,
-            msg_label: Some(parse_label(&m.label)?),
+            msg_label: Some(stored_label(&m.label)?),
             ..f.ctx(p)
         };
         self.require(p, ChannelAction::Edit, &f, &ctx).await?;
@@ -487,7 +482,7 @@ impl Chat {
         self.writer
             .change(ChannelChange {
                 channel_id: m.channel_id.clone(),
-                actor_id: p.id.clone(),
+                actor_id: p.id.to_string(),
                 change: Change::Edit {
                     message_id: m.id.clone(),
                     body,
@@ -506,14 +501,14 @@ impl Chat {
         }
         let ctx = ChannelCtx {
             is_author: m.author_id == p.id,
-            msg_label: Some(parse_label(&m.label)?),
+            msg_label: Some(stored_label(&m.label)?),
             ..f.ctx(p)
         };
         self.require(p, ChannelAction::Delete, &f, &ctx).await?;
         self.writer
             .change(ChannelChange {
                 channel_id: m.channel_id.clone(),
-                actor_id: p.id.clone(),
+                actor_id: p.id.to_string(),
                 change: Change::Delete {
                     message_id: m.id.clone(),
                 },
@@ -536,7 +531,7 @@ impl Chat {
         let emoji = check_emoji(emoji)?;
         let (m, f) = self.message_facts(p, message_id).await?;
         let ctx = ChannelCtx {
-            msg_label: Some(parse_label(&m.label)?),
+            msg_label: Some(stored_label(&m.label)?),
             ..f.ctx(p)
         };
         self.require(p, ChannelAction::React, &f, &ctx).await?;
@@ -554,7 +549,7 @@ impl Chat {
         self.writer
             .change(ChannelChange {
                 channel_id: m.channel_id.clone(),
-                actor_id: p.id.clone(),
+                actor_id: p.id.to_string(),
                 change,
             })
             .await?;

@@ -26,6 +26,7 @@ use crate::authz::Authz;
 use crate::config::Limits;
 use crate::directory::Directory;
 use crate::error::{ServiceError, ServiceResult};
+use crate::ids::ChunkId;
 use crate::knowledge::Knowledge;
 use crate::label::Label;
 use crate::marks::AgentMarks;
@@ -33,6 +34,7 @@ use crate::ratelimit::RateLimiter;
 use crate::realtime::Hub;
 pub use access::ChannelFacts;
 use cache::ChannelCache;
+use warroom_types::Brain;
 use writer::Writer;
 
 /// The chat service and the handles it works with. Cloning is cheap: every
@@ -114,9 +116,10 @@ pub struct PostMessage {
     /// Ids of document chunks the message cites (at most 20). The poster must be allowed
     /// to retrieve each one.
     #[serde(default)]
-    pub citations: Vec<String>,
+    #[schema(value_type = Vec<String>)]
+    pub citations: Vec<ChunkId>,
     /// Agents only: which brain wrote the body (`extractive`, `local` or `openai`).
-    pub brain: Option<String>,
+    pub brain: Option<Brain>,
 }
 
 /// Which messages to list.
@@ -131,6 +134,14 @@ pub struct ListQuery {
     pub limit: Option<u64>,
     /// Leave out thread replies.
     pub top_level: Option<bool>,
+}
+
+/// A label of a stored row that a check depends on. Stored labels were
+/// checked when written, so an unreadable one is an internal error and the
+/// check fails closed (see `Label::from_stored` where a fallback is safe).
+pub fn stored_label(raw: &str) -> ServiceResult<Label> {
+    raw.parse()
+        .map_err(|e| ServiceError::internal(format!("stored label {raw:?}: {e}")))
 }
 
 /// Parse a label from input, with a 400 on error.

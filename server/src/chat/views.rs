@@ -1,6 +1,7 @@
 //! What the API and the WebSocket show of channels and messages, and the
 //! JSON of realtime events.
 
+use crate::ids::{ChannelId, Seq};
 use crate::principal::Principal;
 use crate::render;
 use crate::storage::entities::{channel, message};
@@ -10,7 +11,7 @@ pub use warroom_types::wire::{AuthorView, ChannelView, MessageView, ReactionView
 impl From<&Principal> for AuthorView {
     fn from(p: &Principal) -> Self {
         Self {
-            id: p.id.clone(),
+            id: p.id.to_string(),
             handle: p.handle.clone(),
             display_name: p.display_name.clone(),
             kind: p.kind.as_str().into(),
@@ -64,11 +65,16 @@ pub fn channel_view(c: &channel::Model) -> ChannelView {
 }
 
 /// The JSON of a sequenced channel event: `{"type", "channel_id", "seq", ...fields}`.
-pub fn event_json(kind: &str, channel_id: &str, seq: i64, fields: serde_json::Value) -> String {
+pub fn event_json(
+    kind: &str,
+    channel_id: &ChannelId,
+    seq: Seq,
+    fields: serde_json::Value,
+) -> String {
     let mut obj = serde_json::Map::new();
     obj.insert("type".into(), kind.into());
-    obj.insert("channel_id".into(), channel_id.into());
-    obj.insert("seq".into(), seq.into());
+    obj.insert("channel_id".into(), channel_id.as_str().into());
+    obj.insert("seq".into(), seq.get().into());
     if let serde_json::Value::Object(extra) = fields {
         obj.extend(extra);
     }
@@ -76,10 +82,10 @@ pub fn event_json(kind: &str, channel_id: &str, seq: i64, fields: serde_json::Va
 }
 
 /// The JSON of `message.created` or `message.edited` for a view.
-pub fn message_event_json(kind: &str, view: &MessageView, seq: i64) -> String {
+pub fn message_event_json(kind: &str, view: &MessageView, seq: Seq) -> String {
     event_json(
         kind,
-        &view.channel_id,
+        &ChannelId::from_trusted(view.channel_id.as_str()),
         seq,
         serde_json::json!({ "message": view }),
     )

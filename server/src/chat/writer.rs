@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::chat::cache::ChannelCache;
 use crate::directory::Directory;
 use crate::error::{ServiceError, ServiceResult};
+use crate::ids::{ChannelId, Seq, UserId};
 use crate::label::Label;
 use crate::metrics::Metrics;
 use crate::principal::{ChannelAttrs, Principal};
@@ -175,7 +176,9 @@ impl Writer {
                             for l in &listeners {
                                 l.committed(&event);
                             }
-                            if !hub.has_subscribers(&message.channel_id) {
+                            if !hub.has_subscribers(&ChannelId::from_trusted(
+                                message.channel_id.as_str(),
+                            )) {
                                 continue;
                             }
                             hub.publish(Arc::new(super::events::message_created(
@@ -326,7 +329,8 @@ impl WriterTask {
                         | Change::Archive
                         | Change::Update { .. }
                 ) {
-                    self.channels.invalidate(&c.channel_id);
+                    self.channels
+                        .invalidate(&ChannelId::from_trusted(c.channel_id.as_str()));
                 }
             }
         }
@@ -380,7 +384,7 @@ impl WriterTask {
         let mut dup_of: Vec<(usize, usize)> = Vec::new();
         for (i, p) in posts.iter().enumerate() {
             if let Some(k) = &p.idempotency_key {
-                let key = (p.author.id.clone(), k.clone());
+                let key = (p.author.id.to_string(), k.clone());
                 if let Some(m) = existing.get(&key) {
                     results[i] = Some(Ok(PostOutcome {
                         message: m.clone(),
@@ -430,7 +434,7 @@ impl WriterTask {
                     id: p.id.clone(),
                     channel_id: p.channel_id.clone(),
                     seq,
-                    author_id: p.author.id.clone(),
+                    author_id: p.author.id.to_string(),
                     thread_root: p.thread_root.clone(),
                     body: p.body.clone(),
                     label: p.label.to_string(),
@@ -558,7 +562,7 @@ impl WriterTask {
                 }
                 let author = self.author(&updated.author_id).await;
                 let view = author.map(|a| crate::chat::views::message_view(&updated, &a));
-                let label = updated.label.parse().unwrap_or(channel_label.clone());
+                let label = Label::from_stored(&updated.label, &channel_label);
                 (
                     "message.edited",
                     Some(message_id.clone()),
@@ -580,7 +584,7 @@ impl WriterTask {
                     .filter(reaction::Column::MessageId.eq(message_id.as_str()))
                     .exec(txn)
                     .await?;
-                let label = m.label.parse().unwrap_or(channel_label.clone());
+                let label = Label::from_stored(&m.label, &channel_label);
                 (
                     "message.deleted",
                     Some(message_id.clone()),
@@ -615,7 +619,7 @@ impl WriterTask {
                 } else {
                     reaction::Entity::delete_by_id(key).exec(txn).await?;
                 }
-                let label = m.label.parse().unwrap_or(channel_label.clone());
+                let label = Label::from_stored(&m.label, &channel_label);
                 (
                     if adding {
                         "reaction.added"
@@ -712,8 +716,8 @@ impl WriterTask {
         .await?;
         events.push(Pending::Ready(Arc::new(super::events::channel_event(
             kind,
-            &c.channel_id,
-            seq,
+            &ChannelId::from_trusted(c.channel_id.as_str()),
+            Seq(seq),
             label,
             payload,
             effect,
@@ -722,7 +726,11 @@ impl WriterTask {
     }
 
     async fn author(&self, id: &str) -> Option<Arc<Principal>> {
-        self.directory.get(id).await.ok().flatten()
+        self.directory
+            .get(&UserId::from_trusted(id))
+            .await
+            .ok()
+            .flatten()
     }
 }
 

@@ -52,7 +52,7 @@ pub fn redact(mut d: Digest, clearance: &Label) -> Digest {
 pub(super) fn redacted_insight(i: &Insight) -> Insight {
     Insight {
         id: i.id.clone(),
-        kind: i.kind.clone(),
+        kind: i.kind,
         rank: i.rank,
         title: "Redacted: above your clearance".into(),
         summary: String::new(),
@@ -159,8 +159,8 @@ impl Insights {
                 digest.period.to.into(),
                 digest.version.into(),
                 digest.label.clone().into(),
-                (digest.insights.iter().filter(|i| i.kind == "risk").count() as i64).into(),
-                (digest.insights.iter().filter(|i| i.kind == "opportunity").count() as i64).into(),
+                (digest.insights.iter().filter(|i| i.kind == InsightKind::Risk).count() as i64).into(),
+                (digest.insights.iter().filter(|i| i.kind == InsightKind::Opportunity).count() as i64).into(),
                 digest.trigger.clone().into(),
                 actor.map(str::to_string).into(),
                 digest.created_at.into(),
@@ -196,6 +196,10 @@ impl Insights {
 
     /// Stored digests, newest first, as `reader` may see them.
     pub async fn list(&self, reader: &Principal, limit: u64) -> ServiceResult<Vec<DigestSummary>> {
+        self.authz.permit(
+            crate::authz::Actor::Principal(reader),
+            crate::authz::SystemAction::InsightsRead,
+        )?;
         let backend = self.db.get_database_backend();
         let rows = self
             .db
@@ -242,6 +246,10 @@ impl Insights {
 
     /// One digest (`latest` for the newest), redacted to `reader`'s clearance.
     pub async fn get(&self, reader: &Principal, which: &DigestRef) -> ServiceResult<Digest> {
+        self.authz.permit(
+            crate::authz::Actor::Principal(reader),
+            crate::authz::SystemAction::InsightsRead,
+        )?;
         let backend = self.db.get_database_backend();
         let row = match which {
             DigestRef::Latest => {

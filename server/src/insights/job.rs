@@ -126,7 +126,7 @@ pub(super) fn word(
     keys.sort();
     Insight {
         id: format!("{:016x}", hash64(&keys.join("|"))),
-        kind: t.kind.as_str().into(),
+        kind: t.kind,
         rank,
         title,
         summary,
@@ -243,9 +243,12 @@ impl Insights {
         &self,
         period: Period,
         trigger: Trigger,
-        actor: Option<&str>,
+        actor: crate::authz::Actor<'_>,
         progress: &(dyn Fn(&str) + Sync),
     ) -> ServiceResult<Digest> {
+        self.authz
+            .permit(actor, crate::authz::SystemAction::InsightsRun)?;
+        let actor = actor.principal().map(|p| p.id.as_str());
         period.validate()?;
         let started = std::time::Instant::now();
         progress("embedding messages without vectors");
@@ -295,7 +298,9 @@ impl Insights {
                     }
                     // What each fact reads as: judged by meaning when every
                     // fact has its sentence's vector.
-                    if at == miner.facts.len() && self.settings.judge == "meaning" {
+                    if at == miner.facts.len()
+                        && self.settings.judge == warroom_types::JudgeKind::Meaning
+                    {
                         progress("judging what the facts are about");
                         match judge::Hypotheses::embed(embedder.as_ref()).await {
                             Ok(Some(h)) => {
@@ -390,7 +395,7 @@ impl Insights {
                     .any(|n| overlaps(&n.fact_keys, &old.fact_keys));
                 if !still && !old.redacted {
                     faded.push(Faded {
-                        kind: old.kind.clone(),
+                        kind: old.kind,
                         title: old.title.clone(),
                         label: old.label.clone(),
                     });
@@ -425,8 +430,14 @@ impl Insights {
         let mut weeks = self.week_rows(7).await?;
         weeks.push(WeekRow {
             period_to: period.to,
-            risks: insights.iter().filter(|i| i.kind == "risk").count(),
-            opportunities: insights.iter().filter(|i| i.kind == "opportunity").count(),
+            risks: insights
+                .iter()
+                .filter(|i| i.kind == InsightKind::Risk)
+                .count(),
+            opportunities: insights
+                .iter()
+                .filter(|i| i.kind == InsightKind::Opportunity)
+                .count(),
         });
         weeks.sort_by_key(|w| w.period_to);
         weeks.dedup_by_key(|w| w.period_to);

@@ -42,6 +42,7 @@ use crate::storage::WriteGate;
 use mine::{ChunkInfo, Kind, MineConfig, Miner, Msg, MsgRef, Signals};
 use sea_orm::DatabaseConnection;
 use vectors::{Quantized, ToEmbed};
+pub use warroom_types::InsightKind;
 
 /// The insights service: the job, the stored digests and the schedule, with
 /// the handles they need. Cloning is cheap: every handle is shared.
@@ -51,6 +52,7 @@ pub struct Insights {
     settings: InsightSettings,
     knowledge: Arc<Knowledge>,
     audit: Arc<Audit>,
+    authz: Arc<crate::authz::Authz>,
     gate: WriteGate,
     /// The chat-model judge, when the agents' brain is an OpenAI-compatible
     /// endpoint and `[insights] summarize_with_model` is on.
@@ -64,6 +66,7 @@ impl Insights {
         settings: InsightSettings,
         knowledge: Arc<Knowledge>,
         audit: Arc<Audit>,
+        authz: Arc<crate::authz::Authz>,
         gate: WriteGate,
         model_judge: Option<judge::ModelJudge>,
     ) -> Self {
@@ -72,6 +75,7 @@ impl Insights {
             settings,
             knowledge,
             audit,
+            authz,
             gate,
             model_judge: model_judge.map(Arc::new),
         }
@@ -148,7 +152,7 @@ pub struct Evidence {
 pub struct Insight {
     /// Stable across weeks for the same facts.
     pub id: String,
-    pub kind: String,
+    pub kind: InsightKind,
     pub rank: usize,
     pub title: String,
     pub summary: String,
@@ -197,7 +201,7 @@ pub struct WeekRow {
 /// An insight of the last digest that is no longer found.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct Faded {
-    pub kind: String,
+    pub kind: InsightKind,
     pub title: String,
     pub label: String,
 }
@@ -282,7 +286,7 @@ fn db_err(e: sea_orm::DbErr) -> ServiceError {
     ServiceError::internal(e)
 }
 
+/// A stored label of a digest's part; unreadable counts as `restricted`.
 fn parse_label(s: &str) -> Label {
-    s.parse()
-        .unwrap_or_else(|_| Label::level(Level::Restricted))
+    Label::from_stored(s, &Label::level(Level::Restricted))
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::{Digest, Insight};
+use super::{Digest, Insight, InsightKind};
 
 /// Export formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,14 +114,17 @@ fn kinds(d: &Digest) -> [(&'static str, &'static str, Vec<&Insight>); 2] {
         (
             "risk",
             "Risks",
-            d.insights.iter().filter(|i| i.kind == "risk").collect(),
+            d.insights
+                .iter()
+                .filter(|i| i.kind == InsightKind::Risk)
+                .collect(),
         ),
         (
             "opportunity",
             "Opportunities",
             d.insights
                 .iter()
-                .filter(|i| i.kind == "opportunity")
+                .filter(|i| i.kind == InsightKind::Opportunity)
                 .collect(),
         ),
     ]
@@ -198,7 +201,7 @@ fn markdown(d: &Digest) -> String {
     if !d.faded.is_empty() {
         let _ = writeln!(s, "\n## No longer found\n");
         for f in &d.faded {
-            let _ = writeln!(s, "- {} ({})", md_text(&f.title), md_text(&f.kind));
+            let _ = writeln!(s, "- {} ({})", md_text(&f.title), md_text(f.kind.as_str()));
         }
     }
     let _ = writeln!(s, "\n## Activity by channel\n");
@@ -456,7 +459,7 @@ fn html(d: &Digest) -> String {
     if !d.faded.is_empty() {
         s.push_str("<section><h2>No longer found</h2><ul>");
         for f in &d.faded {
-            let _ = write!(s, "<li>{} ({})</li>", esc(&f.title), esc(&f.kind));
+            let _ = write!(s, "<li>{} ({})</li>", esc(&f.title), esc(f.kind.as_str()));
         }
         s.push_str("</ul></section>");
     }

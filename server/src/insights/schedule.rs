@@ -20,7 +20,15 @@ impl Insights {
                         .flatten()
                         .is_some_and(|d| d.period == period);
                     if !exists {
-                        match this.run(period, Trigger::Schedule, None, &|_| {}).await {
+                        match this
+                            .run(
+                                period,
+                                Trigger::Schedule,
+                                crate::authz::Actor::Server,
+                                &|_| {},
+                            )
+                            .await
+                        {
                             Ok(d) => {
                                 tracing::info!(digest = %d.id, insights = d.insights.len(), "scheduled digest written")
                             }
@@ -39,7 +47,7 @@ impl Insights {
     /// ending at the most recent configured weekday and hour.
     pub fn due_period(&self, now: DateTime<Utc>) -> Option<Period> {
         let s = &self.settings;
-        let weekday = crate::config::parse_weekday(&s.weekday)?;
+        let weekday = s.weekday;
         let mut day = now.date_naive();
         for _ in 0..8 {
             if day.weekday() == weekday {

@@ -117,7 +117,7 @@ impl EmbedQueue {
 
     /// Offer a posted message; when the queue is full it is left for the
     /// insights job, which embeds whatever has no vector yet.
-    pub fn offer(&self, message_id: &str, body: &str) {
+    fn offer(&self, message_id: &str, body: &str) {
         let _ = self.tx.try_send(ToEmbed {
             message_id: message_id.to_string(),
             body: body.to_string(),

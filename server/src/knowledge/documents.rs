@@ -2,7 +2,7 @@
 //! also raises the messages that cite them).
 
 use super::*;
-use crate::ids::{DocumentId, UserId};
+use crate::ids::DocumentId;
 
 /// Raise every message citing `document_id` to at least `label`, inside the
 /// caller's transaction; returns how many were raised. Every path that
@@ -29,7 +29,7 @@ pub(super) async fn raise_citing_messages<C: sea_orm::ConnectionTrait>(
             .await?;
         for m in msgs {
             // An unreadable stored label is treated as the new one, never as lower.
-            let current: Label = m.label.parse().unwrap_or_else(|_| label.clone());
+            let current = Label::from_stored(&m.label, label);
             let joined = current.join(label);
             if joined != current {
                 let mut am: message::ActiveModel = m.into();
@@ -45,7 +45,17 @@ pub(super) async fn raise_citing_messages<C: sea_orm::ConnectionTrait>(
 impl Knowledge {
     // ---- documents -----------------------------------------------------------------------
 
-    pub async fn document(&self, id: &DocumentId) -> ServiceResult<document::Model> {
+    /// A document's row (document managers).
+    pub async fn document(
+        &self,
+        actor: Actor<'_>,
+        id: &DocumentId,
+    ) -> ServiceResult<document::Model> {
+        self.authz.permit(actor, SystemAction::DocumentManage)?;
+        self.document_row(id).await
+    }
+
+    pub(super) async fn document_row(&self, id: &DocumentId) -> ServiceResult<document::Model> {
         document::Entity::find_by_id(id)
             .one(&self.db)
             .await
@@ -53,7 +63,19 @@ impl Knowledge {
             .ok_or_else(|| ServiceError::not_found("document"))
     }
 
+    /// Documents, optionally of one collection or department, without their
+    /// bodies (document managers).
     pub async fn documents(
+        &self,
+        actor: Actor<'_>,
+        collection: Option<&str>,
+        department: Option<&str>,
+    ) -> ServiceResult<Vec<document::Model>> {
+        self.authz.permit(actor, SystemAction::DocumentManage)?;
+        self.document_rows(collection, department).await
+    }
+
+    pub(super) async fn document_rows(
         &self,
         collection: Option<&str>,
         department: Option<&str>,
@@ -94,7 +116,13 @@ impl Knowledge {
             .map_err(internal)
     }
 
-    pub async fn chunks_of(&self, document_id: &DocumentId) -> ServiceResult<Vec<chunk::Model>> {
+    /// A document's chunks in order (document managers).
+    pub async fn chunks_of(
+        &self,
+        actor: Actor<'_>,
+        document_id: &DocumentId,
+    ) -> ServiceResult<Vec<chunk::Model>> {
+        self.authz.permit(actor, SystemAction::DocumentManage)?;
         chunk::Entity::find()
             .filter(chunk::Column::DocumentId.eq(document_id))
             .order_by_asc(chunk::Column::Ord)
@@ -104,13 +132,9 @@ impl Knowledge {
     }
 
     /// Delete a document, its chunks and their vectors.
-    pub async fn delete(
-        &self,
-        actor: &UserId,
-        id: &DocumentId,
-        audit: &Audit,
-    ) -> ServiceResult<()> {
-        let doc = self.document(id).await?;
+    pub async fn delete(&self, actor: Actor<'_>, id: &DocumentId) -> ServiceResult<()> {
+        self.authz.permit(actor, SystemAction::DocumentManage)?;
+        let doc = self.document_row(id).await?;
         let engine = self.engine().await?;
         let _write = self.write.lock().await;
         let ids: Vec<String> = chunk::Entity::find()
@@ -138,9 +162,9 @@ impl Knowledge {
         if let Err(e) = engine.store.delete(&ids).await {
             tracing::warn!(error = %e, document = %id, "vectors of a deleted document not removed; they stay invisible");
         }
-        audit
+        self.audit
             .record(
-                Some(actor.as_str()),
+                Some(actor.user_id().as_str()),
                 "document.delete",
                 id,
                 "ok",
@@ -155,14 +179,14 @@ impl Knowledge {
     /// messages that cite the document are raised to at least the new label.
     pub async fn reclassify(
         &self,
-        actor: &UserId,
+        actor: Actor<'_>,
         id: &DocumentId,
         label: &Label,
-        audit: &Audit,
     ) -> ServiceResult<document::Model> {
+        self.authz.permit(actor, SystemAction::DocumentManage)?;
         let engine = self.engine().await?;
         let _write = self.write.lock().await;
-        let doc = self.document(id).await?;
+        let doc = self.document_row(id).await?;
         let old = doc.label.clone();
         let txn = crate::storage::begin_write(&self.db)
             .await
@@ -184,9 +208,9 @@ impl Knowledge {
         {
             tracing::error!(error = %e, document = %id, "vector store label not updated; the policy re-check still applies the new label");
         }
-        audit
+        self.audit
             .record(
-                Some(actor.as_str()),
+                Some(actor.user_id().as_str()),
                 "document.reclassify",
                 id,
                 "ok",

@@ -1,6 +1,7 @@
 //! The embedder, token counter and vector store, loaded on first use.
 
 use super::*;
+use warroom_types::{EmbedderKind, VectorStoreKind};
 
 impl Knowledge {
     pub(super) fn forget_scopes(&self) {
@@ -45,8 +46,8 @@ impl Knowledge {
             )
         };
         let s = &self.settings;
-        let pair: (Arc<dyn Embedder>, Arc<dyn TokenCounter>) = match s.embedder.as_str() {
-            "openai" => {
+        let pair: (Arc<dyn Embedder>, Arc<dyn TokenCounter>) = match s.embedder {
+            EmbedderKind::Openai => {
                 let e = OpenAiEmbedder::new(OpenAiSettings {
                     base_url: s.openai_base_url.clone(),
                     model: s.openai_model.clone(),
@@ -58,7 +59,7 @@ impl Knowledge {
                 .map_err(|e| unavailable("embedder", e.to_string()))?;
                 (Arc::new(e), Arc::new(ApproxTokens))
             }
-            _ => {
+            EmbedderKind::Local => {
                 let models_dir = s.models_dir();
                 let fetch = s.fetch_models;
                 let model = tokio::task::spawn_blocking(move || {
@@ -90,8 +91,8 @@ impl Knowledge {
         let s = &self.settings;
         let (embedder, counter) = self.load_embedder().await?;
         let dim = embedder.dim();
-        let store: Arc<dyn VectorStore> = match s.vector_store.as_str() {
-            "qdrant" => Arc::new(
+        let store: Arc<dyn VectorStore> = match s.vector_store {
+            VectorStoreKind::Qdrant => Arc::new(
                 warroom_knowledge::store::QdrantStore::connect(
                     &s.qdrant_url,
                     &s.qdrant_collection,
@@ -101,7 +102,7 @@ impl Knowledge {
                 .await
                 .map_err(|e| unavailable("vector store", e.to_string()))?,
             ),
-            _ => {
+            VectorStoreKind::Edge => {
                 let dir = self.data_dir.join("vectors");
                 let store = tokio::task::spawn_blocking(move || {
                     EdgeStore::open(&dir, dim, Default::default())

@@ -3,7 +3,7 @@
 
 use super::documents::raise_citing_messages;
 use super::*;
-use crate::ids::{DocumentId, UserId};
+use crate::ids::DocumentId;
 
 pub(super) fn sha256_hex(parts: &[&[u8]]) -> String {
     let mut h = Sha256::new();
@@ -85,12 +85,12 @@ impl Knowledge {
     /// `decompression_bomb`, ...) and leave nothing behind.
     pub async fn ingest(
         &self,
-        actor: Option<&UserId>,
+        actor: Actor<'_>,
         path: &str,
         bytes: &[u8],
         meta: &IngestMeta,
-        audit: &Audit,
     ) -> ServiceResult<IngestOutcome> {
+        self.authz.permit(actor, SystemAction::DocumentManage)?;
         let path = path.trim();
         if path.is_empty() || path.len() > 512 || path.contains('\0') {
             return Err(ServiceError::invalid("path must be 1-512 characters"));
@@ -208,7 +208,7 @@ impl Knowledge {
             bytes: bytes.len() as i64,
             chunk_count: chunks.len() as i64,
             body: parsed.body.clone(),
-            created_by: actor.map(UserId::to_string),
+            created_by: actor.principal().map(|p| p.id.to_string()),
             created_at: existing.as_ref().map(|d| d.created_at).unwrap_or(now),
             updated_at: now,
         };
@@ -302,9 +302,9 @@ impl Knowledge {
         } else {
             "created"
         };
-        audit
+        self.audit
             .record(
-                actor.map(UserId::as_str),
+                actor.principal().map(|p| p.id.as_str()),
                 "document.ingest",
                 &doc_id,
                 status,
@@ -326,7 +326,7 @@ impl Knowledge {
     pub async fn reindex(&self, progress: impl Fn(usize, usize)) -> ServiceResult<usize> {
         let engine = self.engine().await?;
         let _write = self.write.lock().await;
-        let docs = self.documents(None, None).await?;
+        let docs = self.document_rows(None, None).await?;
         let mut total = 0;
         for (i, d) in docs.iter().enumerate() {
             let label: Label = d
@@ -334,7 +334,7 @@ impl Knowledge {
                 .parse()
                 .map_err(|e| internal(format!("document {} has a bad label: {e}", d.id)))?;
             let rows = self
-                .chunks_of(&DocumentId::from_trusted(d.id.clone()))
+                .chunks_of(Actor::Server, &DocumentId::from_trusted(d.id.clone()))
                 .await?;
             let texts: Vec<String> = rows
                 .iter()

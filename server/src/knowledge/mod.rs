@@ -37,9 +37,10 @@ use warroom_knowledge::store::{ChunkFilter, ChunkPayload, ChunkPoint, EdgeStore,
 use warroom_knowledge::{models, sparse};
 
 use crate::audit::Audit;
-use crate::authz::{Authz, ChunkAttrs, ScopeRule};
+use crate::authz::{Actor, Authz, ChunkAttrs, ScopeRule, SystemAction};
 use crate::config::KnowledgeSettings;
 use crate::error::{ServiceError, ServiceResult};
+use crate::ids::{ChunkId, MessageId, ScopeId};
 use crate::label::Label;
 use crate::principal::Principal;
 use crate::storage::entities::{
@@ -106,6 +107,7 @@ pub struct Knowledge {
     settings: KnowledgeSettings,
     data_dir: PathBuf,
     authz: Arc<Authz>,
+    audit: Arc<Audit>,
     engine: OnceCell<Engine>,
     /// One ingestion or reclassification at a time per process: keeps the
     /// vectors-then-rows swap of a document from interleaving with another.
@@ -159,12 +161,14 @@ impl Knowledge {
         settings: KnowledgeSettings,
         data_dir: PathBuf,
         authz: Arc<Authz>,
+        audit: Arc<Audit>,
     ) -> Self {
         Self {
             db,
             settings,
             data_dir,
             authz,
+            audit,
             engine: OnceCell::new(),
             write: tokio::sync::Mutex::new(()),
             scope_cache: std::sync::Mutex::new(HashMap::new()),

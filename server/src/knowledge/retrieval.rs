@@ -14,7 +14,6 @@ impl Knowledge {
         query: &str,
         k: usize,
         ceiling: Option<&Label>,
-        audit: &Audit,
     ) -> ServiceResult<Retrieval> {
         let scope = self.scope_of(&p.user_id()).await?.ok_or_else(|| {
             ServiceError::forbidden(
@@ -29,9 +28,9 @@ impl Knowledge {
                     clearance: p.clearance.meet(c),
                     ..p.clone()
                 };
-                self.retrieve_in(&bounded, &scope, query, k, audit).await
+                self.retrieve_in(&bounded, &scope, query, k).await
             }
-            None => self.retrieve_in(p, &scope, query, k, audit).await,
+            None => self.retrieve_in(p, &scope, query, k).await,
         }
     }
 
@@ -42,7 +41,6 @@ impl Knowledge {
         scope: &Scope,
         query: &str,
         k: usize,
-        audit: &Audit,
     ) -> ServiceResult<Retrieval> {
         let query = query.trim();
         if query.is_empty() || query.chars().count() > 2000 {
@@ -76,7 +74,7 @@ impl Knowledge {
             .map_err(internal)?;
         let (chunks, denied) = self.recheck(p, &scope.rule, &hits, k).await?;
         let query_hash = sha256_hex(&[query.as_bytes()]);
-        audit
+        self.audit
             .record_required(
                 Some(&p.id),
                 "knowledge.retrieve",
@@ -191,8 +189,7 @@ impl Knowledge {
     pub async fn check_citations(
         &self,
         p: &Principal,
-        ids: &[String],
-        audit: &Audit,
+        ids: &[ChunkId],
     ) -> ServiceResult<(Vec<(String, String)>, Option<Label>)> {
         if ids.is_empty() {
             return Ok((Vec::new(), None));
@@ -207,8 +204,8 @@ impl Knowledge {
                     "citation {id:?} is not a chunk id"
                 )));
             }
-            if !unique.contains(id) {
-                unique.push(id.clone());
+            if !unique.iter().any(|u| u == id) {
+                unique.push(id.to_string());
             }
         }
         let (rows, docs) = self.chunks_with_documents(&unique).await?;
@@ -238,7 +235,7 @@ impl Knowledge {
                 .ok_or_else(|| internal("chunk without document"))?;
             let attrs = chunk_attrs(id, d)?;
             if !self.authz.retrieve_chunk(p, &rule, &attrs) {
-                audit
+                self.audit
                     .record(
                         Some(&p.id),
                         "message.cite",
@@ -268,11 +265,12 @@ impl Knowledge {
     pub async fn cited_chunks(
         &self,
         reader: &Principal,
-        chunk_ids: &[String],
+        chunk_ids: &[ChunkId],
     ) -> ServiceResult<Vec<CitedChunk>> {
-        let (rows, docs) = self.chunks_with_documents(chunk_ids).await?;
+        let ids: Vec<String> = chunk_ids.iter().map(String::from).collect();
+        let (rows, docs) = self.chunks_with_documents(&ids).await?;
         let mut out = Vec::new();
-        for id in chunk_ids {
+        for id in &ids {
             let Some(c) = rows.get(id) else { continue };
             let Some(d) = docs.get(&c.document_id) else {
                 continue;
@@ -296,12 +294,12 @@ impl Knowledge {
     /// The chunk ids each of `message_ids` cites.
     pub async fn citations_of(
         &self,
-        message_ids: &[String],
+        message_ids: &[MessageId],
     ) -> ServiceResult<HashMap<String, Vec<String>>> {
         let mut out: HashMap<String, Vec<String>> = HashMap::new();
         for batch in message_ids.chunks(500) {
             for c in message_citation::Entity::find()
-                .filter(message_citation::Column::MessageId.is_in(batch.to_vec()))
+                .filter(message_citation::Column::MessageId.is_in(batch.iter().map(String::from)))
                 .all(&self.db)
                 .await
                 .map_err(internal)?

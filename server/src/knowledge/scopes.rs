@@ -20,7 +20,13 @@ pub struct ScopePreview {
 impl Knowledge {
     // ---- scopes ----------------------------------------------------------------------------
 
-    pub async fn scopes(&self) -> ServiceResult<Vec<Scope>> {
+    /// Every scope, by name (scope managers).
+    pub async fn scopes(&self, actor: Actor<'_>) -> ServiceResult<Vec<Scope>> {
+        self.authz.permit(actor, SystemAction::ScopeManage)?;
+        self.scope_rows().await
+    }
+
+    async fn scope_rows(&self) -> ServiceResult<Vec<Scope>> {
         scope_e::Entity::find()
             .order_by_asc(scope_e::Column::Name)
             .all(&self.db)
@@ -31,12 +37,19 @@ impl Knowledge {
             .collect()
     }
 
-    /// A scope by id or by name.
-    pub async fn scope(&self, id_or_name: &str) -> ServiceResult<Scope> {
+    /// A scope by id or by name (scope managers).
+    pub async fn scope(&self, actor: Actor<'_>, id_or_name: &ScopeId) -> ServiceResult<Scope> {
+        self.authz.permit(actor, SystemAction::ScopeManage)?;
+        self.find_scope(id_or_name).await
+    }
+
+    /// A scope by id or by name, for a service acting on a request it has
+    /// already authorized (spawning agents into a scope).
+    pub async fn find_scope(&self, id_or_name: &ScopeId) -> ServiceResult<Scope> {
         let m = scope_e::Entity::find()
             .filter(
                 sea_orm::Condition::any()
-                    .add(scope_e::Column::Id.eq(id_or_name))
+                    .add(scope_e::Column::Id.eq(id_or_name.as_str()))
                     .add(scope_e::Column::Name.eq(id_or_name.to_ascii_lowercase())),
             )
             .one(&self.db)
@@ -49,18 +62,18 @@ impl Knowledge {
     /// Create (`id` None) or replace a scope.
     pub async fn put_scope(
         &self,
-        actor: &UserId,
-        id: Option<&str>,
+        actor: Actor<'_>,
+        id: Option<&ScopeId>,
         spec: ScopeSpec,
-        audit: &Audit,
     ) -> ServiceResult<Scope> {
+        self.authz.permit(actor, SystemAction::ScopeManage)?;
         self.forget_scopes();
         let (spec, rule) = spec.validate()?;
         let now = chrono::Utc::now();
         let [collections, departments, tags, exc_c, exc_d, exc_t] = Scope::columns(&spec);
         let (id, created_at) = match id {
             Some(id) => {
-                let cur = self.scope(id).await?;
+                let cur = self.find_scope(id).await?;
                 let m = scope_e::Entity::find_by_id(&cur.id)
                     .one(&self.db)
                     .await
@@ -99,9 +112,9 @@ impl Knowledge {
             }
             return Err(internal(e));
         }
-        audit
+        self.audit
             .record(
-                Some(actor.as_str()),
+                Some(actor.user_id().as_str()),
                 "scope.put",
                 &id,
                 "ok",
@@ -112,9 +125,10 @@ impl Knowledge {
     }
 
     /// Delete a scope that no principal uses.
-    pub async fn delete_scope(&self, actor: &UserId, id: &str, audit: &Audit) -> ServiceResult<()> {
+    pub async fn delete_scope(&self, actor: Actor<'_>, id: &ScopeId) -> ServiceResult<()> {
+        self.authz.permit(actor, SystemAction::ScopeManage)?;
         self.forget_scopes();
-        let s = self.scope(id).await?;
+        let s = self.find_scope(id).await?;
         let users = principal_scope::Entity::find()
             .filter(principal_scope::Column::ScopeId.eq(&s.id))
             .count(&self.db)
@@ -130,9 +144,9 @@ impl Knowledge {
             .exec(&self.db)
             .await
             .map_err(internal)?;
-        audit
+        self.audit
             .record(
-                Some(actor.as_str()),
+                Some(actor.user_id().as_str()),
                 "scope.delete",
                 &s.id,
                 "ok",
@@ -145,11 +159,11 @@ impl Knowledge {
     /// Assign (or with `None`, remove) the scope a principal retrieves through.
     pub async fn assign_scope(
         &self,
-        actor: &UserId,
+        actor: Actor<'_>,
         user_id: &UserId,
-        scope: Option<&str>,
-        audit: &Audit,
+        scope: Option<&ScopeId>,
     ) -> ServiceResult<Option<Scope>> {
+        self.authz.permit(actor, SystemAction::ScopeManage)?;
         self.forget_scopes();
         let txn = crate::storage::begin_write(&self.db)
             .await
@@ -160,7 +174,7 @@ impl Knowledge {
             .map_err(internal)?;
         let assigned = match scope {
             Some(s) => {
-                let s = self.scope(s).await?;
+                let s = self.find_scope(s).await?;
                 principal_scope::ActiveModel {
                     user_id: Set(user_id.to_string()),
                     scope_id: Set(s.id.clone()),
@@ -174,9 +188,9 @@ impl Knowledge {
             None => None,
         };
         txn.commit().await.map_err(internal)?;
-        audit
+        self.audit
             .record(
-                Some(actor.as_str()),
+                Some(actor.user_id().as_str()),
                 "scope.assign",
                 user_id,
                 "ok",
@@ -192,7 +206,7 @@ impl Knowledge {
         &self,
         txn: &sea_orm::DatabaseTransaction,
         user_ids: &[UserId],
-        scope_id: &str,
+        scope_id: &ScopeId,
     ) -> ServiceResult<()> {
         self.forget_scopes();
         let now = chrono::Utc::now();
@@ -218,7 +232,7 @@ impl Knowledge {
     ) -> ServiceResult<HashMap<String, String>> {
         let mut out = HashMap::new();
         let names: HashMap<String, String> = self
-            .scopes()
+            .scope_rows()
             .await?
             .into_iter()
             .map(|s| (s.id, s.spec.name))
@@ -236,6 +250,20 @@ impl Knowledge {
             }
         }
         Ok(out)
+    }
+
+    /// The scope `user_id` retrieves through, as `asker` may see it: their
+    /// own, or anyone's for scope managers.
+    pub async fn scope_of_user(
+        &self,
+        asker: &Principal,
+        user_id: &UserId,
+    ) -> ServiceResult<Option<Scope>> {
+        if asker.id != *user_id {
+            self.authz
+                .permit(Actor::Principal(asker), SystemAction::ScopeManage)?;
+        }
+        self.scope_of_uncached(user_id).await
     }
 
     /// The scope a principal retrieves through, if any.
@@ -267,7 +295,10 @@ impl Knowledge {
         else {
             return Ok(None);
         };
-        Ok(Some(self.scope(&a.scope_id).await?))
+        Ok(Some(
+            self.find_scope(&ScopeId::from_trusted(a.scope_id.as_str()))
+                .await?,
+        ))
     }
 
     /// What a scope can see: chunk counts per collection, department and label, and
@@ -278,8 +309,10 @@ impl Knowledge {
         rule: &ScopeRule,
         samples: usize,
     ) -> ServiceResult<ScopePreview> {
+        self.authz
+            .permit(Actor::Principal(viewer), SystemAction::ScopeManage)?;
         let filter: ChunkFilter = scope::compile(rule, &rule.max_label);
-        let docs = self.documents(None, None).await?;
+        let docs = self.document_rows(None, None).await?;
         let mut preview = ScopePreview::default();
         let mut visible_docs = Vec::new();
         for d in &docs {

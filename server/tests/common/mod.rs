@@ -173,7 +173,7 @@ impl TestApp {
             .await
             .expect("loopback embedder");
         TestApp::start(Backend::Sqlite, move |s| {
-            s.knowledge.embedder = "openai".into();
+            s.knowledge.embedder = warroom::choice::EmbedderKind::Openai;
             s.knowledge.openai_base_url = url;
             s.knowledge.openai_model = "loopback".into();
             s.knowledge.openai_dim = warroom_tools::loopback_embed::DIM;

@@ -157,7 +157,7 @@ async fn one_run(n: usize, args: &AgentsBenchArgs) -> anyhow::Result<Value> {
             .map(|r| r.id)
             .ok_or_else(|| anyhow::anyhow!("no admin"))?;
         app.directory
-            .get(&id)
+            .get(&warroom::ids::UserId::from_trusted(id))
             .await
             .map_err(|e| anyhow::anyhow!(e.message))?
             .expect("admin exists")
@@ -180,7 +180,7 @@ async fn one_run(n: usize, args: &AgentsBenchArgs) -> anyhow::Result<Value> {
             template: t.name.clone(),
             count: count as u32,
             scope: None,
-            brain: Some("extractive".into()),
+            brain: Some(warroom::choice::Brain::Extractive),
             activity: None,
             channels: Some(vec![format!("bench-{k}")]),
             tokens_per_hour: None,

@@ -297,7 +297,10 @@ impl Product {
             .row_by_handle(handle)
             .await?
             .context("bench user")?;
-        app.directory.get(&row.id).await?.context("bench user")
+        app.directory
+            .get(&warroom::ids::UserId::from_trusted(row.id))
+            .await?
+            .context("bench user")
     }
 
     /// `n` channels owned by `token`'s user, named `prefix-0`...
@@ -661,7 +664,7 @@ async fn unbatched_reference(args: &ChatBenchArgs) -> anyhow::Result<f64> {
     let p = Product::start(args).await?;
     let owner = p.user("unbatched-owner").await?;
     let ch = p.channel(&owner, "unbatched").await?;
-    let author = p.principal("unbatched-owner").await?.id.clone();
+    let author = p.principal("unbatched-owner").await?.id.to_string();
     let db = p.running.app.db.clone();
     let secs = args.durable_seconds.min(3.0);
     let start = Instant::now();

@@ -133,7 +133,12 @@ async fn one_run(n: usize) -> anyhow::Result<Json> {
     let started = Instant::now();
     let digest = app
         .insights
-        .run(period, warroom::insights::Trigger::Cli, None, &|_| {})
+        .run(
+            period,
+            warroom::insights::Trigger::Cli,
+            warroom::authz::Actor::Server,
+            &|_| {},
+        )
         .await
         .map_err(|e| anyhow::anyhow!("{}", e.message))?;
     let seconds = started.elapsed().as_secs_f64();

@@ -46,7 +46,7 @@ pub struct PlantedArgs {
     pub agents_per_department: u32,
     /// `extractive`, `local` or `openai`.
     #[arg(long, default_value = "extractive")]
-    pub brain: String,
+    pub brain: warroom::choice::Brain,
     /// Simulated hours of talk.
     #[arg(long, default_value_t = 12.0)]
     pub hours: f64,
@@ -459,9 +459,6 @@ pub async fn run(settings: Settings, args: PlantedArgs) -> anyhow::Result<()> {
     if !(args.hours > 0.0 && args.hours <= 24.0 * 14.0) {
         anyhow::bail!("--hours must be more than 0 and at most 336");
     }
-    if !["extractive", "local", "openai"].contains(&args.brain.as_str()) {
-        anyhow::bail!("--brain must be extractive, local or openai");
-    }
     if !(1..=20).contains(&args.repeat) {
         anyhow::bail!("--repeat must be 1-20");
     }
@@ -630,7 +627,12 @@ async fn run_once(
         let sim = simulate(&app, args, corpus, &departments, seed).await?;
         (departments, sim)
     };
-    let admin_id = sim.admin_id.clone();
+    let admin = app
+        .directory
+        .get(&warroom::ids::UserId::from_trusted(sim.admin_id.as_str()))
+        .await
+        .map_err(api)?
+        .context("the evaluation's admin account is gone")?;
     let period = warroom::insights::Period {
         from: sim.period_start,
         to: chrono::Utc::now() + chrono::Duration::seconds(1),
@@ -643,7 +645,7 @@ async fn run_once(
         .run(
             period,
             warroom::insights::Trigger::Eval,
-            Some(&admin_id),
+            warroom::authz::Actor::Principal(&admin),
             &|m| spinner.set_message(m.to_string()),
         )
         .await
@@ -741,7 +743,7 @@ async fn reuse(app: &warroom::app::App) -> anyhow::Result<(BTreeSet<String>, Sim
     use sea_orm::QueryOrder;
     let departments: BTreeSet<String> = app
         .knowledge
-        .scopes()
+        .scopes(warroom::authz::Actor::Server)
         .await
         .map_err(api)?
         .into_iter()
@@ -827,7 +829,7 @@ async fn simulate(
                 template: format!("{d}-{role}"),
                 count: 1,
                 scope: Some(format!("dept-{d}")),
-                brain: Some(args.brain.clone()),
+                brain: Some(args.brain),
                 activity: Some("high".into()),
                 // As a spawn by default: the war room and the department's
                 // own channel (confidential to it, where what its
@@ -853,8 +855,10 @@ async fn simulate(
         }
     }
     bar.finish_and_clear();
-    let brains = warroom::agents::host::brains(&app.settings, args.brain == "local").await;
-    if !brains.names().contains(&args.brain) {
+    let brains =
+        warroom::agents::host::brains(&app.settings, args.brain == warroom::choice::Brain::Local)
+            .await;
+    if !brains.names().iter().any(|n| n == args.brain.as_str()) {
         anyhow::bail!(
             "the {} brain is not available: check [agents] settings (openai_base_url, local_model)",
             args.brain
@@ -885,7 +889,7 @@ async fn simulate(
     let leader = app.directory.create(leader).await.map_err(api)?;
     let leader = app
         .directory
-        .get(&leader.id)
+        .get(&warroom::ids::UserId::from_trusted(leader.id))
         .await
         .map_err(api)?
         .context("leader")?;
@@ -958,7 +962,7 @@ async fn simulate(
         stats.refused
     );
     Ok(Sim {
-        admin_id: admin.id.clone(),
+        admin_id: admin.id.to_string(),
         period_start,
         posts: stats.posts,
         replies: stats.replies,

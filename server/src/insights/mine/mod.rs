@@ -158,21 +158,7 @@ pub struct Topic {
 }
 
 /// Risk or opportunity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    Risk,
-    Opportunity,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Risk => "risk",
-            Kind::Opportunity => "opportunity",
-        }
-    }
-}
+pub use warroom_types::InsightKind as Kind;
 
 /// The signals behind a score, shown in the digest.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
