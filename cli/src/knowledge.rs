@@ -65,7 +65,7 @@ pub async fn ingest(settings: Settings, args: IngestArgs) -> anyhow::Result<()> 
                     &meta,
                 )
                 .await
-                .map_err(|e| format!("{} ({})", e.message, e.code)),
+                .map_err(|e| format!("{e} ({})", warroom::error::Failure::code(&e))),
             Err(e) => Err(format!("cannot read: {e}")),
         };
         match result {
@@ -109,7 +109,7 @@ pub async fn reindex(settings: Settings) -> anyhow::Result<()> {
             bar.set_position(done as u64);
         })
         .await
-        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        .map_err(warroom::ops::api)?;
     bar.finish_and_clear();
     println!("re-indexed {n} chunks");
     Ok(())

@@ -56,12 +56,9 @@ pub async fn run(settings: Settings, command: UsersCommand) -> anyhow::Result<()
     );
     let new = warroom::users::new_user_from(req)
         .await
-        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        .map_err(warroom::ops::api)?;
     let dir = warroom::directory::Directory::new(db.clone());
-    let row = dir
-        .create(new)
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let row = dir.create(new).await.map_err(warroom::ops::api)?;
     warroom::audit::Audit::open(db, &settings.storage.data_dir)?
         .record(
             None,

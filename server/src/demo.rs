@@ -55,7 +55,7 @@ pub fn first_digest(app: crate::app::App, url: String) {
                         d.id
                     );
                 }
-                Err(e) => eprintln!("warning: the first digest failed: {}", e.message),
+                Err(e) => eprintln!("warning: the first digest failed: {e}"),
             }
             return;
         }
@@ -227,7 +227,7 @@ pub async fn seed_sample_company(app: &crate::app::App) -> anyhow::Result<()> {
         .knowledge
         .document_count()
         .await
-        .map_err(|e| anyhow::anyhow!("{}", e.message))?
+        .map_err(crate::ops::api)?
         > 0
     {
         return Ok(());
@@ -258,10 +258,7 @@ pub async fn load_corpus(
         .filter(|f| f.parent() != Some(dir.as_path()))
         .collect();
     println!("  Loading documents from {} ...", dir.display());
-    app.knowledge
-        .engine()
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    app.knowledge.engine().await.map_err(crate::ops::api)?;
     let bar = ProgressBar::new(files.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("  {bar:40} {pos}/{len} documents {wide_msg}")
@@ -285,7 +282,7 @@ pub async fn load_corpus(
                     departments.insert(d.to_string());
                 }
             }
-            Err(e) => say(&bar, format!("  skipped {rel}: {}", e.message)),
+            Err(e) => say(&bar, format!("  skipped {rel}: {e}")),
         }
         bar.inc(1);
     }
@@ -294,7 +291,7 @@ pub async fn load_corpus(
         .directory
         .row_by_handle("admin")
         .await
-        .map_err(|e| anyhow::anyhow!("{}", e.message))?
+        .map_err(crate::ops::api)?
         .map(|u| u.id);
     for d in &departments {
         let spec = crate::knowledge::scope::ScopeSpec {

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 
 use crate::config::Settings;
 
-pub fn api(e: crate::error::ServiceError) -> anyhow::Error {
-    anyhow::anyhow!("{} ({})", e.message, e.code)
+/// A service's failure as a command-line error: its message and code.
+pub fn api(e: impl crate::error::Failure) -> anyhow::Error {
+    anyhow::anyhow!("{} ({})", e.message(), e.code())
 }
 
 /// The server's state without a listener, for offline administration.
@@ -139,10 +140,7 @@ pub async fn offline_knowledge(settings: &Settings) -> anyhow::Result<crate::kno
         authz,
         audit,
     );
-    knowledge
-        .engine()
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    knowledge.engine().await.map_err(crate::ops::api)?;
     Ok(knowledge)
 }
 

@@ -17,13 +17,21 @@ use crate::audit::Audit;
 use crate::auth::Auth;
 use crate::auth::{new_refresh_token, refresh_hash};
 use crate::directory::Directory;
-use crate::error::{ServiceError, ServiceResult};
+
 use crate::metrics::Metrics;
 use crate::principal::Principal;
 use crate::realtime::Hub;
 use crate::realtime::{CloseReason, CLOSE_REVOKED};
 use crate::storage::entities::refresh_token;
 use crate::storage::WriteGate;
+
+crate::error::service_error! {
+    /// Why logging in, refreshing or logging out failed.
+    pub enum SessionError / SessionResult {
+    }
+    from {
+    }
+}
 
 /// Credentials.
 #[derive(Deserialize, ToSchema)]
@@ -47,14 +55,14 @@ pub struct TokenResponse {
 pub async fn revoke_user(
     db: &sea_orm::DatabaseConnection,
     user_id: &crate::ids::UserId,
-) -> ServiceResult<()> {
+) -> SessionResult<()> {
     revoke_where(db, refresh_token::Column::UserId.eq(user_id)).await
 }
 
 async fn revoke_where(
     db: &sea_orm::DatabaseConnection,
     which: sea_orm::sea_query::SimpleExpr,
-) -> ServiceResult<()> {
+) -> SessionResult<()> {
     refresh_token::Entity::update_many()
         .col_expr(
             refresh_token::Column::Revoked,
@@ -113,7 +121,7 @@ impl Sessions {
         db: &C,
         user_id: &str,
         family: &str,
-    ) -> ServiceResult<TokenResponse> {
+    ) -> SessionResult<TokenResponse> {
         let (token, hash) = new_refresh_token();
         let now = chrono::Utc::now();
         refresh_token::ActiveModel {
@@ -145,9 +153,9 @@ impl Sessions {
         &self,
         client: IpAddr,
         req: LoginRequest,
-    ) -> Result<TokenResponse, (ServiceError, Option<u64>)> {
+    ) -> Result<TokenResponse, (SessionError, Option<u64>)> {
         if req.handle.len() > 64 || req.password.len() > 1024 {
-            return Err((ServiceError::invalid("handle or password too long"), None));
+            return Err((SessionError::invalid("handle or password too long"), None));
         }
         // Throttled per address, and per handle from that address: failures
         // elsewhere never lock this client out (SECURITY-CASES 29).
@@ -156,7 +164,7 @@ impl Sessions {
             Err(throttled) => {
                 self.metrics.logins.with_label_values(&["throttled"]).inc();
                 return Err((
-                    ServiceError::rate_limited(throttled.message()),
+                    SessionError::rate_limited(throttled.message()),
                     Some(throttled.retry_after().as_secs()),
                 ));
             }
@@ -165,7 +173,7 @@ impl Sessions {
             .directory
             .row_by_handle(&req.handle)
             .await
-            .map_err(|e| (e, None))?;
+            .map_err(|e| (SessionError::from(e), None))?;
         let stored = row.as_ref().and_then(|r| r.password_hash.clone());
         let password = req.password;
         let auth = self.auth.clone();
@@ -173,7 +181,7 @@ impl Sessions {
         let ok =
             tokio::task::spawn_blocking(move || auth.check_password(&password, stored.as_deref()))
                 .await
-                .map_err(|e| (ServiceError::internal(e), None))?;
+                .map_err(|e| (SessionError::internal(e), None))?;
         let user = match row {
             Some(u) if ok && u.active => u,
             _ => {
@@ -189,7 +197,7 @@ impl Sessions {
                     )
                     .await;
                 return Err((
-                    ServiceError::unauthenticated("wrong handle or password"),
+                    SessionError::unauthenticated("wrong handle or password"),
                     None,
                 ));
             }
@@ -216,7 +224,7 @@ impl Sessions {
     /// either waits for this transaction and then finds the token used, or
     /// finds it used after the successor is stored: either way its family
     /// revocation includes the successor, so no token of a reused family lives.
-    async fn rotate(&self, row: &refresh_token::Model) -> ServiceResult<Option<TokenResponse>> {
+    async fn rotate(&self, row: &refresh_token::Model) -> SessionResult<Option<TokenResponse>> {
         let _gate = self.gate.enter().await;
         let txn = crate::storage::begin_write(&self.db).await?;
         let claimed = refresh_token::Entity::update_many()
@@ -241,7 +249,7 @@ impl Sessions {
     /// A spent or revoked refresh token came back: whoever holds the family may
     /// be an attacker, so revoke it, end its session (access tokens refused,
     /// sockets closed) and record it.
-    async fn family_reused(&self, row: &refresh_token::Model) -> ServiceResult<()> {
+    async fn family_reused(&self, row: &refresh_token::Model) -> SessionResult<()> {
         self.revoke_family(&row.family_id).await?;
         self.end_sessions(
             &row.user_id,
@@ -276,7 +284,7 @@ impl Sessions {
         }
     }
 
-    async fn revoke_family(&self, family: &str) -> ServiceResult<()> {
+    async fn revoke_family(&self, family: &str) -> SessionResult<()> {
         revoke_where(&self.db, refresh_token::Column::FamilyId.eq(family)).await
     }
 
@@ -287,7 +295,7 @@ impl Sessions {
     }
 
     /// Sessions of `user_id` whose access tokens may not have expired yet.
-    async fn recent_sessions(&self, user_id: &str) -> ServiceResult<Vec<String>> {
+    async fn recent_sessions(&self, user_id: &str) -> SessionResult<Vec<String>> {
         let rows = refresh_token::Entity::find()
             .filter(refresh_token::Column::UserId.eq(user_id))
             .filter(refresh_token::Column::CreatedAt.gt(self.oldest_live_access()))
@@ -319,8 +327,8 @@ impl Sessions {
 
     /// Exchange a refresh token for new tokens. Each refresh token works once;
     /// presenting a used one revokes its whole family and ends its session.
-    pub async fn refresh(&self, token: &str) -> ServiceResult<TokenResponse> {
-        let bad = || ServiceError::unauthenticated("invalid refresh token; log in again");
+    pub async fn refresh(&self, token: &str) -> SessionResult<TokenResponse> {
+        let bad = || SessionError::unauthenticated("invalid refresh token; log in again");
         if token.len() > 256 {
             return Err(bad());
         }
@@ -345,7 +353,7 @@ impl Sessions {
             .await?
         {
             Some(p) if p.active => {}
-            _ => return Err(ServiceError::unauthenticated("account is not active")),
+            _ => return Err(SessionError::unauthenticated("account is not active")),
         }
         match self.rotate(&row).await? {
             Some(tokens) => Ok(tokens),
@@ -366,7 +374,7 @@ impl Sessions {
         p: &Principal,
         own_session: Option<String>,
         token: Option<String>,
-    ) -> ServiceResult<()> {
+    ) -> SessionResult<()> {
         let mut ended: Vec<String> = own_session.into_iter().collect();
         let everywhere = token.is_none();
         match token {

@@ -15,12 +15,28 @@ use crate::authz::SystemAction;
 use crate::chat::parse_label;
 use crate::directory::Directory;
 use crate::directory::{parse_handle, NewUser};
-use crate::error::{ServiceError, ServiceResult};
+
 use crate::principal::{Principal, Role, UserKind};
 use crate::realtime::Hub;
 use crate::realtime::{CloseReason, CLOSE_REVOKED};
 use crate::storage::entities::{audit, user};
 use sea_orm::{ActiveModelTrait, EntityTrait, QueryOrder, QuerySelect, Set};
+
+crate::error::service_error! {
+    /// Why a users operation failed.
+    pub enum UsersError / UsersResult {
+        /// A clearance given above the giver's own.
+        ClearanceExceeded => Forbidden, "clearance_exceeded";
+        /// An admin changing their own role or deactivating themself.
+        OwnPermissions => Forbidden, "own_permissions";
+        /// The policy directory does not validate; the previous set stays.
+        InvalidPolicies => Unprocessable, "invalid_policies";
+    }
+    from {
+        /// Ending a deactivated user's sessions.
+        Session(crate::sessions::SessionError),
+    }
+}
 
 /// Request to create a user (admin).
 #[derive(Deserialize, ToSchema)]
@@ -49,12 +65,12 @@ pub fn default_clearance(role: Role) -> &'static str {
 }
 
 /// Validate a create-user request into a [`NewUser`] (hashing the password).
-pub async fn new_user(req: CreateUser) -> ServiceResult<NewUser> {
+pub async fn new_user(req: CreateUser) -> UsersResult<NewUser> {
     let handle = parse_handle(&req.handle)?;
     let role: Role = req.role.parse()?;
     let kind: UserKind = req.kind.as_deref().unwrap_or("human").parse()?;
     if (kind == UserKind::Agent) != (role == Role::Agent) {
-        return Err(ServiceError::invalid(
+        return Err(UsersError::invalid(
             "agents have kind agent and role agent; humans never have role agent",
         ));
     }
@@ -66,21 +82,19 @@ pub async fn new_user(req: CreateUser) -> ServiceResult<NewUser> {
         .transpose()?;
     let display_name = req.display_name.unwrap_or_else(|| handle.clone());
     if display_name.trim().is_empty() || display_name.chars().count() > 80 {
-        return Err(ServiceError::invalid(
-            "display_name must be 1-80 characters",
-        ));
+        return Err(UsersError::invalid("display_name must be 1-80 characters"));
     }
     let password_hash = match (kind, req.password) {
         (_, Some(pw)) => {
-            check_password_strength(&pw).map_err(ServiceError::invalid)?;
+            check_password_strength(&pw).map_err(UsersError::invalid)?;
             Some(
                 tokio::task::spawn_blocking(move || crate::auth::hash_password(&pw))
                     .await
-                    .map_err(ServiceError::internal)?,
+                    .map_err(UsersError::internal)?,
             )
         }
         (UserKind::Human, None) => {
-            return Err(ServiceError::invalid(
+            return Err(UsersError::invalid(
                 "a password is required for human users",
             ))
         }
@@ -98,7 +112,7 @@ pub async fn new_user(req: CreateUser) -> ServiceResult<NewUser> {
 }
 
 /// Check a department name: 1-32 characters a-z, 0-9, '-' or '_' (lower-cased).
-pub fn parse_department(raw: &str) -> ServiceResult<String> {
+pub fn parse_department(raw: &str) -> UsersResult<String> {
     let d = raw.trim().to_ascii_lowercase();
     let ok = (1..=32).contains(&d.len())
         && d.bytes()
@@ -106,7 +120,7 @@ pub fn parse_department(raw: &str) -> ServiceResult<String> {
     if ok {
         Ok(d)
     } else {
-        Err(ServiceError::invalid(
+        Err(UsersError::invalid(
             "department must be 1-32 characters a-z, 0-9, '-' or '_'",
         ))
     }
@@ -135,7 +149,7 @@ pub fn users_create_request(
 }
 
 /// Validate a create-user request (shared by the API and the CLI).
-pub async fn new_user_from(req: CreateUser) -> ServiceResult<crate::directory::NewUser> {
+pub async fn new_user_from(req: CreateUser) -> UsersResult<crate::directory::NewUser> {
     new_user(req).await
 }
 
@@ -152,18 +166,14 @@ pub struct UpdateUser {
 /// An admin grants only clearance they hold themselves (SECURITY-CASES 27):
 /// anything wider is granted by someone cleared for it, or by the operator
 /// with `warroom users create|update` on the server.
-fn grantable(granter: &Principal, clearance: &crate::label::Label) -> ServiceResult<()> {
+fn grantable(granter: &Principal, clearance: &crate::label::Label) -> UsersResult<()> {
     if clearance.within(&granter.clearance) {
         return Ok(());
     }
-    Err(ServiceError::new(
-        crate::error::ErrorKind::Forbidden,
-        "clearance_exceeded",
-        format!(
-            "clearance {clearance} is beyond your own ({}): ask someone cleared for it",
-            granter.clearance
-        ),
-    ))
+    Err(UsersError::ClearanceExceeded(format!(
+        "clearance {clearance} is beyond your own ({}): ask someone cleared for it",
+        granter.clearance
+    )))
 }
 
 /// The users service: accounts, their roles and clearances.
@@ -178,14 +188,14 @@ pub struct Users {
 
 impl Users {
     /// The newest `limit` audit records (auditors).
-    pub async fn audit_log(&self, p: &Principal, limit: u64) -> ServiceResult<Vec<audit::Model>> {
+    pub async fn audit_log(&self, p: &Principal, limit: u64) -> UsersResult<Vec<audit::Model>> {
         self.authz.require_system(p, SystemAction::AuditRead)?;
-        crate::audit::latest(&self.db, limit).await
+        Ok(crate::audit::latest(&self.db, limit).await?)
     }
 
     /// Re-read and validate the policy directory; on error the active set
     /// stays (`invalid_policies`). Returns how many policies are active.
-    pub async fn reload_policies(&self, p: &Principal) -> ServiceResult<usize> {
+    pub async fn reload_policies(&self, p: &Principal) -> UsersResult<usize> {
         self.authz.require_system(p, SystemAction::PolicyReload)?;
         match self.authz.reload() {
             Ok(n) => {
@@ -210,11 +220,9 @@ impl Users {
                         serde_json::json!({"error": e.to_string()}),
                     )
                     .await;
-                Err(ServiceError::new(
-                    crate::error::ErrorKind::Unprocessable,
-                    "invalid_policies",
-                    format!("{e}; the previous policies stay active"),
-                ))
+                Err(UsersError::InvalidPolicies(format!(
+                    "{e}; the previous policies stay active"
+                )))
             }
         }
     }
@@ -264,13 +272,8 @@ impl Users {
             None,
             Some(password.clone()),
         );
-        let new = new_user(req)
-            .await
-            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-        self.directory
-            .create(new)
-            .await
-            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        let new = new_user(req).await.map_err(crate::ops::api)?;
+        self.directory.create(new).await.map_err(crate::ops::api)?;
         crate::storage::write_private(&file, format!("{password}\n").as_bytes())?;
         Ok(format!(
             "Admin login: handle 'admin', password '{password}' (also saved in {})",
@@ -279,7 +282,7 @@ impl Users {
     }
 
     /// The user directory, for those allowed to list it (not guests).
-    pub async fn list(&self, p: &Principal) -> ServiceResult<Vec<Principal>> {
+    pub async fn list(&self, p: &Principal) -> UsersResult<Vec<Principal>> {
         self.authz.require_system(p, SystemAction::UserList)?;
         let rows = user::Entity::find()
             .order_by_asc(user::Column::Handle)
@@ -287,17 +290,17 @@ impl Users {
             .all(&self.db)
             .await?;
         rows.iter()
-            .map(|r| Principal::try_from(r).map_err(ServiceError::internal))
+            .map(|r| Principal::try_from(r).map_err(UsersError::internal))
             .collect()
     }
 
     /// Create a user (admin), granting at most the creator's own clearance; audited.
-    pub async fn create(&self, p: &Principal, req: CreateUser) -> ServiceResult<Principal> {
+    pub async fn create(&self, p: &Principal, req: CreateUser) -> UsersResult<Principal> {
         self.authz.require_system(p, SystemAction::UserManage)?;
         let new = new_user(req).await?;
         grantable(p, &new.clearance)?;
         let row = self.directory.create(new).await?;
-        let created = Principal::try_from(&row).map_err(ServiceError::internal)?;
+        let created = Principal::try_from(&row).map_err(UsersError::internal)?;
         self.audit
             .record(
                 Some(&p.id),
@@ -318,23 +321,21 @@ impl Users {
         p: &Principal,
         id: &crate::ids::UserId,
         req: UpdateUser,
-    ) -> ServiceResult<Principal> {
+    ) -> UsersResult<Principal> {
         self.authz.require_system(p, SystemAction::UserManage)?;
         let Some(row) = user::Entity::find_by_id(id).one(&self.db).await? else {
-            return Err(ServiceError::not_found("user"));
+            return Err(UsersError::not_found("user"));
         };
         if *id == p.id && (req.role.is_some() || req.clearance.is_some()) {
-            return Err(ServiceError::new(
-                crate::error::ErrorKind::Forbidden,
-                "own_permissions",
-                "nobody changes their own role or clearance: ask another admin",
+            return Err(UsersError::OwnPermissions(
+                "nobody changes their own role or clearance: ask another admin".into(),
             ));
         }
         let mut am: user::ActiveModel = row.clone().into();
         if let Some(role) = &req.role {
             let r: Role = role.parse()?;
             if (r == Role::Agent) != (row.kind == "agent") {
-                return Err(ServiceError::invalid("only agents have role agent"));
+                return Err(UsersError::invalid("only agents have role agent"));
             }
             am.role = Set(r.as_str().into());
         }
@@ -348,7 +349,7 @@ impl Users {
         }
         if let Some(active) = req.active {
             if !active && *id == p.id {
-                return Err(ServiceError::invalid("you cannot deactivate yourself"));
+                return Err(UsersError::invalid("you cannot deactivate yourself"));
             }
             am.active = Set(active);
         }
@@ -382,6 +383,6 @@ impl Users {
                 serde_json::json!({"active": req.active, "role": req.role, "clearance": req.clearance}),
             )
             .await;
-        Principal::try_from(&updated).map_err(ServiceError::internal)
+        Principal::try_from(&updated).map_err(UsersError::internal)
     }
 }

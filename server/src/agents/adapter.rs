@@ -20,7 +20,8 @@ use crate::knowledge::Knowledge;
 use crate::marks::AgentMarks;
 
 use super::Agents;
-use crate::error::ServiceError;
+use crate::agents::AgentsError;
+use crate::error::Failure;
 use crate::principal::{Principal, UserKind};
 
 /// The runtime's window on this server.
@@ -98,21 +99,22 @@ impl InProcess {
 
 /// Map a service error to the port's error: the same mapping a remote
 /// worker applies to the HTTP status of the same failure.
-pub fn platform_error(e: ServiceError) -> PlatformError {
+pub fn platform_error(e: impl Failure) -> PlatformError {
     use crate::error::ErrorKind;
-    match e.kind {
-        ErrorKind::Unauthenticated | ErrorKind::Forbidden => PlatformError::Forbidden(e.message),
-        ErrorKind::NotFound => PlatformError::NotFound(e.message),
+    let message = e.message();
+    match e.kind() {
+        ErrorKind::Unauthenticated | ErrorKind::Forbidden => PlatformError::Forbidden(message),
+        ErrorKind::NotFound => PlatformError::NotFound(message),
         ErrorKind::RateLimited => PlatformError::RateLimited,
         ErrorKind::Unavailable | ErrorKind::Internal => {
-            PlatformError::Unavailable(format!("{}: {}", e.code, e.message))
+            PlatformError::Unavailable(format!("{}: {message}", e.code()))
         }
         ErrorKind::Invalid
         | ErrorKind::Conflict
         | ErrorKind::TooLarge
         | ErrorKind::Unprocessable => PlatformError::Rejected {
-            code: e.code.to_string(),
-            message: e.message,
+            code: e.code().to_string(),
+            message,
         },
     }
 }
@@ -120,7 +122,7 @@ pub fn platform_error(e: ServiceError) -> PlatformError {
 /// An id the runtime hands over, checked as one from an HTTP path is.
 fn parse_id<T: std::str::FromStr<Err = IdError>>(s: &str) -> Result<T, PlatformError> {
     s.parse()
-        .map_err(|e: IdError| platform_error(ServiceError::from(e)))
+        .map_err(|e: IdError| platform_error(AgentsError::from(e)))
 }
 
 #[async_trait::async_trait]

@@ -6,8 +6,8 @@ use warroom_agent_runtime::memory::Memory;
 use warroom_agent_runtime::persona::Template;
 
 use super::Agents;
+use crate::agents::{AgentsError, AgentsResult};
 use crate::authz::{Actor, SystemAction};
-use crate::error::{ErrorKind, ServiceError, ServiceResult};
 use crate::ids::AgentId;
 use crate::label::Label;
 use crate::principal::{Principal, UserKind};
@@ -18,7 +18,7 @@ const REDACTED: &str = "[redacted: above your clearance]";
 
 impl Agents {
     /// The templates agents can be spawned from (agent viewers).
-    pub fn templates_for(&self, actor: Actor<'_>) -> ServiceResult<Vec<Template>> {
+    pub fn templates_for(&self, actor: Actor<'_>) -> AgentsResult<Vec<Template>> {
         self.authz.permit(actor, SystemAction::AgentView)?;
         Ok(self.templates())
     }
@@ -28,7 +28,7 @@ impl Agents {
     pub fn activity_for(
         &self,
         worker: &Principal,
-    ) -> ServiceResult<tokio::sync::broadcast::Receiver<std::sync::Arc<super::FeedItem>>> {
+    ) -> AgentsResult<tokio::sync::broadcast::Receiver<std::sync::Arc<super::FeedItem>>> {
         self.authz
             .permit(Actor::Principal(worker), SystemAction::AgentRun)?;
         Ok(self.feed.subscribe())
@@ -40,16 +40,16 @@ impl Agents {
         p: &Principal,
         id: &AgentId,
         limit: u64,
-    ) -> ServiceResult<Vec<MessageView>> {
+    ) -> AgentsResult<Vec<MessageView>> {
         self.authz
             .permit(Actor::Principal(p), SystemAction::AgentView)?;
-        self.chat.by_author(p, &id.user(), limit).await
+        Ok(self.chat.by_author(p, &id.user(), limit).await?)
     }
 
     /// An access token for an active agent, for a worker to act as it. The
     /// minter must be allowed to run agents and cleared for the agent's
     /// clearance: nobody acts through an agent with more than they may see.
-    pub async fn issue_token(&self, minter: &Principal, id: &AgentId) -> ServiceResult<AgentToken> {
+    pub async fn issue_token(&self, minter: &Principal, id: &AgentId) -> AgentsResult<AgentToken> {
         self.authz
             .permit(Actor::Principal(minter), SystemAction::AgentRun)?;
         let agent = self
@@ -57,7 +57,7 @@ impl Agents {
             .get(&id.user())
             .await?
             .filter(|a| a.kind == UserKind::Agent && a.active)
-            .ok_or_else(|| ServiceError::not_found("active agent"))?;
+            .ok_or_else(|| AgentsError::not_found("active agent"))?;
         if !agent.clearance.within(&minter.clearance) {
             self.audit
                 .record(
@@ -68,10 +68,8 @@ impl Agents {
                     serde_json::json!({"reason": "clearance_exceeded", "agent_clearance": agent.clearance.to_string()}),
                 )
                 .await;
-            return Err(ServiceError::new(
-                ErrorKind::Forbidden,
-                "clearance_exceeded",
-                format!(
+            return Err(AgentsError::ClearanceExceeded(
+format!(
                     "agent {} is cleared for {}, beyond your clearance {}: a token must be issued by someone cleared for it",
                     agent.handle, agent.clearance, minter.clearance
                 ),
@@ -99,7 +97,7 @@ impl Agents {
         &self,
         reader: &Principal,
         id: &AgentId,
-    ) -> ServiceResult<Option<Memory>> {
+    ) -> AgentsResult<Option<Memory>> {
         self.require_self_or_manager(reader, id)?;
         let memory = self.memory(id).await?;
         if reader.id.as_str() == id.as_str() {
@@ -110,7 +108,7 @@ impl Agents {
             .get(&id.user())
             .await?
             .map(|a| a.clearance.clone())
-            .ok_or_else(|| ServiceError::not_found("agent"))?;
+            .ok_or_else(|| AgentsError::not_found("agent"))?;
         let Some(memory) = memory else {
             return Ok(None);
         };
@@ -128,21 +126,22 @@ impl Agents {
         writer: &Principal,
         id: &AgentId,
         memory: &Memory,
-    ) -> ServiceResult<()> {
+    ) -> AgentsResult<()> {
         self.require_self_or_manager(writer, id)?;
         if !self.exists(id).await? {
-            return Err(ServiceError::not_found("agent"));
+            return Err(AgentsError::not_found("agent"));
         }
         self.save_memory(id, memory).await
     }
 
     /// The agent itself, or someone allowed to manage agents.
-    fn require_self_or_manager(&self, p: &Principal, id: &AgentId) -> ServiceResult<()> {
+    fn require_self_or_manager(&self, p: &Principal, id: &AgentId) -> AgentsResult<()> {
         if p.id.as_str() == id.as_str() && p.kind == UserKind::Agent {
             return Ok(());
         }
-        self.authz
-            .permit(Actor::Principal(p), SystemAction::AgentManage)
+        Ok(self
+            .authz
+            .permit(Actor::Principal(p), SystemAction::AgentManage)?)
     }
 }
 

@@ -30,7 +30,8 @@ use crate::authz::{Actor, Authz, SystemAction};
 use crate::chat::Chat;
 use crate::config::AgentSettings;
 use crate::directory::Directory;
-use crate::error::{ServiceError, ServiceResult};
+use crate::error::Failure;
+
 use crate::ids::{AgentId, UserId};
 use crate::knowledge::Knowledge;
 use crate::label::Label;
@@ -38,6 +39,20 @@ use crate::principal::{Principal, Role, UserKind};
 use crate::realtime::Hub;
 use crate::storage::entities::{agent, agent_memory, membership, user};
 use warroom_types::Brain;
+
+crate::error::service_error! {
+    /// Why an agents operation failed.
+    pub enum AgentsError / AgentsResult {
+        /// A token was asked for an agent cleared beyond the asker.
+        ClearanceExceeded => Forbidden, "clearance_exceeded";
+    }
+    from {
+        /// Joining channels and reading the agent's messages.
+        Chat(crate::chat::ChatError),
+        /// Scopes and retrieval.
+        Knowledge(crate::knowledge::KnowledgeError),
+    }
+}
 
 /// New messages, as metadata, to whoever runs agents (in process or remote).
 /// Subscribers get an [`Activity`] cut for them from each [`FeedItem`]: only
@@ -216,12 +231,12 @@ impl Status {
     }
 
     /// Parse a status from input.
-    pub fn parse(raw: &str) -> ServiceResult<Self> {
+    pub fn parse(raw: &str) -> AgentsResult<Self> {
         match raw {
             "active" => Ok(Status::Active),
             "paused" => Ok(Status::Paused),
             "retired" => Ok(Status::Retired),
-            other => Err(ServiceError::invalid(format!(
+            other => Err(AgentsError::invalid(format!(
                 "status {other:?} must be active, paused or retired"
             ))),
         }
@@ -542,23 +557,21 @@ impl Agents {
         req: SpawnRequest,
         max_count: u32,
         progress: &(dyn Fn(usize, usize) + Sync),
-    ) -> ServiceResult<SpawnOutcome> {
+    ) -> AgentsResult<SpawnOutcome> {
         self.authz
             .permit(Actor::Principal(actor), SystemAction::AgentManage)?;
         let template = self.template(&req.template).ok_or_else(|| {
-            ServiceError::invalid(format!(
+            AgentsError::invalid(format!(
                 "unknown template {:?}; see GET /api/v1/agents/templates",
                 req.template
             ))
         })?;
         if req.count == 0 || req.count > max_count {
-            return Err(ServiceError::invalid(format!(
-                "count must be 1-{max_count}"
-            )));
+            return Err(AgentsError::invalid(format!("count must be 1-{max_count}")));
         }
         let brain = req.brain.unwrap_or(self.settings.brain);
         let activity = match &req.activity {
-            Some(a) => ActivityLevel::parse(a).map_err(ServiceError::invalid)?,
+            Some(a) => ActivityLevel::parse(a).map_err(AgentsError::invalid)?,
             None => template.activity,
         };
         let scope_name = req
@@ -566,14 +579,11 @@ impl Agents {
             .clone()
             .unwrap_or_else(|| format!("dept-{}", template.department));
         let scope_ref = crate::ids::ScopeId::parse(&scope_name)?;
-        let scope = self.knowledge.find_scope(&scope_ref).await.map_err(|e| {
-            if e.kind == crate::error::ErrorKind::NotFound {
-                ServiceError::invalid(format!(
-                    "scope {scope_name:?} does not exist; create it first (POST /api/v1/scopes) or pass another scope"
-                ))
-            } else {
-                e
-            }
+        let scope = self.knowledge.find_scope(&scope_ref).await.map_err(|e| match e {
+            crate::knowledge::KnowledgeError::NotFound(_) => AgentsError::invalid(format!(
+                "scope {scope_name:?} does not exist; create it first (POST /api/v1/scopes) or pass another scope"
+            )),
+            e => AgentsError::from(e),
         })?;
         // An agent is cleared for exactly what its scope may show it.
         let clearance: Label = crate::chat::stored_label(&scope.spec.max_label)?;
@@ -584,7 +594,7 @@ impl Agents {
             ]
         });
         if channel_names.len() > 20 {
-            return Err(ServiceError::invalid("at most 20 channels"));
+            return Err(AgentsError::invalid("at most 20 channels"));
         }
         // Existing channels, or the label a missing one will get.
         let mut planned: Vec<(
@@ -600,7 +610,7 @@ impl Agents {
                 None => new_channel_label(name, &template),
             };
             if !label.within(&clearance) {
-                return Err(ServiceError::invalid(format!(
+                return Err(AgentsError::invalid(format!(
                     "channel {name} is labelled {label}, above what scope {scope_name} clears agents for ({clearance})"
                 )));
             }
@@ -651,7 +661,7 @@ impl Agents {
                         self.directory
                             .get(&ids[0].user())
                             .await?
-                            .ok_or_else(|| ServiceError::internal("spawned agent vanished"))?
+                            .ok_or_else(|| AgentsError::internal("spawned agent vanished"))?
                     };
                     let req = crate::chat::CreateChannel {
                         name: name.clone(),
@@ -662,11 +672,11 @@ impl Agents {
                     match self.chat.create_channel(&creator, req).await {
                         Ok(c) => c,
                         // Someone created it meanwhile.
-                        Err(e) if e.kind == crate::error::ErrorKind::Conflict => self
+                        Err(e) if e.kind() == crate::error::ErrorKind::Conflict => self
                             .find_channel(&name)
                             .await?
-                            .ok_or_else(|| ServiceError::internal("channel vanished"))?,
-                        Err(e) => return Err(e),
+                            .ok_or_else(|| AgentsError::internal("channel vanished"))?,
+                        Err(e) => return Err(e.into()),
                     }
                 }
             };
@@ -694,7 +704,7 @@ impl Agents {
         clearance: &Label,
         actor: &Principal,
         count: u32,
-    ) -> ServiceResult<(
+    ) -> AgentsResult<(
         Vec<AgentId>,
         Vec<user::ActiveModel>,
         Vec<agent::ActiveModel>,
@@ -746,7 +756,7 @@ impl Agents {
     async fn find_channel(
         &self,
         name: &str,
-    ) -> ServiceResult<Option<crate::chat::views::ChannelView>> {
+    ) -> AgentsResult<Option<crate::chat::views::ChannelView>> {
         use crate::storage::entities::channel;
         Ok(channel::Entity::find()
             .filter(channel::Column::Name.eq(name))
@@ -764,7 +774,7 @@ impl Agents {
         ids: &[AgentId],
         channels: &[crate::chat::views::ChannelView],
         progress: &(dyn Fn(usize, usize) + Sync),
-    ) -> ServiceResult<()> {
+    ) -> AgentsResult<()> {
         use futures_util::stream::{self, StreamExt};
         let total = ids.len();
         let mut done = 0;
@@ -773,13 +783,13 @@ impl Agents {
                 .directory
                 .get(&id.user())
                 .await?
-                .ok_or_else(|| ServiceError::internal("spawned agent vanished"))?;
+                .ok_or_else(|| AgentsError::internal("spawned agent vanished"))?;
             for c in channels {
                 self.chat
                     .join(&p, &crate::ids::ChannelId::from_trusted(c.id.clone()))
                     .await?;
             }
-            Ok::<(), ServiceError>(())
+            Ok::<(), AgentsError>(())
         }))
         .buffer_unordered(256);
         while let Some(r) = joins.next().await {
@@ -792,13 +802,13 @@ impl Agents {
         Ok(())
     }
 
-    async fn scope_names(&self, ids: &[AgentId]) -> ServiceResult<HashMap<String, String>> {
+    async fn scope_names(&self, ids: &[AgentId]) -> AgentsResult<HashMap<String, String>> {
         let ids: Vec<UserId> = ids.iter().map(AgentId::user).collect();
-        self.knowledge.scope_names_of(&ids).await
+        Ok(self.knowledge.scope_names_of(&ids).await?)
     }
 
     /// Views of these agents, in order, with their stats.
-    pub async fn views(&self, ids: &[AgentId]) -> ServiceResult<Vec<AgentView>> {
+    pub async fn views(&self, ids: &[AgentId]) -> AgentsResult<Vec<AgentView>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -843,7 +853,7 @@ impl Agents {
         template: Option<&str>,
         offset: u64,
         limit: u64,
-    ) -> ServiceResult<(Vec<AgentView>, u64)> {
+    ) -> AgentsResult<(Vec<AgentView>, u64)> {
         self.authz.permit(actor, SystemAction::AgentView)?;
         let mut q = agent::Entity::find();
         if let Some(s) = status {
@@ -867,16 +877,16 @@ impl Agents {
     }
 
     /// One agent.
-    pub async fn get(&self, actor: Actor<'_>, id: &AgentId) -> ServiceResult<AgentView> {
+    pub async fn get(&self, actor: Actor<'_>, id: &AgentId) -> AgentsResult<AgentView> {
         self.authz.permit(actor, SystemAction::AgentView)?;
         self.view_of(id).await
     }
 
-    async fn view_of(&self, id: &AgentId) -> ServiceResult<AgentView> {
+    async fn view_of(&self, id: &AgentId) -> AgentsResult<AgentView> {
         self.views(std::slice::from_ref(id))
             .await?
             .pop()
-            .ok_or_else(|| ServiceError::not_found("agent"))
+            .ok_or_else(|| AgentsError::not_found("agent"))
     }
 
     /// Pause, resume or retire an agent. Retiring deactivates its principal
@@ -886,15 +896,15 @@ impl Agents {
         actor: &Principal,
         id: &AgentId,
         status: Status,
-    ) -> ServiceResult<AgentView> {
+    ) -> AgentsResult<AgentView> {
         self.authz
             .permit(Actor::Principal(actor), SystemAction::AgentManage)?;
         let row = agent::Entity::find_by_id(id.to_string())
             .one(&self.db)
             .await?
-            .ok_or_else(|| ServiceError::not_found("agent"))?;
+            .ok_or_else(|| AgentsError::not_found("agent"))?;
         if row.status == Status::Retired.as_str() && status != Status::Retired {
-            return Err(ServiceError::conflict(
+            return Err(AgentsError::conflict(
                 "a retired agent cannot come back; spawn a new one",
             ));
         }
@@ -953,7 +963,7 @@ impl Agents {
         shard: Shard,
         after: Option<&AgentId>,
         limit: u64,
-    ) -> ServiceResult<RuntimePage> {
+    ) -> AgentsResult<RuntimePage> {
         self.authz.permit(actor, SystemAction::AgentRun)?;
         let limit = limit.clamp(1, 10_000);
         let mut q = agent::Entity::find()
@@ -1012,7 +1022,7 @@ impl Agents {
     }
 
     /// An agent's saved memory.
-    pub async fn memory(&self, id: &AgentId) -> ServiceResult<Option<Memory>> {
+    pub async fn memory(&self, id: &AgentId) -> AgentsResult<Option<Memory>> {
         if let Some(d) = self
             .memory
             .pending
@@ -1037,7 +1047,7 @@ impl Agents {
         &self,
         mut m: Memory,
         agent_clearance: &Label,
-    ) -> ServiceResult<Memory> {
+    ) -> AgentsResult<Memory> {
         use crate::storage::entities::message;
         let ids: Vec<String> = m.recent.iter().map(|n| n.message_id.clone()).collect();
         let mut current: HashMap<String, Label> = HashMap::new();
@@ -1069,10 +1079,10 @@ impl Agents {
     }
 
     /// Save an agent's memory (written in the background, batched).
-    pub async fn save_memory(&self, id: &AgentId, memory: &Memory) -> ServiceResult<()> {
-        let data = serde_json::to_string(memory).map_err(ServiceError::internal)?;
+    pub async fn save_memory(&self, id: &AgentId, memory: &Memory) -> AgentsResult<()> {
+        let data = serde_json::to_string(memory).map_err(AgentsError::internal)?;
         if data.len() > 64 * 1024 {
-            return Err(ServiceError::invalid("agent memory is limited to 64 KiB"));
+            return Err(AgentsError::invalid("agent memory is limited to 64 KiB"));
         }
         let fresh = self
             .memory
@@ -1086,7 +1096,7 @@ impl Agents {
                 .tx
                 .send(MemoryOp::Save(id.to_string()))
                 .await
-                .map_err(|_| ServiceError::internal("memory writer stopped"))?;
+                .map_err(|_| AgentsError::internal("memory writer stopped"))?;
         }
         Ok(())
     }
@@ -1100,7 +1110,7 @@ impl Agents {
     }
 
     /// Whether `id` is an agent (retired or not).
-    pub async fn exists(&self, id: &AgentId) -> ServiceResult<bool> {
+    pub async fn exists(&self, id: &AgentId) -> AgentsResult<bool> {
         Ok(agent::Entity::find_by_id(id.to_string())
             .one(&self.db)
             .await?

@@ -7,7 +7,7 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::error::{ErrorKind, ServiceError};
+use crate::error::{ErrorKind, Failure, ServiceError};
 
 /// An error as the API reports it.
 #[derive(Debug, Clone)]
@@ -93,9 +93,9 @@ impl From<crate::ids::IdError> for ApiError {
     }
 }
 
-impl From<ServiceError> for ApiError {
-    fn from(e: ServiceError) -> Self {
-        let status = match e.kind {
+impl<E: Failure> From<E> for ApiError {
+    fn from(e: E) -> Self {
+        let status = match e.kind() {
             ErrorKind::Invalid => StatusCode::BAD_REQUEST,
             ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
             ErrorKind::Forbidden => StatusCode::FORBIDDEN,
@@ -109,8 +109,8 @@ impl From<ServiceError> for ApiError {
         };
         Self {
             status,
-            code: e.code,
-            message: e.message,
+            code: e.code(),
+            message: e.message(),
         }
     }
 }

@@ -415,7 +415,7 @@ fn stream_activity(
                     Ok(Some(a)) => out.push(a),
                     Ok(None) => {}
                     // Undecidable is unreadable: the item is left out.
-                    Err(e) => tracing::warn!(error = %e.message, "activity item left out"),
+                    Err(e) => tracing::warn!(error = %e, "activity item left out"),
                 }
             }
             if out.is_empty() {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use sea_orm::EntityTrait;
 
 use crate::authz::{ChannelAction, ChannelCtx};
-use crate::error::{ServiceError, ServiceResult};
+use crate::chat::{ChatError, ChatResult};
 use crate::principal::{ChannelAttrs, Principal};
 use crate::storage::entities::{channel, membership, message};
 
@@ -53,18 +53,14 @@ fn action_words(a: ChannelAction) -> &'static str {
 
 impl Chat {
     /// Load a channel and `p`'s membership; 404 if it does not exist.
-    pub async fn channel_facts(
-        &self,
-        p: &Principal,
-        id: &ChannelId,
-    ) -> ServiceResult<ChannelFacts> {
+    pub async fn channel_facts(&self, p: &Principal, id: &ChannelId) -> ChatResult<ChannelFacts> {
         let Some(row) = channel::Entity::find_by_id(id.to_string())
             .one(&self.db)
             .await?
         else {
-            return Err(ServiceError::not_found("channel"));
+            return Err(ChatError::not_found("channel"));
         };
-        let attrs = ChannelAttrs::try_from(&row).map_err(ServiceError::internal)?;
+        let attrs = ChannelAttrs::try_from(&row).map_err(ChatError::internal)?;
         let membership = membership::Entity::find_by_id((id.to_string(), p.id.to_string()))
             .one(&self.db)
             .await?;
@@ -83,7 +79,7 @@ impl Chat {
         action: ChannelAction,
         f: &ChannelFacts,
         ctx: &ChannelCtx,
-    ) -> ServiceResult<()> {
+    ) -> ChatResult<()> {
         if self.authz.channel(p, action, &f.attrs, ctx) {
             return Ok(());
         }
@@ -101,12 +97,12 @@ impl Chat {
                 .authz
                 .channel(p, ChannelAction::Read, &f.attrs, &f.ctx(p));
         if visible {
-            Err(ServiceError::forbidden(format!(
+            Err(ChatError::forbidden(format!(
                 "not allowed to {}",
                 action_words(action)
             )))
         } else {
-            Err(ServiceError::not_found("channel"))
+            Err(ChatError::not_found("channel"))
         }
     }
 
@@ -124,7 +120,7 @@ impl Chat {
         attrs: &ChannelAttrs,
         base: &ChannelCtx,
         rows: Vec<message::Model>,
-    ) -> ServiceResult<Vec<message::Model>> {
+    ) -> ChatResult<Vec<message::Model>> {
         let mut decisions: HashMap<String, bool> = HashMap::new();
         let mut kept = Vec::new();
         for m in rows {
@@ -155,12 +151,12 @@ impl Chat {
         &self,
         p: &Principal,
         message_id: &MessageId,
-    ) -> ServiceResult<(message::Model, ChannelFacts)> {
+    ) -> ChatResult<(message::Model, ChannelFacts)> {
         let Some(m) = message::Entity::find_by_id(message_id.to_string())
             .one(&self.db)
             .await?
         else {
-            return Err(ServiceError::not_found("message"));
+            return Err(ChatError::not_found("message"));
         };
         let f = self
             .channel_facts(p, &ChannelId::from_trusted(m.channel_id.clone()))
@@ -173,7 +169,7 @@ impl Chat {
             .authz
             .channel(p, ChannelAction::ReadMessage, &f.attrs, &ctx)
         {
-            return Err(ServiceError::not_found("message"));
+            return Err(ChatError::not_found("message"));
         }
         Ok((m, f))
     }

@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
 
-use crate::error::{ServiceError, ServiceResult};
+use crate::chat::{ChatError, ChatResult};
 use crate::ids::ChannelId;
 use crate::principal::ChannelAttrs;
 use crate::storage::entities::{channel, membership};
@@ -37,7 +37,7 @@ impl ChannelCache {
         &self,
         db: &DatabaseConnection,
         id: &ChannelId,
-    ) -> ServiceResult<Option<Arc<CachedChannel>>> {
+    ) -> ChatResult<Option<Arc<CachedChannel>>> {
         if let Some(c) = self.map.read().expect("cache lock").get(id.as_str()) {
             return Ok(Some(c.clone()));
         }
@@ -53,7 +53,7 @@ impl ChannelCache {
             .all(db)
             .await?;
         let cached = Arc::new(CachedChannel {
-            attrs: ChannelAttrs::try_from(&row).map_err(ServiceError::internal)?,
+            attrs: ChannelAttrs::try_from(&row).map_err(ChatError::internal)?,
             members: members.into_iter().collect(),
         });
         let mut map = self.map.write().expect("cache lock");

@@ -8,7 +8,7 @@ use sea_orm::{
 };
 
 use crate::authz::{ChannelAction, ChannelCtx};
-use crate::error::{ServiceError, ServiceResult};
+use crate::chat::{ChatError, ChatResult};
 use crate::principal::{ChannelAttrs, Principal, Role, Visibility};
 use crate::storage::entities::{channel, membership};
 use crate::storage::sql::stmt;
@@ -20,7 +20,7 @@ use super::views::{channel_view, ChannelView};
 use super::writer::{Change, ChannelChange};
 use super::{parse_label, Chat, CreateChannel};
 
-fn check_channel_name(name: &str) -> ServiceResult<String> {
+fn check_channel_name(name: &str) -> ChatResult<String> {
     let n = name.trim().to_ascii_lowercase();
     let ok = (1..=64).contains(&n.len())
         && n.bytes()
@@ -28,17 +28,15 @@ fn check_channel_name(name: &str) -> ServiceResult<String> {
     if ok {
         Ok(n)
     } else {
-        Err(ServiceError::invalid(
+        Err(ChatError::invalid(
             "channel name must be 1-64 characters: a-z, 0-9, '-', '_' or '.'",
         ))
     }
 }
 
-fn check_topic(topic: &str) -> ServiceResult<String> {
+fn check_topic(topic: &str) -> ChatResult<String> {
     if topic.chars().count() > 250 || topic.contains('\0') {
-        return Err(ServiceError::invalid(
-            "topic must be at most 250 characters",
-        ));
+        return Err(ChatError::invalid("topic must be at most 250 characters"));
     }
     Ok(topic.trim().to_string())
 }
@@ -49,11 +47,11 @@ impl Chat {
         &self,
         p: &Principal,
         req: CreateChannel,
-    ) -> ServiceResult<ChannelView> {
+    ) -> ChatResult<ChannelView> {
         let name = check_channel_name(&req.name)?;
         let visibility: Visibility = req.visibility.parse()?;
         if visibility == Visibility::Direct {
-            return Err(ServiceError::invalid(
+            return Err(ChatError::invalid(
                 "create direct channels with POST /api/v1/dms",
             ));
         }
@@ -81,7 +79,7 @@ impl Chat {
                     serde_json::json!({"label": label.to_string(), "visibility": visibility.as_str()}),
                 )
                 .await;
-            return Err(ServiceError::forbidden(
+            return Err(ChatError::forbidden(
                 "not allowed to create this channel (your role, or a label above your clearance)",
             ));
         }
@@ -101,7 +99,7 @@ impl Chat {
                 .authz
                 .channel(p, ChannelAction::Read, &f.attrs, &f.ctx(p))
             {
-                return Err(ServiceError::conflict(format!(
+                return Err(ChatError::conflict(format!(
                     "a channel named {name:?} exists"
                 )));
             }
@@ -155,7 +153,7 @@ impl Chat {
     }
 
     /// Channels `p` belongs to, plus (for non-guests) public channels, with unread counts.
-    pub async fn list_channels(&self, p: &Principal) -> ServiceResult<Vec<ChannelView>> {
+    pub async fn list_channels(&self, p: &Principal) -> ChatResult<Vec<ChannelView>> {
         let mine: HashMap<String, membership::Model> = membership::Entity::find()
             .filter(membership::Column::UserId.eq(p.id.as_str()))
             .all(&self.db)
@@ -176,7 +174,7 @@ impl Chat {
         let unread = self.unread_counts(p).await?;
         let mut out = Vec::new();
         for row in rows {
-            let attrs = ChannelAttrs::try_from(&row).map_err(ServiceError::internal)?;
+            let attrs = ChannelAttrs::try_from(&row).map_err(ChatError::internal)?;
             let m = mine.get(&row.id);
             let ctx = ChannelCtx {
                 is_member: m.is_some(),
@@ -195,7 +193,7 @@ impl Chat {
         Ok(out)
     }
 
-    pub(super) async fn unread_counts(&self, p: &Principal) -> ServiceResult<HashMap<String, i64>> {
+    pub(super) async fn unread_counts(&self, p: &Principal) -> ChatResult<HashMap<String, i64>> {
         let backend = self.db.get_database_backend();
         let rows = self
             .db
@@ -219,7 +217,7 @@ impl Chat {
     }
 
     /// One channel, if `p` may read it.
-    pub async fn get_channel(&self, p: &Principal, id: &ChannelId) -> ServiceResult<ChannelView> {
+    pub async fn get_channel(&self, p: &Principal, id: &ChannelId) -> ChatResult<ChannelView> {
         let f = self.channel_facts(p, id).await?;
         self.require(p, ChannelAction::Read, &f, &f.ctx(p)).await?;
         let mut v = channel_view(&f.row);
@@ -229,7 +227,7 @@ impl Chat {
     }
 
     /// Join a channel (public channels; private ones need an invitation).
-    pub async fn join(&self, p: &Principal, id: &ChannelId) -> ServiceResult<ChannelView> {
+    pub async fn join(&self, p: &Principal, id: &ChannelId) -> ChatResult<ChannelView> {
         let f = self.channel_facts(p, id).await?;
         if f.membership.is_none() {
             self.require(p, ChannelAction::Join, &f, &f.ctx(p)).await?;
@@ -247,7 +245,7 @@ impl Chat {
     }
 
     /// Leave a channel.
-    pub async fn leave(&self, p: &Principal, id: &ChannelId) -> ServiceResult<()> {
+    pub async fn leave(&self, p: &Principal, id: &ChannelId) -> ChatResult<()> {
         let f = self.channel_facts(p, id).await?;
         self.require(p, ChannelAction::Leave, &f, &f.ctx(p)).await?;
         self.writer
@@ -269,7 +267,7 @@ impl Chat {
         p: &Principal,
         id: &ChannelId,
         invitee: &Principal,
-    ) -> ServiceResult<()> {
+    ) -> ChatResult<()> {
         let f = self.channel_facts(p, id).await?;
         self.require(p, ChannelAction::Invite, &f, &f.ctx(p))
             .await?;
@@ -290,7 +288,7 @@ impl Chat {
                     serde_json::json!({"invitee": invitee.id, "reason": "invitee not cleared"}),
                 )
                 .await;
-            return Err(ServiceError::forbidden(format!(
+            return Err(ChatError::forbidden(format!(
                 "{} is not cleared for this channel's label {} (or cannot join it)",
                 invitee.handle, f.attrs.label
             )));
@@ -324,7 +322,7 @@ impl Chat {
     }
 
     /// Archive a channel: it stays readable, and nothing more can be posted.
-    pub async fn archive(&self, p: &Principal, id: &ChannelId) -> ServiceResult<()> {
+    pub async fn archive(&self, p: &Principal, id: &ChannelId) -> ChatResult<()> {
         let f = self.channel_facts(p, id).await?;
         self.require(p, ChannelAction::Archive, &f, &f.ctx(p))
             .await?;
@@ -353,7 +351,7 @@ impl Chat {
         p: &Principal,
         id: &ChannelId,
         topic: &str,
-    ) -> ServiceResult<ChannelView> {
+    ) -> ChatResult<ChannelView> {
         let topic = check_topic(topic)?;
         let f = self.channel_facts(p, id).await?;
         self.require(p, ChannelAction::Update, &f, &f.ctx(p))
@@ -373,7 +371,7 @@ impl Chat {
         &self,
         p: &Principal,
         id: &ChannelId,
-    ) -> ServiceResult<Vec<views::AuthorView>> {
+    ) -> ChatResult<Vec<views::AuthorView>> {
         let f = self.channel_facts(p, id).await?;
         self.require(p, ChannelAction::Read, &f, &f.ctx(p)).await?;
         let rows = membership::Entity::find()
@@ -394,11 +392,11 @@ impl Chat {
     }
 
     /// Record that `p` has read up to `seq`.
-    pub async fn mark_read(&self, p: &Principal, id: &ChannelId, seq: Seq) -> ServiceResult<Seq> {
+    pub async fn mark_read(&self, p: &Principal, id: &ChannelId, seq: Seq) -> ChatResult<Seq> {
         let f = self.channel_facts(p, id).await?;
         self.require(p, ChannelAction::Read, &f, &f.ctx(p)).await?;
         let Some(m) = f.membership else {
-            return Err(ServiceError::forbidden("only members track read position"));
+            return Err(ChatError::forbidden("only members track read position"));
         };
         let seq = seq.get().clamp(0, f.row.last_seq).max(m.last_read_seq);
         let mut am: membership::ActiveModel = m.into();
@@ -414,9 +412,9 @@ impl Chat {
         &self,
         p: &Principal,
         peer: &Principal,
-    ) -> ServiceResult<(ChannelView, bool)> {
+    ) -> ChatResult<(ChannelView, bool)> {
         if !self.authz.direct_message(p, peer) {
-            return Err(ServiceError::forbidden(
+            return Err(ChatError::forbidden(
                 "not allowed to message this user directly",
             ));
         }

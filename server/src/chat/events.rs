@@ -6,8 +6,8 @@ use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOr
 
 use crate::chat::stored_label;
 use crate::chat::views::{event_json, message_event_json, message_view};
+use crate::chat::ChatResult;
 use crate::directory::Directory;
-use crate::error::ServiceResult;
 use crate::ids::{ChannelId, Seq, UserId};
 use crate::label::Label;
 use crate::principal::Principal;
@@ -54,7 +54,7 @@ pub async fn replay(
     channel_id: &ChannelId,
     after: Seq,
     through: Seq,
-) -> ServiceResult<Vec<Published>> {
+) -> ChatResult<Vec<Published>> {
     let msgs = message::Entity::find()
         .filter(message::Column::ChannelId.eq(channel_id))
         .filter(message::Column::Seq.gt(after.get()))

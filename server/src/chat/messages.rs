@@ -7,7 +7,7 @@ use std::sync::Arc;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::authz::{ChannelAction, ChannelCtx};
-use crate::error::{ServiceError, ServiceResult};
+use crate::chat::{ChatError, ChatResult};
 use crate::principal::{Principal, UserKind, Visibility};
 use crate::storage::entities::{message, reaction};
 
@@ -17,7 +17,7 @@ use super::views::{message_view, MessageView, ReactionView};
 use super::writer::{Change, ChannelChange, NewPost, PostOutcome};
 use super::{parse_label, stored_label, ChannelFacts, Chat, ListQuery, PostMessage};
 
-fn check_emoji(emoji: &str) -> ServiceResult<String> {
+fn check_emoji(emoji: &str) -> ChatResult<String> {
     let e = emoji.trim();
     let ok = !e.is_empty()
         && e.chars().count() <= 32
@@ -27,30 +27,26 @@ fn check_emoji(emoji: &str) -> ServiceResult<String> {
     if ok {
         Ok(e.to_string())
     } else {
-        Err(ServiceError::invalid(
+        Err(ChatError::invalid(
             "emoji must be 1-32 visible characters (a name like 'thumbsup' or an emoji)",
         ))
     }
 }
 
 impl Chat {
-    pub(super) fn check_body(&self, body: &str) -> ServiceResult<String> {
+    pub(super) fn check_body(&self, body: &str) -> ChatResult<String> {
         let trimmed = body.trim_end();
         if trimmed.trim().is_empty() {
-            return Err(ServiceError::invalid("message body is empty"));
+            return Err(ChatError::invalid("message body is empty"));
         }
         let max = self.limits.max_message_chars;
         if trimmed.chars().count() > max {
-            return Err(ServiceError::new(
-                crate::error::ErrorKind::TooLarge,
-                "message_too_long",
-                format!("message body is longer than {max} characters"),
-            ));
+            return Err(ChatError::MessageTooLong(format!(
+                "message body is longer than {max} characters"
+            )));
         }
         if trimmed.contains('\0') {
-            return Err(ServiceError::invalid(
-                "message body contains a NUL character",
-            ));
+            return Err(ChatError::invalid("message body contains a NUL character"));
         }
         Ok(trimmed.to_string())
     }
@@ -61,13 +57,13 @@ impl Chat {
         p: &Arc<Principal>,
         channel_id: &ChannelId,
         req: PostMessage,
-    ) -> ServiceResult<(MessageView, bool)> {
+    ) -> ChatResult<(MessageView, bool)> {
         let (outcome, req_citations) = self.post_stored(p, channel_id, req).await?;
         let author = self
             .directory
             .get(&UserId::from_trusted(outcome.message.author_id.as_str()))
             .await?
-            .ok_or_else(|| ServiceError::internal("author vanished"))?;
+            .ok_or_else(|| ChatError::internal("author vanished"))?;
         let mut view = message_view(&outcome.message, &author);
         view.citations = if outcome.created {
             // Just stored: they are the ones checked.
@@ -89,25 +85,25 @@ impl Chat {
         p: &Arc<Principal>,
         channel_id: &ChannelId,
         req: PostMessage,
-    ) -> ServiceResult<(PostOutcome, Vec<String>)> {
+    ) -> ChatResult<(PostOutcome, Vec<String>)> {
         // Every post attempt spends the agent's read mark, whatever becomes of
         // it, exactly as the runtime counts (SECURITY-CASES 28).
         let mark = self.marks.take(&p.id);
         let body = self.check_body(&req.body)?;
         if let Some(k) = &req.idempotency_key {
             if k.is_empty() || k.len() > 128 || !k.bytes().all(|b| b.is_ascii_graphic()) {
-                return Err(ServiceError::invalid(
+                return Err(ChatError::invalid(
                     "idempotency_key must be 1-128 printable ASCII characters",
                 ));
             }
         }
         if req.brain.is_some() && p.kind != UserKind::Agent {
-            return Err(ServiceError::invalid(
+            return Err(ChatError::invalid(
                 "only agents say which brain wrote a message",
             ));
         }
         if !self.post_limiter.allow(&p.id) {
-            return Err(ServiceError::rate_limited(
+            return Err(ChatError::rate_limited(
                 "posting too fast; slow down and retry",
             ));
         }
@@ -117,7 +113,7 @@ impl Chat {
             .channels
             .get(&self.db, channel_id)
             .await?
-            .ok_or_else(|| ServiceError::not_found("channel"))?;
+            .ok_or_else(|| ChatError::not_found("channel"))?;
         let mut label = match &req.label {
             Some(l) => parse_label(l)?,
             None => cached.attrs.label.clone(),
@@ -143,13 +139,9 @@ impl Chat {
                         serde_json::json!({"reason": "label_below_citations", "label": label.to_string(), "cited": cited.to_string()}),
                     )
                     .await;
-                return Err(ServiceError::new(
-                    crate::error::ErrorKind::Unprocessable,
-                    "label_below_citations",
-                    format!(
-                        "the message cites material labelled {cited}; label it at least {cited}"
-                    ),
-                ));
+                return Err(ChatError::LabelBelowCitations(format!(
+                    "the message cites material labelled {cited}; label it at least {cited}"
+                )));
             }
         }
         let ctx = ChannelCtx {
@@ -177,7 +169,7 @@ impl Chat {
                     m.channel_id == channel_id && m.thread_root.is_none() && !m.deleted
                 });
             if !ok {
-                return Err(ServiceError::invalid(
+                return Err(ChatError::invalid(
                     "thread_root must be a top-level message of this channel",
                 ));
             }
@@ -200,14 +192,14 @@ impl Chat {
             })
             .await?;
         if outcome.message.channel_id != channel_id {
-            return Err(ServiceError::conflict(
+            return Err(ChatError::conflict(
                 "idempotency_key was already used for a message in another channel",
             ));
         }
         Ok((outcome, req_citations))
     }
 
-    pub(super) async fn mention_ids(&self, body: &str) -> ServiceResult<Vec<String>> {
+    pub(super) async fn mention_ids(&self, body: &str) -> ChatResult<Vec<String>> {
         let handles = crate::render::mentions(body);
         if handles.is_empty() {
             return Ok(Vec::new());
@@ -229,7 +221,7 @@ impl Chat {
         p: &Principal,
         f: &ChannelFacts,
         rows: Vec<message::Model>,
-    ) -> ServiceResult<Vec<MessageView>> {
+    ) -> ChatResult<Vec<MessageView>> {
         let rows = self.readable_in(p, &f.attrs, &f.ctx(p), rows)?;
         self.observed(p, &rows);
         self.decorate(rows).await
@@ -243,14 +235,14 @@ impl Chat {
         channel_id: &ChannelId,
         after_seq: Seq,
         limit: u64,
-    ) -> ServiceResult<Vec<message::Model>> {
+    ) -> ChatResult<Vec<message::Model>> {
         // Hot path: policy facts from the channel cache, as posting does; the
         // full (audited) decision runs only when the cached facts deny.
         let cached = self
             .channels
             .get(&self.db, channel_id)
             .await?
-            .ok_or_else(|| ServiceError::not_found("channel"))?;
+            .ok_or_else(|| ChatError::not_found("channel"))?;
         let mut ctx = ChannelCtx {
             is_member: cached.members.contains(p.id.as_str()),
             is_owner: cached.attrs.created_by == p.id,
@@ -277,10 +269,7 @@ impl Chat {
         Ok(rows)
     }
 
-    pub(super) async fn decorate(
-        &self,
-        rows: Vec<message::Model>,
-    ) -> ServiceResult<Vec<MessageView>> {
+    pub(super) async fn decorate(&self, rows: Vec<message::Model>) -> ChatResult<Vec<MessageView>> {
         let ids: Vec<String> = rows.iter().map(|m| m.id.clone()).collect();
         let mut reactions: HashMap<String, BTreeMap<String, Vec<String>>> = HashMap::new();
         let mut replies: HashMap<String, i64> = HashMap::new();
@@ -349,7 +338,7 @@ impl Chat {
         p: &Principal,
         channel_id: &ChannelId,
         q: ListQuery,
-    ) -> ServiceResult<Vec<MessageView>> {
+    ) -> ChatResult<Vec<MessageView>> {
         let f = self.channel_facts(p, channel_id).await?;
         self.require(p, ChannelAction::Read, &f, &f.ctx(p)).await?;
         let limit = q.limit.unwrap_or(50).clamp(1, self.limits.max_page);
@@ -360,9 +349,7 @@ impl Chat {
         }
         let rows = match (q.after_seq, q.before_seq) {
             (Some(_), Some(_)) => {
-                return Err(ServiceError::invalid(
-                    "give after_seq or before_seq, not both",
-                ))
+                return Err(ChatError::invalid("give after_seq or before_seq, not both"))
             }
             (Some(after), None) => {
                 find.filter(message::Column::Seq.gt(after))
@@ -394,18 +381,18 @@ impl Chat {
         &self,
         p: &Principal,
         message_id: &MessageId,
-    ) -> ServiceResult<message::Model> {
+    ) -> ChatResult<message::Model> {
         let Some(m) = message::Entity::find_by_id(message_id.to_string())
             .one(&self.db)
             .await?
         else {
-            return Err(ServiceError::not_found("message"));
+            return Err(ChatError::not_found("message"));
         };
         let cached = self
             .channels
             .get(&self.db, &ChannelId::from_trusted(m.channel_id.as_str()))
             .await?
-            .ok_or_else(|| ServiceError::not_found("message"))?;
+            .ok_or_else(|| ChatError::not_found("message"))?;
         let ctx = ChannelCtx {
             is_member: cached.members.contains(p.id.as_str()),
             is_owner: cached.attrs.created_by == p.id,
@@ -417,7 +404,7 @@ impl Chat {
                 .authz
                 .channel(p, ChannelAction::ReadMessage, &cached.attrs, &ctx)
         {
-            return Err(ServiceError::not_found("message"));
+            return Err(ChatError::not_found("message"));
         }
         self.observed(p, std::slice::from_ref(&m));
         Ok(m)
@@ -428,21 +415,17 @@ impl Chat {
         &self,
         p: &Principal,
         message_id: &MessageId,
-    ) -> ServiceResult<MessageView> {
+    ) -> ChatResult<MessageView> {
         let (m, _f) = self.message_facts(p, message_id).await?;
         self.observed(p, std::slice::from_ref(&m));
         self.decorate(vec![m])
             .await?
             .pop()
-            .ok_or_else(|| ServiceError::not_found("message"))
+            .ok_or_else(|| ChatError::not_found("message"))
     }
 
     /// A thread: its root and replies, oldest first.
-    pub async fn thread(
-        &self,
-        p: &Principal,
-        root_id: &MessageId,
-    ) -> ServiceResult<Vec<MessageView>> {
+    pub async fn thread(&self, p: &Principal, root_id: &MessageId) -> ChatResult<Vec<MessageView>> {
         let (root, f) = self.message_facts(p, root_id).await?;
         let root = match root.thread_root.clone() {
             Some(r) => self.message_facts(p, &MessageId::from_trusted(r)).await?.0,
@@ -466,11 +449,11 @@ impl Chat {
         p: &Principal,
         message_id: &MessageId,
         body: &str,
-    ) -> ServiceResult<MessageView> {
+    ) -> ChatResult<MessageView> {
         let body = self.check_body(body)?;
         let (m, f) = self.message_facts(p, message_id).await?;
         if m.deleted {
-            return Err(ServiceError::not_found("message"));
+            return Err(ChatError::not_found("message"));
         }
         let ctx = ChannelCtx {
             is_author: m.author_id == p.id,
@@ -494,7 +477,7 @@ impl Chat {
     }
 
     /// Delete a message (its author, or an admin). The body is erased.
-    pub async fn delete(&self, p: &Principal, message_id: &MessageId) -> ServiceResult<()> {
+    pub async fn delete(&self, p: &Principal, message_id: &MessageId) -> ChatResult<()> {
         let (m, f) = self.message_facts(p, message_id).await?;
         if m.deleted {
             return Ok(());
@@ -524,7 +507,7 @@ impl Chat {
         message_id: &MessageId,
         emoji: &str,
         add: bool,
-    ) -> ServiceResult<()> {
+    ) -> ChatResult<()> {
         // A reaction ends an agent's turn as a post attempt does: it spends what
         // the agent read for it (SECURITY-CASES 28).
         self.marks.take(&p.id);
@@ -563,7 +546,7 @@ impl Chat {
         p: &Principal,
         author_id: &UserId,
         limit: u64,
-    ) -> ServiceResult<Vec<MessageView>> {
+    ) -> ChatResult<Vec<MessageView>> {
         let rows = message::Entity::find()
             .filter(message::Column::AuthorId.eq(author_id.as_str()))
             .order_by_desc(message::Column::CreatedAt)

@@ -25,7 +25,7 @@ use crate::audit::Audit;
 use crate::authz::Authz;
 use crate::config::Limits;
 use crate::directory::Directory;
-use crate::error::{ServiceError, ServiceResult};
+
 use crate::ids::ChunkId;
 use crate::knowledge::Knowledge;
 use crate::label::Label;
@@ -36,6 +36,20 @@ pub use access::ChannelFacts;
 use cache::ChannelCache;
 use warroom_types::Brain;
 use writer::Writer;
+
+crate::error::service_error! {
+    /// Why a chat operation failed.
+    pub enum ChatError / ChatResult {
+        /// A message body above the configured length.
+        MessageTooLong => TooLarge, "message_too_long";
+        /// A message labelled below the label of what it cites.
+        LabelBelowCitations => Unprocessable, "label_below_citations";
+    }
+    from {
+        /// Checking what a message cites.
+        Knowledge(crate::knowledge::KnowledgeError),
+    }
+}
 
 /// The chat service and the handles it works with. Cloning is cheap: every
 /// handle is shared.
@@ -139,13 +153,13 @@ pub struct ListQuery {
 /// A label of a stored row that a check depends on. Stored labels were
 /// checked when written, so an unreadable one is an internal error and the
 /// check fails closed (see `Label::from_stored` where a fallback is safe).
-pub fn stored_label(raw: &str) -> ServiceResult<Label> {
+pub fn stored_label(raw: &str) -> crate::error::ServiceResult<Label> {
     raw.parse()
-        .map_err(|e| ServiceError::internal(format!("stored label {raw:?}: {e}")))
+        .map_err(|e| crate::error::ServiceError::internal(format!("stored label {raw:?}: {e}")))
 }
 
 /// Parse a label from input, with a 400 on error.
-pub fn parse_label(raw: &str) -> ServiceResult<Label> {
+pub fn parse_label(raw: &str) -> crate::error::ServiceResult<Label> {
     raw.parse()
-        .map_err(|e| ServiceError::invalid(format!("label: {e}")))
+        .map_err(|e| crate::error::ServiceError::invalid(format!("label: {e}")))
 }

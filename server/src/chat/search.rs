@@ -7,7 +7,7 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
-use crate::error::{ServiceError, ServiceResult};
+use crate::chat::{ChatError, ChatResult};
 use crate::principal::{Principal, Role};
 use crate::storage::sql::stmt;
 
@@ -18,7 +18,7 @@ use super::Chat;
 
 impl Chat {
     /// Messages that mention `p`, newest first, that `p` may read.
-    pub async fn mentions(&self, p: &Principal, limit: u64) -> ServiceResult<Vec<MessageView>> {
+    pub async fn mentions(&self, p: &Principal, limit: u64) -> ChatResult<Vec<MessageView>> {
         let limit = limit.clamp(1, self.limits.max_page);
         let ids: Vec<String> = crate::storage::entities::mention::Entity::find()
             .filter(crate::storage::entities::mention::Column::UserId.eq(p.id.as_str()))
@@ -34,17 +34,10 @@ impl Chat {
 
     /// Full-text search over messages `p` may read (FTS5 on SQLite, PostgreSQL
     /// full-text otherwise). Every hit is re-checked by policy.
-    pub async fn search(
-        &self,
-        p: &Principal,
-        q: &str,
-        limit: u64,
-    ) -> ServiceResult<Vec<MessageView>> {
+    pub async fn search(&self, p: &Principal, q: &str, limit: u64) -> ChatResult<Vec<MessageView>> {
         let q = q.trim();
         if q.is_empty() || q.chars().count() > 200 {
-            return Err(ServiceError::invalid(
-                "search query must be 1-200 characters",
-            ));
+            return Err(ChatError::invalid("search query must be 1-200 characters"));
         }
         let limit = limit.clamp(1, self.limits.max_page);
         let backend = self.db.get_database_backend();
@@ -105,7 +98,7 @@ impl Chat {
         p: &Principal,
         ids: Vec<String>,
         limit: u64,
-    ) -> ServiceResult<Vec<MessageView>> {
+    ) -> ChatResult<Vec<MessageView>> {
         let mut out = Vec::new();
         let mut seen = HashSet::new();
         for id in ids {

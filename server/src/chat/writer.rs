@@ -15,8 +15,8 @@ use sea_orm::{
 use tokio::sync::{mpsc, oneshot};
 
 use crate::chat::cache::ChannelCache;
+use crate::chat::{ChatError, ChatResult};
 use crate::directory::Directory;
-use crate::error::{ServiceError, ServiceResult};
 use crate::ids::{ChannelId, Seq, UserId};
 use crate::label::Label;
 use crate::metrics::Metrics;
@@ -112,8 +112,8 @@ pub enum Pending {
 }
 
 enum Op {
-    Post(NewPost, oneshot::Sender<ServiceResult<PostOutcome>>),
-    Change(ChannelChange, oneshot::Sender<ServiceResult<Option<i64>>>),
+    Post(NewPost, oneshot::Sender<ChatResult<PostOutcome>>),
+    Change(ChannelChange, oneshot::Sender<ChatResult<Option<i64>>>),
 }
 
 /// A message the writer committed, as start-up's subscribers hear it.
@@ -202,25 +202,25 @@ impl Writer {
     }
 
     /// Store a post; resolves once it is durable.
-    pub async fn post(&self, post: NewPost) -> ServiceResult<PostOutcome> {
+    pub async fn post(&self, post: NewPost) -> ChatResult<PostOutcome> {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(Op::Post(post, tx))
             .await
-            .map_err(|_| ServiceError::internal("writer stopped"))?;
+            .map_err(|_| ChatError::internal("writer stopped"))?;
         rx.await
-            .map_err(|_| ServiceError::internal("writer dropped a post"))?
+            .map_err(|_| ChatError::internal("writer dropped a post"))?
     }
 
     /// Apply a change; resolves to its sequence number (`None`: nothing changed).
-    pub async fn change(&self, change: ChannelChange) -> ServiceResult<Option<i64>> {
+    pub async fn change(&self, change: ChannelChange) -> ChatResult<Option<i64>> {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(Op::Change(change, tx))
             .await
-            .map_err(|_| ServiceError::internal("writer stopped"))?;
+            .map_err(|_| ChatError::internal("writer stopped"))?;
         rx.await
-            .map_err(|_| ServiceError::internal("writer dropped a change"))?
+            .map_err(|_| ChatError::internal("writer dropped a change"))?
     }
 }
 
@@ -234,8 +234,8 @@ struct WriterTask {
 }
 
 enum Outcome {
-    Post(ServiceResult<PostOutcome>),
-    Change(ServiceResult<Option<i64>>),
+    Post(ChatResult<PostOutcome>),
+    Change(ChatResult<Option<i64>>),
 }
 
 impl WriterTask {
@@ -277,7 +277,7 @@ impl WriterTask {
                 }
             }
             Err(e) if ops.len() == 1 => {
-                let err = ServiceError::from(e);
+                let err = ChatError::from(e);
                 match ops.into_iter().next().expect("one op") {
                     Op::Post(_, tx) => {
                         let _ = tx.send(Err(err));
@@ -347,7 +347,7 @@ impl WriterTask {
         txn: &DatabaseTransaction,
         posts: &[&NewPost],
         events: &mut Vec<Pending>,
-    ) -> Result<Vec<ServiceResult<PostOutcome>>, sea_orm::DbErr> {
+    ) -> Result<Vec<ChatResult<PostOutcome>>, sea_orm::DbErr> {
         // Idempotent retries: return the stored original instead of a new message.
         let mut existing: HashMap<(String, String), message::Model> = HashMap::new();
         let keyed: Vec<(&str, &str)> = posts
@@ -378,7 +378,7 @@ impl WriterTask {
         }
 
         // Which posts are new, deduplicated within the batch too.
-        let mut results: Vec<Option<ServiceResult<PostOutcome>>> = vec![None; posts.len()];
+        let mut results: Vec<Option<ChatResult<PostOutcome>>> = vec![None; posts.len()];
         let mut fresh: Vec<usize> = Vec::new();
         let mut batch_keys: HashMap<(String, String), usize> = HashMap::new();
         let mut dup_of: Vec<(usize, usize)> = Vec::new();
@@ -422,7 +422,7 @@ impl WriterTask {
         for (channel_id, idxs) in &per_channel {
             let Some(&last) = reserved.get(*channel_id) else {
                 for &i in idxs {
-                    results[i] = Some(Err(ServiceError::conflict("channel is archived or gone")));
+                    results[i] = Some(Err(ChatError::conflict("channel is archived or gone")));
                 }
                 continue;
             };
@@ -499,12 +499,12 @@ impl WriterTask {
                     created: false,
                 }),
                 Some(Err(e)) => Err(e.clone()),
-                None => Err(ServiceError::internal("duplicate of an unprocessed post")),
+                None => Err(ChatError::internal("duplicate of an unprocessed post")),
             });
         }
         Ok(results
             .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(ServiceError::internal("post not processed"))))
+            .map(|r| r.unwrap_or_else(|| Err(ChatError::internal("post not processed"))))
             .collect())
     }
 
@@ -513,16 +513,16 @@ impl WriterTask {
         txn: &DatabaseTransaction,
         c: &ChannelChange,
         events: &mut Vec<Pending>,
-    ) -> Result<ServiceResult<Option<i64>>, sea_orm::DbErr> {
+    ) -> Result<ChatResult<Option<i64>>, sea_orm::DbErr> {
         let Some(ch) = channel::Entity::find_by_id(c.channel_id.clone())
             .one(txn)
             .await?
         else {
-            return Ok(Err(ServiceError::not_found("channel")));
+            return Ok(Err(ChatError::not_found("channel")));
         };
         let attrs = match ChannelAttrs::try_from(&ch) {
             Ok(a) => a,
-            Err(e) => return Ok(Err(ServiceError::internal(e))),
+            Err(e) => return Ok(Err(ChatError::internal(e))),
         };
         let channel_label = attrs.label.clone();
         let now = chrono::Utc::now();
@@ -540,7 +540,7 @@ impl WriterTask {
                 mention_ids,
             } => {
                 let Some(m) = live_message(txn, &c.channel_id, message_id).await? else {
-                    return Ok(Err(ServiceError::not_found("message")));
+                    return Ok(Err(ChatError::not_found("message")));
                 };
                 let mut am: message::ActiveModel = m.clone().into();
                 am.body = Set(body.clone());
@@ -573,7 +573,7 @@ impl WriterTask {
             }
             Change::Delete { message_id } => {
                 let Some(m) = live_message(txn, &c.channel_id, message_id).await? else {
-                    return Ok(Err(ServiceError::not_found("message")));
+                    return Ok(Err(ChatError::not_found("message")));
                 };
                 let mut am: message::ActiveModel = m.clone().into();
                 // The body is blanked, not kept: deleted text must not stay searchable.
@@ -596,7 +596,7 @@ impl WriterTask {
             Change::ReactionAdd { message_id, emoji }
             | Change::ReactionRemove { message_id, emoji } => {
                 let Some(m) = live_message(txn, &c.channel_id, message_id).await? else {
-                    return Ok(Err(ServiceError::not_found("message")));
+                    return Ok(Err(ChatError::not_found("message")));
                 };
                 let key = (message_id.clone(), c.actor_id.clone(), emoji.clone());
                 let exists = reaction::Entity::find_by_id(key.clone())
@@ -702,7 +702,7 @@ impl WriterTask {
             }
         };
         let Some(seq) = next_seq(txn, &c.channel_id).await? else {
-            return Ok(Err(ServiceError::not_found("channel")));
+            return Ok(Err(ChatError::not_found("channel")));
         };
         channel_event::ActiveModel {
             channel_id: Set(c.channel_id.clone()),

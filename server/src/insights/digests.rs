@@ -12,16 +12,16 @@ pub enum DigestRef {
 }
 
 impl std::str::FromStr for DigestRef {
-    type Err = ServiceError;
+    type Err = InsightsError;
 
     /// `latest`, or a digest id.
-    fn from_str(s: &str) -> ServiceResult<Self> {
+    fn from_str(s: &str) -> InsightsResult<Self> {
         if s == "latest" {
             return Ok(DigestRef::Latest);
         }
         DigestId::parse(s)
             .map(DigestRef::Id)
-            .map_err(|_| ServiceError::invalid("digest id must be a UUID or `latest`"))
+            .map_err(|_| InsightsError::invalid("digest id must be a UUID or `latest`"))
     }
 }
 
@@ -72,7 +72,7 @@ pub(super) fn redacted_insight(i: &Insight) -> Insight {
 }
 
 impl Insights {
-    pub(super) async fn latest_before(&self, period: Period) -> ServiceResult<Option<Digest>> {
+    pub(super) async fn latest_before(&self, period: Period) -> InsightsResult<Option<Digest>> {
         let backend = self.db.get_database_backend();
         let row = self
             .db
@@ -89,7 +89,7 @@ impl Insights {
             .and_then(|d| serde_json::from_str(&d).ok()))
     }
 
-    pub(super) async fn week_rows(&self, n: u64) -> ServiceResult<Vec<WeekRow>> {
+    pub(super) async fn week_rows(&self, n: u64) -> InsightsResult<Vec<WeekRow>> {
         let backend = self.db.get_database_backend();
         let rows = self
             .db
@@ -130,7 +130,7 @@ impl Insights {
         &self,
         mut digest: Digest,
         actor: Option<&str>,
-    ) -> ServiceResult<Digest> {
+    ) -> InsightsResult<Digest> {
         let backend = self.db.get_database_backend();
         let _gate = self.gate.enter().await;
         let txn = crate::storage::begin_write(&self.db)
@@ -148,7 +148,7 @@ impl Insights {
             .and_then(|r| r.try_get::<Option<i64>>("", "v").ok().flatten())
             .unwrap_or(0);
         digest.version = last + 1;
-        let data = serde_json::to_string(&digest).map_err(ServiceError::internal)?;
+        let data = serde_json::to_string(&digest).map_err(InsightsError::internal)?;
         txn.execute_raw(stmt(
             backend,
             "INSERT INTO digests (id, period_from, period_to, version, label, risks, opportunities, \
@@ -174,7 +174,7 @@ impl Insights {
     }
 
     /// How many digests and message vectors are stored.
-    pub async fn stored_counts(&self) -> ServiceResult<(u64, u64)> {
+    pub async fn stored_counts(&self) -> InsightsResult<(u64, u64)> {
         let backend = self.db.get_database_backend();
         let mut out = [0u64; 2];
         for (i, table) in ["digests", "message_vectors"].iter().enumerate() {
@@ -195,7 +195,7 @@ impl Insights {
     }
 
     /// Stored digests, newest first, as `reader` may see them.
-    pub async fn list(&self, reader: &Principal, limit: u64) -> ServiceResult<Vec<DigestSummary>> {
+    pub async fn list(&self, reader: &Principal, limit: u64) -> InsightsResult<Vec<DigestSummary>> {
         self.authz.permit(
             crate::authz::Actor::Principal(reader),
             crate::authz::SystemAction::InsightsRead,
@@ -245,7 +245,7 @@ impl Insights {
     }
 
     /// One digest (`latest` for the newest), redacted to `reader`'s clearance.
-    pub async fn get(&self, reader: &Principal, which: &DigestRef) -> ServiceResult<Digest> {
+    pub async fn get(&self, reader: &Principal, which: &DigestRef) -> InsightsResult<Digest> {
         self.authz.permit(
             crate::authz::Actor::Principal(reader),
             crate::authz::SystemAction::InsightsRead,
@@ -272,9 +272,9 @@ impl Insights {
             }
         }
         .map_err(db_err)?
-        .ok_or_else(|| ServiceError::not_found("digest"))?;
+        .ok_or_else(|| InsightsError::not_found("digest"))?;
         let data: String = row.try_get("", "data").map_err(db_err)?;
-        let digest: Digest = serde_json::from_str(&data).map_err(ServiceError::internal)?;
+        let digest: Digest = serde_json::from_str(&data).map_err(InsightsError::internal)?;
         self.redact_now(digest, reader).await
     }
 
@@ -284,7 +284,7 @@ impl Insights {
     /// of a private channel the reader is not a member of, or on one deleted or
     /// gone, is redacted, and so are activity rows of channels they cannot read.
     /// Then [`redact`] applies the reader's clearance (SECURITY-CASES 10, 25).
-    pub async fn redact_now(&self, mut d: Digest, reader: &Principal) -> ServiceResult<Digest> {
+    pub async fn redact_now(&self, mut d: Digest, reader: &Principal) -> InsightsResult<Digest> {
         use crate::storage::entities::{channel, membership, message};
         use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
         let ids: BTreeSet<String> = d

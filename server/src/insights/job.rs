@@ -245,7 +245,7 @@ impl Insights {
         trigger: Trigger,
         actor: crate::authz::Actor<'_>,
         progress: &(dyn Fn(&str) + Sync),
-    ) -> ServiceResult<Digest> {
+    ) -> InsightsResult<Digest> {
         self.authz
             .permit(actor, crate::authz::SystemAction::InsightsRun)?;
         let actor = actor.principal().map(|p| p.id.as_str());
@@ -315,7 +315,7 @@ impl Insights {
                         }
                     }
                 }
-                Err(e) => tracing::warn!(error = %e.message, "no embedder for facts"),
+                Err(e) => tracing::warn!(error = %e, "no embedder for facts"),
             }
         }
         progress("grouping and scoring topics");
@@ -488,7 +488,7 @@ impl Insights {
     }
 
     /// Embed the period's messages that have no vector yet.
-    pub(super) async fn catch_up(&self, period: Period) -> ServiceResult<usize> {
+    pub(super) async fn catch_up(&self, period: Period) -> InsightsResult<usize> {
         let backend = self.db.get_database_backend();
         let mut done = 0;
         loop {
@@ -519,16 +519,14 @@ impl Insights {
             let embedder = match self.knowledge.embedder().await {
                 Ok(e) => e,
                 Err(e) => {
-                    tracing::warn!(error = %e.message, "no embedder: mining without message vectors");
+                    tracing::warn!(error = %e, "no embedder: mining without message vectors");
                     return Ok(done);
                 }
             };
             let n = self.embed_and_store(&embedder, &batch).await.map_err(|e| {
-                ServiceError::new(
-                    crate::error::ErrorKind::Unavailable,
-                    "embedder_failed",
-                    format!("embedding messages failed: {e}; check [knowledge] embedder settings"),
-                )
+                InsightsError::EmbedderFailed(format!(
+                    "embedding messages failed: {e}; check [knowledge] embedder settings"
+                ))
             })?;
             done += n;
             if n < 512 {
@@ -538,7 +536,7 @@ impl Insights {
     }
 
     /// The chunks the period's messages cite, with their documents.
-    pub(super) async fn cited_chunks(&self, period: Period) -> ServiceResult<Vec<ChunkInfo>> {
+    pub(super) async fn cited_chunks(&self, period: Period) -> InsightsResult<Vec<ChunkInfo>> {
         let backend = self.db.get_database_backend();
         let rows = self
             .db
@@ -571,7 +569,7 @@ impl Insights {
     pub(super) async fn document_bodies(
         &self,
         chunks: &[ChunkInfo],
-    ) -> ServiceResult<HashMap<String, String>> {
+    ) -> InsightsResult<HashMap<String, String>> {
         let backend = self.db.get_database_backend();
         let paths: BTreeSet<&str> = chunks.iter().map(|c| c.document_path.as_str()).collect();
         let mut out = HashMap::new();
@@ -607,7 +605,7 @@ impl Insights {
         period: Period,
         miner: &mut Miner,
         progress: &(dyn Fn(&str) + Sync),
-    ) -> ServiceResult<()> {
+    ) -> InsightsResult<()> {
         const PAGE: usize = 5000;
         let backend = self.db.get_database_backend();
         let mut cursor = (String::new(), -1i64);

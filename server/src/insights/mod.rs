@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 use crate::audit::Audit;
 use crate::config::InsightSettings;
-use crate::error::{ServiceError, ServiceResult};
+
 use crate::knowledge::Knowledge;
 use crate::label::{Label, Level};
 use crate::principal::Principal;
@@ -43,6 +43,18 @@ use mine::{ChunkInfo, Kind, MineConfig, Miner, Msg, MsgRef, Signals};
 use sea_orm::DatabaseConnection;
 use vectors::{Quantized, ToEmbed};
 pub use warroom_types::InsightKind;
+
+crate::error::service_error! {
+    /// Why an insights operation failed.
+    pub enum InsightsError / InsightsResult {
+        /// The embedder failed on the facts or messages.
+        EmbedderFailed => Unavailable, "embedder_failed";
+    }
+    from {
+        /// Reading cited chunks and the embedder.
+        Knowledge(crate::knowledge::KnowledgeError),
+    }
+}
 
 /// The insights service: the job, the stored digests and the schedule, with
 /// the handles they need. Cloning is cheap: every handle is shared.
@@ -104,15 +116,15 @@ impl Period {
     }
 
     /// Check a requested period.
-    pub fn validate(&self) -> ServiceResult<()> {
+    pub fn validate(&self) -> InsightsResult<()> {
         if self.from >= self.to {
-            return Err(ServiceError::invalid("period: `from` must be before `to`"));
+            return Err(InsightsError::invalid("period: `from` must be before `to`"));
         }
         if self.to - self.from > Duration::days(366) {
-            return Err(ServiceError::invalid("period: at most 366 days"));
+            return Err(InsightsError::invalid("period: at most 366 days"));
         }
         if self.from > Utc::now() {
-            return Err(ServiceError::invalid("period: `from` is in the future"));
+            return Err(InsightsError::invalid("period: `from` is in the future"));
         }
         Ok(())
     }
@@ -282,8 +294,8 @@ impl Trigger {
     }
 }
 
-fn db_err(e: sea_orm::DbErr) -> ServiceError {
-    ServiceError::internal(e)
+fn db_err(e: sea_orm::DbErr) -> InsightsError {
+    InsightsError::internal(e)
 }
 
 /// A stored label of a digest's part; unreadable counts as `restricted`.

@@ -33,7 +33,7 @@ impl Insights {
                                 tracing::info!(digest = %d.id, insights = d.insights.len(), "scheduled digest written")
                             }
                             Err(e) => {
-                                tracing::warn!(error = %e.message, "scheduled insights run failed")
+                                tracing::warn!(error = %e, "scheduled insights run failed")
                             }
                         }
                     }

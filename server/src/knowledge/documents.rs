@@ -50,17 +50,17 @@ impl Knowledge {
         &self,
         actor: Actor<'_>,
         id: &DocumentId,
-    ) -> ServiceResult<document::Model> {
+    ) -> KnowledgeResult<document::Model> {
         self.authz.permit(actor, SystemAction::DocumentManage)?;
         self.document_row(id).await
     }
 
-    pub(super) async fn document_row(&self, id: &DocumentId) -> ServiceResult<document::Model> {
+    pub(super) async fn document_row(&self, id: &DocumentId) -> KnowledgeResult<document::Model> {
         document::Entity::find_by_id(id)
             .one(&self.db)
             .await
             .map_err(internal)?
-            .ok_or_else(|| ServiceError::not_found("document"))
+            .ok_or_else(|| KnowledgeError::not_found("document"))
     }
 
     /// Documents, optionally of one collection or department, without their
@@ -70,7 +70,7 @@ impl Knowledge {
         actor: Actor<'_>,
         collection: Option<&str>,
         department: Option<&str>,
-    ) -> ServiceResult<Vec<document::Model>> {
+    ) -> KnowledgeResult<Vec<document::Model>> {
         self.authz.permit(actor, SystemAction::DocumentManage)?;
         self.document_rows(collection, department).await
     }
@@ -79,7 +79,7 @@ impl Knowledge {
         &self,
         collection: Option<&str>,
         department: Option<&str>,
-    ) -> ServiceResult<Vec<document::Model>> {
+    ) -> KnowledgeResult<Vec<document::Model>> {
         let mut q = document::Entity::find()
             .select_only()
             .columns([
@@ -121,7 +121,7 @@ impl Knowledge {
         &self,
         actor: Actor<'_>,
         document_id: &DocumentId,
-    ) -> ServiceResult<Vec<chunk::Model>> {
+    ) -> KnowledgeResult<Vec<chunk::Model>> {
         self.authz.permit(actor, SystemAction::DocumentManage)?;
         chunk::Entity::find()
             .filter(chunk::Column::DocumentId.eq(document_id))
@@ -132,7 +132,7 @@ impl Knowledge {
     }
 
     /// Delete a document, its chunks and their vectors.
-    pub async fn delete(&self, actor: Actor<'_>, id: &DocumentId) -> ServiceResult<()> {
+    pub async fn delete(&self, actor: Actor<'_>, id: &DocumentId) -> KnowledgeResult<()> {
         self.authz.permit(actor, SystemAction::DocumentManage)?;
         let doc = self.document_row(id).await?;
         let engine = self.engine().await?;
@@ -182,7 +182,7 @@ impl Knowledge {
         actor: Actor<'_>,
         id: &DocumentId,
         label: &Label,
-    ) -> ServiceResult<document::Model> {
+    ) -> KnowledgeResult<document::Model> {
         self.authz.permit(actor, SystemAction::DocumentManage)?;
         let engine = self.engine().await?;
         let _write = self.write.lock().await;
@@ -221,7 +221,7 @@ impl Knowledge {
     }
 
     /// Number of stored documents (for readiness and the dashboard).
-    pub async fn document_count(&self) -> ServiceResult<u64> {
+    pub async fn document_count(&self) -> KnowledgeResult<u64> {
         document::Entity::find()
             .count(&self.db)
             .await

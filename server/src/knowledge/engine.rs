@@ -15,7 +15,7 @@ impl Knowledge {
     }
 
     /// The embedder and vector store, loading them on first use.
-    pub async fn engine(&self) -> ServiceResult<&Engine> {
+    pub async fn engine(&self) -> KnowledgeResult<&Engine> {
         self.engine
             .get_or_try_init(|| async { self.load_engine().await })
             .await
@@ -23,7 +23,7 @@ impl Knowledge {
 
     /// The embedder: the engine's, or (when the vector store cannot be
     /// opened, e.g. a server holds it) the embedder alone.
-    pub async fn embedder(&self) -> ServiceResult<Arc<dyn Embedder>> {
+    pub async fn embedder(&self) -> KnowledgeResult<Arc<dyn Embedder>> {
         match self.engine().await {
             Ok(e) => Ok(e.embedder.clone()),
             Err(_) => Ok(self.load_embedder().await?.0),
@@ -37,14 +37,9 @@ impl Knowledge {
 
     pub(super) async fn load_embedder(
         &self,
-    ) -> ServiceResult<(Arc<dyn Embedder>, Arc<dyn TokenCounter>)> {
-        let unavailable = |what: &str, e: String| {
-            ServiceError::new(
-                crate::error::ErrorKind::Unavailable,
-                "knowledge_unavailable",
-                format!("{what}: {e}"),
-            )
-        };
+    ) -> KnowledgeResult<(Arc<dyn Embedder>, Arc<dyn TokenCounter>)> {
+        let unavailable =
+            |what: &str, e: String| KnowledgeError::Unavailable(format!("{what}: {e}"));
         let s = &self.settings;
         let pair: (Arc<dyn Embedder>, Arc<dyn TokenCounter>) = match s.embedder {
             EmbedderKind::Openai => {
@@ -80,14 +75,9 @@ impl Knowledge {
         Ok(pair)
     }
 
-    pub(super) async fn load_engine(&self) -> ServiceResult<Engine> {
-        let unavailable = |what: &str, e: String| {
-            ServiceError::new(
-                crate::error::ErrorKind::Unavailable,
-                "knowledge_unavailable",
-                format!("{what}: {e}"),
-            )
-        };
+    pub(super) async fn load_engine(&self) -> KnowledgeResult<Engine> {
+        let unavailable =
+            |what: &str, e: String| KnowledgeError::Unavailable(format!("{what}: {e}"));
         let s = &self.settings;
         let (embedder, counter) = self.load_embedder().await?;
         let dim = embedder.dim();

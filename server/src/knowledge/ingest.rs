@@ -33,23 +33,21 @@ pub(super) fn resolve_department(
     front_matter: Option<&str>,
     given: Option<&str>,
     fallback: Option<&str>,
-) -> ServiceResult<String> {
+) -> KnowledgeResult<String> {
     let front_matter = front_matter
         .map(|d| parse_slug("department", d))
         .transpose()?;
     let given = given.map(|d| parse_slug("department", d)).transpose()?;
     match (front_matter, given) {
-        (Some(f), Some(g)) if f != g => Err(ServiceError::new(
-            crate::error::ErrorKind::Conflict,
-            "department_conflict",
-            format!(
+        (Some(f), Some(g)) if f != g => Err(KnowledgeError::DepartmentConflict(
+format!(
                 "{path}: the upload says department {g:?} but the file's front matter says {f:?}: fix one of them"
             ),
         )),
         (Some(d), _) | (None, Some(d)) => Ok(d),
         (None, None) => fallback
             .ok_or_else(|| {
-                ServiceError::invalid(format!(
+                KnowledgeError::invalid(format!(
                     "{path}: no department: add `department:` to the front matter or pass one with the upload (--department)"
                 ))
             })
@@ -64,10 +62,10 @@ pub(super) fn resolve_label(
     path: &str,
     front_matter: Option<&str>,
     given: Option<&str>,
-) -> ServiceResult<Label> {
+) -> KnowledgeResult<Label> {
     let parse = |raw: &str, whose: &str| {
         raw.parse::<Label>()
-            .map_err(|e| ServiceError::invalid(format!("{path}: {whose} label: {e}")))
+            .map_err(|e| KnowledgeError::invalid(format!("{path}: {whose} label: {e}")))
     };
     let front_matter = front_matter.map(|l| parse(l, "front matter")).transpose()?;
     let given = given.map(|l| parse(l, "upload")).transpose()?;
@@ -76,6 +74,24 @@ pub(super) fn resolve_label(
         (Some(l), None) | (None, Some(l)) => l,
         (None, None) => Label::level(crate::label::Level::Internal),
     })
+}
+
+/// A file the parser refused, with the parser's code (`invalid_utf8`,
+/// `decompression_bomb`, `malformed_pdf`, ...).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct UnreadableFile {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl crate::error::Failure for UnreadableFile {
+    fn kind(&self) -> crate::error::ErrorKind {
+        crate::error::ErrorKind::Unprocessable
+    }
+    fn code(&self) -> &'static str {
+        self.code
+    }
 }
 
 impl Knowledge {
@@ -89,11 +105,11 @@ impl Knowledge {
         path: &str,
         bytes: &[u8],
         meta: &IngestMeta,
-    ) -> ServiceResult<IngestOutcome> {
+    ) -> KnowledgeResult<IngestOutcome> {
         self.authz.permit(actor, SystemAction::DocumentManage)?;
         let path = path.trim();
         if path.is_empty() || path.len() > 512 || path.contains('\0') {
-            return Err(ServiceError::invalid("path must be 1-512 characters"));
+            return Err(KnowledgeError::invalid("path must be 1-512 characters"));
         }
         let limits = Limits {
             max_bytes: self.settings.max_file_bytes,
@@ -105,11 +121,10 @@ impl Knowledge {
             .await
             .map_err(internal)?
             .map_err(|e| {
-                ServiceError::new(
-                    crate::error::ErrorKind::Unprocessable,
-                    e.code(),
-                    format!("{path}: {e}"),
-                )
+                KnowledgeError::from(UnreadableFile {
+                    code: e.code(),
+                    message: format!("{path}: {e}"),
+                })
             })?;
         let fm = &parsed.front_matter;
         let collection = parse_slug(
@@ -131,7 +146,7 @@ impl Knowledge {
         let mut tags = raw_tags
             .iter()
             .map(|t| parse_slug("tag", t))
-            .collect::<ServiceResult<Vec<_>>>()?;
+            .collect::<KnowledgeResult<Vec<_>>>()?;
         tags.sort();
         tags.dedup();
         let label_s = label.to_string();
@@ -170,20 +185,16 @@ impl Knowledge {
         };
         let chunks = chunker::chunk(&parsed, &opts, engine.counter.as_ref());
         if chunks.is_empty() {
-            return Err(ServiceError::new(
-                crate::error::ErrorKind::Unprocessable,
-                "empty",
-                format!("{path}: the document has no text to index"),
-            ));
+            return Err(KnowledgeError::Empty(format!(
+                "{path}: the document has no text to index"
+            )));
         }
         let texts: Vec<String> = chunks.iter().map(|c| c.embed_text(&parsed.title)).collect();
-        let vectors = engine.embedder.embed(&texts).await.map_err(|e| {
-            ServiceError::new(
-                crate::error::ErrorKind::Unavailable,
-                "embedder_failed",
-                e.to_string(),
-            )
-        })?;
+        let vectors = engine
+            .embedder
+            .embed(&texts)
+            .await
+            .map_err(|e| KnowledgeError::EmbedderFailed(e.to_string()))?;
 
         let now = chrono::Utc::now();
         let doc_id = existing
@@ -323,7 +334,7 @@ impl Knowledge {
     /// Re-embed every chunk from the database and write it to the vector store (after
     /// switching embedder or store, or to repair a store that lost writes). Idempotent:
     /// points are keyed by chunk id. Calls `progress` with (documents done, total).
-    pub async fn reindex(&self, progress: impl Fn(usize, usize)) -> ServiceResult<usize> {
+    pub async fn reindex(&self, progress: impl Fn(usize, usize)) -> KnowledgeResult<usize> {
         let engine = self.engine().await?;
         let _write = self.write.lock().await;
         let docs = self.document_rows(None, None).await?;
@@ -350,13 +361,11 @@ impl Knowledge {
                     .embed_text(&d.title)
                 })
                 .collect();
-            let vectors = engine.embedder.embed(&texts).await.map_err(|e| {
-                ServiceError::new(
-                    crate::error::ErrorKind::Unavailable,
-                    "embedder_failed",
-                    e.to_string(),
-                )
-            })?;
+            let vectors = engine
+                .embedder
+                .embed(&texts)
+                .await
+                .map_err(|e| KnowledgeError::EmbedderFailed(e.to_string()))?;
             let points = rows
                 .iter()
                 .zip(texts.iter().zip(vectors))

@@ -39,7 +39,7 @@ use warroom_knowledge::{models, sparse};
 use crate::audit::Audit;
 use crate::authz::{Actor, Authz, ChunkAttrs, ScopeRule, SystemAction};
 use crate::config::KnowledgeSettings;
-use crate::error::{ServiceError, ServiceResult};
+
 use crate::ids::{ChunkId, MessageId, ScopeId};
 use crate::label::Label;
 use crate::principal::Principal;
@@ -47,6 +47,26 @@ use crate::storage::entities::{
     chunk, document, message, message_citation, principal_scope, scope as scope_e,
 };
 use scope::{parse_slug, Scope, ScopeSpec};
+
+crate::error::service_error! {
+    /// Why a knowledge operation failed.
+    pub enum KnowledgeError / KnowledgeResult {
+        /// The embedder or the vector store could not be loaded.
+        Unavailable => Unavailable, "knowledge_unavailable";
+        /// The given department disagrees with the file's front matter.
+        DepartmentConflict => Conflict, "department_conflict";
+        /// The file holds no text to index.
+        Empty => Unprocessable, "empty";
+        /// The embedder failed on this text.
+        EmbedderFailed => Unavailable, "embedder_failed";
+        /// A cited chunk does not exist (any more).
+        UnknownCitation => Unprocessable, "unknown_citation";
+    }
+    from {
+        /// The file could not be parsed; the code is the parser's.
+        Unreadable(ingest::UnreadableFile),
+    }
+}
 
 /// What one ingested file became.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -129,8 +149,8 @@ pub struct Engine {
     pub store: Arc<dyn VectorStore>,
 }
 
-fn internal(e: impl std::fmt::Display) -> ServiceError {
-    ServiceError::internal(e)
+fn internal(e: impl std::fmt::Display) -> KnowledgeError {
+    KnowledgeError::internal(e)
 }
 
 fn json_list(list: &[String]) -> String {
@@ -142,7 +162,7 @@ fn parse_list(raw: &str) -> Vec<String> {
 }
 
 /// A chunk's policy attributes from its document row.
-fn chunk_attrs(chunk_id: &str, d: &document::Model) -> ServiceResult<ChunkAttrs> {
+fn chunk_attrs(chunk_id: &str, d: &document::Model) -> KnowledgeResult<ChunkAttrs> {
     Ok(ChunkAttrs {
         id: chunk_id.to_string(),
         collection: d.collection.clone(),

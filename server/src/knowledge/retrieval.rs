@@ -14,9 +14,9 @@ impl Knowledge {
         query: &str,
         k: usize,
         ceiling: Option<&Label>,
-    ) -> ServiceResult<Retrieval> {
+    ) -> KnowledgeResult<Retrieval> {
         let scope = self.scope_of(&p.user_id()).await?.ok_or_else(|| {
-            ServiceError::forbidden(
+            KnowledgeError::forbidden(
                 "no retrieval scope is assigned to you; an admin assigns one with PUT /api/v1/users/{id}/scope",
             )
         })?;
@@ -41,13 +41,13 @@ impl Knowledge {
         scope: &Scope,
         query: &str,
         k: usize,
-    ) -> ServiceResult<Retrieval> {
+    ) -> KnowledgeResult<Retrieval> {
         let query = query.trim();
         if query.is_empty() || query.chars().count() > 2000 {
-            return Err(ServiceError::invalid("query must be 1-2000 characters"));
+            return Err(KnowledgeError::invalid("query must be 1-2000 characters"));
         }
         if k == 0 || k > self.settings.max_k {
-            return Err(ServiceError::invalid(format!(
+            return Err(KnowledgeError::invalid(format!(
                 "k must be between 1 and {}",
                 self.settings.max_k
             )));
@@ -58,13 +58,7 @@ impl Knowledge {
             .embedder
             .embed(&[query.to_string()])
             .await
-            .map_err(|e| {
-                ServiceError::new(
-                    crate::error::ErrorKind::Unavailable,
-                    "embedder_failed",
-                    e.to_string(),
-                )
-            })?
+            .map_err(|e| KnowledgeError::EmbedderFailed(e.to_string()))?
             .pop()
             .unwrap_or_default();
         let hits = engine
@@ -108,7 +102,7 @@ impl Knowledge {
         rule: &ScopeRule,
         hits: &[warroom_knowledge::store::Hit],
         k: usize,
-    ) -> ServiceResult<(Vec<RetrievedChunk>, Vec<String>)> {
+    ) -> KnowledgeResult<(Vec<RetrievedChunk>, Vec<String>)> {
         let ids: Vec<String> = hits.iter().map(|h| h.chunk_id.to_string()).collect();
         let (rows, docs) = self.chunks_with_documents(&ids).await?;
         let mut out = Vec::new();
@@ -143,7 +137,7 @@ impl Knowledge {
     pub(super) async fn chunks_with_documents(
         &self,
         ids: &[String],
-    ) -> ServiceResult<(
+    ) -> KnowledgeResult<(
         HashMap<String, chunk::Model>,
         HashMap<String, document::Model>,
     )> {
@@ -166,7 +160,7 @@ impl Knowledge {
     }
 
     /// Documents' metadata without bodies.
-    pub(super) async fn docs_meta(&self, ids: &[String]) -> ServiceResult<Vec<document::Model>> {
+    pub(super) async fn docs_meta(&self, ids: &[String]) -> KnowledgeResult<Vec<document::Model>> {
         let mut out = Vec::new();
         for batch in ids.chunks(500) {
             let rows = document::Entity::find()
@@ -190,17 +184,17 @@ impl Knowledge {
         &self,
         p: &Principal,
         ids: &[ChunkId],
-    ) -> ServiceResult<(Vec<(String, String)>, Option<Label>)> {
+    ) -> KnowledgeResult<(Vec<(String, String)>, Option<Label>)> {
         if ids.is_empty() {
             return Ok((Vec::new(), None));
         }
         if ids.len() > 20 {
-            return Err(ServiceError::invalid("at most 20 citations per message"));
+            return Err(KnowledgeError::invalid("at most 20 citations per message"));
         }
         let mut unique: Vec<String> = Vec::new();
         for id in ids {
             if uuid::Uuid::parse_str(id).is_err() {
-                return Err(ServiceError::invalid(format!(
+                return Err(KnowledgeError::invalid(format!(
                     "citation {id:?} is not a chunk id"
                 )));
             }
@@ -224,10 +218,8 @@ impl Knowledge {
         let mut join: Option<Label> = None;
         for id in &unique {
             let Some(c) = rows.get(id) else {
-                return Err(ServiceError::new(
-                    crate::error::ErrorKind::Unprocessable,
-                    "unknown_citation",
-                    format!("cited chunk {id} does not exist (it may have been replaced by a newer version of its document)"),
+                return Err(KnowledgeError::UnknownCitation(
+format!("cited chunk {id} does not exist (it may have been replaced by a newer version of its document)"),
                 ));
             };
             let d = docs
@@ -244,7 +236,7 @@ impl Knowledge {
                         serde_json::json!({"document": d.id, "label": d.label}),
                     )
                     .await;
-                return Err(ServiceError::forbidden(format!(
+                return Err(KnowledgeError::forbidden(format!(
                     "you may not cite chunk {id}: it is outside your scope or clearance"
                 )));
             }
@@ -266,7 +258,7 @@ impl Knowledge {
         &self,
         reader: &Principal,
         chunk_ids: &[ChunkId],
-    ) -> ServiceResult<Vec<CitedChunk>> {
+    ) -> KnowledgeResult<Vec<CitedChunk>> {
         let ids: Vec<String> = chunk_ids.iter().map(String::from).collect();
         let (rows, docs) = self.chunks_with_documents(&ids).await?;
         let mut out = Vec::new();
@@ -295,7 +287,7 @@ impl Knowledge {
     pub async fn citations_of(
         &self,
         message_ids: &[MessageId],
-    ) -> ServiceResult<HashMap<String, Vec<String>>> {
+    ) -> KnowledgeResult<HashMap<String, Vec<String>>> {
         let mut out: HashMap<String, Vec<String>> = HashMap::new();
         for batch in message_ids.chunks(500) {
             for c in message_citation::Entity::find()

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use warroom_knowledge::store::ChunkFilter;
 
+use super::{KnowledgeError, KnowledgeResult};
 use crate::authz::ScopeRule;
-use crate::error::{ServiceError, ServiceResult};
 use crate::label::Label;
 use crate::storage::entities::scope;
 
@@ -46,7 +46,7 @@ pub struct Scope {
 
 /// Check a name used for collections, departments, tags and scopes: 1-64 characters a-z,
 /// 0-9, '-', '_' or '.', lower-cased.
-pub fn parse_slug(what: &str, raw: &str) -> ServiceResult<String> {
+pub fn parse_slug(what: &str, raw: &str) -> KnowledgeResult<String> {
     let s = raw.trim().to_ascii_lowercase();
     let ok = (1..=64).contains(&s.len())
         && s.bytes().all(|b| {
@@ -55,35 +55,37 @@ pub fn parse_slug(what: &str, raw: &str) -> ServiceResult<String> {
     if ok {
         Ok(s)
     } else {
-        Err(ServiceError::invalid(format!(
+        Err(KnowledgeError::invalid(format!(
             "{what} {raw:?} must be 1-64 characters a-z, 0-9, '-', '_' or '.'"
         )))
     }
 }
 
-fn slugs(what: &str, list: &[String]) -> ServiceResult<Vec<String>> {
+fn slugs(what: &str, list: &[String]) -> KnowledgeResult<Vec<String>> {
     if list.len() > 256 {
-        return Err(ServiceError::invalid(format!("at most 256 {what} entries")));
+        return Err(KnowledgeError::invalid(format!(
+            "at most 256 {what} entries"
+        )));
     }
     let mut out: Vec<String> = list
         .iter()
         .map(|s| parse_slug(what, s))
-        .collect::<ServiceResult<_>>()?;
+        .collect::<KnowledgeResult<_>>()?;
     out.sort();
     out.dedup();
     Ok(out)
 }
 
-fn opt_slugs(what: &str, list: &Option<Vec<String>>) -> ServiceResult<Option<Vec<String>>> {
+fn opt_slugs(what: &str, list: &Option<Vec<String>>) -> KnowledgeResult<Option<Vec<String>>> {
     list.as_ref().map(|l| slugs(what, l)).transpose()
 }
 
 impl ScopeSpec {
     /// Validate and normalise (lower-case, sorted, de-duplicated).
-    pub fn validate(mut self) -> ServiceResult<(ScopeSpec, ScopeRule)> {
+    pub fn validate(mut self) -> KnowledgeResult<(ScopeSpec, ScopeRule)> {
         self.name = parse_slug("scope name", &self.name)?;
         if self.description.chars().count() > 500 {
-            return Err(ServiceError::invalid(
+            return Err(KnowledgeError::invalid(
                 "description must be at most 500 characters",
             ));
         }
@@ -96,7 +98,7 @@ impl ScopeSpec {
         let max_label: Label = self
             .max_label
             .parse()
-            .map_err(|e| ServiceError::invalid(format!("max_label: {e}")))?;
+            .map_err(|e| KnowledgeError::invalid(format!("max_label: {e}")))?;
         self.max_label = max_label.to_string();
         let rule = ScopeRule {
             collections: self.collections.clone(),
@@ -139,7 +141,7 @@ fn from_json(raw: &str) -> Vec<String> {
 impl Scope {
     /// A stored scope. Stored scopes were validated on write; a row that no longer
     /// validates (edited by hand) is refused rather than guessed at.
-    pub fn from_model(m: &scope::Model) -> ServiceResult<Scope> {
+    pub fn from_model(m: &scope::Model) -> KnowledgeResult<Scope> {
         let spec = ScopeSpec {
             name: m.name.clone(),
             description: m.description.clone(),
@@ -152,7 +154,7 @@ impl Scope {
             max_label: m.max_label.clone(),
         };
         let (spec, rule) = spec.validate().map_err(|e| {
-            ServiceError::internal(format!("stored scope {} is invalid: {e:?}", m.id))
+            KnowledgeError::internal(format!("stored scope {} is invalid: {e:?}", m.id))
         })?;
         Ok(Scope {
             id: m.id.clone(),

@@ -21,12 +21,12 @@ impl Knowledge {
     // ---- scopes ----------------------------------------------------------------------------
 
     /// Every scope, by name (scope managers).
-    pub async fn scopes(&self, actor: Actor<'_>) -> ServiceResult<Vec<Scope>> {
+    pub async fn scopes(&self, actor: Actor<'_>) -> KnowledgeResult<Vec<Scope>> {
         self.authz.permit(actor, SystemAction::ScopeManage)?;
         self.scope_rows().await
     }
 
-    async fn scope_rows(&self) -> ServiceResult<Vec<Scope>> {
+    async fn scope_rows(&self) -> KnowledgeResult<Vec<Scope>> {
         scope_e::Entity::find()
             .order_by_asc(scope_e::Column::Name)
             .all(&self.db)
@@ -38,14 +38,14 @@ impl Knowledge {
     }
 
     /// A scope by id or by name (scope managers).
-    pub async fn scope(&self, actor: Actor<'_>, id_or_name: &ScopeId) -> ServiceResult<Scope> {
+    pub async fn scope(&self, actor: Actor<'_>, id_or_name: &ScopeId) -> KnowledgeResult<Scope> {
         self.authz.permit(actor, SystemAction::ScopeManage)?;
         self.find_scope(id_or_name).await
     }
 
     /// A scope by id or by name, for a service acting on a request it has
     /// already authorized (spawning agents into a scope).
-    pub async fn find_scope(&self, id_or_name: &ScopeId) -> ServiceResult<Scope> {
+    pub async fn find_scope(&self, id_or_name: &ScopeId) -> KnowledgeResult<Scope> {
         let m = scope_e::Entity::find()
             .filter(
                 sea_orm::Condition::any()
@@ -55,7 +55,7 @@ impl Knowledge {
             .one(&self.db)
             .await
             .map_err(internal)?
-            .ok_or_else(|| ServiceError::not_found("scope"))?;
+            .ok_or_else(|| KnowledgeError::not_found("scope"))?;
         Scope::from_model(&m)
     }
 
@@ -65,7 +65,7 @@ impl Knowledge {
         actor: Actor<'_>,
         id: Option<&ScopeId>,
         spec: ScopeSpec,
-    ) -> ServiceResult<Scope> {
+    ) -> KnowledgeResult<Scope> {
         self.authz.permit(actor, SystemAction::ScopeManage)?;
         self.forget_scopes();
         let (spec, rule) = spec.validate()?;
@@ -78,7 +78,7 @@ impl Knowledge {
                     .one(&self.db)
                     .await
                     .map_err(internal)?
-                    .ok_or_else(|| ServiceError::not_found("scope"))?;
+                    .ok_or_else(|| KnowledgeError::not_found("scope"))?;
                 (cur.id, m.created_at)
             }
             None => (uuid::Uuid::now_v7().to_string(), now),
@@ -105,7 +105,7 @@ impl Knowledge {
         if let Err(e) = res {
             let msg = e.to_string();
             if msg.contains("UNIQUE") || msg.contains("unique") || msg.contains("duplicate") {
-                return Err(ServiceError::conflict(format!(
+                return Err(KnowledgeError::conflict(format!(
                     "a scope named {:?} already exists",
                     spec.name
                 )));
@@ -125,7 +125,7 @@ impl Knowledge {
     }
 
     /// Delete a scope that no principal uses.
-    pub async fn delete_scope(&self, actor: Actor<'_>, id: &ScopeId) -> ServiceResult<()> {
+    pub async fn delete_scope(&self, actor: Actor<'_>, id: &ScopeId) -> KnowledgeResult<()> {
         self.authz.permit(actor, SystemAction::ScopeManage)?;
         self.forget_scopes();
         let s = self.find_scope(id).await?;
@@ -135,7 +135,7 @@ impl Knowledge {
             .await
             .map_err(internal)?;
         if users > 0 {
-            return Err(ServiceError::conflict(format!(
+            return Err(KnowledgeError::conflict(format!(
                 "scope {:?} is assigned to {users} principal(s); assign them another scope first",
                 s.spec.name
             )));
@@ -162,7 +162,7 @@ impl Knowledge {
         actor: Actor<'_>,
         user_id: &UserId,
         scope: Option<&ScopeId>,
-    ) -> ServiceResult<Option<Scope>> {
+    ) -> KnowledgeResult<Option<Scope>> {
         self.authz.permit(actor, SystemAction::ScopeManage)?;
         self.forget_scopes();
         let txn = crate::storage::begin_write(&self.db)
@@ -207,7 +207,7 @@ impl Knowledge {
         txn: &sea_orm::DatabaseTransaction,
         user_ids: &[UserId],
         scope_id: &ScopeId,
-    ) -> ServiceResult<()> {
+    ) -> KnowledgeResult<()> {
         self.forget_scopes();
         let now = chrono::Utc::now();
         for chunk in user_ids.chunks(300) {
@@ -229,7 +229,7 @@ impl Knowledge {
     pub async fn scope_names_of(
         &self,
         user_ids: &[UserId],
-    ) -> ServiceResult<HashMap<String, String>> {
+    ) -> KnowledgeResult<HashMap<String, String>> {
         let mut out = HashMap::new();
         let names: HashMap<String, String> = self
             .scope_rows()
@@ -258,7 +258,7 @@ impl Knowledge {
         &self,
         asker: &Principal,
         user_id: &UserId,
-    ) -> ServiceResult<Option<Scope>> {
+    ) -> KnowledgeResult<Option<Scope>> {
         if asker.id != *user_id {
             self.authz
                 .permit(Actor::Principal(asker), SystemAction::ScopeManage)?;
@@ -267,7 +267,7 @@ impl Knowledge {
     }
 
     /// The scope a principal retrieves through, if any.
-    pub async fn scope_of(&self, user_id: &UserId) -> ServiceResult<Option<Scope>> {
+    pub async fn scope_of(&self, user_id: &UserId) -> KnowledgeResult<Option<Scope>> {
         if let Some((at, s)) = self
             .scope_cache
             .lock()
@@ -287,7 +287,10 @@ impl Knowledge {
         Ok(s)
     }
 
-    pub(super) async fn scope_of_uncached(&self, user_id: &UserId) -> ServiceResult<Option<Scope>> {
+    pub(super) async fn scope_of_uncached(
+        &self,
+        user_id: &UserId,
+    ) -> KnowledgeResult<Option<Scope>> {
         let Some(a) = principal_scope::Entity::find_by_id(user_id)
             .one(&self.db)
             .await
@@ -308,7 +311,7 @@ impl Knowledge {
         viewer: &Principal,
         rule: &ScopeRule,
         samples: usize,
-    ) -> ServiceResult<ScopePreview> {
+    ) -> KnowledgeResult<ScopePreview> {
         self.authz
             .permit(Actor::Principal(viewer), SystemAction::ScopeManage)?;
         let filter: ChunkFilter = scope::compile(rule, &rule.max_label);

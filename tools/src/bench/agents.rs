@@ -152,14 +152,14 @@ async fn one_run(n: usize, args: &AgentsBenchArgs) -> anyhow::Result<Value> {
             .directory
             .row_by_handle("admin")
             .await
-            .map_err(|e| anyhow::anyhow!(e.message))?;
+            .map_err(warroom::ops::api)?;
         let id = row
             .map(|r| r.id)
             .ok_or_else(|| anyhow::anyhow!("no admin"))?;
         app.directory
             .get(&warroom::ids::UserId::from_trusted(id))
             .await
-            .map_err(|e| anyhow::anyhow!(e.message))?
+            .map_err(warroom::ops::api)?
             .expect("admin exists")
     };
     let templates = builtin_templates();
@@ -189,7 +189,7 @@ async fn one_run(n: usize, args: &AgentsBenchArgs) -> anyhow::Result<Value> {
         app.agents
             .spawn(&actor, req, u32::MAX, &|_, _| {})
             .await
-            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            .map_err(warroom::ops::api)?;
         spawned += count;
         k += 1;
         bar.set_position(spawned as u64);

@@ -260,13 +260,13 @@ impl Product {
         );
         let new = warroom::users::new_user_from(req)
             .await
-            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            .map_err(warroom::ops::api)?;
         self.running
             .app
             .directory
             .create(new)
             .await
-            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            .map_err(warroom::ops::api)?;
         let (status, body) = http(
             &self.client,
             "POST",

@@ -140,7 +140,7 @@ async fn one_run(n: usize) -> anyhow::Result<Json> {
             &|_| {},
         )
         .await
-        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        .map_err(warroom::ops::api)?;
     let seconds = started.elapsed().as_secs_f64();
     let peak = peak_rss();
     let per_s = n as f64 / seconds;

@@ -193,7 +193,7 @@ pub async fn run(mut settings: Settings, args: JudgeArgs) -> anyhow::Result<()> 
         .knowledge
         .embedder()
         .await
-        .map_err(|e| anyhow::anyhow!("no sentence model: {}", e.message))?;
+        .map_err(|e| anyhow::anyhow!("no sentence model: {e}"))?;
     let hyp = Hypotheses::embed(embedder.as_ref()).await?.context(
         "the sentence model does not read meaning (see the warning above): configure the default all-MiniLM-L6-v2 or a real embedding endpoint",
     )?;
