@@ -268,12 +268,6 @@ macro_rules! service_error {
             }
         }
 
-        impl From<$crate::audit::AuditError> for $name {
-            fn from(e: $crate::audit::AuditError) -> Self {
-                Self::Shared(e.into())
-            }
-        }
-
         impl From<$crate::ids::IdError> for $name {
             fn from(e: $crate::ids::IdError) -> Self {
                 Self::Invalid(e.to_string())

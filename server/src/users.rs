@@ -272,8 +272,11 @@ impl Users {
             None,
             Some(password.clone()),
         );
-        let new = new_user(req).await.map_err(crate::ops::api)?;
-        self.directory.create(new).await.map_err(crate::ops::api)?;
+        let new = new_user(req).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        self.directory
+            .create(new)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
         crate::storage::write_private(&file, format!("{password}\n").as_bytes())?;
         Ok(format!(
             "Admin login: handle 'admin', password '{password}' (also saved in {})",

@@ -87,7 +87,8 @@ impl Knowledge {
                     "denied": denied,
                 }),
             )
-            .await?; // fail closed: no results without their audit record
+            .await
+            .map_err(crate::error::ServiceError::from)?; // fail closed: no results without their audit record
         Ok(Retrieval {
             scope: scope.spec.name.clone(),
             chunks,
