@@ -197,14 +197,6 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
     }
 }
 
-/// Path and query identifiers are bounded before any lookup.
-pub fn check_id(id: &str) -> Result<&str, ApiError> {
-    if !crate::ids::is_id(id) {
-        return Err(ApiError::invalid("malformed id"));
-    }
-    Ok(id)
-}
-
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Warroom API", description = "Chat server for people and scoped agents."),
