@@ -54,7 +54,7 @@ if [ -z "${WARROOM_TEST_LLAMA_URL:-}" ] && [ -x "$llama_py" ] && "$llama_py" -c 
   echo "test.sh: real llama.cpp server tests enabled ($gguf)"
 fi
 set +e
-cargo test --workspace --locked 2>&1 | tee "$log"
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 # The web UI in headless Chromium (installs node, chromium and playwright-core when missing).
 bash scripts/e2e.sh 2>&1 | tee -a "$log"

@@ -748,7 +748,11 @@ async fn remote_workers_in_two_shards_run_every_agent_once_over_the_public_api()
     let out = spawn(
         &app,
         &admin,
-        json!({"template": "finance-manager", "count": 20, "activity": "high"}),
+        // Only the war-room: an agent that read its department's room and
+        // stayed silent carries that room's label for ten minutes
+        // (SECURITY-CASES 28), so whether the mentioned agent may answer in
+        // the war-room would depend on the order its turns ran in.
+        json!({"template": "finance-manager", "count": 20, "activity": "high", "channels": ["war-room"]}),
     )
     .await;
     let war_room = join_war_room(&app, &human).await;
