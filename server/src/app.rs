@@ -33,8 +33,6 @@ pub struct AppState {
     pub request_limiter: RateLimiter,
     /// Frames clients send over WebSockets, per user.
     pub ws_limiter: RateLimiter,
-    /// What each agent retrieved and observed since its last post.
-    pub marks: Arc<crate::marks::AgentMarks>,
     pub audit: Arc<Audit>,
     pub knowledge: Arc<Knowledge>,
     /// Channels, messages and search.
@@ -61,7 +59,6 @@ impl AppState {
             directory: self.directory.clone(),
             chat: self.chat.clone(),
             knowledge: self.knowledge.clone(),
-            marks: self.marks.clone(),
             agents: self.agents.clone(),
         })
     }
@@ -134,14 +131,15 @@ impl AppState {
             &settings.storage.data_dir,
             gate.clone(),
         )?);
+        let marks = Arc::new(crate::marks::AgentMarks::default());
         let knowledge = Arc::new(Knowledge::new(
             db.clone(),
             settings.knowledge.clone(),
             settings.storage.data_dir.clone(),
             authz.clone(),
             audit.clone(),
+            marks.clone(),
         ));
-        let marks = Arc::new(crate::marks::AgentMarks::default());
         let chat = Chat::new(ChatParts {
             db: db.clone(),
             authz: authz.clone(),
@@ -149,7 +147,7 @@ impl AppState {
             writer: writer.clone(),
             directory: directory.clone(),
             channels: channels.clone(),
-            marks: marks.clone(),
+            marks,
             audit: audit.clone(),
             knowledge: knowledge.clone(),
             post_limiter: post_limiter.clone(),
@@ -214,7 +212,6 @@ impl AppState {
             post_limiter,
             request_limiter,
             ws_limiter,
-            marks,
             audit,
             knowledge,
             chat,

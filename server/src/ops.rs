@@ -139,6 +139,7 @@ pub async fn offline_knowledge(settings: &Settings) -> anyhow::Result<crate::kno
         settings.storage.data_dir.clone(),
         authz,
         audit,
+        std::sync::Arc::default(),
     );
     knowledge.engine().await.map_err(crate::ops::api)?;
     Ok(knowledge)

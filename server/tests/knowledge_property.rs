@@ -247,6 +247,7 @@ fn run(leaky: bool) {
             dir.path().to_path_buf(),
             authz,
             Arc::new(Audit::open(db, dir.path()).unwrap()),
+            Arc::default(),
         )
         .with_engine(engine);
         let docs = corpus(&knowledge).await;

@@ -17,7 +17,6 @@ use crate::chat::Chat;
 use crate::directory::Directory;
 use crate::ids::{AgentId, IdError, Seq, UserId};
 use crate::knowledge::Knowledge;
-use crate::marks::AgentMarks;
 
 use super::Agents;
 use crate::agents::AgentsError;
@@ -30,7 +29,6 @@ pub struct InProcess {
     directory: Arc<Directory>,
     chat: Chat,
     knowledge: Arc<Knowledge>,
-    marks: Arc<AgentMarks>,
     agents: Arc<Agents>,
 }
 
@@ -40,7 +38,6 @@ pub struct InProcessParts {
     pub directory: Arc<Directory>,
     pub chat: Chat,
     pub knowledge: Arc<Knowledge>,
-    pub marks: Arc<AgentMarks>,
     pub agents: Arc<Agents>,
 }
 
@@ -75,7 +72,6 @@ impl InProcess {
             directory: p.directory,
             chat: p.chat,
             knowledge: p.knowledge,
-            marks: p.marks,
             agents: p.agents,
         }
     }
@@ -209,8 +205,6 @@ impl Platform for InProcess {
             .retrieve(&p, query, k, Some(ceiling))
             .await
             .map_err(platform_error)?;
-        self.marks
-            .raise_stored(&p, r.chunks.iter().map(|c| c.label.as_str()));
         r.chunks.into_iter().map(Evidence::try_from).collect()
     }
 

@@ -4,6 +4,7 @@
 
 use warroom_agent_runtime::memory::Memory;
 use warroom_agent_runtime::persona::Template;
+use warroom_agent_runtime::platform::{Activity, InterestMatcher};
 
 use super::Agents;
 use crate::agents::{AgentsError, AgentsResult};
@@ -28,10 +29,34 @@ impl Agents {
     pub fn activity_for(
         &self,
         worker: &Principal,
-    ) -> AgentsResult<tokio::sync::broadcast::Receiver<std::sync::Arc<super::FeedItem>>> {
+    ) -> AgentsResult<(
+        tokio::sync::broadcast::Receiver<std::sync::Arc<super::FeedItem>>,
+        super::feed::ActivityReader,
+    )> {
         self.authz
             .permit(Actor::Principal(worker), SystemAction::AgentRun)?;
-        Ok(self.feed.subscribe())
+        Ok((
+            self.feed.subscribe(),
+            super::feed::ActivityReader::new(worker),
+        ))
+    }
+
+    /// `item` as the subscriber of `reader` may receive it: `None` unless it
+    /// may read the message, and only its own interest matches, never text.
+    pub async fn cut_activity(
+        &self,
+        reader: &mut super::feed::ActivityReader,
+        item: &super::FeedItem,
+        interests: &InterestMatcher,
+    ) -> AgentsResult<Option<Activity>> {
+        let Some(channel) = self
+            .chat
+            .cached_channel(&crate::ids::ChannelId::from_trusted(item.channel_id()))
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(reader.cut(&self.authz, &channel, item, interests))
     }
 
     /// What an agent posted lately, as far as `p` may read it (agent viewers).

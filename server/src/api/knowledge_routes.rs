@@ -447,9 +447,6 @@ pub async fn retrieve(
         .knowledge
         .retrieve(&p, &req.query, req.k.unwrap_or(5), ceiling.as_ref())
         .await?;
-    // What an agent retrieves counts toward its next post (SECURITY-CASES 28).
-    app.marks
-        .raise_stored(&p, r.chunks.iter().map(|c| c.label.as_str()));
     Ok(Json(r))
 }
 
@@ -468,14 +465,5 @@ pub async fn message_citations(
         .map(crate::ids::ChunkId::from_trusted)
         .collect();
     let cited = app.knowledge.cited_chunks(&p, &cited_ids).await?;
-    // Cited text an agent is handed counts toward its next post, as
-    // retrieved text does (SECURITY-CASES 28).
-    app.marks.raise_stored(
-        &p,
-        cited
-            .iter()
-            .filter(|c| !c.redacted)
-            .map(|c| c.chunk.label.as_str()),
-    );
     Ok(Json(cited))
 }

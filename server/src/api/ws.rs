@@ -15,15 +15,12 @@ use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
-use warroom_agent_runtime::platform::{Activity, InterestMatcher};
+use warroom_agent_runtime::platform::InterestMatcher;
 
 use super::{authenticate, bearer, ApiQuery};
-use crate::agents::FeedItem;
+use crate::agents::{ActivityReader, FeedItem};
 use crate::api::error::ApiError;
 use crate::app::App;
-use crate::authz::{ChannelAction, ChannelCtx};
-use crate::chat::cache::CachedChannel;
-use crate::label::Label;
 use crate::principal::Principal;
 use crate::realtime::{CloseReason, Conn, Outbound};
 
@@ -259,7 +256,7 @@ async fn handle_frame(app: &App, conn: &Arc<Conn>, text: &str) -> Result<(), Api
             Ok(())
         }
         ClientFrame::AgentActivity { interests } => {
-            let feed = app.agents.activity_for(&conn.principal)?;
+            let (feed, reader) = app.agents.activity_for(&conn.principal)?;
             let interests = InterestMatcher::new(&interests)
                 .map_err(|e| ApiError::invalid(format!("agent_activity: {e}")))?;
             if conn
@@ -270,7 +267,7 @@ async fn handle_frame(app: &App, conn: &Arc<Conn>, text: &str) -> Result<(), Api
                     "this connection already streams agent activity; open another to change the interests",
                 ));
             }
-            stream_activity(app, conn.clone(), feed, interests);
+            stream_activity(app, conn.clone(), feed, reader, interests);
             conn.send(Outbound::Text(r#"{"type":"activity_subscribed"}"#.into()))
                 .await;
             Ok(())
@@ -312,55 +309,19 @@ async fn subscribe(
     channel_id: &crate::ids::ChannelId,
     last_seq: Option<i64>,
 ) -> Result<(), ApiError> {
-    let p = &conn.principal;
-    if p.kind == crate::principal::UserKind::Agent {
-        // What a socket delivers cannot be counted toward the agent's next
-        // post (SECURITY-CASES 28); agents read over the REST API.
-        return Err(ApiError::forbidden(
-            "agents read channels over the REST API, not by subscribing; see GET /api/v1/channels/{id}/messages",
-        ));
-    }
-    let f = app.chat.channel_facts(p, channel_id).await?;
-    let ctx = f.ctx(p);
-    if !app.authz.channel(p, ChannelAction::Read, &f.attrs, &ctx) {
-        // Non-members of a private channel learn nothing, not even that it exists.
-        return Err(ApiError::not_found("channel"));
-    }
-    let latest = f.row.last_seq;
-    let resync = match last_seq {
-        None => None,
-        Some(s) if s < 0 || s > latest => Some("ahead_of_server"),
-        Some(s) if s < f.row.history_floor => Some("history_pruned"),
-        Some(s) if latest - s > app.settings.limits.replay_max => Some("too_far_behind"),
-        Some(_) => None,
-    };
-    let from = match (last_seq, resync) {
-        (Some(s), None) => s,
-        _ => latest,
-    };
-    app.hub.prepare(
-        sub,
-        f.attrs.clone(),
-        f.membership.is_some(),
-        crate::ids::Seq(from),
-    );
+    let plan = app
+        .chat
+        .subscription(&conn.principal, channel_id, last_seq.map(crate::ids::Seq))
+        .await?;
+    app.hub
+        .prepare(sub, plan.attrs.clone(), plan.member, plan.from);
     let mut replayed = 0usize;
-    if from < latest {
-        for ev in crate::chat::events::replay(
-            &app.db,
-            &app.directory,
-            &f.attrs.label,
-            channel_id,
-            crate::ids::Seq(from),
-            crate::ids::Seq(latest),
-        )
-        .await?
-        {
-            app.hub.replay(sub, Arc::new(ev)).await;
-            replayed += 1;
-        }
+    for ev in app.chat.missed(channel_id, &plan).await? {
+        app.hub.replay(sub, Arc::new(ev)).await;
+        replayed += 1;
     }
-    let marker = match resync {
+    let latest = plan.latest.get();
+    let marker = match plan.resync {
         Some(reason) => {
             app.metrics.ws_resyncs.inc();
             serde_json::json!({"type": "resync", "channel_id": channel_id, "reason": reason, "latest_seq": latest,
@@ -381,15 +342,14 @@ async fn subscribe(
 fn stream_activity(
     app: &App,
     conn: Arc<Conn>,
-    mut rx: tokio::sync::broadcast::Receiver<Arc<crate::agents::FeedItem>>,
+    mut rx: tokio::sync::broadcast::Receiver<Arc<FeedItem>>,
+    mut reader: ActivityReader,
     interests: InterestMatcher,
 ) {
-    let reader = feed_reader(&conn.principal);
     // Weak, so the task never keeps the server (and the feed) alive itself.
     let server = Arc::downgrade(app);
     tokio::spawn(async move {
         use tokio::sync::broadcast::error::RecvError;
-        let mut reads = ReadDecisions::default();
         loop {
             let mut items = Vec::new();
             match rx.recv().await {
@@ -411,7 +371,11 @@ fn stream_activity(
             };
             let mut out = Vec::with_capacity(items.len());
             for item in items {
-                match reads.cut(&app, &reader, &item, &interests).await {
+                match app
+                    .agents
+                    .cut_activity(&mut reader, &item, &interests)
+                    .await
+                {
                     Ok(Some(a)) => out.push(a),
                     Ok(None) => {}
                     // Undecidable is unreadable: the item is left out.
@@ -427,116 +391,4 @@ fn stream_activity(
             }
         }
     });
-}
-
-/// Whose reading decides what a feed subscriber receives. An admin reads as
-/// themself. A worker account may read no channel itself (policy forbids it
-/// everything but `agent.run`), so it receives what an agent with the worker's
-/// clearance, a member of no channel, could read: public channels, within
-/// that clearance. Its agents read the messages themselves, with their own
-/// tokens.
-fn feed_reader(p: &Principal) -> Principal {
-    if p.role != crate::principal::Role::Worker {
-        return p.clone();
-    }
-    Principal {
-        // Not the account's id: a membership it was somehow given counts for nothing.
-        id: crate::ids::UserId::from_trusted(format!("worker:{}", p.id)),
-        handle: p.handle.clone(),
-        display_name: p.display_name.clone(),
-        role: crate::principal::Role::Agent,
-        kind: p.kind,
-        department: None,
-        clearance: p.clearance.clone(),
-        active: p.active,
-    }
-}
-
-/// Read decisions most remembered per activity subscriber (a few per
-/// channel and label in use; cleared when full).
-const READ_DECISIONS_KEPT: usize = 4096;
-
-/// Whether one subscriber may read a message, decided as a message read is
-/// (`chat::read_message`: the cached channel, the subscriber's membership
-/// and ownership, and the message's label through Cedar's `message.read`),
-/// and remembered per channel and label while the channel's cache entry and
-/// the policy generation stay the same.
-#[derive(Default)]
-struct ReadDecisions {
-    by: std::collections::HashMap<(String, Label), ReadDecision>,
-}
-
-struct ReadDecision {
-    channel: Arc<CachedChannel>,
-    generation: u64,
-    allowed: bool,
-}
-
-impl ReadDecisions {
-    /// The item as `p` may receive it, or `None` if `p` may not read it.
-    async fn cut(
-        &mut self,
-        app: &App,
-        p: &Principal,
-        item: &FeedItem,
-        interests: &InterestMatcher,
-    ) -> Result<Option<Activity>, ApiError> {
-        let Some(channel) = app
-            .channels
-            .get(
-                &app.db,
-                &crate::ids::ChannelId::from_trusted(item.channel_id()),
-            )
-            .await?
-        else {
-            return Ok(None);
-        };
-        let generation = app.authz.generation();
-        if self.by.len() >= READ_DECISIONS_KEPT {
-            self.by.clear();
-        }
-        Ok(item.for_reader(
-            |label| self.decide(app, p, &channel, generation, label),
-            interests,
-        ))
-    }
-
-    /// The remembered decision for `label` in `channel`, or a fresh one.
-    fn decide(
-        &mut self,
-        app: &App,
-        p: &Principal,
-        channel: &Arc<CachedChannel>,
-        generation: u64,
-        label: &Label,
-    ) -> bool {
-        let key = (channel.attrs.id.clone(), label.clone());
-        if let Some(d) = self.by.get(&key) {
-            if d.generation == generation && Arc::ptr_eq(&d.channel, channel) {
-                return d.allowed;
-            }
-        }
-        let allowed = may_read(app, p, channel, label);
-        self.by.insert(
-            key,
-            ReadDecision {
-                channel: channel.clone(),
-                generation,
-                allowed,
-            },
-        );
-        allowed
-    }
-}
-
-/// Cedar's `message.read` for `p`, a message labelled `label` and its channel.
-fn may_read(app: &App, p: &Principal, channel: &CachedChannel, label: &Label) -> bool {
-    let ctx = ChannelCtx {
-        is_member: channel.members.contains(p.id.as_str()),
-        is_owner: channel.attrs.created_by == p.id,
-        msg_label: Some(label.clone()),
-        ..Default::default()
-    };
-    app.authz
-        .channel(p, ChannelAction::ReadMessage, &channel.attrs, &ctx)
 }

@@ -71,6 +71,15 @@ impl Chat {
         })
     }
 
+    /// A channel's policy facts and members from the cache (filled from
+    /// storage on a miss); `None` if it does not exist.
+    pub async fn cached_channel(
+        &self,
+        id: &ChannelId,
+    ) -> ChatResult<Option<std::sync::Arc<crate::chat::cache::CachedChannel>>> {
+        self.channels.get(&self.db, id).await
+    }
+
     /// Decide with Cedar; a denial is audited and becomes a 403, or a 404 when
     /// the caller may not even know the channel exists.
     pub async fn require(

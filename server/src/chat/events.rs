@@ -1,16 +1,18 @@
 //! Committed channel events as subscribers receive them: one encoder for
 //! live delivery (the writer's publisher) and for replay to a socket that
-//! resumes from a `seq` (read back from storage here).
+//! resumes from a `seq` (read back from storage here), and where a socket's
+//! subscription starts.
 
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 
+use crate::authz::ChannelAction;
 use crate::chat::stored_label;
 use crate::chat::views::{event_json, message_event_json, message_view};
-use crate::chat::ChatResult;
+use crate::chat::{Chat, ChatError, ChatResult};
 use crate::directory::Directory;
 use crate::ids::{ChannelId, Seq, UserId};
 use crate::label::Label;
-use crate::principal::Principal;
+use crate::principal::{ChannelAttrs, Principal, UserKind};
 use crate::realtime::{Effect, Published};
 use crate::storage::entities::{channel_event, message};
 
@@ -42,6 +44,88 @@ pub fn channel_event(
         label,
         json: event_json(kind, channel_id, seq, payload).into(),
         effect,
+    }
+}
+
+/// Where a socket's subscription to a channel starts, decided for its subscriber.
+pub struct Subscription {
+    /// The channel as the hub filters its live events.
+    pub attrs: ChannelAttrs,
+    /// Whether the subscriber is a member.
+    pub member: bool,
+    /// The channel's last sequence when the subscription was decided.
+    pub latest: Seq,
+    /// Replay covers `from < seq <= latest`.
+    pub from: Seq,
+    /// Why the client must refetch over REST instead of resuming, if it must.
+    pub resync: Option<&'static str>,
+}
+
+impl Chat {
+    /// Decide whether `p` may subscribe to `channel_id` on a socket, and from
+    /// where: after `last_seq` when the server still holds everything since,
+    /// otherwise from now, with the reason the client must refetch.
+    pub async fn subscription(
+        &self,
+        p: &Principal,
+        channel_id: &ChannelId,
+        last_seq: Option<Seq>,
+    ) -> ChatResult<Subscription> {
+        if p.kind == UserKind::Agent {
+            // What a socket delivers cannot be counted toward the agent's next
+            // post (SECURITY-CASES 28); agents read over the REST API.
+            return Err(ChatError::forbidden(
+                "agents read channels over the REST API, not by subscribing; see GET /api/v1/channels/{id}/messages",
+            ));
+        }
+        let f = self.channel_facts(p, channel_id).await?;
+        if !self
+            .authz
+            .channel(p, ChannelAction::Read, &f.attrs, &f.ctx(p))
+        {
+            // Non-members of a private channel learn nothing, not even that it exists.
+            return Err(ChatError::not_found("channel"));
+        }
+        let latest = f.row.last_seq;
+        let last_seq = last_seq.map(Seq::get);
+        let resync = match last_seq {
+            None => None,
+            Some(s) if s < 0 || s > latest => Some("ahead_of_server"),
+            Some(s) if s < f.row.history_floor => Some("history_pruned"),
+            Some(s) if latest - s > self.limits.replay_max => Some("too_far_behind"),
+            Some(_) => None,
+        };
+        let from = match (last_seq, resync) {
+            (Some(s), None) => s,
+            _ => latest,
+        };
+        Ok(Subscription {
+            attrs: f.attrs,
+            member: f.membership.is_some(),
+            latest: Seq(latest),
+            from: Seq(from),
+            resync,
+        })
+    }
+
+    /// The events a subscription missed, to replay before it goes live.
+    pub async fn missed(
+        &self,
+        channel_id: &ChannelId,
+        sub: &Subscription,
+    ) -> ChatResult<Vec<Published>> {
+        if sub.from >= sub.latest {
+            return Ok(Vec::new());
+        }
+        replay(
+            &self.db,
+            &self.directory,
+            &sub.attrs.label,
+            channel_id,
+            sub.from,
+            sub.latest,
+        )
+        .await
     }
 }
 

@@ -128,6 +128,9 @@ pub struct Knowledge {
     data_dir: PathBuf,
     authz: Arc<Authz>,
     audit: Arc<Audit>,
+    /// What an agent retrieves or is handed from documents counts toward
+    /// the label of its next post (SECURITY-CASES 28).
+    marks: Arc<crate::marks::AgentMarks>,
     engine: OnceCell<Engine>,
     /// One ingestion or reclassification at a time per process: keeps the
     /// vectors-then-rows swap of a document from interleaving with another.
@@ -182,6 +185,7 @@ impl Knowledge {
         data_dir: PathBuf,
         authz: Arc<Authz>,
         audit: Arc<Audit>,
+        marks: Arc<crate::marks::AgentMarks>,
     ) -> Self {
         Self {
             db,
@@ -189,6 +193,7 @@ impl Knowledge {
             data_dir,
             authz,
             audit,
+            marks,
             engine: OnceCell::new(),
             write: tokio::sync::Mutex::new(()),
             scope_cache: std::sync::Mutex::new(HashMap::new()),

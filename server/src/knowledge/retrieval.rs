@@ -89,6 +89,9 @@ impl Knowledge {
             )
             .await
             .map_err(crate::error::ServiceError::from)?; // fail closed: no results without their audit record
+                                                         // What an agent retrieves counts toward its next post (SECURITY-CASES 28).
+        self.marks
+            .raise_stored(p, chunks.iter().map(|c| c.label.as_str()));
         Ok(Retrieval {
             scope: scope.spec.name.clone(),
             chunks,
@@ -281,6 +284,14 @@ format!("cited chunk {id} does not exist (it may have been replaced by a newer v
                 redacted: !cleared,
             });
         }
+        // Cited text an agent is handed counts toward its next post, as
+        // retrieved text does (SECURITY-CASES 28).
+        self.marks.raise_stored(
+            reader,
+            out.iter()
+                .filter(|c| !c.redacted)
+                .map(|c| c.chunk.label.as_str()),
+        );
         Ok(out)
     }
 

@@ -2,6 +2,7 @@
 //! durability settings, migrations, and the sea-orm entities.
 
 pub mod entities;
+pub mod sequence;
 pub mod sql;
 
 use std::time::Duration;

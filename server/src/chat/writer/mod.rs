@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
-    DatabaseTransaction, EntityTrait, QueryFilter, Set,
+    ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    QueryFilter, Set,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -28,6 +28,8 @@ use crate::storage::entities::{
 
 /// Most operations committed in one transaction.
 const MAX_BATCH: usize = 512;
+
+mod change;
 
 /// Rows per multi-row statement within a group commit.
 const CHUNK: usize = 64;
@@ -418,7 +420,7 @@ impl WriterTask {
             .iter()
             .map(|(c, v)| (*c, v.len() as i64))
             .collect();
-        let reserved = reserve_many(txn, &wanted).await?;
+        let reserved = crate::storage::sequence::reserve_many(txn, &wanted).await?;
         for (channel_id, idxs) in &per_channel {
             let Some(&last) = reserved.get(*channel_id) else {
                 for &i in idxs {
@@ -508,223 +510,6 @@ impl WriterTask {
             .collect())
     }
 
-    async fn apply_change(
-        &self,
-        txn: &DatabaseTransaction,
-        c: &ChannelChange,
-        events: &mut Vec<Pending>,
-    ) -> Result<ChatResult<Option<i64>>, sea_orm::DbErr> {
-        let Some(ch) = channel::Entity::find_by_id(c.channel_id.clone())
-            .one(txn)
-            .await?
-        else {
-            return Ok(Err(ChatError::not_found("channel")));
-        };
-        let attrs = match ChannelAttrs::try_from(&ch) {
-            Ok(a) => a,
-            Err(e) => return Ok(Err(ChatError::internal(e))),
-        };
-        let channel_label = attrs.label.clone();
-        let now = chrono::Utc::now();
-        // Check the change applies, and work out the event it produces.
-        let (kind, message_id, label, payload, effect): (
-            &str,
-            Option<String>,
-            Label,
-            serde_json::Value,
-            Effect,
-        ) = match &c.change {
-            Change::Edit {
-                message_id,
-                body,
-                mention_ids,
-            } => {
-                let Some(m) = live_message(txn, &c.channel_id, message_id).await? else {
-                    return Ok(Err(ChatError::not_found("message")));
-                };
-                let mut am: message::ActiveModel = m.clone().into();
-                am.body = Set(body.clone());
-                am.edited_at = Set(Some(now));
-                let updated = am.update(txn).await?;
-                mention::Entity::delete_many()
-                    .filter(mention::Column::MessageId.eq(message_id.as_str()))
-                    .exec(txn)
-                    .await?;
-                for uid in mention_ids {
-                    mention::ActiveModel {
-                        message_id: Set(message_id.clone()),
-                        user_id: Set(uid.clone()),
-                        channel_id: Set(c.channel_id.clone()),
-                        seq: Set(m.seq),
-                    }
-                    .insert(txn)
-                    .await?;
-                }
-                let author = self.author(&updated.author_id).await;
-                let view = author.map(|a| crate::chat::views::message_view(&updated, &a));
-                let label = Label::from_stored(&updated.label, &channel_label);
-                (
-                    "message.edited",
-                    Some(message_id.clone()),
-                    label,
-                    serde_json::json!({ "message": view }),
-                    Effect::None,
-                )
-            }
-            Change::Delete { message_id } => {
-                let Some(m) = live_message(txn, &c.channel_id, message_id).await? else {
-                    return Ok(Err(ChatError::not_found("message")));
-                };
-                let mut am: message::ActiveModel = m.clone().into();
-                // The body is blanked, not kept: deleted text must not stay searchable.
-                am.body = Set(String::new());
-                am.deleted = Set(true);
-                am.update(txn).await?;
-                reaction::Entity::delete_many()
-                    .filter(reaction::Column::MessageId.eq(message_id.as_str()))
-                    .exec(txn)
-                    .await?;
-                let label = Label::from_stored(&m.label, &channel_label);
-                (
-                    "message.deleted",
-                    Some(message_id.clone()),
-                    label,
-                    serde_json::json!({ "message_id": message_id }),
-                    Effect::None,
-                )
-            }
-            Change::ReactionAdd { message_id, emoji }
-            | Change::ReactionRemove { message_id, emoji } => {
-                let Some(m) = live_message(txn, &c.channel_id, message_id).await? else {
-                    return Ok(Err(ChatError::not_found("message")));
-                };
-                let key = (message_id.clone(), c.actor_id.clone(), emoji.clone());
-                let exists = reaction::Entity::find_by_id(key.clone())
-                    .one(txn)
-                    .await?
-                    .is_some();
-                let adding = matches!(c.change, Change::ReactionAdd { .. });
-                if exists == adding {
-                    return Ok(Ok(None));
-                }
-                if adding {
-                    reaction::ActiveModel {
-                        message_id: Set(key.0),
-                        user_id: Set(key.1),
-                        emoji: Set(key.2),
-                        created_at: Set(now),
-                    }
-                    .insert(txn)
-                    .await?;
-                } else {
-                    reaction::Entity::delete_by_id(key).exec(txn).await?;
-                }
-                let label = Label::from_stored(&m.label, &channel_label);
-                (
-                    if adding {
-                        "reaction.added"
-                    } else {
-                        "reaction.removed"
-                    },
-                    Some(message_id.clone()),
-                    label,
-                    serde_json::json!({ "message_id": message_id, "user_id": c.actor_id, "emoji": emoji }),
-                    Effect::None,
-                )
-            }
-            Change::Join { user_id } => {
-                let key = (c.channel_id.clone(), user_id.clone());
-                if membership::Entity::find_by_id(key)
-                    .one(txn)
-                    .await?
-                    .is_some()
-                {
-                    return Ok(Ok(None));
-                }
-                membership::ActiveModel {
-                    channel_id: Set(c.channel_id.clone()),
-                    user_id: Set(user_id.clone()),
-                    last_read_seq: Set(ch.last_seq),
-                    joined_at: Set(now),
-                }
-                .insert(txn)
-                .await?;
-                (
-                    "member.joined",
-                    None,
-                    channel_label,
-                    serde_json::json!({ "user_id": user_id, "by": c.actor_id }),
-                    Effect::MemberJoined(user_id.clone()),
-                )
-            }
-            Change::Leave { user_id } => {
-                let key = (c.channel_id.clone(), user_id.clone());
-                let res = membership::Entity::delete_by_id(key).exec(txn).await?;
-                if res.rows_affected == 0 {
-                    return Ok(Ok(None));
-                }
-                (
-                    "member.left",
-                    None,
-                    channel_label,
-                    serde_json::json!({ "user_id": user_id }),
-                    Effect::MemberLeft(user_id.clone()),
-                )
-            }
-            Change::Update { topic } => {
-                let mut am: channel::ActiveModel = ch.clone().into();
-                am.topic = Set(topic.clone());
-                am.update(txn).await?;
-                (
-                    "channel.updated",
-                    None,
-                    channel_label,
-                    serde_json::json!({ "topic": topic }),
-                    Effect::None,
-                )
-            }
-            Change::Archive => {
-                if ch.archived {
-                    return Ok(Ok(None));
-                }
-                let mut am: channel::ActiveModel = ch.clone().into();
-                am.archived = Set(true);
-                am.update(txn).await?;
-                let mut a = attrs.clone();
-                a.archived = true;
-                (
-                    "channel.archived",
-                    None,
-                    channel_label,
-                    serde_json::json!({}),
-                    Effect::ChannelChanged(a),
-                )
-            }
-        };
-        let Some(seq) = next_seq(txn, &c.channel_id).await? else {
-            return Ok(Err(ChatError::not_found("channel")));
-        };
-        channel_event::ActiveModel {
-            channel_id: Set(c.channel_id.clone()),
-            seq: Set(seq),
-            kind: Set(kind.to_string()),
-            message_id: Set(message_id),
-            payload: Set(payload.to_string()),
-            created_at: Set(now),
-        }
-        .insert(txn)
-        .await?;
-        events.push(Pending::Ready(Arc::new(super::events::channel_event(
-            kind,
-            &ChannelId::from_trusted(c.channel_id.as_str()),
-            Seq(seq),
-            label,
-            payload,
-            effect,
-        ))));
-        Ok(Ok(Some(seq)))
-    }
-
     async fn author(&self, id: &str) -> Option<Arc<Principal>> {
         self.directory
             .get(&UserId::from_trusted(id))
@@ -732,73 +517,4 @@ impl WriterTask {
             .ok()
             .flatten()
     }
-}
-
-async fn live_message(
-    txn: &DatabaseTransaction,
-    channel_id: &str,
-    message_id: &str,
-) -> Result<Option<message::Model>, sea_orm::DbErr> {
-    Ok(message::Entity::find_by_id(message_id.to_string())
-        .one(txn)
-        .await?
-        .filter(|m| m.channel_id == channel_id && !m.deleted))
-}
-
-/// Advance several open channels' sequences at once (one statement for the
-/// whole group commit); returns each channel's new last sequence. Archived or
-/// missing channels are absent from the result.
-async fn reserve_many(
-    txn: &DatabaseTransaction,
-    wanted: &[(&str, i64)],
-) -> Result<HashMap<String, i64>, sea_orm::DbErr> {
-    if wanted.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let mut cases = String::new();
-    let mut ids = Vec::new();
-    let mut values: Vec<sea_orm::Value> = Vec::new();
-    for (i, (channel, n)) in wanted.iter().enumerate() {
-        cases.push_str(&format!(" WHEN ${} THEN ${}", 2 * i + 1, 2 * i + 2));
-        ids.push(format!("${}", 2 * i + 1));
-        values.push((*channel).into());
-        values.push((*n).into());
-    }
-    let sql = format!(
-        "UPDATE channels SET last_seq = last_seq + CASE id{cases} END \
-         WHERE id IN ({}) AND archived = false RETURNING id, last_seq",
-        ids.join(", ")
-    );
-    let rows = txn
-        .query_all_raw(crate::storage::sql::stmt(
-            txn.get_database_backend(),
-            &sql,
-            values,
-        ))
-        .await?;
-    let mut out = HashMap::new();
-    for r in rows {
-        out.insert(
-            r.try_get::<String>("", "id")?,
-            r.try_get::<i64>("", "last_seq")?,
-        );
-    }
-    Ok(out)
-}
-
-/// Advance a channel's sequence by one (archived channels too: archiving is
-/// itself an event); `None` if the channel is gone.
-async fn next_seq(
-    txn: &DatabaseTransaction,
-    channel_id: &str,
-) -> Result<Option<i64>, sea_orm::DbErr> {
-    let sql = "UPDATE channels SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq";
-    let row = txn
-        .query_one_raw(crate::storage::sql::stmt(
-            txn.get_database_backend(),
-            sql,
-            vec![channel_id.into()],
-        ))
-        .await?;
-    row.map(|r| r.try_get::<i64>("", "last_seq")).transpose()
 }
