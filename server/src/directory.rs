@@ -161,7 +161,7 @@ impl Directory {
             kind: Set(new.kind.as_str().into()),
             role: Set(new.role.as_str().into()),
             department: Set(new.department),
-            clearance: Set(new.clearance.to_string()),
+            clearance: Set(new.clearance),
             password_hash: Set(new.password_hash),
             active: Set(true),
             created_at: Set(chrono::Utc::now()),

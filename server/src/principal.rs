@@ -42,7 +42,7 @@ impl TryFrom<&user::Model> for Principal {
                 .parse()
                 .map_err(|e: warroom_types::ChoiceError| e.to_string())?,
             department: u.department.clone(),
-            clearance: u.clearance.parse().map_err(|e| format!("{e}"))?,
+            clearance: u.clearance.clone(),
             active: u.active,
         })
     }
@@ -67,7 +67,7 @@ impl TryFrom<&channel::Model> for ChannelAttrs {
                 .visibility
                 .parse()
                 .map_err(|e: warroom_types::ChoiceError| e.to_string())?,
-            label: c.label.parse().map_err(|e| format!("{e}"))?,
+            label: c.label.clone(),
             archived: c.archived,
             created_by: c.created_by.clone(),
         })

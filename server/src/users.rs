@@ -345,7 +345,7 @@ impl Users {
         if let Some(c) = &req.clearance {
             let clearance = parse_label(c)?;
             grantable(p, &clearance)?;
-            am.clearance = Set(clearance.to_string());
+            am.clearance = Set(clearance);
         }
         if let Some(d) = &req.department {
             am.department = Set(Some(parse_department(d)?));

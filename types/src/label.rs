@@ -46,7 +46,16 @@ pub enum LabelError {
 }
 
 /// A security label: a level and a set of department compartments.
+///
+/// As a database column (the `sea-orm` feature) it is stored as its text and
+/// read back through the same parser, so a row whose label was changed
+/// outside Warroom fails to load instead of loading with a guess.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "sea-orm",
+    derive(sea_orm::DeriveValueType),
+    sea_orm(value_type = "String")
+)]
 pub struct Label {
     pub level: Level,
     pub compartments: BTreeSet<String>,
@@ -173,6 +182,23 @@ impl<'de> Deserialize<'de> for Label {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// The column type stores the canonical text and reads back only what
+    /// the parser accepts.
+    #[cfg(feature = "sea-orm")]
+    #[test]
+    fn a_label_column_round_trips_and_refuses_what_the_parser_refuses() {
+        use sea_orm::sea_query::ValueType;
+        let label: Label = "confidential:hr,finance".parse().unwrap();
+        let stored: sea_orm::Value = label.clone().into();
+        assert_eq!(
+            stored,
+            sea_orm::Value::String(Some("confidential:finance,hr".to_string()))
+        );
+        assert_eq!(<Label as ValueType>::try_from(stored).unwrap(), label);
+        let tampered = sea_orm::Value::String(Some("secret".to_string()));
+        assert!(<Label as ValueType>::try_from(tampered).is_err());
+    }
 
     #[test]
     fn parses_and_prints_canonically() {

@@ -208,7 +208,7 @@ fn view(
         activity: a.activity.clone(),
         brain: a.brain.clone(),
         status: a.status.clone(),
-        clearance: u.clearance.clone(),
+        clearance: u.clearance.to_string(),
         scope,
         tokens_per_hour: a.tokens_per_hour as u32,
         turns_per_hour: a.turns_per_hour as u32,

@@ -218,7 +218,7 @@ impl Agents {
                 kind: Set(UserKind::Agent.as_str().into()),
                 role: Set(Role::Agent.as_str().into()),
                 department: Set(Some(template.department.clone())),
-                clearance: Set(clearance.to_string()),
+                clearance: Set(clearance.clone()),
                 password_hash: Set(None),
                 active: Set(true),
                 created_at: Set(now),

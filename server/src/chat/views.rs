@@ -52,7 +52,7 @@ pub fn channel_view(c: &channel::Model) -> ChannelView {
         id: c.id.clone(),
         name: c.name.clone(),
         visibility: c.visibility.clone(),
-        label: c.label.clone(),
+        label: c.label.to_string(),
         topic: c.topic.clone(),
         created_by: c.created_by.clone(),
         archived: c.archived,
