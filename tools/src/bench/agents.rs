@@ -237,7 +237,7 @@ async fn one_run(n: usize, args: &AgentsBenchArgs) -> anyhow::Result<Value> {
     let q = rt.timings().overhead_ms(&[0.5, 0.99]);
     let rss = rss_bytes();
     app.agents.flush_memory().await;
-    Ok(json!({
+    let result = json!({
         "agents": n,
         "active": stats.scheduler.activations.min(n as u64),
         "turns": turns,
@@ -253,7 +253,18 @@ async fn one_run(n: usize, args: &AgentsBenchArgs) -> anyhow::Result<Value> {
         "rss_bytes_per_idle_agent": rss_loaded.saturating_sub(rss_before) as f64 / n as f64,
         "spawn_seconds": spawn_s,
         "scheduler": stats.scheduler,
-    }))
+    });
+    // The vector store flushes into the data directory when its last handle
+    // goes, and background tasks (the message embedder) let go of theirs a
+    // little after `app`: the directory is removed only once they have.
+    let knowledge = Arc::downgrade(&app.knowledge);
+    drop(rt);
+    drop(app);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while knowledge.strong_count() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(result)
 }
 
 async fn brain_rates(args: &AgentsBenchArgs) -> (Value, Value) {
