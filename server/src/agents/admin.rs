@@ -24,8 +24,9 @@ impl Agents {
         Ok(self.templates())
     }
 
-    /// The live activity feed, for a worker that runs agents. Each item must
-    /// still go through [`super::FeedItem::for_reader`] before it leaves.
+    /// The live activity feed, for a worker that runs agents, with the
+    /// reader that decides what of it the worker may receive: each item goes
+    /// through [`Agents::cut_activity`] before it leaves the process.
     pub fn activity_for(
         &self,
         worker: &Principal,
