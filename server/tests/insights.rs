@@ -219,6 +219,14 @@ async fn digests_find_cross_department_insights_and_redact_by_clearance() {
     let r = app.get("/api/v1/insights/digests", &member.token).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     let r = app
+        .get("/api/v1/insights/digests?limit=0", &member.token)
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "permission before input");
+    let r = app
+        .get("/api/v1/insights/digests?limit=0", &admin.token)
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.json);
+    let r = app
         .post(
             "/api/v1/insights/run",
             &admin.token,

@@ -304,6 +304,16 @@ async fn scope_preview_counts_and_samples_within_clearance(app: &TestApp) {
     let member = app.user("mia", "member", None).await;
     let r = app.get("/api/v1/scopes", &member.token).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // Permission is decided before the input is read: a member learns
+    // nothing from how a bad definition would be refused.
+    let r = app
+        .post(
+            "/api/v1/scopes/preview",
+            &member.token,
+            json!({"name": "x", "max_label": "secret"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
     let r = app
         .call(
             Method::DELETE,

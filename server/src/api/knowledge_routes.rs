@@ -374,9 +374,8 @@ pub async fn preview_spec(
     ApiQuery(q): ApiQuery<PreviewQuery>,
     ApiJson(spec): ApiJson<ScopeSpec>,
 ) -> ApiResult<Json<ScopePreview>> {
-    let (_, rule) = spec.validate()?;
     let samples = q.samples.unwrap_or(5).min(20);
-    Ok(Json(app.knowledge.preview(&p, &rule, samples).await?))
+    Ok(Json(app.knowledge.preview_spec(&p, spec, samples).await?))
 }
 
 /// A principal's scope assignment.

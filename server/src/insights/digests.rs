@@ -200,6 +200,9 @@ impl Insights {
             crate::authz::Actor::Principal(reader),
             crate::authz::SystemAction::InsightsRead,
         )?;
+        if !(1..=500).contains(&limit) {
+            return Err(InsightsError::invalid("limit must be 1-500"));
+        }
         let backend = self.db.get_database_backend();
         let rows = self
             .db
@@ -207,7 +210,7 @@ impl Insights {
                 backend,
                 "SELECT id, version, period_from, period_to, created_at, label, risks, opportunities \
                  FROM digests ORDER BY period_to DESC, version DESC LIMIT $1",
-                vec![(limit.clamp(1, 500) as i64).into()],
+                vec![(limit as i64).into()],
             ))
             .await
             .map_err(db_err)?;

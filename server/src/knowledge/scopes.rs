@@ -304,6 +304,20 @@ impl Knowledge {
         ))
     }
 
+    /// What an unsaved scope definition would see (see [`Knowledge::preview`]). The
+    /// permission is decided before the definition is read.
+    pub async fn preview_spec(
+        &self,
+        viewer: &Principal,
+        spec: ScopeSpec,
+        samples: usize,
+    ) -> KnowledgeResult<ScopePreview> {
+        self.authz
+            .permit(Actor::Principal(viewer), SystemAction::ScopeManage)?;
+        let (_, rule) = spec.validate()?;
+        self.preview(viewer, &rule, samples).await
+    }
+
     /// What a scope can see: chunk counts per collection, department and label, and
     /// sample chunks (only those the viewer is cleared for).
     pub async fn preview(
