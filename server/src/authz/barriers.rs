@@ -114,15 +114,7 @@ fn with_msg(ctx: ChannelCtx, label: &str) -> ChannelCtx {
 }
 
 fn broad_scope(max: &str) -> ScopeRule {
-    ScopeRule {
-        collections: None,
-        departments: None,
-        tags: None,
-        exclude_collections: Vec::new(),
-        exclude_departments: Vec::new(),
-        exclude_tags: Vec::new(),
-        max_label: max.parse().expect("probe labels are valid"),
-    }
+    ScopeRule::within(max.parse().expect("probe labels are valid"))
 }
 
 fn chunk(collection: &str, department: &str, label: &str) -> ChunkAttrs {

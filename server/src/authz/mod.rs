@@ -125,6 +125,22 @@ pub struct ScopeRule {
     pub max_label: Label,
 }
 
+impl ScopeRule {
+    /// A rule that admits every collection, department and tag: only
+    /// `max_label` limits what it shows.
+    pub fn within(max_label: Label) -> Self {
+        Self {
+            collections: None,
+            departments: None,
+            tags: None,
+            exclude_collections: Vec::new(),
+            exclude_departments: Vec::new(),
+            exclude_tags: Vec::new(),
+            max_label,
+        }
+    }
+}
+
 /// A chunk as policy sees it: its document's metadata and label.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkAttrs {

@@ -209,15 +209,9 @@ impl Knowledge {
         let (rows, docs) = self.chunks_with_documents(&unique).await?;
         let scope = self.scope_of(&p.user_id()).await?;
         // Without a scope, clearance alone decides: a rule that admits everything.
-        let rule = scope.map(|s| s.rule).unwrap_or_else(|| ScopeRule {
-            collections: None,
-            departments: None,
-            tags: None,
-            exclude_collections: Vec::new(),
-            exclude_departments: Vec::new(),
-            exclude_tags: Vec::new(),
-            max_label: p.clearance.clone(),
-        });
+        let rule = scope
+            .map(|s| s.rule)
+            .unwrap_or_else(|| ScopeRule::within(p.clearance.clone()));
         let mut out = Vec::new();
         let mut join: Option<Label> = None;
         for id in &unique {
