@@ -110,8 +110,7 @@ impl Chat {
         // Hot path: policy facts from the channel cache; the full (audited)
         // decision path runs only when the cached facts deny.
         let cached = self
-            .channels
-            .get(&self.db, channel_id)
+            .cached_channel(channel_id)
             .await?
             .ok_or_else(|| ChatError::not_found("channel"))?;
         let mut label = match &req.label {
@@ -239,8 +238,7 @@ impl Chat {
         // Hot path: policy facts from the channel cache, as posting does; the
         // full (audited) decision runs only when the cached facts deny.
         let cached = self
-            .channels
-            .get(&self.db, channel_id)
+            .cached_channel(channel_id)
             .await?
             .ok_or_else(|| ChatError::not_found("channel"))?;
         let mut ctx = ChannelCtx {
@@ -389,8 +387,7 @@ impl Chat {
             return Err(ChatError::not_found("message"));
         };
         let cached = self
-            .channels
-            .get(&self.db, &ChannelId::from_trusted(m.channel_id.as_str()))
+            .cached_channel(&ChannelId::from_trusted(m.channel_id.as_str()))
             .await?
             .ok_or_else(|| ChatError::not_found("message"))?;
         let ctx = ChannelCtx {

@@ -89,7 +89,8 @@ impl Knowledge {
             )
             .await
             .map_err(crate::error::ServiceError::from)?; // fail closed: no results without their audit record
-                                                         // What an agent retrieves counts toward its next post (SECURITY-CASES 28).
+
+        // What an agent retrieves counts toward its next post (SECURITY-CASES 28).
         self.marks
             .raise_stored(p, chunks.iter().map(|c| c.label.as_str()));
         Ok(Retrieval {
